@@ -1,0 +1,161 @@
+//! AWS clients, built once at cold start, and what every call shares: retries, timeouts, call counting and
+//! the mapping of SDK errors to [`Error`].
+
+use std::collections::BTreeMap;
+use std::fmt::Debug;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use aws_config::retry::RetryConfig;
+use aws_config::timeout::TimeoutConfig;
+use aws_config::{BehaviorVersion, SdkConfig};
+use aws_sdk_iam::error::{ProvideErrorMetadata, SdkError};
+use aws_smithy_runtime_api::box_error::BoxError;
+use aws_smithy_runtime_api::client::interceptors::context::BeforeSerializationInterceptorContextRef;
+use aws_smithy_runtime_api::client::interceptors::Intercept;
+use aws_smithy_runtime_api::client::orchestrator::Metadata;
+use aws_smithy_types::config_bag::ConfigBag;
+
+use crate::error::{AwsFailure, Error};
+
+/// Counts AWS calls by IAM-policy action name (`iam:ListUsers`), one per operation, however many retries it took.
+#[derive(Debug, Default, Clone)]
+pub struct CallCounter(Arc<Mutex<BTreeMap<String, u64>>>);
+
+impl CallCounter {
+    fn counts(&self) -> std::sync::MutexGuard<'_, BTreeMap<String, u64>> {
+        // A poisoned lock only means another thread panicked mid-increment; the counts are still usable.
+        self.0
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Returns the counts so far and starts again from zero: one invocation's calls.
+    pub fn take(&self) -> BTreeMap<String, u64> {
+        std::mem::take(&mut *self.counts())
+    }
+}
+
+impl Intercept for CallCounter {
+    fn name(&self) -> &'static str {
+        "keywatch::CallCounter"
+    }
+
+    fn read_before_execution(
+        &self,
+        _context: &BeforeSerializationInterceptorContextRef<'_>,
+        cfg: &mut ConfigBag,
+    ) -> Result<(), BoxError> {
+        if let Some(metadata) = cfg.load::<Metadata>() {
+            let action = format!(
+                "{}:{}",
+                metadata.service().to_ascii_lowercase(),
+                metadata.name()
+            );
+            *self.counts().entry(action).or_insert(0) += 1;
+        }
+        Ok(())
+    }
+}
+
+/// The AWS clients keywatch uses, sharing one config and one call counter.
+#[derive(Debug, Clone)]
+pub struct Clients {
+    pub iam: aws_sdk_iam::Client,
+    pub sns: aws_sdk_sns::Client,
+    pub sts: aws_sdk_sts::Client,
+    pub calls: CallCounter,
+}
+
+impl Clients {
+    /// Loads region, credentials and `AWS_ENDPOINT_URL` from the environment, the way every AWS SDK does.
+    pub async fn from_env(max_attempts: u32) -> Self {
+        let http_client = aws_smithy_http_client::Builder::new()
+            .tls_provider(aws_smithy_http_client::tls::Provider::Rustls(
+                aws_smithy_http_client::tls::rustls_provider::CryptoMode::Ring,
+            ))
+            .build_https();
+        let config = aws_config::defaults(BehaviorVersion::latest())
+            .http_client(http_client)
+            // Adaptive retry slows down under account-wide IAM throttling instead of failing fast.
+            .retry_config(RetryConfig::adaptive().with_max_attempts(max_attempts))
+            .timeout_config(
+                TimeoutConfig::builder()
+                    .connect_timeout(Duration::from_secs(3))
+                    .operation_attempt_timeout(Duration::from_secs(20))
+                    .build(),
+            )
+            .load()
+            .await;
+        Self::from_config(&config)
+    }
+
+    pub fn from_config(config: &SdkConfig) -> Self {
+        let calls = CallCounter::default();
+        let iam = aws_sdk_iam::config::Builder::from(config)
+            .interceptor(calls.clone())
+            .build();
+        let sns = aws_sdk_sns::config::Builder::from(config)
+            .interceptor(calls.clone())
+            .build();
+        let sts = aws_sdk_sts::config::Builder::from(config)
+            .interceptor(calls.clone())
+            .build();
+        Clients {
+            iam: aws_sdk_iam::Client::from_conf(iam),
+            sns: aws_sdk_sns::Client::from_conf(sns),
+            sts: aws_sdk_sts::Client::from_conf(sts),
+            calls,
+        }
+    }
+}
+
+/// The error code of a failed call, if the service sent one (`NoSuchEntity`, `Throttling`, ...).
+pub fn error_code<E: ProvideErrorMetadata, R>(error: &SdkError<E, R>) -> Option<&str> {
+    error.code()
+}
+
+/// Maps an SDK error to [`Error::Aws`], classifying it so the message says what to do.
+pub fn aws_error<E, R>(action: &str, error: SdkError<E, R>) -> Error
+where
+    E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
+    R: Debug,
+{
+    let code = error.code().unwrap_or("").to_string();
+    let failure = match &error {
+        SdkError::TimeoutError(_) => AwsFailure::Timeout,
+        _ if is_throttling(&code) => AwsFailure::Throttled,
+        _ if code.starts_with("AccessDenied")
+            || code == "UnauthorizedOperation"
+            || code == "AuthorizationError" =>
+        {
+            AwsFailure::AccessDenied
+        }
+        _ => AwsFailure::Other,
+    };
+    let message = match error.message() {
+        Some(message) => message.to_string(),
+        None => aws_sdk_iam::error::DisplayErrorContext(&error).to_string(),
+    };
+    Error::Aws {
+        action: action.to_string(),
+        failure,
+        code: if code.is_empty() {
+            "no error code".to_string()
+        } else {
+            code
+        },
+        message,
+    }
+}
+
+fn is_throttling(code: &str) -> bool {
+    matches!(
+        code,
+        "Throttling"
+            | "ThrottlingException"
+            | "ThrottledException"
+            | "RequestLimitExceeded"
+            | "TooManyRequestsException"
+    )
+}

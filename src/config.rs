@@ -1,0 +1,358 @@
+//! Settings, read from environment variables once at cold start. A bad value fails the init and names the
+//! variable, so a misconfigured deployment never runs a half-configured check.
+
+use globset::{Glob, GlobSet, GlobSetBuilder};
+
+use crate::error::{Error, Result};
+use crate::model::UserIdentity;
+
+pub const DEFAULT_EXEMPT_TAG_KEY: &str = "keywatch:exempt";
+
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// Where alerts go; `None` only when every run is a dry run.
+    pub topic_arn: Option<String>,
+    /// Every invocation is a dry run (`DRY_RUN=true`): useful before a topic exists.
+    pub dry_run_only: bool,
+    pub grace_period_hours: u32,
+    pub exemptions: Exemptions,
+    pub notify_when_clean: bool,
+    /// Attempts per AWS call, including the first (`AWS_MAX_ATTEMPTS`).
+    pub max_attempts: u32,
+    /// How many users are verified live at once.
+    pub concurrency: usize,
+}
+
+/// Which users are exempt: by name, path or ARN glob, or by a tag key.
+#[derive(Debug, Clone)]
+pub struct Exemptions {
+    patterns: Vec<String>,
+    set: GlobSet,
+    pub tag_key: Option<String>,
+}
+
+impl Exemptions {
+    pub fn new(patterns: &[&str], tag_key: Option<&str>) -> Result<Self> {
+        let mut builder = GlobSetBuilder::new();
+        for pattern in patterns {
+            let glob = Glob::new(pattern).map_err(|error| Error::Config {
+                variable: "EXEMPT_USERS",
+                reason: format!("pattern {pattern:?} is not a valid glob: {}", error.kind()),
+            })?;
+            builder.add(glob);
+        }
+        let set = builder.build().map_err(|error| Error::Config {
+            variable: "EXEMPT_USERS",
+            reason: error.to_string(),
+        })?;
+        Ok(Exemptions {
+            patterns: patterns.iter().map(|p| p.to_string()).collect(),
+            set,
+            tag_key: tag_key.map(str::to_string),
+        })
+    }
+
+    /// The pattern that exempts this user by name, path or ARN, if any.
+    pub fn pattern_for(&self, user: &UserIdentity) -> Option<&str> {
+        let path_and_name = format!("{}{}", user.path, user.name);
+        [
+            user.name.as_str(),
+            path_and_name.as_str(),
+            user.arn.as_str(),
+        ]
+        .into_iter()
+        .flat_map(|candidate| self.set.matches(candidate))
+        .min()
+        .map(|index| self.patterns[index].as_str())
+    }
+}
+
+impl Settings {
+    /// Reads settings through `lookup` (the process environment in production, a map in tests).
+    pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self> {
+        let var = |name: &str| {
+            lookup(name)
+                .map(|v| v.trim().to_string())
+                .filter(|v| !v.is_empty())
+        };
+
+        let dry_run_only = parse_bool("DRY_RUN", var("DRY_RUN"), false)?;
+        let region = var("AWS_REGION").or_else(|| var("AWS_DEFAULT_REGION"));
+        let topic_arn = match var("FINDINGS_TOPIC_ARN") {
+            Some(arn) => Some(validate_topic_arn(&arn, region.as_deref())?),
+            None if dry_run_only => None,
+            None => {
+                return Err(Error::Config {
+                    variable: "FINDINGS_TOPIC_ARN",
+                    reason: "not set; set it to the SNS topic ARN for alerts, or set DRY_RUN=true"
+                        .to_string(),
+                })
+            }
+        };
+
+        let grace_period_hours = parse_number(
+            "GRACE_PERIOD_HOURS",
+            var("GRACE_PERIOD_HOURS"),
+            0,
+            0,
+            MAX_GRACE_HOURS,
+        )?;
+        let patterns = var("EXEMPT_USERS").unwrap_or_default();
+        let patterns: Vec<&str> = patterns
+            .split(',')
+            .map(str::trim)
+            .filter(|p| !p.is_empty())
+            .collect();
+        // An explicitly empty EXEMPT_TAG_KEY turns tag exemptions off; unset keeps the default.
+        let tag_key = match lookup("EXEMPT_TAG_KEY") {
+            None => Some(DEFAULT_EXEMPT_TAG_KEY.to_string()),
+            Some(key) if key.trim().is_empty() => None,
+            Some(key) if key.trim().len() > 128 => {
+                return Err(Error::Config {
+                    variable: "EXEMPT_TAG_KEY",
+                    reason: "IAM tag keys are at most 128 characters".to_string(),
+                })
+            }
+            Some(key) => Some(key.trim().to_string()),
+        };
+        let exemptions = Exemptions::new(&patterns, tag_key.as_deref())?;
+
+        Ok(Settings {
+            topic_arn,
+            dry_run_only,
+            grace_period_hours,
+            exemptions,
+            notify_when_clean: parse_bool("NOTIFY_WHEN_CLEAN", var("NOTIFY_WHEN_CLEAN"), false)?,
+            max_attempts: parse_number("AWS_MAX_ATTEMPTS", var("AWS_MAX_ATTEMPTS"), 10, 1, 50)?,
+            concurrency: parse_number("CONCURRENCY", var("CONCURRENCY"), 8, 1, 64)? as usize,
+        })
+    }
+
+    pub fn from_env() -> Result<Self> {
+        Self::from_lookup(|name| std::env::var(name).ok())
+    }
+}
+
+/// Ten years: a longer grace period is a typo, not a policy.
+pub const MAX_GRACE_HOURS: u32 = 87_600;
+
+fn parse_bool(variable: &'static str, value: Option<String>, default: bool) -> Result<bool> {
+    let Some(value) = value else {
+        return Ok(default);
+    };
+    match value.to_ascii_lowercase().as_str() {
+        "true" | "1" | "yes" => Ok(true),
+        "false" | "0" | "no" => Ok(false),
+        _ => Err(Error::Config {
+            variable,
+            reason: format!("{value:?} is not true or false"),
+        }),
+    }
+}
+
+fn parse_number(
+    variable: &'static str,
+    value: Option<String>,
+    default: u32,
+    min: u32,
+    max: u32,
+) -> Result<u32> {
+    let Some(value) = value else {
+        return Ok(default);
+    };
+    match value.parse::<u32>() {
+        Ok(n) if (min..=max).contains(&n) => Ok(n),
+        _ => Err(Error::Config {
+            variable,
+            reason: format!("{value:?} is not a whole number from {min} to {max}"),
+        }),
+    }
+}
+
+/// The partition a region belongs to, so a topic in another partition is caught at init, not at publish.
+fn partition_of(region: &str) -> &'static str {
+    if region.starts_with("cn-") {
+        "aws-cn"
+    } else if region.starts_with("us-gov-") {
+        "aws-us-gov"
+    } else if region.starts_with("us-iso-") {
+        "aws-iso"
+    } else if region.starts_with("us-isob-") {
+        "aws-iso-b"
+    } else {
+        "aws"
+    }
+}
+
+fn validate_topic_arn(arn: &str, region: Option<&str>) -> Result<String> {
+    let invalid = |reason: String| Error::Config {
+        variable: "FINDINGS_TOPIC_ARN",
+        reason,
+    };
+    let parts: Vec<&str> = arn.split(':').collect();
+    let well_formed = parts.len() == 6
+        && parts[0] == "arn"
+        && parts[1].starts_with("aws")
+        && parts[2] == "sns"
+        && !parts[3].is_empty()
+        && parts[4].len() == 12
+        && parts[4].bytes().all(|b| b.is_ascii_digit())
+        && !parts[5].is_empty()
+        && parts[5].len() <= 256
+        && parts[5]
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_' || b == b'.');
+    if !well_formed {
+        return Err(invalid(format!(
+            "{arn:?} is not an SNS topic ARN (expected arn:aws:sns:REGION:ACCOUNT_ID:TOPIC_NAME)"
+        )));
+    }
+    if let Some(region) = region {
+        let expected = partition_of(region);
+        if parts[1] != expected {
+            return Err(invalid(format!(
+                "{arn:?} is in partition {}, but this function runs in {region} ({expected}); SNS cannot publish across partitions",
+                parts[1]
+            )));
+        }
+    }
+    Ok(arn.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    const TOPIC: &str = "arn:aws:sns:us-east-1:123456789012:keywatch-findings";
+
+    fn settings(vars: &[(&str, &str)]) -> Result<Settings> {
+        let vars: HashMap<String, String> = vars
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        Settings::from_lookup(|name| vars.get(name).cloned())
+    }
+
+    fn rejected_variable(vars: &[(&str, &str)]) -> &'static str {
+        match settings(vars) {
+            Err(Error::Config { variable, .. }) => variable,
+            other => panic!("expected a config error for {vars:?}, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn defaults() {
+        let s = settings(&[("FINDINGS_TOPIC_ARN", TOPIC)]).unwrap();
+        assert_eq!(s.topic_arn.as_deref(), Some(TOPIC));
+        assert_eq!(s.grace_period_hours, 0);
+        assert!(!s.notify_when_clean && !s.dry_run_only);
+        assert_eq!(
+            s.exemptions.tag_key.as_deref(),
+            Some(DEFAULT_EXEMPT_TAG_KEY)
+        );
+        assert_eq!((s.max_attempts, s.concurrency), (10, 8));
+    }
+
+    #[test]
+    fn topic_is_required_unless_dry_run_only() {
+        assert_eq!(rejected_variable(&[]), "FINDINGS_TOPIC_ARN");
+        assert!(settings(&[("DRY_RUN", "true")])
+            .unwrap()
+            .topic_arn
+            .is_none());
+    }
+
+    #[test]
+    fn bad_values_name_their_variable() {
+        let cases: &[(&[(&str, &str)], &str)] = &[
+            (
+                &[("FINDINGS_TOPIC_ARN", "not-an-arn")],
+                "FINDINGS_TOPIC_ARN",
+            ),
+            (
+                &[("FINDINGS_TOPIC_ARN", "arn:aws:sqs:us-east-1:123456789012:q")],
+                "FINDINGS_TOPIC_ARN",
+            ),
+            (
+                &[
+                    (
+                        "FINDINGS_TOPIC_ARN",
+                        "arn:aws-cn:sns:cn-north-1:123456789012:t",
+                    ),
+                    ("AWS_REGION", "us-east-1"),
+                ],
+                "FINDINGS_TOPIC_ARN",
+            ),
+            (
+                &[("FINDINGS_TOPIC_ARN", TOPIC), ("GRACE_PERIOD_HOURS", "-1")],
+                "GRACE_PERIOD_HOURS",
+            ),
+            (
+                &[("FINDINGS_TOPIC_ARN", TOPIC), ("GRACE_PERIOD_HOURS", "1.5")],
+                "GRACE_PERIOD_HOURS",
+            ),
+            (
+                &[("FINDINGS_TOPIC_ARN", TOPIC), ("EXEMPT_USERS", "svc-[")],
+                "EXEMPT_USERS",
+            ),
+            (
+                &[
+                    ("FINDINGS_TOPIC_ARN", TOPIC),
+                    ("NOTIFY_WHEN_CLEAN", "sometimes"),
+                ],
+                "NOTIFY_WHEN_CLEAN",
+            ),
+            (
+                &[("FINDINGS_TOPIC_ARN", TOPIC), ("DRY_RUN", "maybe")],
+                "DRY_RUN",
+            ),
+            (
+                &[("FINDINGS_TOPIC_ARN", TOPIC), ("CONCURRENCY", "0")],
+                "CONCURRENCY",
+            ),
+        ];
+        for (vars, variable) in cases {
+            assert_eq!(rejected_variable(vars), *variable, "{vars:?}");
+        }
+    }
+
+    #[test]
+    fn partition_matches_region() {
+        let s = settings(&[
+            (
+                "FINDINGS_TOPIC_ARN",
+                "arn:aws-cn:sns:cn-north-1:123456789012:t",
+            ),
+            ("AWS_REGION", "cn-north-1"),
+        ]);
+        assert!(s.is_ok());
+    }
+
+    #[test]
+    fn exemption_patterns_match_name_path_or_arn() {
+        let ex = Exemptions::new(
+            &["svc-*", "arn:aws:iam::*:user/ci/*", "/break-glass/*"],
+            None,
+        )
+        .unwrap();
+        let user = |name: &str, path: &str| UserIdentity {
+            name: name.to_string(),
+            arn: format!("arn:aws:iam::123456789012:user{path}{name}"),
+            path: path.to_string(),
+            created: time::OffsetDateTime::UNIX_EPOCH,
+            password_last_used: None,
+        };
+        assert_eq!(ex.pattern_for(&user("svc-deploy", "/")), Some("svc-*"));
+        assert_eq!(
+            ex.pattern_for(&user("runner", "/ci/")),
+            Some("arn:aws:iam::*:user/ci/*")
+        );
+        assert_eq!(
+            ex.pattern_for(&user("root-ish", "/break-glass/")),
+            Some("/break-glass/*")
+        );
+        assert_eq!(ex.pattern_for(&user("alice", "/")), None);
+        assert_eq!(ex.pattern_for(&user("my-svc-x", "/")), None);
+    }
+}

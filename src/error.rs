@@ -1,0 +1,133 @@
+//! One error type for the whole pipeline. Every variant says what failed and what to do, and maps to a stable
+//! Lambda `errorType` so alarms and callers can tell the causes apart.
+
+use lambda_runtime::Diagnostic;
+
+/// Why an AWS call failed, as far as the operator can act on it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AwsFailure {
+    AccessDenied,
+    Throttled,
+    Timeout,
+    Other,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("invalid setting {variable}: {reason}")]
+    Config {
+        variable: &'static str,
+        reason: String,
+    },
+
+    #[error("invalid event: {0}. Send an EventBridge Scheduled Event or a manual event such as {{\"dry_run\": true}} (see events/)")]
+    InvalidEvent(String),
+
+    #[error("{action} failed ({code}): {message}. {}", hint(*.failure, action))]
+    Aws {
+        /// The IAM-policy name of the call, e.g. `iam:ListAccessKeys`.
+        action: String,
+        failure: AwsFailure,
+        code: String,
+        message: String,
+    },
+
+    #[error("the credential report was not ready before the deadline after {attempts} attempts (last state: {last_state}). Run again; IAM may be busy generating reports for this account")]
+    ReportNotReady { attempts: u32, last_state: String },
+
+    #[error("the credential report is malformed at row {row}, column {column}: {reason}. Regenerate it with `aws iam generate-credential-report`; if it persists, report a bug with this message")]
+    ReportMalformed {
+        row: u64,
+        column: String,
+        reason: String,
+    },
+
+    #[error("the invocation deadline was reached during {phase}; no result is trustworthy. Raise the function timeout or run again")]
+    Deadline { phase: &'static str },
+
+    #[error("no findings topic: set FINDINGS_TOPIC_ARN, or send {{\"dry_run\": true}} to only return the report")]
+    NoTopic,
+
+    #[error("publishing alert part(s) {} of {parts} failed: {cause}. Delivered parts: {}. Every finding is in this run's logs (run {run_id}); fix the cause and run again", part_list(.failed), part_list(.delivered))]
+    Publish {
+        run_id: String,
+        parts: usize,
+        failed: Vec<usize>,
+        delivered: Vec<usize>,
+        /// The first failure; the others are logged.
+        cause: Box<Error>,
+    },
+
+    #[error("the alert could not be rendered: {0}")]
+    Render(String),
+}
+
+fn hint(failure: AwsFailure, action: &str) -> String {
+    match failure {
+        AwsFailure::AccessDenied => {
+            format!("Grant {action} to the function's role (template.yaml lists every action keywatch needs)")
+        }
+        AwsFailure::Throttled => {
+            "IAM throttling outlasted every retry; run again later, or raise AWS_MAX_ATTEMPTS"
+                .to_string()
+        }
+        AwsFailure::Timeout => {
+            "The call timed out; check the network path to the AWS endpoint and run again"
+                .to_string()
+        }
+        AwsFailure::Other => {
+            "Run again; if it persists, check the AWS Health dashboard".to_string()
+        }
+    }
+}
+
+fn part_list(parts: &[usize]) -> String {
+    if parts.is_empty() {
+        return "none".to_string();
+    }
+    parts
+        .iter()
+        .map(usize::to_string)
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+impl Error {
+    /// The Lambda `errorType`: stable, so alarms and callers can match on it.
+    pub fn error_type(&self) -> &'static str {
+        match self {
+            Error::Config { .. } => "Keywatch.InvalidSetting",
+            Error::InvalidEvent(_) => "Keywatch.InvalidEvent",
+            Error::Aws {
+                failure: AwsFailure::AccessDenied,
+                ..
+            } => "Keywatch.AccessDenied",
+            Error::Aws {
+                failure: AwsFailure::Throttled,
+                ..
+            } => "Keywatch.Throttled",
+            Error::Aws {
+                failure: AwsFailure::Timeout,
+                ..
+            } => "Keywatch.Timeout",
+            Error::Aws { .. } => "Keywatch.AwsError",
+            Error::ReportNotReady { .. } => "Keywatch.ReportNotReady",
+            Error::ReportMalformed { .. } => "Keywatch.ReportMalformed",
+            Error::Deadline { .. } => "Keywatch.Deadline",
+            Error::NoTopic => "Keywatch.NoTopic",
+            Error::Publish { .. } => "Keywatch.PublishFailed",
+            Error::Render(_) => "Keywatch.RenderFailed",
+        }
+    }
+}
+
+impl From<Error> for Diagnostic {
+    fn from(error: Error) -> Self {
+        Diagnostic {
+            error_type: error.error_type().to_string(),
+            error_message: error.to_string(),
+        }
+    }
+}
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;

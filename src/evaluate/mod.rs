@@ -1,0 +1,441 @@
+//! Pure evaluation: which keys break a rule, and whether each is a finding, still in its grace period, or
+//! exempt. No I/O here; everything is a function of the data, `now` and the settings.
+
+pub mod never_used_key;
+
+use serde::Serialize;
+use time::{Duration, OffsetDateTime};
+
+use crate::config::Exemptions;
+use crate::inventory::{Freshness, Inventory, InventoryUser};
+use crate::model::{KeySnapshot, UserSnapshot};
+
+/// A check on one key of one user. Adding a rule is one new file implementing this, listed in [`RULES`].
+pub trait Rule: Sync {
+    /// Stable identifier, carried by every finding.
+    fn id(&self) -> &'static str;
+    fn matches(&self, user: &UserSnapshot, key: &KeySnapshot) -> bool;
+}
+
+pub const RULES: &[&dyn Rule] = &[&never_used_key::NeverUsedKeyOnConsoleUser];
+
+/// A key within this long of its user's creation was made at user setup: the CIS audit's creation-time clause.
+pub const USER_SETUP_WINDOW: Duration = Duration::minutes(10);
+
+/// The first rule a key breaks, if any.
+pub fn broken_rule(user: &UserSnapshot, key: &KeySnapshot) -> Option<&'static dyn Rule> {
+    RULES.iter().copied().find(|rule| rule.matches(user, key))
+}
+
+/// Users worth a live look: any key breaks a rule in the report, or the report does not know the user yet.
+pub fn candidates(inventory: &Inventory) -> Vec<&InventoryUser> {
+    inventory
+        .users
+        .iter()
+        .filter(|u| {
+            u.freshness == Freshness::Unreported
+                || u.user
+                    .keys
+                    .iter()
+                    .any(|key| broken_rule(&u.user, key).is_some())
+        })
+        .collect()
+}
+
+/// A user after live verification, with the value of the exemption tag if the user carries it.
+#[derive(Debug, Clone)]
+pub struct VerifiedUser {
+    pub user: UserSnapshot,
+    pub exempt_tag: Option<(String, String)>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Finding {
+    /// Stable across runs: `account/user/access_key_id`.
+    pub finding_id: String,
+    pub rule: &'static str,
+    pub user_name: String,
+    pub user_arn: String,
+    pub access_key_id: String,
+    #[serde(with = "time::serde::rfc3339::option")]
+    pub key_created: Option<OffsetDateTime>,
+    pub key_age_days: Option<i64>,
+    #[serde(with = "time::serde::rfc3339")]
+    pub user_created: OffsetDateTime,
+    #[serde(with = "time::serde::rfc3339::option")]
+    pub password_last_used: Option<OffsetDateTime>,
+    pub created_at_user_setup: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Pending {
+    #[serde(flatten)]
+    pub finding: Finding,
+    /// When the grace period ends and the key becomes a finding.
+    #[serde(with = "time::serde::rfc3339")]
+    pub grace_ends: OffsetDateTime,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Exempted {
+    #[serde(flatten)]
+    pub finding: Finding,
+    pub reason: String,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Evaluation {
+    pub findings: Vec<Finding>,
+    pub pending: Vec<Pending>,
+    pub exempted: Vec<Exempted>,
+}
+
+/// The policy a run applies on top of the rules.
+#[derive(Debug, Clone)]
+pub struct Policy<'a> {
+    pub account_id: &'a str,
+    pub now: OffsetDateTime,
+    pub grace_period_hours: u32,
+    pub exemptions: &'a Exemptions,
+}
+
+/// Sorts every rule-breaking key of verified (live) users into findings, pending and exempted. Keys without an
+/// ID (report data) are never reported: only live data, with its true key IDs, can become a finding.
+pub fn classify(users: &[VerifiedUser], policy: &Policy) -> Evaluation {
+    let mut evaluation = Evaluation::default();
+    for verified in users {
+        let user = &verified.user;
+        let exemption = policy
+            .exemptions
+            .pattern_for(&user.identity())
+            .map(|pattern| format!("user matches EXEMPT_USERS pattern {pattern:?}"))
+            .or_else(|| {
+                verified
+                    .exempt_tag
+                    .as_ref()
+                    .map(|(key, value)| format!("user has tag {key}={value:?}"))
+            });
+        for key in &user.keys {
+            let (Some(rule), Some(key_id)) = (broken_rule(user, key), key.id.as_deref()) else {
+                continue;
+            };
+            let finding = Finding {
+                finding_id: format!("{}/{}/{}", policy.account_id, user.name, key_id),
+                rule: rule.id(),
+                user_name: user.name.clone(),
+                user_arn: user.arn.clone(),
+                access_key_id: key_id.to_string(),
+                key_created: key.created,
+                key_age_days: key
+                    .created
+                    .map(|created| (policy.now - created).whole_days()),
+                user_created: user.created,
+                password_last_used: user.password_last_used,
+                created_at_user_setup: key
+                    .created
+                    .is_some_and(|c| (c - user.created).abs() <= USER_SETUP_WINDOW),
+            };
+            let grace_ends = key
+                .created
+                .map(|c| c + Duration::hours(policy.grace_period_hours.into()));
+            if let Some(reason) = &exemption {
+                evaluation.exempted.push(Exempted {
+                    finding,
+                    reason: reason.clone(),
+                });
+            } else if let Some(grace_ends) = grace_ends.filter(|ends| *ends > policy.now) {
+                evaluation.pending.push(Pending {
+                    finding,
+                    grace_ends,
+                });
+            } else {
+                evaluation.findings.push(finding);
+            }
+        }
+    }
+    evaluation
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use time::macros::datetime;
+
+    const NOW: OffsetDateTime = datetime!(2026-11-29 12:00 UTC);
+    const USER_CREATED: OffsetDateTime = datetime!(2026-11-01 09:00 UTC);
+
+    fn key(
+        id: &str,
+        active: bool,
+        created: OffsetDateTime,
+        last_used: Option<OffsetDateTime>,
+    ) -> KeySnapshot {
+        KeySnapshot {
+            id: Some(id.to_string()),
+            slot: None,
+            active,
+            created: Some(created),
+            last_used,
+        }
+    }
+
+    fn user(name: &str, path: &str, password: bool, keys: Vec<KeySnapshot>) -> UserSnapshot {
+        UserSnapshot {
+            name: name.to_string(),
+            arn: format!("arn:aws:iam::123456789012:user{path}{name}"),
+            path: path.to_string(),
+            created: USER_CREATED,
+            password_enabled: password,
+            password_last_used: None,
+            keys,
+        }
+    }
+
+    #[derive(Debug, PartialEq)]
+    enum Class {
+        Finding,
+        Pending,
+        Exempted,
+    }
+
+    fn classes(evaluation: &Evaluation) -> Vec<(String, Class)> {
+        let mut out: Vec<(String, Class)> = Vec::new();
+        out.extend(
+            evaluation
+                .findings
+                .iter()
+                .map(|f| (f.access_key_id.clone(), Class::Finding)),
+        );
+        out.extend(
+            evaluation
+                .pending
+                .iter()
+                .map(|p| (p.finding.access_key_id.clone(), Class::Pending)),
+        );
+        out.extend(
+            evaluation
+                .exempted
+                .iter()
+                .map(|e| (e.finding.access_key_id.clone(), Class::Exempted)),
+        );
+        out
+    }
+
+    #[test]
+    fn classification_table() {
+        let setup = USER_CREATED + Duration::minutes(2);
+        let later = USER_CREATED + Duration::days(3);
+        let used = Some(NOW - Duration::days(1));
+        let recent = NOW - Duration::hours(2);
+        type Case = (
+            &'static str,
+            UserSnapshot,
+            Option<(String, String)>,
+            u32,
+            Vec<(&'static str, Class)>,
+        );
+        let cases: Vec<Case> = vec![
+            (
+                "one unused key",
+                user("a", "/", true, vec![key("K1", true, setup, None)]),
+                None,
+                0,
+                vec![("K1", Class::Finding)],
+            ),
+            (
+                "no password",
+                user("a", "/", false, vec![key("K1", true, setup, None)]),
+                None,
+                0,
+                vec![],
+            ),
+            (
+                "key used",
+                user("a", "/", true, vec![key("K1", true, setup, used)]),
+                None,
+                0,
+                vec![],
+            ),
+            (
+                "inactive key",
+                user("a", "/", true, vec![key("K1", false, setup, None)]),
+                None,
+                0,
+                vec![],
+            ),
+            (
+                "both slots unused",
+                user(
+                    "a",
+                    "/",
+                    true,
+                    vec![key("K1", true, setup, None), key("K2", true, later, None)],
+                ),
+                None,
+                0,
+                vec![("K1", Class::Finding), ("K2", Class::Finding)],
+            ),
+            (
+                "slot 1 used, slot 2 unused",
+                user(
+                    "a",
+                    "/",
+                    true,
+                    vec![key("K1", true, setup, used), key("K2", true, later, None)],
+                ),
+                None,
+                0,
+                vec![("K2", Class::Finding)],
+            ),
+            (
+                "within grace",
+                user("a", "/", true, vec![key("K1", true, recent, None)]),
+                None,
+                24,
+                vec![("K1", Class::Pending)],
+            ),
+            (
+                "past grace",
+                user("a", "/", true, vec![key("K1", true, later, None)]),
+                None,
+                24,
+                vec![("K1", Class::Finding)],
+            ),
+            (
+                "grace 0 is strict",
+                user("a", "/", true, vec![key("K1", true, recent, None)]),
+                None,
+                0,
+                vec![("K1", Class::Finding)],
+            ),
+            (
+                "exempt by name",
+                user("svc-ci", "/", true, vec![key("K1", true, setup, None)]),
+                None,
+                0,
+                vec![("K1", Class::Exempted)],
+            ),
+            (
+                "exempt by tag beats grace",
+                user("a", "/", true, vec![key("K1", true, recent, None)]),
+                Some(("keywatch:exempt".into(), "break-glass".into())),
+                24,
+                vec![("K1", Class::Exempted)],
+            ),
+            (
+                "user under a path",
+                user(
+                    "e",
+                    "/engineering/",
+                    true,
+                    vec![key("K1", true, setup, None)],
+                ),
+                None,
+                0,
+                vec![("K1", Class::Finding)],
+            ),
+            (
+                "report data without key IDs",
+                user(
+                    "a",
+                    "/",
+                    true,
+                    vec![KeySnapshot {
+                        id: None,
+                        slot: Some(1),
+                        active: true,
+                        created: Some(setup),
+                        last_used: None,
+                    }],
+                ),
+                None,
+                0,
+                vec![],
+            ),
+        ];
+        let exemptions = Exemptions::new(&["svc-*"], Some("keywatch:exempt")).unwrap();
+        for (name, user, exempt_tag, grace, expected) in cases {
+            let policy = Policy {
+                account_id: "123456789012",
+                now: NOW,
+                grace_period_hours: grace,
+                exemptions: &exemptions,
+            };
+            let evaluation = classify(&[VerifiedUser { user, exempt_tag }], &policy);
+            let expected: Vec<(String, Class)> = expected
+                .into_iter()
+                .map(|(k, c)| (k.to_string(), c))
+                .collect();
+            assert_eq!(classes(&evaluation), expected, "{name}");
+        }
+    }
+
+    #[test]
+    fn finding_fields() {
+        let exemptions = Exemptions::new(&[], None).unwrap();
+        let policy = Policy {
+            account_id: "123456789012",
+            now: NOW,
+            grace_period_hours: 0,
+            exemptions: &exemptions,
+        };
+        let u = user(
+            "alice",
+            "/",
+            true,
+            vec![
+                key("AKIA1", true, USER_CREATED + Duration::minutes(10), None),
+                key("AKIA2", true, USER_CREATED + Duration::minutes(11), None),
+            ],
+        );
+        let evaluation = classify(
+            &[VerifiedUser {
+                user: u,
+                exempt_tag: None,
+            }],
+            &policy,
+        );
+        let [first, second] = &evaluation.findings[..] else {
+            panic!("two findings expected")
+        };
+        assert_eq!(first.finding_id, "123456789012/alice/AKIA1");
+        assert!(
+            first.created_at_user_setup,
+            "10 minutes is still user setup"
+        );
+        assert!(!second.created_at_user_setup, "11 minutes is not");
+        assert_eq!(first.key_age_days, Some(28));
+    }
+
+    #[test]
+    fn candidates_come_from_report_rules_and_unreported_users() {
+        let reported = |u: UserSnapshot| InventoryUser {
+            user: u,
+            freshness: Freshness::Report,
+        };
+        let report_key = |active, last_used| KeySnapshot {
+            id: None,
+            slot: Some(1),
+            active,
+            created: Some(USER_CREATED),
+            last_used,
+        };
+        let inventory = Inventory {
+            report_generated_at: None,
+            users: vec![
+                reported(user("hit", "/", true, vec![report_key(true, None)])),
+                reported(user("used", "/", true, vec![report_key(true, Some(NOW))])),
+                reported(user("nopw", "/", false, vec![report_key(true, None)])),
+                InventoryUser {
+                    user: user("new", "/", false, vec![]),
+                    freshness: Freshness::Unreported,
+                },
+            ],
+        };
+        let names: Vec<&str> = candidates(&inventory)
+            .iter()
+            .map(|u| u.user.name.as_str())
+            .collect();
+        assert_eq!(names, ["hit", "new"]);
+    }
+}

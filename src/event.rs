@@ -1,0 +1,156 @@
+//! What started this invocation: an EventBridge schedule, or a person with a manual event.
+
+use serde::Deserialize;
+use serde_json::Value;
+
+use crate::config::MAX_GRACE_HOURS;
+use crate::error::{Error, Result};
+
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Invocation {
+    pub dry_run: bool,
+    pub grace_period_hours: Option<u32>,
+    pub scheduled: bool,
+}
+
+/// A manual event, e.g. `{"dry_run": true, "grace_period_hours": 24}`. Unknown fields are rejected so a typo
+/// (`"dryrun": true`) can never turn a dry run into a publishing one.
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct ManualEvent {
+    #[serde(default)]
+    dry_run: bool,
+    grace_period_hours: Option<u32>,
+}
+
+impl Invocation {
+    pub fn decode(payload: Value) -> Result<Self> {
+        let Value::Object(fields) = &payload else {
+            return Err(Error::InvalidEvent(format!(
+                "expected a JSON object, got {}",
+                kind_of(&payload)
+            )));
+        };
+        // EventBridge schedules (rules and EventBridge Scheduler) send `detail-type: Scheduled Event`.
+        if fields.contains_key("detail-type") || fields.contains_key("source") {
+            let detail_type = fields.get("detail-type").and_then(Value::as_str);
+            let source = fields.get("source").and_then(Value::as_str);
+            return match (source, detail_type) {
+                (Some("aws.events" | "aws.scheduler"), Some("Scheduled Event")) => {
+                    Ok(Invocation { scheduled: true, ..Invocation::default() })
+                }
+                _ => Err(Error::InvalidEvent(format!(
+                    "an EventBridge event must have source \"aws.events\" and detail-type \"Scheduled Event\", got source {source:?} and detail-type {detail_type:?}"
+                ))),
+            };
+        }
+        let manual: ManualEvent = serde_path_to_error::deserialize(payload).map_err(|error| {
+            let path = error.path().to_string();
+            let inner = error.into_inner();
+            if path == "." {
+                Error::InvalidEvent(inner.to_string())
+            } else {
+                Error::InvalidEvent(format!("field `{path}`: {inner}"))
+            }
+        })?;
+        if let Some(hours) = manual.grace_period_hours {
+            if hours > MAX_GRACE_HOURS {
+                return Err(Error::InvalidEvent(format!(
+                    "field `grace_period_hours`: {hours} is more than {MAX_GRACE_HOURS}"
+                )));
+            }
+        }
+        Ok(Invocation {
+            dry_run: manual.dry_run,
+            grace_period_hours: manual.grace_period_hours,
+            scheduled: false,
+        })
+    }
+}
+
+fn kind_of(value: &Value) -> &'static str {
+    match value {
+        Value::Null => "null",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Array(_) => "an array",
+        Value::Object(_) => "an object",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn accepted_events() {
+        let scheduled: Value = serde_json::from_str(include_str!("../events/scheduled.json"))
+            .expect("events/scheduled.json is JSON");
+        let manual: Value = serde_json::from_str(include_str!("../events/manual.json"))
+            .expect("events/manual.json is JSON");
+        let cases = [
+            (
+                scheduled,
+                Invocation {
+                    scheduled: true,
+                    ..Default::default()
+                },
+            ),
+            (
+                manual,
+                Invocation {
+                    dry_run: true,
+                    ..Default::default()
+                },
+            ),
+            (json!({}), Invocation::default()),
+            (
+                json!({"dry_run": false, "grace_period_hours": 24}),
+                Invocation {
+                    grace_period_hours: Some(24),
+                    ..Default::default()
+                },
+            ),
+        ];
+        for (event, expected) in cases {
+            assert_eq!(
+                Invocation::decode(event.clone()).unwrap(),
+                expected,
+                "{event}"
+            );
+        }
+    }
+
+    #[test]
+    fn rejected_events_name_the_problem() {
+        let cases = [
+            (json!({"dry_run": "yes"}), "field `dry_run`"),
+            (json!({"dryrun": true}), "unknown field `dryrun`"),
+            (
+                json!({"grace_period_hours": -1}),
+                "field `grace_period_hours`",
+            ),
+            (
+                json!({"grace_period_hours": 100000}),
+                "field `grace_period_hours`",
+            ),
+            (json!([1, 2]), "expected a JSON object, got an array"),
+            (json!(null), "got null"),
+            (json!("run"), "got a string"),
+            (
+                json!({"source": "aws.events", "detail-type": "EC2 Instance State-change Notification"}),
+                "Scheduled Event",
+            ),
+        ];
+        for (event, needle) in cases {
+            match Invocation::decode(event.clone()) {
+                Err(Error::InvalidEvent(message)) => {
+                    assert!(message.contains(needle), "{event}: {message}")
+                }
+                other => panic!("{event}: expected InvalidEvent, got {other:?}"),
+            }
+        }
+    }
+}

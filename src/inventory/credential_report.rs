@@ -1,0 +1,439 @@
+//! The cheap inventory: one credential report for the whole account, plus one paginated `ListUsers` to catch
+//! users created after the report. IAM calls stay O(1) whatever the number of users.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use aws_sdk_iam::types::ReportStateType;
+use aws_sdk_iam::Client as IamClient;
+use time::format_description::well_known::Rfc3339;
+use time::OffsetDateTime;
+
+use super::{list_users, Freshness, Inventory, InventoryUser};
+use crate::aws::{aws_error, error_code};
+use crate::deadline::Deadline;
+use crate::error::{Error, Result};
+use crate::model::{from_smithy, path_from_arn, KeySnapshot, UserIdentity, UserSnapshot};
+
+const FIRST_POLL: Duration = Duration::from_millis(250);
+const MAX_POLL: Duration = Duration::from_secs(4);
+
+pub async fn collect(iam: &IamClient, deadline: &Deadline) -> Result<Inventory> {
+    let (csv, generated_at) = deadline
+        .run("credential report generation", fetch(iam, deadline))
+        .await?;
+    let reported = parse(&csv)?;
+    drop(csv);
+    let listed = deadline.run("ListUsers", list_users(iam)).await?;
+    Ok(Inventory {
+        report_generated_at: generated_at,
+        users: merge(reported, listed),
+    })
+}
+
+/// Generates the report if needed and downloads it, polling with bounded exponential backoff. Throttling is
+/// retried by the SDK; the states IAM reports as errors (`LimitExceeded`, `ReportInProgress`, ...) here.
+async fn fetch(iam: &IamClient, deadline: &Deadline) -> Result<(Vec<u8>, Option<OffsetDateTime>)> {
+    let mut wait = FIRST_POLL;
+    let mut attempts = 0;
+    let mut last_state;
+    loop {
+        attempts += 1;
+        last_state = match iam.generate_credential_report().send().await {
+            Ok(out) if out.state == Some(ReportStateType::Complete) => {
+                match iam.get_credential_report().send().await {
+                    Ok(report) => {
+                        let generated_at = report.generated_time.as_ref().and_then(from_smithy);
+                        let content = report
+                            .content
+                            .map(|blob| blob.into_inner())
+                            .unwrap_or_default();
+                        return Ok((content, generated_at));
+                    }
+                    // The report vanished or aged out between the two calls: generate it again.
+                    Err(e)
+                        if matches!(
+                            error_code(&e),
+                            Some("ReportInProgress" | "ReportNotPresent" | "ReportExpired")
+                        ) =>
+                    {
+                        error_code(&e).unwrap_or_default().to_string()
+                    }
+                    Err(e) => return Err(aws_error("iam:GetCredentialReport", e)),
+                }
+            }
+            Ok(out) => out
+                .state
+                .map(|s| s.as_str().to_string())
+                .unwrap_or_else(|| "unknown".to_string()),
+            Err(e) if error_code(&e) == Some("LimitExceeded") => "LimitExceeded".to_string(),
+            Err(e) => return Err(aws_error("iam:GenerateCredentialReport", e)),
+        };
+        if deadline.remaining() <= wait {
+            return Err(Error::ReportNotReady {
+                attempts,
+                last_state,
+            });
+        }
+        tracing::debug!(attempts, state = %last_state, wait_ms = wait.as_millis() as u64, "credential report not ready");
+        tokio::time::sleep(wait).await;
+        wait = (wait * 2).min(MAX_POLL);
+    }
+}
+
+/// The report's columns that keywatch reads. Others are ignored, so new AWS columns do not break parsing.
+const COLUMNS: [&str; 11] = [
+    "user",
+    "arn",
+    "user_creation_time",
+    "password_enabled",
+    "password_last_used",
+    "access_key_1_active",
+    "access_key_1_last_rotated",
+    "access_key_1_last_used_date",
+    "access_key_2_active",
+    "access_key_2_last_rotated",
+    "access_key_2_last_used_date",
+];
+
+/// Parses the report CSV into users, matching columns by header name. The root row is skipped (root keys are a
+/// different CIS control). Values are case-insensitive; `N/A`, `no_information` and `not_supported` mean none.
+pub fn parse(csv: &[u8]) -> Result<Vec<UserSnapshot>> {
+    let csv = csv.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(csv);
+    let mut reader = csv::ReaderBuilder::new().has_headers(true).from_reader(csv);
+    let headers = reader.headers().map_err(|e| malformed_csv(1, e))?.clone();
+    let mut index = HashMap::new();
+    for column in COLUMNS {
+        let position = headers
+            .iter()
+            .position(|h| h.trim().eq_ignore_ascii_case(column))
+            .ok_or_else(|| Error::ReportMalformed {
+                row: 1,
+                column: column.to_string(),
+                reason: "the header has no such column".to_string(),
+            })?;
+        index.insert(column, position);
+    }
+
+    let mut users = Vec::new();
+    for record in reader.records() {
+        let record = record.map_err(|e| malformed_csv(e.position().map_or(0, |p| p.line()), e))?;
+        let row = Row {
+            record: &record,
+            index: &index,
+            line: record.position().map_or(0, |p| p.line()),
+        };
+        let name = row.text("user")?;
+        if name == "<root_account>" {
+            continue;
+        }
+        let arn = row.text("arn")?.to_string();
+        let mut keys = Vec::new();
+        for (slot, [active, rotated, last_used]) in (1u8..).zip(KEY_SLOTS) {
+            let active = row.boolean(active)?;
+            let created = row.date(rotated)?;
+            // An empty slot reads `false` with no rotation date; it holds no key.
+            if active || created.is_some() {
+                let last_used = row.date(last_used)?;
+                keys.push(KeySnapshot {
+                    id: None,
+                    slot: Some(slot),
+                    active,
+                    created,
+                    last_used,
+                });
+            }
+        }
+        users.push(UserSnapshot {
+            name: name.to_string(),
+            path: path_from_arn(&arn),
+            arn,
+            created: row
+                .date("user_creation_time")?
+                .ok_or_else(|| row.error("user_creation_time", "is empty"))?,
+            password_enabled: row.boolean("password_enabled")?,
+            password_last_used: row.date("password_last_used")?,
+            keys,
+        });
+    }
+    Ok(users)
+}
+
+/// Per key slot: whether it is active, when it was created (rotated), and when it was last used.
+const KEY_SLOTS: [[&str; 3]; 2] = [
+    [
+        "access_key_1_active",
+        "access_key_1_last_rotated",
+        "access_key_1_last_used_date",
+    ],
+    [
+        "access_key_2_active",
+        "access_key_2_last_rotated",
+        "access_key_2_last_used_date",
+    ],
+];
+
+fn malformed_csv(line: u64, error: csv::Error) -> Error {
+    let reason = match error.kind() {
+        csv::ErrorKind::Utf8 { .. } => "it is not valid UTF-8".to_string(),
+        csv::ErrorKind::UnequalLengths {
+            expected_len, len, ..
+        } => {
+            format!("the row has {len} fields but the header has {expected_len} (truncated row?)")
+        }
+        _ => error.to_string(),
+    };
+    Error::ReportMalformed {
+        row: line,
+        column: "(whole row)".to_string(),
+        reason,
+    }
+}
+
+struct Row<'a> {
+    record: &'a csv::StringRecord,
+    index: &'a HashMap<&'static str, usize>,
+    line: u64,
+}
+
+impl Row<'_> {
+    fn error(&self, column: &str, reason: &str) -> Error {
+        Error::ReportMalformed {
+            row: self.line,
+            column: column.to_string(),
+            reason: reason.to_string(),
+        }
+    }
+
+    fn text(&self, column: &'static str) -> Result<&str> {
+        let value = self
+            .index
+            .get(column)
+            .and_then(|&i| self.record.get(i))
+            .map(str::trim);
+        value
+            .filter(|v| !v.is_empty())
+            .ok_or_else(|| self.error(column, "is empty"))
+    }
+
+    /// `None` for the report's spellings of "no value".
+    fn optional(&self, column: &'static str) -> Option<&str> {
+        let value = self
+            .index
+            .get(column)
+            .and_then(|&i| self.record.get(i))
+            .map(str::trim)
+            .unwrap_or("");
+        let none = value.is_empty()
+            || ["N/A", "no_information", "not_supported"]
+                .iter()
+                .any(|n| value.eq_ignore_ascii_case(n));
+        (!none).then_some(value)
+    }
+
+    fn boolean(&self, column: &'static str) -> Result<bool> {
+        match self.optional(column) {
+            None => Ok(false),
+            Some(v) if v.eq_ignore_ascii_case("true") => Ok(true),
+            Some(v) if v.eq_ignore_ascii_case("false") => Ok(false),
+            Some(v) => Err(self.error(column, &format!("{v:?} is not true or false"))),
+        }
+    }
+
+    fn date(&self, column: &'static str) -> Result<Option<OffsetDateTime>> {
+        self.optional(column)
+            .map(|v| {
+                OffsetDateTime::parse(v, &Rfc3339)
+                    .map_err(|e| self.error(column, &format!("{v:?} is not a date: {e}")))
+            })
+            .transpose()
+    }
+}
+
+/// Joins the report with `ListUsers`: users deleted since the report drop out, and users created after it
+/// (or deleted and re-created under the same name) are marked for a live lookup.
+pub fn merge(reported: Vec<UserSnapshot>, listed: Vec<UserIdentity>) -> Vec<InventoryUser> {
+    let mut by_arn: HashMap<String, UserSnapshot> =
+        reported.into_iter().map(|u| (u.arn.clone(), u)).collect();
+    listed
+        .into_iter()
+        .map(|identity| match by_arn.remove(&identity.arn) {
+            // The report stores whole seconds; a later creation time means the name was re-used.
+            Some(user) if identity.created.unix_timestamp() <= user.created.unix_timestamp() => {
+                InventoryUser {
+                    user,
+                    freshness: Freshness::Report,
+                }
+            }
+            _ => InventoryUser {
+                user: UserSnapshot {
+                    name: identity.name,
+                    arn: identity.arn,
+                    path: identity.path,
+                    created: identity.created,
+                    password_enabled: false,
+                    password_last_used: identity.password_last_used,
+                    keys: Vec::new(),
+                },
+                freshness: Freshness::Unreported,
+            },
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use time::macros::datetime;
+
+    const FIXTURE: &str = include_str!("../../tests/fixtures/credential-report-aws-shapes.csv");
+
+    fn by_name(users: &[UserSnapshot], name: &str) -> UserSnapshot {
+        users
+            .iter()
+            .find(|u| u.name == name)
+            .cloned()
+            .unwrap_or_else(|| panic!("no user {name}"))
+    }
+
+    #[test]
+    fn parses_real_aws_shapes() {
+        let users = parse(FIXTURE.as_bytes()).unwrap();
+        let names: Vec<&str> = users.iter().map(|u| u.name.as_str()).collect();
+        assert_eq!(
+            names,
+            [
+                "alice",
+                "bob",
+                "carol",
+                "dave",
+                "erin",
+                "frank",
+                "o'neil.m+ops@corp"
+            ],
+            "root row skipped"
+        );
+
+        let alice = by_name(&users, "alice");
+        assert!(alice.password_enabled);
+        assert_eq!(alice.password_last_used, None, "no_information is no value");
+        assert_eq!(alice.keys.len(), 1, "an empty slot 2 holds no key");
+        assert_eq!(
+            alice.keys[0].created,
+            Some(datetime!(2026-10-01 12:00:03 UTC))
+        );
+
+        let dave = by_name(&users, "dave");
+        assert_eq!(
+            dave.keys[0].last_used,
+            Some(datetime!(2026-11-27 03:00:00 UTC)),
+            "region N/A, service s3"
+        );
+        assert_eq!(dave.keys[1].last_used, None);
+
+        let frank = by_name(&users, "frank");
+        assert!(
+            frank.password_enabled && frank.keys.iter().all(|k| k.active),
+            "upper-case TRUE"
+        );
+        assert_eq!(frank.path, "/ops/");
+
+        assert!(!by_name(&users, "bob").password_enabled);
+        assert!(!by_name(&users, "erin").keys[0].active);
+    }
+
+    #[test]
+    fn header_columns_are_matched_by_name_with_bom_and_crlf() {
+        let reordered = "\u{feff}arn,user,extra,user_creation_time,password_enabled,password_last_used,access_key_2_active,access_key_2_last_rotated,access_key_2_last_used_date,access_key_1_active,access_key_1_last_rotated,access_key_1_last_used_date\r\n\
+            \"arn:aws:iam::1:user/x,y\",x,?,2026-01-01T00:00:00+00:00,true,N/A,false,N/A,N/A,true,2026-01-01T00:00:05+00:00,N/A\r\n";
+        let users = parse(reordered.as_bytes()).unwrap();
+        assert_eq!(users[0].name, "x");
+        assert_eq!(users[0].arn, "arn:aws:iam::1:user/x,y");
+        assert_eq!(users[0].keys.len(), 1);
+        assert_eq!(users[0].keys[0].slot, Some(1));
+    }
+
+    #[test]
+    fn empty_report_has_no_users() {
+        let header = FIXTURE.lines().next().unwrap();
+        assert!(parse(header.as_bytes()).unwrap().is_empty());
+    }
+
+    #[test]
+    fn malformed_reports_name_row_and_column() {
+        let header = FIXTURE.lines().next().unwrap();
+        let alice = FIXTURE.lines().nth(2).unwrap();
+        let cases = [
+            (
+                header.replace("password_enabled", "pw"),
+                1,
+                "password_enabled",
+            ),
+            (
+                format!(
+                    "{header}\n{}",
+                    alice.replace("2026-10-01T12:00:00+00:00", "yesterday")
+                ),
+                2,
+                "user_creation_time",
+            ),
+            (
+                format!("{header}\n{}", alice.replacen(",true,", ",maybe,", 1)),
+                2,
+                "password_enabled",
+            ),
+            (
+                format!("{header}\n{alice}\n{}", &alice[..40]),
+                3,
+                "(whole row)",
+            ),
+        ];
+        for (csv, row, column) in cases {
+            match parse(csv.as_bytes()) {
+                Err(Error::ReportMalformed {
+                    row: r, column: c, ..
+                }) => assert_eq!((r, c.as_str()), (row, column)),
+                other => panic!("expected ReportMalformed at {row}/{column}, got {other:?}"),
+            }
+        }
+        let mut invalid_utf8 = format!("{header}\n").into_bytes();
+        invalid_utf8.extend_from_slice(b"\xff\xfe,arn\n");
+        assert!(matches!(
+            parse(&invalid_utf8),
+            Err(Error::ReportMalformed { row: 2, .. })
+        ));
+    }
+
+    #[test]
+    fn merge_marks_new_and_recreated_users_for_live_lookup() {
+        let users = parse(FIXTURE.as_bytes()).unwrap();
+        let identity = |u: &UserSnapshot| u.identity();
+        let alice = by_name(&users, "alice");
+        let mut recreated_bob = identity(&by_name(&users, "bob"));
+        recreated_bob.created = datetime!(2026-11-29 12:00:00 UTC);
+        let newcomer = UserIdentity {
+            name: "newcomer".into(),
+            arn: "arn:aws:iam::123456789012:user/newcomer".into(),
+            path: "/".into(),
+            created: datetime!(2026-11-29 13:00:00 UTC),
+            password_last_used: None,
+        };
+        let merged = merge(
+            users.clone(),
+            vec![identity(&alice), recreated_bob, newcomer],
+        );
+        let freshness: Vec<(&str, Freshness)> = merged
+            .iter()
+            .map(|u| (u.user.name.as_str(), u.freshness))
+            .collect();
+        assert_eq!(
+            freshness,
+            [
+                ("alice", Freshness::Report),
+                ("bob", Freshness::Unreported),
+                ("newcomer", Freshness::Unreported)
+            ],
+            "users missing from ListUsers (deleted) drop out"
+        );
+    }
+}

@@ -1,0 +1,87 @@
+//! The account data every step shares: users and their access keys, as read from the credential report or
+//! live from IAM.
+
+use time::OffsetDateTime;
+
+/// A user as the inventory sees it. `keys` comes from the report (slots, no key IDs) or from IAM (with IDs).
+#[derive(Debug, Clone, PartialEq)]
+pub struct UserSnapshot {
+    pub name: String,
+    pub arn: String,
+    pub path: String,
+    pub created: OffsetDateTime,
+    /// A console password (login profile) exists.
+    pub password_enabled: bool,
+    pub password_last_used: Option<OffsetDateTime>,
+    pub keys: Vec<KeySnapshot>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct KeySnapshot {
+    /// The access key ID; `None` when the data came from the credential report, which has only slots.
+    pub id: Option<String>,
+    /// Slot 1 or 2 in the credential report; `None` for live data.
+    pub slot: Option<u8>,
+    pub active: bool,
+    pub created: Option<OffsetDateTime>,
+    pub last_used: Option<OffsetDateTime>,
+}
+
+/// Who a user is, without keys: enough to look the rest up live.
+#[derive(Debug, Clone, PartialEq)]
+pub struct UserIdentity {
+    pub name: String,
+    pub arn: String,
+    pub path: String,
+    pub created: OffsetDateTime,
+    pub password_last_used: Option<OffsetDateTime>,
+}
+
+impl UserSnapshot {
+    pub fn identity(&self) -> UserIdentity {
+        UserIdentity {
+            name: self.name.clone(),
+            arn: self.arn.clone(),
+            path: self.path.clone(),
+            created: self.created,
+            password_last_used: self.password_last_used,
+        }
+    }
+}
+
+/// The path part of a user ARN: `arn:aws:iam::1:user/ops/frank` → `/ops/`.
+pub fn path_from_arn(arn: &str) -> String {
+    let resource = arn.split_once(":user/").map(|(_, rest)| rest).unwrap_or("");
+    match resource.rfind('/') {
+        Some(end) => format!("/{}/", &resource[..end]),
+        None => "/".to_string(),
+    }
+}
+
+/// Converts an SDK timestamp; `None` only for dates outside what `time` can hold, which IAM never sends.
+pub fn from_smithy(value: &aws_smithy_types::DateTime) -> Option<OffsetDateTime> {
+    let nanos = i128::from(value.secs()) * 1_000_000_000 + i128::from(value.subsec_nanos());
+    OffsetDateTime::from_unix_timestamp_nanos(nanos).ok()
+}
+
+/// The account ID in an ARN, e.g. `123456789012`.
+pub fn account_from_arn(arn: &str) -> Option<&str> {
+    arn.split(':').nth(4).filter(|account| !account.is_empty())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn path_from_arn_cases() {
+        for (arn, path) in [
+            ("arn:aws:iam::123456789012:user/alice", "/"),
+            ("arn:aws:iam::123456789012:user/ops/frank", "/ops/"),
+            ("arn:aws:iam::123456789012:user/a/b/c", "/a/b/"),
+            ("arn:aws:iam::123456789012:root", "/"),
+        ] {
+            assert_eq!(path_from_arn(arn), path, "{arn}");
+        }
+    }
+}

@@ -1,0 +1,19 @@
+//! Delivering the report to people and machines. Rendering is pure ([`render`]); each sink is one file.
+
+pub mod render;
+pub mod sns;
+
+use std::future::Future;
+
+use crate::deadline::Deadline;
+use crate::error::Result;
+use crate::report::{Notification, Report};
+
+/// Somewhere alerts go. A sink delivers every part or fails: a partly delivered alert is an error.
+pub trait Sink: Send + Sync {
+    fn publish(
+        &self,
+        report: &Report,
+        deadline: &Deadline,
+    ) -> impl Future<Output = Result<Vec<Notification>>> + Send;
+}

@@ -1,0 +1,403 @@
+//! Renders the report into SNS alert parts: a subject, plain text for email, and a JSON document for machines,
+//! split so that no finding is dropped and every publish stays under SNS's 256 KiB limit in bytes.
+
+use std::fmt::Write as _;
+
+use serde::Serialize;
+use time::format_description::well_known::Rfc3339;
+use time::OffsetDateTime;
+
+use crate::error::{Error, Result};
+use crate::evaluate::Finding;
+use crate::report::Report;
+
+/// SNS's limit for one publish: message, subject and attributes together, in bytes.
+pub const SNS_MAX_BYTES: usize = 262_144;
+/// The most SNS allows in a subject is 100 characters; keep one back.
+pub const MAX_SUBJECT_CHARS: usize = 99;
+/// Room kept for the subject and for rendering differences the size estimate does not see (part numbers).
+const HEADROOM_BYTES: usize = 4_096;
+/// The most bytes one part's message may take.
+pub const PART_BUDGET_BYTES: usize = SNS_MAX_BYTES - HEADROOM_BYTES;
+
+pub const CIS_REFERENCE: &str = "CIS AWS Foundations Benchmark v1.4.0-v4.0.0, control 1.11: \"Do not setup access keys during initial user setup for all IAM users that have a console password\"";
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AlertPart {
+    pub part: usize,
+    pub parts: usize,
+    pub subject: String,
+    /// The `MessageStructure=json` envelope: `{"default": <JSON document>, "email": <text>}`.
+    pub message: String,
+}
+
+/// The JSON document SQS, Lambda and HTTPS subscribers receive.
+#[derive(Debug, Serialize)]
+pub struct AlertDocument<'a> {
+    pub schema: &'static str,
+    pub run_id: &'a str,
+    pub part: usize,
+    pub parts: usize,
+    pub account_id: &'a str,
+    #[serde(with = "time::serde::rfc3339")]
+    pub checked_at: OffsetDateTime,
+    #[serde(with = "time::serde::rfc3339::option")]
+    pub report_generated_at: Option<OffsetDateTime>,
+    pub control: &'static str,
+    pub total_findings: usize,
+    pub pending_count: usize,
+    pub exempted_count: usize,
+    pub findings: &'a [Finding],
+}
+
+#[derive(Serialize)]
+struct Envelope<'a> {
+    default: &'a str,
+    email: &'a str,
+}
+
+pub const SCHEMA: &str = "keywatch.alert/v1";
+
+/// Splits the findings into as few parts as fit, and renders each. With no findings, one "all clear" part.
+pub fn render_parts(report: &Report) -> Result<Vec<AlertPart>> {
+    let chunks = chunk_findings(report)?;
+    let parts = chunks.len();
+    chunks
+        .into_iter()
+        .enumerate()
+        .map(|(index, findings)| {
+            let part = render_part(report, findings, index + 1, parts)?;
+            if part.message.len() > PART_BUDGET_BYTES {
+                return Err(Error::Render(format!(
+                    "part {} is {} bytes, over the {PART_BUDGET_BYTES}-byte budget; please report this as a bug",
+                    part.part,
+                    part.message.len()
+                )));
+            }
+            Ok(part)
+        })
+        .collect()
+}
+
+fn render_part(
+    report: &Report,
+    findings: &[Finding],
+    part: usize,
+    parts: usize,
+) -> Result<AlertPart> {
+    let document = AlertDocument {
+        schema: SCHEMA,
+        run_id: &report.run_id,
+        part,
+        parts,
+        account_id: &report.account_id,
+        checked_at: report.checked_at,
+        report_generated_at: report.report_generated_at,
+        control: "CIS AWS Foundations 1.11",
+        total_findings: report.findings.len(),
+        pending_count: report.pending.len(),
+        exempted_count: report.exempted.len(),
+        findings,
+    };
+    let json = serde_json::to_string(&document).map_err(|e| Error::Render(e.to_string()))?;
+    let text = email_text(report, findings, part, parts);
+    let message = serde_json::to_string(&Envelope {
+        default: &json,
+        email: &text,
+    })
+    .map_err(|e| Error::Render(e.to_string()))?;
+    Ok(AlertPart {
+        part,
+        parts,
+        subject: subject(report, part, parts),
+        message,
+    })
+}
+
+/// Greedy packing by an exact-enough size estimate: JSON string escaping is per character, so a finding adds
+/// the escaped length of its JSON and its email block to the envelope. `render_parts` checks the real size.
+fn chunk_findings(report: &Report) -> Result<Vec<&[Finding]>> {
+    let overhead = render_part(report, &[], usize::MAX, usize::MAX)?
+        .message
+        .len();
+    let budget = PART_BUDGET_BYTES.saturating_sub(overhead);
+    let mut chunks = Vec::new();
+    let (mut start, mut used) = (0, 0);
+    for (index, finding) in report.findings.iter().enumerate() {
+        let cost = finding_cost(finding, &report.account_id)?;
+        if cost > budget {
+            return Err(Error::Render(format!(
+                "finding {} alone is larger than one SNS message",
+                finding.finding_id
+            )));
+        }
+        if used + cost > budget {
+            chunks.push(&report.findings[start..index]);
+            (start, used) = (index, 0);
+        }
+        used += cost;
+    }
+    chunks.push(&report.findings[start..]);
+    Ok(chunks)
+}
+
+fn finding_cost(finding: &Finding, account_id: &str) -> Result<usize> {
+    let json = serde_json::to_string(finding).map_err(|e| Error::Render(e.to_string()))?;
+    let mut block = String::new();
+    write_finding(&mut block, finding, account_id);
+    // Escaped lengths inside the envelope, plus a comma between array items.
+    Ok(escaped_len(&json)? + escaped_len(&block)? + 2)
+}
+
+fn escaped_len(text: &str) -> Result<usize> {
+    Ok(serde_json::to_string(text)
+        .map_err(|e| Error::Render(e.to_string()))?
+        .len()
+        - 2)
+}
+
+/// Printable ASCII, at most 99 characters, no newline: what SNS and every mail client accept.
+pub fn subject(report: &Report, part: usize, parts: usize) -> String {
+    let account: String = report
+        .account_id
+        .chars()
+        .filter(|c| c.is_ascii_graphic())
+        .take(32)
+        .collect();
+    let n = report.findings.len();
+    let mut subject = match n {
+        0 => format!("keywatch: no never-used access keys on console users in {account}"),
+        1 => format!("keywatch: 1 never-used access key on a console user in {account}"),
+        _ => format!("keywatch: {n} never-used access keys on console users in {account}"),
+    };
+    if parts > 1 {
+        subject.push_str(&format!(" (part {part} of {parts})"));
+    }
+    subject.truncate(MAX_SUBJECT_CHARS);
+    subject
+}
+
+fn date(value: Option<OffsetDateTime>) -> String {
+    value
+        .and_then(|v| v.format(&Rfc3339).ok())
+        .unwrap_or_else(|| "unknown".to_string())
+}
+
+/// Quotes a value for a POSIX shell, so user names with `'`, `+` or `@` copy-paste safely.
+fn shell_quote(value: &str) -> String {
+    if value
+        .bytes()
+        .all(|b| b.is_ascii_alphanumeric() || b"-_.+=,@/".contains(&b))
+    {
+        value.to_string()
+    } else {
+        format!("'{}'", value.replace('\'', r"'\''"))
+    }
+}
+
+fn write_finding(out: &mut String, finding: &Finding, _account_id: &str) {
+    let age = finding
+        .key_age_days
+        .map_or_else(|| "unknown age".to_string(), |d| format!("{d} days old"));
+    let setup = if finding.created_at_user_setup {
+        "yes"
+    } else {
+        "no"
+    };
+    let _ = writeln!(
+        out,
+        "- {user}  key {key}  {age}  created at user setup: {setup}\n    aws iam delete-access-key --user-name {quoted} --access-key-id {key}",
+        user = finding.user_name,
+        key = finding.access_key_id,
+        quoted = shell_quote(&finding.user_name),
+    );
+}
+
+/// The email body: readable with no mailer in between.
+pub fn email_text(report: &Report, findings: &[Finding], part: usize, parts: usize) -> String {
+    let mut out = String::new();
+    let account = &report.account_id;
+    let _ = writeln!(out, "{}\n", subject(report, part, parts));
+    let _ = writeln!(out, "Account:   {account}");
+    let _ = writeln!(out, "Checked:   {}", date(Some(report.checked_at)));
+    if report.report_generated_at.is_some() {
+        let _ = writeln!(
+            out,
+            "Inventory: credential report of {}, every key verified live",
+            date(report.report_generated_at)
+        );
+    }
+    let _ = writeln!(
+        out,
+        "Run:       {} (part {part} of {parts})\n",
+        report.run_id
+    );
+
+    if report.findings.is_empty() {
+        let _ = writeln!(
+            out,
+            "All clear: no Active, never-used access keys on users with a console password."
+        );
+    } else {
+        let _ = writeln!(
+            out,
+            "These access keys are Active, have never been used, and belong to users who sign in to the console.\n\
+             An unused key is an unmonitored way into the account. Findings in this part: {} of {}.\n",
+            findings.len(),
+            report.findings.len()
+        );
+        for finding in findings {
+            write_finding(&mut out, finding, account);
+        }
+        let _ = writeln!(
+            out,
+            "\nWhat to do:\n\
+             - Delete each key with the command under it: it has never been used, so nothing depends on it.\n\
+             - Or deactivate it first: aws iam update-access-key --user-name USER --access-key-id KEY --status Inactive\n\
+             - Stop creating access keys when you create console users: leave \"access key\" unticked in the console,\n\
+             \x20 drop create-access-key from onboarding scripts, and let people create their own keys when they need one."
+        );
+    }
+    if !report.pending.is_empty() || !report.exempted.is_empty() {
+        let _ = writeln!(
+            out,
+            "\nNot alerted: {} key(s) still in the {}-hour grace period, {} key(s) exempt. The JSON report lists them.",
+            report.pending.len(),
+            report.grace_period_hours,
+            report.exempted.len()
+        );
+    }
+    let _ = writeln!(out, "\nReference: {CIS_REFERENCE}.\n-- keywatch");
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::report::ApiCalls;
+    use time::macros::datetime;
+
+    pub(crate) fn report_with(findings: Vec<Finding>) -> Report {
+        Report {
+            run_id: "8f14e45f-ceea-467f-a8e9-2e3b1c9b9a01".into(),
+            account_id: "123456789012".into(),
+            checked_at: datetime!(2026-11-29 12:00 UTC),
+            report_generated_at: Some(datetime!(2026-11-29 11:59 UTC)),
+            inventory_source: "credential-report",
+            dry_run: false,
+            grace_period_hours: 0,
+            users_examined: 0,
+            keys_examined: 0,
+            candidates_verified: 0,
+            api_calls: ApiCalls::default(),
+            findings,
+            pending: vec![],
+            exempted: vec![],
+            notifications: vec![],
+        }
+    }
+
+    pub(crate) fn finding(user: &str, key: &str) -> Finding {
+        Finding {
+            finding_id: format!("123456789012/{user}/{key}"),
+            rule: "cis-1.11-never-used-key-on-console-user",
+            user_name: user.into(),
+            user_arn: format!("arn:aws:iam::123456789012:user/{user}"),
+            access_key_id: key.into(),
+            key_created: Some(datetime!(2026-11-01 09:01 UTC)),
+            key_age_days: Some(28),
+            user_created: datetime!(2026-11-01 09:00 UTC),
+            password_last_used: None,
+            created_at_user_setup: true,
+        }
+    }
+
+    fn envelope(part: &AlertPart) -> (serde_json::Value, String) {
+        let envelope: serde_json::Value = serde_json::from_str(&part.message).unwrap();
+        let document = serde_json::from_str(envelope["default"].as_str().unwrap()).unwrap();
+        (document, envelope["email"].as_str().unwrap().to_string())
+    }
+
+    #[test]
+    fn two_findings_in_one_part() {
+        let report = report_with(vec![
+            finding("frank", "AKIAFRANK1"),
+            finding("frank", "AKIAFRANK2"),
+        ]);
+        let parts = render_parts(&report).unwrap();
+        assert_eq!(parts.len(), 1);
+        assert_eq!(
+            parts[0].subject,
+            "keywatch: 2 never-used access keys on console users in 123456789012"
+        );
+        let (document, email) = envelope(&parts[0]);
+        assert_eq!(document["findings"].as_array().unwrap().len(), 2);
+        assert_eq!(document["run_id"], report.run_id);
+        for needle in [
+            "Account:   123456789012",
+            "AKIAFRANK1",
+            "AKIAFRANK2",
+            "28 days old",
+            "created at user setup: yes",
+            "aws iam delete-access-key --user-name frank --access-key-id AKIAFRANK1",
+            "--status Inactive",
+            "control 1.11",
+        ] {
+            assert!(email.contains(needle), "email lacks {needle:?}:\n{email}");
+        }
+    }
+
+    #[test]
+    fn clean_report_renders_an_all_clear() {
+        let parts = render_parts(&report_with(vec![])).unwrap();
+        assert_eq!(parts.len(), 1);
+        assert_eq!(
+            parts[0].subject,
+            "keywatch: no never-used access keys on console users in 123456789012"
+        );
+        assert!(envelope(&parts[0]).1.contains("All clear"));
+    }
+
+    #[test]
+    fn shell_quoting_keeps_odd_user_names_safe() {
+        assert_eq!(shell_quote("o'neil.m+ops@corp"), r"'o'\''neil.m+ops@corp'");
+        assert_eq!(shell_quote("alice"), "alice");
+    }
+
+    #[test]
+    fn many_multibyte_findings_split_under_the_byte_limit_and_none_is_lost() {
+        // 64 characters of 3-byte UTF-8 is the worst case for a user name; escaping stays in bytes.
+        let name: String = "ü€".repeat(32);
+        let findings: Vec<Finding> = (0..2_000)
+            .map(|i| finding(&format!("{name}{i}"), &format!("AKIA{i:016}")))
+            .collect();
+        let report = report_with(findings);
+        let parts = render_parts(&report).unwrap();
+        assert!(parts.len() > 1, "2,000 large findings need several parts");
+        let mut seen = Vec::new();
+        for part in &parts {
+            assert!(part.message.len() + part.subject.len() <= SNS_MAX_BYTES);
+            assert!(
+                part.subject.len() <= MAX_SUBJECT_CHARS
+                    && part
+                        .subject
+                        .chars()
+                        .all(|c| c.is_ascii_graphic() || c == ' ')
+            );
+            assert!(part
+                .subject
+                .ends_with(&format!("(part {} of {})", part.part, parts.len())));
+            let (document, _) = envelope(part);
+            assert_eq!(document["parts"], parts.len());
+            for f in document["findings"].as_array().unwrap() {
+                seen.push(f["access_key_id"].as_str().unwrap().to_string());
+            }
+        }
+        let expected: Vec<String> = report
+            .findings
+            .iter()
+            .map(|f| f.access_key_id.clone())
+            .collect();
+        assert_eq!(seen, expected, "every finding exactly once, in order");
+    }
+}

@@ -1,0 +1,62 @@
+//! The invocation's response: everything a caller or a person needs to trust or act on the run.
+
+use std::collections::BTreeMap;
+
+use serde::Serialize;
+use time::OffsetDateTime;
+
+use crate::evaluate::{Evaluation, Exempted, Finding, Pending};
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Report {
+    /// The Lambda request ID; every alert part carries it, so subscribers can tell a retry from a new alert.
+    pub run_id: String,
+    pub account_id: String,
+    #[serde(with = "time::serde::rfc3339")]
+    pub checked_at: OffsetDateTime,
+    #[serde(with = "time::serde::rfc3339::option")]
+    pub report_generated_at: Option<OffsetDateTime>,
+    pub inventory_source: &'static str,
+    pub dry_run: bool,
+    pub grace_period_hours: u32,
+    pub users_examined: usize,
+    pub keys_examined: usize,
+    pub candidates_verified: usize,
+    pub api_calls: ApiCalls,
+    pub findings: Vec<Finding>,
+    pub pending: Vec<Pending>,
+    pub exempted: Vec<Exempted>,
+    /// SNS message IDs, one per alert part; empty on a dry run or when nothing was published.
+    pub notifications: Vec<Notification>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct ApiCalls {
+    pub total: u64,
+    /// By IAM-policy action name, e.g. `iam:ListAccessKeys`.
+    pub by_operation: BTreeMap<String, u64>,
+}
+
+impl From<BTreeMap<String, u64>> for ApiCalls {
+    fn from(by_operation: BTreeMap<String, u64>) -> Self {
+        ApiCalls {
+            total: by_operation.values().sum(),
+            by_operation,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Notification {
+    pub part: usize,
+    pub parts: usize,
+    pub message_id: String,
+}
+
+impl Report {
+    pub fn apply(&mut self, evaluation: Evaluation) {
+        self.findings = evaluation.findings;
+        self.pending = evaluation.pending;
+        self.exempted = evaluation.exempted;
+    }
+}

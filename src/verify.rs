@@ -1,0 +1,162 @@
+//! Live verification: every candidate from the inventory is re-read from IAM before anything is reported, so
+//! a key deleted, deactivated or used since the report never becomes a finding, and every finding carries its
+//! true access key ID. Calls per candidate: ListAccessKeys, GetLoginProfile, GetAccessKeyLastUsed per active
+//! key (only with a password), and ListUserTags only when a key would otherwise be reported.
+
+use aws_sdk_iam::Client as IamClient;
+use futures_util::{StreamExt, TryStreamExt};
+
+use crate::aws::{aws_error, error_code};
+use crate::config::Exemptions;
+use crate::error::Result;
+use crate::evaluate::{broken_rule, VerifiedUser};
+use crate::inventory::{Freshness, InventoryUser};
+use crate::model::{from_smithy, KeySnapshot, UserIdentity, UserSnapshot};
+
+/// Verifies candidates with at most `concurrency` users in flight. Users deleted meanwhile drop out; any
+/// other failure fails the whole run, because a skipped user could hide a finding.
+pub async fn verify(
+    iam: &IamClient,
+    candidates: &[&InventoryUser],
+    exemptions: &Exemptions,
+    concurrency: usize,
+) -> Result<Vec<VerifiedUser>> {
+    let mut verified: Vec<VerifiedUser> = futures_util::stream::iter(candidates.iter().copied())
+        .map(|candidate| verify_one(iam, candidate, exemptions))
+        .buffer_unordered(concurrency.max(1))
+        .try_filter_map(|user| async move { Ok(user) })
+        .try_collect()
+        .await?;
+    verified.sort_by(|a, b| a.user.name.cmp(&b.user.name));
+    Ok(verified)
+}
+
+async fn verify_one(
+    iam: &IamClient,
+    candidate: &InventoryUser,
+    exemptions: &Exemptions,
+) -> Result<Option<VerifiedUser>> {
+    let user = match candidate.freshness {
+        Freshness::Live => candidate.user.clone(),
+        Freshness::Report | Freshness::Unreported => {
+            match live_snapshot(iam, &candidate.user.identity()).await? {
+                Some(user) => user,
+                None => return Ok(None),
+            }
+        }
+    };
+    let reportable = user
+        .keys
+        .iter()
+        .any(|key| broken_rule(&user, key).is_some());
+    let exempt_tag = match (
+        &exemptions.tag_key,
+        reportable && exemptions.pattern_for(&user.identity()).is_none(),
+    ) {
+        (Some(tag_key), true) => exempt_tag(iam, &user.name, tag_key).await?,
+        _ => None,
+    };
+    Ok(Some(VerifiedUser { user, exempt_tag }))
+}
+
+/// Reads one user's keys and password live. `None` if the user no longer exists.
+pub async fn live_snapshot(
+    iam: &IamClient,
+    identity: &UserIdentity,
+) -> Result<Option<UserSnapshot>> {
+    let listed = iam
+        .list_access_keys()
+        .user_name(&identity.name)
+        .into_paginator()
+        .items()
+        .send()
+        .try_collect()
+        .await;
+    let listed = match listed {
+        Ok(keys) => keys,
+        Err(e) if error_code(&e) == Some("NoSuchEntity") => return Ok(None),
+        Err(e) => return Err(aws_error("iam:ListAccessKeys", e)),
+    };
+    let password_enabled = match iam
+        .get_login_profile()
+        .user_name(&identity.name)
+        .send()
+        .await
+    {
+        Ok(_) => true,
+        Err(e) if error_code(&e) == Some("NoSuchEntity") => false,
+        Err(e) => return Err(aws_error("iam:GetLoginProfile", e)),
+    };
+
+    let mut keys = Vec::with_capacity(listed.len());
+    for key in listed {
+        let Some(id) = key.access_key_id else {
+            continue;
+        };
+        let active = key
+            .status
+            .as_ref()
+            .is_some_and(|s| s.as_str().eq_ignore_ascii_case("active"));
+        // Last use only matters for an active key of a console user; other keys cannot break the rule.
+        let last_used = if active && password_enabled {
+            match iam
+                .get_access_key_last_used()
+                .access_key_id(&id)
+                .send()
+                .await
+            {
+                Ok(out) => out
+                    .access_key_last_used
+                    .and_then(|u| u.last_used_date)
+                    .as_ref()
+                    .and_then(from_smithy),
+                // Deleted between the two calls: it can no longer be a finding.
+                Err(e) if error_code(&e) == Some("NoSuchEntity") => continue,
+                Err(e) => return Err(aws_error("iam:GetAccessKeyLastUsed", e)),
+            }
+        } else {
+            None
+        };
+        keys.push(KeySnapshot {
+            id: Some(id),
+            slot: None,
+            active,
+            created: key.create_date.as_ref().and_then(from_smithy),
+            last_used,
+        });
+    }
+    Ok(Some(UserSnapshot {
+        name: identity.name.clone(),
+        arn: identity.arn.clone(),
+        path: identity.path.clone(),
+        created: identity.created,
+        password_enabled,
+        password_last_used: identity.password_last_used,
+        keys,
+    }))
+}
+
+/// The user's exemption tag as (key, value), matched case-insensitively like IAM matches tag keys.
+async fn exempt_tag(
+    iam: &IamClient,
+    user_name: &str,
+    tag_key: &str,
+) -> Result<Option<(String, String)>> {
+    let tags: Vec<_> = match iam
+        .list_user_tags()
+        .user_name(user_name)
+        .into_paginator()
+        .items()
+        .send()
+        .try_collect()
+        .await
+    {
+        Ok(tags) => tags,
+        Err(e) if error_code(&e) == Some("NoSuchEntity") => return Ok(None),
+        Err(e) => return Err(aws_error("iam:ListUserTags", e)),
+    };
+    Ok(tags
+        .into_iter()
+        .find(|t| t.key.eq_ignore_ascii_case(tag_key))
+        .map(|t| (t.key, t.value)))
+}
