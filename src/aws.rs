@@ -14,11 +14,13 @@ use aws_smithy_runtime_api::box_error::BoxError;
 use aws_smithy_runtime_api::client::interceptors::context::BeforeSerializationInterceptorContextRef;
 use aws_smithy_runtime_api::client::interceptors::Intercept;
 use aws_smithy_runtime_api::client::orchestrator::Metadata;
+use aws_smithy_runtime_api::client::runtime_components::RuntimeComponents;
 use aws_smithy_types::config_bag::ConfigBag;
 
 use crate::error::{AwsFailure, Error};
 
 /// Counts AWS calls by IAM-policy action name (`iam:ListUsers`), one per operation, however many retries it took.
+/// It reads before serialization: that runs once per operation, after the operation's metadata is in the bag.
 #[derive(Debug, Default, Clone)]
 pub struct CallCounter(Arc<Mutex<BTreeMap<String, u64>>>);
 
@@ -41,9 +43,10 @@ impl Intercept for CallCounter {
         "keywatch::CallCounter"
     }
 
-    fn read_before_execution(
+    fn read_before_serialization(
         &self,
         _context: &BeforeSerializationInterceptorContextRef<'_>,
+        _components: &RuntimeComponents,
         cfg: &mut ConfigBag,
     ) -> Result<(), BoxError> {
         if let Some(metadata) = cfg.load::<Metadata>() {
@@ -70,24 +73,7 @@ pub struct Clients {
 impl Clients {
     /// Loads region, credentials and `AWS_ENDPOINT_URL` from the environment, the way every AWS SDK does.
     pub async fn from_env(max_attempts: u32) -> Self {
-        let http_client = aws_smithy_http_client::Builder::new()
-            .tls_provider(aws_smithy_http_client::tls::Provider::Rustls(
-                aws_smithy_http_client::tls::rustls_provider::CryptoMode::Ring,
-            ))
-            .build_https();
-        let config = aws_config::defaults(BehaviorVersion::latest())
-            .http_client(http_client)
-            // Adaptive retry slows down under account-wide IAM throttling instead of failing fast.
-            .retry_config(RetryConfig::adaptive().with_max_attempts(max_attempts))
-            .timeout_config(
-                TimeoutConfig::builder()
-                    .connect_timeout(Duration::from_secs(3))
-                    .operation_attempt_timeout(Duration::from_secs(20))
-                    .build(),
-            )
-            .load()
-            .await;
-        Self::from_config(&config)
+        Self::from_config(&config_loader(max_attempts).load().await)
     }
 
     pub fn from_config(config: &SdkConfig) -> Self {
@@ -108,6 +94,30 @@ impl Clients {
             calls,
         }
     }
+}
+
+/// The shared SDK configuration: one rustls-on-ring HTTP client, adaptive retry with `max_attempts`, and
+/// timeouts well inside Lambda's. Region, credentials and endpoint still come from the environment.
+pub fn config_loader(max_attempts: u32) -> aws_config::ConfigLoader {
+    aws_config::defaults(BehaviorVersion::latest())
+        .http_client(http_client())
+        // Adaptive retry slows down under account-wide IAM throttling instead of failing fast.
+        .retry_config(RetryConfig::adaptive().with_max_attempts(max_attempts))
+        .timeout_config(
+            TimeoutConfig::builder()
+                .connect_timeout(Duration::from_secs(3))
+                .operation_attempt_timeout(Duration::from_secs(20))
+                .build(),
+        )
+}
+
+/// The one HTTP client stack in the binary: hyper 1 with rustls on ring (cross-compiles without a C toolchain).
+pub fn http_client() -> aws_smithy_runtime_api::client::http::SharedHttpClient {
+    aws_smithy_http_client::Builder::new()
+        .tls_provider(aws_smithy_http_client::tls::Provider::Rustls(
+            aws_smithy_http_client::tls::rustls_provider::CryptoMode::Ring,
+        ))
+        .build_https()
 }
 
 /// The error code of a failed call, if the service sent one (`NoSuchEntity`, `Throttling`, ...).

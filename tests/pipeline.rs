@@ -1,0 +1,341 @@
+//! The whole pipeline against moto over the real AWS wire protocol: seeded accounts in, findings and SNS
+//! deliveries (read back from a subscribed SQS queue) out.
+
+mod support;
+
+use keywatch::event::Invocation;
+use keywatch::notify::render::render_parts;
+use keywatch::permissions;
+use keywatch::report::Report;
+use support::{run, settings, Account, Moto};
+
+const SCHEDULED: Invocation = Invocation {
+    dry_run: false,
+    grace_period_hours: None,
+    scheduled: true,
+};
+const DRY_RUN: Invocation = Invocation {
+    dry_run: true,
+    grace_period_hours: None,
+    scheduled: false,
+};
+
+/// Seeds an account, runs one scheduled invocation, and returns the report and what SNS delivered.
+async fn scan<F, Fut>(
+    extra_settings: &[(&str, &str)],
+    seed: F,
+) -> (Report, Vec<(String, serde_json::Value)>)
+where
+    F: FnOnce(Account) -> Fut,
+    Fut: std::future::Future<Output = Account>,
+{
+    let moto = Moto::start();
+    let account = seed(moto.account().await).await;
+    let (topic, queue) = account.topic_with_queue().await;
+    let mut vars = vec![
+        ("FINDINGS_TOPIC_ARN", topic.as_str()),
+        ("AWS_REGION", "us-east-1"),
+    ];
+    vars.extend_from_slice(extra_settings);
+    let report = run(&moto, settings(&vars), SCHEDULED)
+        .await
+        .expect("the run succeeds");
+    let delivered = account.delivered(&queue).await;
+    (report, delivered)
+}
+
+fn finding_keys(report: &Report) -> Vec<(&str, &str)> {
+    let mut keys: Vec<(&str, &str)> = report
+        .findings
+        .iter()
+        .map(|f| (f.user_name.as_str(), f.access_key_id.as_str()))
+        .collect();
+    keys.sort();
+    keys
+}
+
+#[tokio::test]
+async fn one_unused_key_is_reported_and_delivered() {
+    let mut key_id = String::new();
+    let (report, delivered) = scan(&[], |a| async {
+        a.console_user("alice").await;
+        key_id = a.key("alice").await.id;
+        a
+    })
+    .await;
+    assert_eq!(finding_keys(&report), [("alice", key_id.as_str())]);
+    let finding = &report.findings[0];
+    assert_eq!(finding.finding_id, format!("123456789012/alice/{key_id}"));
+    assert!(finding.created_at_user_setup);
+    assert_eq!(delivered.len(), 1, "one SNS message");
+    let (subject, document) = &delivered[0];
+    assert_eq!(
+        subject,
+        "keywatch: 1 never-used access key on a console user in 123456789012"
+    );
+    assert_eq!(document["findings"][0]["access_key_id"], key_id.as_str());
+    assert_eq!(document["run_id"], "test-run");
+    assert_eq!(report.notifications.len(), 1);
+}
+
+#[tokio::test]
+async fn user_without_password_is_not_reported() {
+    let (report, delivered) = scan(&[], |a| async {
+        a.user("bob").await;
+        a.key("bob").await;
+        a
+    })
+    .await;
+    assert!(report.findings.is_empty());
+    assert!(
+        delivered.is_empty(),
+        "nothing is published for a clean account"
+    );
+    assert!(report.notifications.is_empty());
+}
+
+#[tokio::test]
+async fn used_key_is_not_reported() {
+    let (report, _) = scan(&[], |a| async {
+        a.console_user("carol").await;
+        let key = a.key("carol").await;
+        a.use_key(&key).await;
+        a
+    })
+    .await;
+    assert!(report.findings.is_empty(), "{:?}", report.findings);
+}
+
+#[tokio::test]
+async fn only_the_unused_one_of_two_keys_is_reported() {
+    let mut unused = String::new();
+    let (report, _) = scan(&[], |a| async {
+        a.console_user("dave").await;
+        let used = a.key("dave").await;
+        a.use_key(&used).await;
+        unused = a.key("dave").await.id;
+        a
+    })
+    .await;
+    assert_eq!(finding_keys(&report), [("dave", unused.as_str())]);
+}
+
+#[tokio::test]
+async fn two_unused_keys_give_two_findings_and_the_email_lists_both() {
+    let mut ids = Vec::new();
+    let (report, delivered) = scan(&[], |a| async {
+        a.console_user("frank").await;
+        ids.push(a.key("frank").await.id);
+        ids.push(a.key("frank").await.id);
+        a
+    })
+    .await;
+    assert_eq!(report.findings.len(), 2);
+    assert_eq!(delivered.len(), 1, "both findings in one message");
+    let delivered_ids: Vec<&str> = delivered[0].1["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f["access_key_id"].as_str().unwrap())
+        .collect();
+    let parts = render_parts(&report).unwrap();
+    let envelope: serde_json::Value = serde_json::from_str(&parts[0].message).unwrap();
+    let email = envelope["email"].as_str().unwrap();
+    for id in &ids {
+        assert!(
+            delivered_ids.contains(&id.as_str()),
+            "SQS subscriber gets {id}"
+        );
+        assert!(
+            email.contains(&format!("--access-key-id {id}")),
+            "email lists {id}:\n{email}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn inactive_key_is_not_reported() {
+    let (report, _) = scan(&[], |a| async {
+        a.console_user("erin").await;
+        let key = a.key("erin").await;
+        a.deactivate("erin", &key).await;
+        a
+    })
+    .await;
+    assert!(report.findings.is_empty());
+    assert_eq!(report.keys_examined, 1);
+}
+
+#[tokio::test]
+async fn deleted_login_profile_is_not_reported() {
+    let (report, _) = scan(&[], |a| async {
+        a.console_user("gina").await;
+        a.key("gina").await;
+        a.iam
+            .delete_login_profile()
+            .user_name("gina")
+            .send()
+            .await
+            .unwrap();
+        a
+    })
+    .await;
+    assert!(report.findings.is_empty());
+}
+
+#[tokio::test]
+async fn user_under_a_path_is_reported() {
+    let (report, _) = scan(&[], |a| async {
+        a.user_at("hank", "/engineering/", &[]).await;
+        a.password("hank").await;
+        a.key("hank").await;
+        a
+    })
+    .await;
+    assert_eq!(report.findings.len(), 1);
+    assert_eq!(
+        report.findings[0].user_arn,
+        "arn:aws:iam::123456789012:user/engineering/hank"
+    );
+}
+
+#[tokio::test]
+async fn exempt_tag_and_name_pattern_are_exempted_not_alerted() {
+    let (report, delivered) = scan(&[("EXEMPT_USERS", "svc-*")], |a| async {
+        a.user_at(
+            "ivy",
+            "/",
+            &[("keywatch:exempt", "break-glass account, ticket SEC-42")],
+        )
+        .await;
+        a.password("ivy").await;
+        a.key("ivy").await;
+        a.console_user("svc-deploy").await;
+        a.key("svc-deploy").await;
+        a
+    })
+    .await;
+    assert!(report.findings.is_empty());
+    assert!(delivered.is_empty(), "exempted keys are not alerted");
+    let mut reasons: Vec<(&str, &str)> = report
+        .exempted
+        .iter()
+        .map(|e| (e.finding.user_name.as_str(), e.reason.as_str()))
+        .collect();
+    reasons.sort();
+    assert_eq!(
+        reasons,
+        [
+            (
+                "ivy",
+                "user has tag keywatch:exempt=\"break-glass account, ticket SEC-42\""
+            ),
+            ("svc-deploy", "user matches EXEMPT_USERS pattern \"svc-*\""),
+        ]
+    );
+}
+
+#[tokio::test]
+async fn grace_period_lists_new_keys_as_pending() {
+    let (report, delivered) = scan(&[("GRACE_PERIOD_HOURS", "24")], |a| async {
+        a.console_user("jo").await;
+        a.key("jo").await;
+        a
+    })
+    .await;
+    assert!(report.findings.is_empty());
+    assert_eq!(report.pending.len(), 1);
+    assert!(delivered.is_empty());
+}
+
+#[tokio::test]
+async fn dry_run_returns_findings_and_publishes_nothing() {
+    let moto = Moto::start();
+    let account = moto.account().await;
+    account.console_user("alice").await;
+    account.key("alice").await;
+    let (topic, queue) = account.topic_with_queue().await;
+    let report = run(&moto, settings(&[("FINDINGS_TOPIC_ARN", &topic)]), DRY_RUN)
+        .await
+        .unwrap();
+    assert!(report.dry_run);
+    assert_eq!(report.findings.len(), 1);
+    assert!(report.notifications.is_empty());
+    assert!(
+        account.delivered(&queue).await.is_empty(),
+        "a dry run publishes nothing"
+    );
+    assert!(!report.api_calls.by_operation.contains_key("sns:Publish"));
+}
+
+#[tokio::test]
+async fn notify_when_clean_publishes_an_all_clear() {
+    let (report, delivered) = scan(&[("NOTIFY_WHEN_CLEAN", "true")], |a| async { a }).await;
+    assert!(report.findings.is_empty());
+    assert_eq!(delivered.len(), 1);
+    assert_eq!(
+        delivered[0].0,
+        "keywatch: no never-used access keys on console users in 123456789012"
+    );
+    assert_eq!(delivered[0].1["total_findings"], 0);
+}
+
+#[tokio::test]
+async fn response_contract_and_call_accounting() {
+    let (report, _) = scan(&[], |a| async {
+        for name in ["u1", "u2", "u3"] {
+            a.console_user(name).await;
+        }
+        a.key("u1").await;
+        let used = a.key("u2").await;
+        a.use_key(&used).await;
+        a
+    })
+    .await;
+    let json = serde_json::to_value(&report).unwrap();
+    for field in [
+        "account_id",
+        "checked_at",
+        "report_generated_at",
+        "users_examined",
+        "keys_examined",
+        "api_calls",
+        "findings",
+        "pending",
+        "exempted",
+        "notifications",
+    ] {
+        assert!(json.get(field).is_some(), "response lacks {field}");
+    }
+    for field in [
+        "finding_id",
+        "user_name",
+        "user_arn",
+        "access_key_id",
+        "key_created",
+        "user_created",
+        "password_last_used",
+        "created_at_user_setup",
+    ] {
+        assert!(
+            json["findings"][0].get(field).is_some(),
+            "finding lacks {field}"
+        );
+    }
+    assert_eq!(json["account_id"], "123456789012");
+    assert_eq!((report.users_examined, report.keys_examined), (3, 2));
+    for action in report.api_calls.by_operation.keys() {
+        assert!(
+            permissions::is_known(action),
+            "{action} is called but not in permissions.rs"
+        );
+    }
+    let calls = &report.api_calls.by_operation;
+    assert_eq!(calls.get("iam:GetCredentialReport"), Some(&1));
+    assert_eq!(
+        calls.get("iam:ListAccessKeys"),
+        Some(&1),
+        "only the one candidate (u1) is verified live"
+    );
+    assert_eq!(calls.get("sns:Publish"), Some(&1));
+}

@@ -1,0 +1,349 @@
+//! Test support: a private moto server per test, and an account seeded through the real AWS SDK.
+#![allow(dead_code)] // each test binary uses a different part of this module
+
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use aws_config::{BehaviorVersion, Region, SdkConfig};
+use aws_sdk_iam::types::{StatusType, Tag};
+use keywatch::aws::{config_loader, http_client, Clients};
+use keywatch::config::Settings;
+use keywatch::deadline::Deadline;
+use keywatch::event::Invocation;
+use keywatch::handler::Keywatch;
+use keywatch::report::Report;
+use serde_json::Value;
+
+pub const INSTALL_HINT: &str =
+    "run `make tools` (installs moto and the other emulators into .venv)";
+
+pub fn project_dir() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// A moto server on a free loopback port, killed when dropped.
+pub struct Moto {
+    child: Child,
+    pub endpoint: String,
+    pub port: u16,
+}
+
+impl Moto {
+    /// Starts moto from the project's venv. Fails (never skips) when it is not installed.
+    pub fn start() -> Moto {
+        let server = project_dir().join(".venv/bin/moto_server");
+        assert!(
+            server.exists(),
+            "moto is not installed at {}: {INSTALL_HINT}",
+            server.display()
+        );
+        let port = free_port();
+        let child = Command::new(&server)
+            .args(["-H", "127.0.0.1", "-p", &port.to_string()])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start {}: {e}; {INSTALL_HINT}", server.display()));
+        let moto = Moto {
+            child,
+            endpoint: format!("http://127.0.0.1:{port}"),
+            port,
+        };
+        let started = Instant::now();
+        while http(port, "GET", "/moto-api/", "").map(|(status, _)| status) != Some(200) {
+            assert!(
+                started.elapsed() < Duration::from_secs(30),
+                "moto did not answer on port {port} within 30 s"
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        moto
+    }
+
+    /// Turns IAM authorization on (`0`: from the next request) or off (`inf`).
+    pub fn set_auth(&self, enforced: bool) {
+        let body = if enforced { "0" } else { "inf" };
+        let (status, _) =
+            http(self.port, "POST", "/moto-api/reset-auth", body).expect("moto answers reset-auth");
+        assert_eq!(status, 200);
+    }
+
+    /// SDK config for this server with moto's default credentials: never real AWS.
+    pub async fn sdk_config(&self) -> SdkConfig {
+        self.sdk_config_with("testing", "testing", None).await
+    }
+
+    pub async fn sdk_config_with(
+        &self,
+        key: &str,
+        secret: &str,
+        token: Option<String>,
+    ) -> SdkConfig {
+        config_loader(3)
+            .endpoint_url(&self.endpoint)
+            .region(Region::new("us-east-1"))
+            .credentials_provider(aws_sdk_iam::config::Credentials::new(
+                key, secret, token, None, "test",
+            ))
+            .load()
+            .await
+    }
+
+    pub async fn account(&self) -> Account {
+        let config = self.sdk_config().await;
+        Account {
+            iam: aws_sdk_iam::Client::new(&config),
+            sns: aws_sdk_sns::Client::new(&config),
+            sqs: aws_sdk_sqs::Client::new(&config),
+            moto_endpoint: self.endpoint.clone(),
+        }
+    }
+}
+
+impl Drop for Moto {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free loopback port")
+}
+
+/// A minimal HTTP/1.1 request, enough for moto's control API.
+pub fn http(port: u16, method: &str, path: &str, body: &str) -> Option<(u16, String)> {
+    let mut stream = TcpStream::connect(("127.0.0.1", port)).ok()?;
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .ok()?;
+    let request = format!(
+        "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    );
+    stream.write_all(request.as_bytes()).ok()?;
+    let mut response = String::new();
+    stream.read_to_string(&mut response).ok()?;
+    let status = response.split_whitespace().nth(1)?.parse().ok()?;
+    let body = response
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_string())
+        .unwrap_or_default();
+    Some((status, body))
+}
+
+/// The emulated account, seeded through the SDK as a user's automation would.
+pub struct Account {
+    pub iam: aws_sdk_iam::Client,
+    pub sns: aws_sdk_sns::Client,
+    pub sqs: aws_sdk_sqs::Client,
+    moto_endpoint: String,
+}
+
+pub struct Key {
+    pub id: String,
+    pub secret: String,
+}
+
+impl Account {
+    pub async fn user(&self, name: &str) {
+        self.user_at(name, "/", &[]).await
+    }
+
+    pub async fn user_at(&self, name: &str, path: &str, tags: &[(&str, &str)]) {
+        let tags: Vec<Tag> = tags
+            .iter()
+            .map(|(k, v)| {
+                Tag::builder()
+                    .key(*k)
+                    .value(*v)
+                    .build()
+                    .expect("key and value set")
+            })
+            .collect();
+        self.iam
+            .create_user()
+            .user_name(name)
+            .path(path)
+            .set_tags(Some(tags))
+            .send()
+            .await
+            .expect("create user");
+    }
+
+    pub async fn password(&self, name: &str) {
+        self.iam
+            .create_login_profile()
+            .user_name(name)
+            .password("Corr3ct-Horse!")
+            .send()
+            .await
+            .expect("login profile");
+    }
+
+    pub async fn console_user(&self, name: &str) {
+        self.user(name).await;
+        self.password(name).await;
+    }
+
+    pub async fn key(&self, name: &str) -> Key {
+        let key = self
+            .iam
+            .create_access_key()
+            .user_name(name)
+            .send()
+            .await
+            .expect("create key")
+            .access_key
+            .expect("key");
+        Key {
+            id: key.access_key_id,
+            secret: key.secret_access_key,
+        }
+    }
+
+    /// Signs one request with the key, which is how IAM (and moto) record a use.
+    pub async fn use_key(&self, key: &Key) {
+        let config = aws_config::defaults(BehaviorVersion::latest())
+            .http_client(http_client())
+            .endpoint_url(&self.moto_endpoint)
+            .region(Region::new("us-east-1"))
+            .credentials_provider(aws_sdk_iam::config::Credentials::new(
+                &key.id,
+                &key.secret,
+                None,
+                None,
+                "test",
+            ))
+            .load()
+            .await;
+        aws_sdk_sts::Client::new(&config)
+            .get_caller_identity()
+            .send()
+            .await
+            .expect("signed request with the key");
+    }
+
+    pub async fn deactivate(&self, name: &str, key: &Key) {
+        self.iam
+            .update_access_key()
+            .user_name(name)
+            .access_key_id(&key.id)
+            .status(StatusType::Inactive)
+            .send()
+            .await
+            .expect("deactivate key");
+    }
+
+    /// A findings topic with an SQS queue subscribed, as an automation subscriber would have.
+    pub async fn topic_with_queue(&self) -> (String, String) {
+        let topic = self
+            .sns
+            .create_topic()
+            .name("keywatch-findings")
+            .send()
+            .await
+            .expect("topic")
+            .topic_arn
+            .expect("arn");
+        let queue = self
+            .sqs
+            .create_queue()
+            .queue_name("keywatch-findings")
+            .send()
+            .await
+            .expect("queue")
+            .queue_url
+            .expect("url");
+        let attributes = self
+            .sqs
+            .get_queue_attributes()
+            .queue_url(&queue)
+            .attribute_names(aws_sdk_sqs::types::QueueAttributeName::QueueArn)
+            .send()
+            .await
+            .expect("queue attributes");
+        let queue_arn = attributes.attributes.and_then(|a| {
+            a.get(&aws_sdk_sqs::types::QueueAttributeName::QueueArn)
+                .cloned()
+        });
+        self.sns
+            .subscribe()
+            .topic_arn(&topic)
+            .protocol("sqs")
+            .endpoint(queue_arn.expect("queue arn"))
+            .send()
+            .await
+            .expect("subscribe");
+        (topic, queue)
+    }
+
+    /// Every SNS notification waiting in the queue, as (subject, parsed JSON document).
+    pub async fn delivered(&self, queue: &str) -> Vec<(String, Value)> {
+        let mut out = Vec::new();
+        loop {
+            let received = self
+                .sqs
+                .receive_message()
+                .queue_url(queue)
+                .max_number_of_messages(10)
+                .send()
+                .await
+                .expect("receive");
+            let messages = received.messages.unwrap_or_default();
+            if messages.is_empty() {
+                return out;
+            }
+            for message in messages {
+                let envelope: Value = serde_json::from_str(message.body.as_deref().unwrap_or(""))
+                    .expect("SNS envelope is JSON");
+                let document = serde_json::from_str(envelope["Message"].as_str().expect("Message"))
+                    .expect("document is JSON");
+                out.push((
+                    envelope["Subject"].as_str().unwrap_or("").to_string(),
+                    document,
+                ));
+                self.sqs
+                    .delete_message()
+                    .queue_url(queue)
+                    .set_receipt_handle(message.receipt_handle)
+                    .send()
+                    .await
+                    .expect("delete");
+            }
+        }
+    }
+}
+
+/// Settings as the Lambda would read them, from a list of variables.
+pub fn settings(vars: &[(&str, &str)]) -> Settings {
+    let vars: Vec<(String, String)> = vars
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+    Settings::from_lookup(|name| vars.iter().find(|(k, _)| k == name).map(|(_, v)| v.clone()))
+        .expect("valid settings")
+}
+
+/// Runs the whole pipeline in-process against moto.
+pub async fn run(
+    moto: &Moto,
+    settings: Settings,
+    invocation: Invocation,
+) -> keywatch::Result<Report> {
+    let clients = Clients::from_config(&moto.sdk_config().await);
+    let keywatch = Keywatch::new(settings, clients);
+    keywatch
+        .run(
+            &invocation,
+            "test-run",
+            &Deadline::after(Duration::from_secs(60)),
+        )
+        .await
+}
