@@ -4,6 +4,7 @@
 use globset::{Glob, GlobSet, GlobSetBuilder};
 
 use crate::error::{Error, Result};
+use crate::inventory::Source;
 use crate::model::UserIdentity;
 
 pub const DEFAULT_EXEMPT_TAG_KEY: &str = "keywatch:exempt";
@@ -19,8 +20,9 @@ pub struct Settings {
     pub notify_when_clean: bool,
     /// Attempts per AWS call, including the first (`AWS_MAX_ATTEMPTS`).
     pub max_attempts: u32,
-    /// How many users are verified live at once.
+    /// How many users are read live at once.
     pub concurrency: usize,
+    pub inventory_source: Source,
 }
 
 /// Which users are exempt: by name, path or ARN glob, or by a tag key.
@@ -125,6 +127,13 @@ impl Settings {
             notify_when_clean: parse_bool("NOTIFY_WHEN_CLEAN", var("NOTIFY_WHEN_CLEAN"), false)?,
             max_attempts: parse_number("AWS_MAX_ATTEMPTS", var("AWS_MAX_ATTEMPTS"), 10, 1, 50)?,
             concurrency: parse_number("CONCURRENCY", var("CONCURRENCY"), 8, 1, 64)? as usize,
+            inventory_source: match var("INVENTORY_SOURCE") {
+                None => Source::default(),
+                Some(name) => Source::parse(&name).ok_or_else(|| Error::Config {
+                    variable: "INVENTORY_SOURCE",
+                    reason: format!("{name:?} is not {}", Source::NAMES),
+                })?,
+            },
         })
     }
 

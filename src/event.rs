@@ -5,11 +5,13 @@ use serde_json::Value;
 
 use crate::config::MAX_GRACE_HOURS;
 use crate::error::{Error, Result};
+use crate::inventory::Source;
 
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct Invocation {
     pub dry_run: bool,
     pub grace_period_hours: Option<u32>,
+    pub inventory_source: Option<Source>,
     pub scheduled: bool,
 }
 
@@ -21,6 +23,7 @@ struct ManualEvent {
     #[serde(default)]
     dry_run: bool,
     grace_period_hours: Option<u32>,
+    inventory_source: Option<Source>,
 }
 
 impl Invocation {
@@ -63,6 +66,7 @@ impl Invocation {
         Ok(Invocation {
             dry_run: manual.dry_run,
             grace_period_hours: manual.grace_period_hours,
+            inventory_source: manual.inventory_source,
             scheduled: false,
         })
     }
@@ -127,6 +131,10 @@ mod tests {
     fn rejected_events_name_the_problem() {
         let cases = [
             (json!({"dry_run": "yes"}), "field `dry_run`"),
+            (
+                json!({"inventory_source": "cloudtrail"}),
+                "field `inventory_source`",
+            ),
             (json!({"dryrun": true}), "unknown field `dryrun`"),
             (
                 json!({"grace_period_hours": -1}),

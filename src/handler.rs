@@ -11,7 +11,6 @@ use crate::deadline::Deadline;
 use crate::error::{Error, Result};
 use crate::evaluate::{self, Policy};
 use crate::event::Invocation;
-use crate::inventory::credential_report;
 use crate::notify::sns::SnsSink;
 use crate::notify::Sink;
 use crate::report::{ApiCalls, Report};
@@ -72,7 +71,12 @@ impl<S: Sink> Keywatch<S> {
             .unwrap_or(self.settings.grace_period_hours);
         let account_id = self.account_id(deadline).await?;
 
-        let inventory = credential_report::collect(&self.clients.iam, deadline).await?;
+        let source = invocation
+            .inventory_source
+            .unwrap_or(self.settings.inventory_source);
+        let inventory = source
+            .collect(&self.clients.iam, self.settings.concurrency, deadline)
+            .await?;
         let candidates = evaluate::candidates(&inventory);
         let verified = deadline
             .run(
@@ -98,7 +102,7 @@ impl<S: Sink> Keywatch<S> {
             account_id: account_id.to_string(),
             checked_at,
             report_generated_at: inventory.report_generated_at,
-            inventory_source: "credential-report",
+            inventory_source: source,
             dry_run,
             grace_period_hours,
             users_examined: inventory.users.len(),

@@ -6,6 +6,7 @@ use serde::Serialize;
 use time::OffsetDateTime;
 
 use crate::evaluate::{Evaluation, Exempted, Finding, Pending};
+use crate::inventory::Source;
 
 #[derive(Debug, Clone, Serialize)]
 pub struct Report {
@@ -16,7 +17,7 @@ pub struct Report {
     pub checked_at: OffsetDateTime,
     #[serde(with = "time::serde::rfc3339::option")]
     pub report_generated_at: Option<OffsetDateTime>,
-    pub inventory_source: &'static str,
+    pub inventory_source: Source,
     pub dry_run: bool,
     pub grace_period_hours: u32,
     pub users_examined: usize,

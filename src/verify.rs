@@ -1,7 +1,7 @@
 //! Live verification: every candidate from the inventory is re-read from IAM before anything is reported, so
 //! a key deleted, deactivated or used since the report never becomes a finding, and every finding carries its
-//! true access key ID. Calls per candidate: ListAccessKeys, GetLoginProfile, GetAccessKeyLastUsed per active
-//! key (only with a password), and ListUserTags only when a key would otherwise be reported.
+//! true access key ID. Calls per candidate: those of [`live_snapshot`], plus ListUserTags only when a key would
+//! otherwise be reported.
 
 use aws_sdk_iam::Client as IamClient;
 use futures_util::{StreamExt, TryStreamExt};
@@ -10,8 +10,8 @@ use crate::aws::{aws_error, error_code};
 use crate::config::Exemptions;
 use crate::error::Result;
 use crate::evaluate::{broken_rule, VerifiedUser};
+use crate::inventory::api::live_snapshot;
 use crate::inventory::{Freshness, InventoryUser};
-use crate::model::{from_smithy, KeySnapshot, UserIdentity, UserSnapshot};
 
 /// Verifies candidates with at most `concurrency` users in flight. Users deleted meanwhile drop out; any
 /// other failure fails the whole run, because a skipped user could hide a finding.
@@ -57,83 +57,6 @@ async fn verify_one(
         _ => None,
     };
     Ok(Some(VerifiedUser { user, exempt_tag }))
-}
-
-/// Reads one user's keys and password live. `None` if the user no longer exists.
-pub async fn live_snapshot(
-    iam: &IamClient,
-    identity: &UserIdentity,
-) -> Result<Option<UserSnapshot>> {
-    let listed = iam
-        .list_access_keys()
-        .user_name(&identity.name)
-        .into_paginator()
-        .items()
-        .send()
-        .try_collect()
-        .await;
-    let listed = match listed {
-        Ok(keys) => keys,
-        Err(e) if error_code(&e) == Some("NoSuchEntity") => return Ok(None),
-        Err(e) => return Err(aws_error("iam:ListAccessKeys", e)),
-    };
-    let password_enabled = match iam
-        .get_login_profile()
-        .user_name(&identity.name)
-        .send()
-        .await
-    {
-        Ok(_) => true,
-        Err(e) if error_code(&e) == Some("NoSuchEntity") => false,
-        Err(e) => return Err(aws_error("iam:GetLoginProfile", e)),
-    };
-
-    let mut keys = Vec::with_capacity(listed.len());
-    for key in listed {
-        let Some(id) = key.access_key_id else {
-            continue;
-        };
-        let active = key
-            .status
-            .as_ref()
-            .is_some_and(|s| s.as_str().eq_ignore_ascii_case("active"));
-        // Last use only matters for an active key of a console user; other keys cannot break the rule.
-        let last_used = if active && password_enabled {
-            match iam
-                .get_access_key_last_used()
-                .access_key_id(&id)
-                .send()
-                .await
-            {
-                Ok(out) => out
-                    .access_key_last_used
-                    .and_then(|u| u.last_used_date)
-                    .as_ref()
-                    .and_then(from_smithy),
-                // Deleted between the two calls: it can no longer be a finding.
-                Err(e) if error_code(&e) == Some("NoSuchEntity") => continue,
-                Err(e) => return Err(aws_error("iam:GetAccessKeyLastUsed", e)),
-            }
-        } else {
-            None
-        };
-        keys.push(KeySnapshot {
-            id: Some(id),
-            slot: None,
-            active,
-            created: key.create_date.as_ref().and_then(from_smithy),
-            last_used,
-        });
-    }
-    Ok(Some(UserSnapshot {
-        name: identity.name.clone(),
-        arn: identity.arn.clone(),
-        path: identity.path.clone(),
-        created: identity.created,
-        password_enabled,
-        password_last_used: identity.password_last_used,
-        keys,
-    }))
 }
 
 /// The user's exemption tag as (key, value), matched case-insensitively like IAM matches tag keys.

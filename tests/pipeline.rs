@@ -12,11 +12,13 @@ use support::{run, settings, Account, Moto};
 const SCHEDULED: Invocation = Invocation {
     dry_run: false,
     grace_period_hours: None,
+    inventory_source: None,
     scheduled: true,
 };
 const DRY_RUN: Invocation = Invocation {
     dry_run: true,
     grace_period_hours: None,
+    inventory_source: None,
     scheduled: false,
 };
 

@@ -1,13 +1,51 @@
 //! Where the account's users and keys come from. Each source is one file here and yields an [`Inventory`].
 
+pub mod api;
 pub mod credential_report;
 
 use aws_sdk_iam::Client as IamClient;
+use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 
 use crate::aws::aws_error;
+use crate::deadline::Deadline;
 use crate::error::Result;
 use crate::model::{from_smithy, path_from_arn, UserIdentity, UserSnapshot};
+
+/// Where the inventory comes from (`INVENTORY_SOURCE`, or `inventory_source` in a manual event).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Source {
+    /// One credential report plus live verification of candidates: O(1) + O(candidates) IAM calls.
+    #[default]
+    CredentialReport,
+    /// Every user read live: nothing stale, O(users) IAM calls.
+    Api,
+}
+
+impl Source {
+    pub const NAMES: &'static str = "credential-report or api";
+
+    pub fn parse(name: &str) -> Option<Self> {
+        match name.to_ascii_lowercase().as_str() {
+            "credential-report" => Some(Source::CredentialReport),
+            "api" => Some(Source::Api),
+            _ => None,
+        }
+    }
+
+    pub async fn collect(
+        self,
+        iam: &IamClient,
+        concurrency: usize,
+        deadline: &Deadline,
+    ) -> Result<Inventory> {
+        match self {
+            Source::CredentialReport => credential_report::collect(iam, deadline).await,
+            Source::Api => api::collect(iam, concurrency, deadline).await,
+        }
+    }
+}
 
 /// How much the inventory knows about a user's keys.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -283,7 +283,7 @@ mod tests {
             account_id: "123456789012".into(),
             checked_at: datetime!(2026-11-29 12:00 UTC),
             report_generated_at: Some(datetime!(2026-11-29 11:59 UTC)),
-            inventory_source: "credential-report",
+            inventory_source: crate::inventory::Source::CredentialReport,
             dry_run: false,
             grace_period_hours: 0,
             users_examined: 0,

@@ -1,0 +1,124 @@
+//! The fully live inventory (`INVENTORY_SOURCE=api`): paginated `ListUsers`, then every user read live with
+//! bounded concurrency. No credential report, so nothing is up to 4 hours old and `GenerateCredentialReport`
+//! need not be granted; the price is O(users) IAM calls instead of O(candidates).
+
+use aws_sdk_iam::types::{AccessKeyMetadata, StatusType};
+use aws_sdk_iam::Client as IamClient;
+use futures_util::{StreamExt, TryStreamExt};
+
+use super::{list_users, Freshness, Inventory, InventoryUser};
+use crate::aws::{aws_error, error_code};
+use crate::deadline::Deadline;
+use crate::error::Result;
+use crate::model::{from_smithy, KeySnapshot, UserIdentity, UserSnapshot};
+
+pub async fn collect(
+    iam: &IamClient,
+    concurrency: usize,
+    deadline: &Deadline,
+) -> Result<Inventory> {
+    let identities = deadline.run("ListUsers", list_users(iam)).await?;
+    let mut users: Vec<InventoryUser> = deadline
+        .run(
+            "live inventory",
+            futures_util::stream::iter(identities.iter())
+                .map(|identity| live_snapshot(iam, identity))
+                .buffer_unordered(concurrency.max(1))
+                .try_filter_map(|user| async move {
+                    Ok(user.map(|user| InventoryUser {
+                        user,
+                        freshness: Freshness::Live,
+                    }))
+                })
+                .try_collect(),
+        )
+        .await?;
+    users.sort_by(|a, b| a.user.name.cmp(&b.user.name));
+    Ok(Inventory {
+        report_generated_at: None,
+        users,
+    })
+}
+
+/// Reads one user's keys and password live; `None` if the user no longer exists. Calls whose answer cannot
+/// change the verdict are skipped: no active key, no `GetLoginProfile` (the snapshot then says no password);
+/// no password, no `GetAccessKeyLastUsed`.
+pub async fn live_snapshot(
+    iam: &IamClient,
+    identity: &UserIdentity,
+) -> Result<Option<UserSnapshot>> {
+    let listed = iam
+        .list_access_keys()
+        .user_name(&identity.name)
+        .into_paginator()
+        .items()
+        .send()
+        .try_collect()
+        .await;
+    let listed = match listed {
+        Ok(keys) => keys,
+        Err(e) if error_code(&e) == Some("NoSuchEntity") => return Ok(None),
+        Err(e) => return Err(aws_error("iam:ListAccessKeys", e)),
+    };
+    let password_enabled = if listed.iter().any(is_active) {
+        has_login_profile(iam, &identity.name).await?
+    } else {
+        false
+    };
+
+    let mut keys = Vec::with_capacity(listed.len());
+    for key in listed {
+        let active = is_active(&key);
+        let Some(id) = key.access_key_id else {
+            continue;
+        };
+        // Last use only matters for an active key of a console user; other keys cannot break the rule.
+        let last_used = if active && password_enabled {
+            match iam
+                .get_access_key_last_used()
+                .access_key_id(&id)
+                .send()
+                .await
+            {
+                Ok(out) => out
+                    .access_key_last_used
+                    .and_then(|u| u.last_used_date)
+                    .as_ref()
+                    .and_then(from_smithy),
+                // Deleted between the two calls: it can no longer be a finding.
+                Err(e) if error_code(&e) == Some("NoSuchEntity") => continue,
+                Err(e) => return Err(aws_error("iam:GetAccessKeyLastUsed", e)),
+            }
+        } else {
+            None
+        };
+        keys.push(KeySnapshot {
+            id: Some(id),
+            slot: None,
+            active,
+            created: key.create_date.as_ref().and_then(from_smithy),
+            last_used,
+        });
+    }
+    Ok(Some(UserSnapshot {
+        name: identity.name.clone(),
+        arn: identity.arn.clone(),
+        path: identity.path.clone(),
+        created: identity.created,
+        password_enabled,
+        password_last_used: identity.password_last_used,
+        keys,
+    }))
+}
+
+fn is_active(key: &AccessKeyMetadata) -> bool {
+    key.status.as_ref() == Some(&StatusType::Active)
+}
+
+async fn has_login_profile(iam: &IamClient, user_name: &str) -> Result<bool> {
+    match iam.get_login_profile().user_name(user_name).send().await {
+        Ok(_) => Ok(true),
+        Err(e) if error_code(&e) == Some("NoSuchEntity") => Ok(false),
+        Err(e) => Err(aws_error("iam:GetLoginProfile", e)),
+    }
+}
