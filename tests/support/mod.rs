@@ -347,3 +347,34 @@ pub async fn run(
         )
         .await
 }
+
+/// Deploys template.yaml as a CloudFormation stack on this moto server with `tools/deploy_template.py`
+/// (SAM transform, create the stack, check what it created), and returns the script's JSON summary. Panics
+/// with the script's own messages if anything the template should create is missing or incomplete.
+pub fn deploy_template(moto: &Moto, stack_name: &str, parameters: &[(&str, &str)]) -> Value {
+    let python = project_dir().join(".venv/bin/python");
+    assert!(
+        python.exists(),
+        "no Python venv at {}: {INSTALL_HINT}",
+        python.display()
+    );
+    let mut command = Command::new(&python);
+    command
+        .arg(project_dir().join("tools/deploy_template.py"))
+        .args(["--endpoint", &moto.endpoint, "--stack-name", stack_name]);
+    for (key, value) in parameters {
+        command.args(["--parameter", &format!("{key}={value}")]);
+    }
+    let output = command
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {}: {e}; {INSTALL_HINT}", python.display()));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        output.status.success(),
+        "tools/deploy_template.py failed ({}) for stack {stack_name}:\n{stderr}\n\
+         (exit status 2 means a missing tool: {INSTALL_HINT})",
+        output.status
+    );
+    serde_json::from_slice(&output.stdout)
+        .unwrap_or_else(|e| panic!("deploy_template.py printed no JSON summary ({e}):\n{stderr}"))
+}

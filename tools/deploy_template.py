@@ -1,0 +1,384 @@
+#!/usr/bin/env python3
+"""Deploys template.yaml as a CloudFormation stack on a running moto server, and checks what it created.
+
+    .venv/bin/python tools/deploy_template.py --endpoint http://127.0.0.1:5000 [--stack-name keywatch]
+        [--parameter ExistingTopicArn=arn:...] [--parameter AlertEmail=ops@example.com]
+
+The SAM transform runs locally (aws-sam-translator, what CloudFormation runs for `Transform:
+AWS::Serverless-2016-10-31`); the transformed template is created as a stack through the CloudFormation API.
+The script starts nothing: it only talks to the moto endpoint it is given (loopback only, dummy credentials),
+so it can never touch real AWS. Progress goes to stderr; a JSON summary goes to stdout. Exit status 1, with
+every problem listed, if a resource the template should create is missing or not CREATE_COMPLETE.
+
+moto 5.2.5 limits, handled in the open (each one is listed under "moto_workarounds" in the summary):
+- moto's CloudFormation skips resource types it does not implement (with only a Python warning, and still
+  reports the stack CREATE_COMPLETE). Of this template's types, AWS::CloudWatch::Alarm and
+  AWS::SNS::Subscription are skipped. They are listed under "unsupported", and created through their own API
+  (PutMetricAlarm, Subscribe) from the same resolved properties, so botocore still checks their property names
+  and types against the service model.
+- moto stores an AWS::IAM::Role's inline `Policies` as a Python dict instead of a JSON string, and its IAM
+  enforcement then fails with an internal error. The script puts the same documents back with PutRolePolicy.
+"""
+
+from __future__ import annotations
+
+import argparse
+import ast
+import io
+import json
+import os
+import re
+import sys
+import time
+import zipfile
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlparse
+
+PROJECT = Path(__file__).resolve().parent.parent
+REGION = "us-east-1"
+
+# Resource types moto 5.2.5's CloudFormation does not create (moto/cloudformation/parsing.py skips them).
+MOTO_UNSUPPORTED = {"AWS::CloudWatch::Alarm", "AWS::SNS::Subscription"}
+
+
+def log(message: str) -> None:
+    print(f"deploy_template: {message}", file=sys.stderr)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--endpoint", required=True, help="moto server URL, e.g. http://127.0.0.1:5000")
+    parser.add_argument("--stack-name", default="keywatch")
+    parser.add_argument("--template", default=str(PROJECT / "template.yaml"))
+    parser.add_argument(
+        "--parameter", action="append", default=[], metavar="KEY=VALUE", help="a template parameter"
+    )
+    args = parser.parse_args()
+
+    host = urlparse(args.endpoint).hostname
+    if host not in ("127.0.0.1", "localhost", "::1"):
+        parser.error(f"--endpoint must be a local emulator (loopback), not {args.endpoint}")
+    # Dummy credentials: moto accepts anything while its IAM enforcement is off.
+    os.environ.update(
+        AWS_ACCESS_KEY_ID="testing",
+        AWS_SECRET_ACCESS_KEY="testing",
+        AWS_DEFAULT_REGION=REGION,
+        AWS_REGION=REGION,
+    )
+    os.environ.pop("AWS_PROFILE", None)
+    os.environ.pop("AWS_SESSION_TOKEN", None)
+
+    try:
+        import boto3
+        from samtranslator.public.translator import ManagedPolicyLoader
+        from samtranslator.translator.transform import transform
+        from samtranslator.yaml_helper import yaml_parse
+    except ImportError as error:
+        log(f"{error}: run `make tools` (installs moto and aws-sam-translator into .venv)")
+        return 2
+
+    parameters = dict(p.split("=", 1) for p in args.parameter)
+
+    def client(service: str) -> Any:
+        return boto3.client(service, endpoint_url=args.endpoint, region_name=REGION)
+
+    template = yaml_parse(Path(args.template).read_text())
+    upload_code(client("s3"), template, args.stack_name)
+    transformed = transform(template, parameters, ManagedPolicyLoader(client("iam")))
+    log(f"transformed: {', '.join(sorted(transformed['Resources']))}")
+
+    cfn = client("cloudformation")
+    cfn.create_stack(
+        StackName=args.stack_name,
+        TemplateBody=json.dumps(transformed),
+        Parameters=[{"ParameterKey": k, "ParameterValue": v} for k, v in parameters.items()],
+        Capabilities=["CAPABILITY_IAM"],
+    )
+    stack = wait_for_stack(cfn, args.stack_name)
+    summaries = cfn.list_stack_resources(StackName=args.stack_name)["StackResourceSummaries"]
+    created = {r["LogicalResourceId"]: r for r in summaries if r.get("LogicalResourceId")}
+
+    values = parameter_values(transformed, parameters, args.stack_name)
+    conditions = evaluate_conditions(transformed.get("Conditions", {}), values)
+    physical = {name: r.get("PhysicalResourceId", "") for name, r in created.items()}
+    problems: list[str] = []
+    if stack["StackStatus"] != "CREATE_COMPLETE":
+        problems.append(f"stack is {stack['StackStatus']}: {stack.get('StackStatusReason', '')}")
+
+    resources: dict[str, dict[str, str]] = {}
+    unsupported: dict[str, str] = {}
+    workarounds: list[str] = []
+    for name, resource in transformed["Resources"].items():
+        if not conditions.get(resource.get("Condition", ""), True):
+            continue  # its condition is false for these parameters: correctly not created
+        kind = resource["Type"]
+        if name in created:
+            status = created[name]["ResourceStatus"]
+            resources[name] = {"type": kind, "status": status, "physical_id": physical[name]}
+            if status != "CREATE_COMPLETE":
+                problems.append(f"{name} ({kind}) is {status}: {created[name].get('ResourceStatusReason')}")
+        elif kind in MOTO_UNSUPPORTED:
+            unsupported[name] = kind
+            props = resolve(resource.get("Properties", {}), values, conditions, physical, {})
+            workarounds.append(create_unsupported(client, args.stack_name, name, kind, props))
+        else:
+            problems.append(f"{name} ({kind}) was not created")
+
+    outputs = {o["OutputKey"]: o["OutputValue"] for o in stack.get("Outputs", [])}
+    role = None
+    if "KeywatchFunctionRole" in resources:
+        role = repair_role_policies(client("iam"), physical["KeywatchFunctionRole"])
+        workarounds.append(f"put {role['name']}'s inline policies back as JSON (moto stored them as dicts)")
+        # moto's CloudFormation does not attach a role's ManagedPolicyArns: report what the template asks for.
+        role["managed_policy_arns_in_template"] = transformed["Resources"]["KeywatchFunctionRole"][
+            "Properties"
+        ].get("ManagedPolicyArns", [])
+    if "KeywatchFunction" in resources:
+        attributes = {"KeywatchFunctionRole.Arn": role["arn"] if role else ""}
+        function = transformed["Resources"]["KeywatchFunction"]["Properties"]
+        function_properties = resolve(function, values, conditions, physical, attributes)
+        problems += check_created(client, resources, physical, outputs, values, function_properties, role)
+    else:
+        problems.append("KeywatchFunction was not created, so nothing about it was checked")
+
+    summary = {
+        "stack_name": args.stack_name,
+        "stack_status": stack["StackStatus"],
+        "parameters": parameters,
+        "resources": resources,
+        "unsupported": unsupported,
+        "moto_workarounds": workarounds,
+        "outputs": outputs,
+        "role": role,
+        "problems": problems,
+    }
+    print(json.dumps(summary, indent=2))
+    for problem in problems:
+        log(f"FAILED: {problem}")
+    return 1 if problems else 0
+
+
+def upload_code(s3: Any, template: dict, stack_name: str) -> None:
+    """Points each function's local CodeUri (`.`) at a stand-in zip on moto's S3, as `sam package` would
+    point it at the built artifact. moto never runs the code, so the zip only holds a placeholder bootstrap;
+    the real one is built by `cargo lambda build`."""
+    bucket = f"{stack_name.lower()}-artifacts"
+    s3.create_bucket(Bucket=bucket)
+    archive = io.BytesIO()
+    with zipfile.ZipFile(archive, "w") as zip_file:
+        zip_file.writestr("bootstrap", "#!/bin/sh\necho 'placeholder: deploy_template.py never runs code'\n")
+    s3.put_object(Bucket=bucket, Key="keywatch.zip", Body=archive.getvalue())
+    for name, resource in template["Resources"].items():
+        if resource.get("Type") == "AWS::Serverless::Function":
+            code_uri = resource["Properties"].get("CodeUri")
+            if isinstance(code_uri, str) and not code_uri.startswith("s3://"):
+                resource["Properties"]["CodeUri"] = f"s3://{bucket}/keywatch.zip"
+                log(f"{name}: CodeUri {code_uri!r} -> s3://{bucket}/keywatch.zip (stand-in artifact)")
+
+
+def wait_for_stack(cfn: Any, stack_name: str) -> dict:
+    deadline = time.monotonic() + 60
+    while True:
+        stack = cfn.describe_stacks(StackName=stack_name)["Stacks"][0]
+        if not stack["StackStatus"].endswith("_IN_PROGRESS"):
+            log(f"stack {stack_name}: {stack['StackStatus']}")
+            return stack
+        if time.monotonic() > deadline:
+            return stack
+        time.sleep(0.5)
+
+
+def parameter_values(template: dict, given: dict[str, str], stack_name: str) -> dict[str, Any]:
+    values: dict[str, Any] = {
+        "AWS::Region": REGION,
+        "AWS::Partition": "aws",
+        "AWS::AccountId": "123456789012",
+        "AWS::StackName": stack_name,
+        "AWS::URLSuffix": "amazonaws.com",
+    }
+    for name, spec in template.get("Parameters", {}).items():
+        values[name] = given.get(name, spec.get("Default"))
+    return values
+
+
+def evaluate_conditions(conditions: dict, values: dict[str, Any]) -> dict[str, bool]:
+    """The template's conditions for these parameters (Fn::Equals/Not/And/Or, Condition, Ref)."""
+    results: dict[str, bool] = {}
+
+    def value(node: Any) -> Any:
+        if isinstance(node, dict) and "Ref" in node:
+            return str(values[node["Ref"]])
+        if isinstance(node, dict) and "Condition" in node:
+            return condition(node["Condition"])
+        if isinstance(node, dict) and len(node) == 1:
+            (function, operands), = node.items()
+            if function == "Fn::Equals":
+                return value(operands[0]) == value(operands[1])
+            if function == "Fn::Not":
+                return not value(operands[0])
+            if function == "Fn::And":
+                return all(value(o) for o in operands)
+            if function == "Fn::Or":
+                return any(value(o) for o in operands)
+        if isinstance(node, (str, int, float, bool)):
+            return str(node)
+        raise ValueError(f"unsupported condition expression: {node!r}")
+
+    def condition(name: str) -> bool:
+        if name not in results:
+            results[name] = bool(value(conditions[name]))
+        return results[name]
+
+    for name in conditions:
+        condition(name)
+    return results
+
+
+def resolve(
+    node: Any,
+    values: dict[str, Any],
+    conditions: dict[str, bool],
+    physical: dict[str, str],
+    attributes: dict[str, str],
+) -> Any:
+    """Resolves Ref, Fn::If, Fn::Sub and Fn::GetAtt (from `attributes`) as CloudFormation would for these
+    parameters: enough for this template's properties."""
+
+    def ref(name: str) -> Any:
+        return physical[name] if name in physical else values[name]
+
+    def again(child: Any) -> Any:
+        return resolve(child, values, conditions, physical, attributes)
+
+    if isinstance(node, list):
+        return [again(item) for item in node]
+    if isinstance(node, dict):
+        if set(node) == {"Ref"}:
+            return ref(node["Ref"])
+        if set(node) == {"Fn::If"}:
+            condition, when_true, when_false = node["Fn::If"]
+            return again(when_true if conditions[condition] else when_false)
+        if set(node) == {"Fn::Sub"} and isinstance(node["Fn::Sub"], str):
+            return re.sub(r"\$\{([^}!]+)\}", lambda m: str(ref(m.group(1))), node["Fn::Sub"])
+        if set(node) == {"Fn::GetAtt"}:
+            return attributes[".".join(node["Fn::GetAtt"])]
+        if any(key.startswith("Fn::") for key in node):
+            raise ValueError(f"unsupported intrinsic function: {node!r}")
+        return {k: again(v) for k, v in node.items()}
+    return node
+
+
+def create_unsupported(client: Any, stack_name: str, name: str, kind: str, props: dict) -> str:
+    """Creates a resource moto's CloudFormation skips through its own API, so its properties still pass
+    botocore's validation against the service model."""
+    if kind == "AWS::CloudWatch::Alarm":
+        cloudwatch = client("cloudwatch")
+        alarm_name = props.pop("AlarmName", f"{stack_name}-{name}")
+        cloudwatch.put_metric_alarm(AlarmName=alarm_name, **props)
+        alarms = cloudwatch.describe_alarms(AlarmNames=[alarm_name])["MetricAlarms"]
+        assert alarms, f"PutMetricAlarm did not create {alarm_name}"
+        return f"{name}: created with cloudwatch:PutMetricAlarm (moto's CloudFormation skips {kind})"
+    if kind == "AWS::SNS::Subscription":
+        client("sns").subscribe(**props)
+        return f"{name}: created with sns:Subscribe (moto's CloudFormation skips {kind})"
+    raise ValueError(f"no API fallback for {kind}")
+
+
+def repair_role_policies(iam: Any, role_name: str) -> dict:
+    """Reads the role's inline policies and puts them back as JSON, working around moto storing them as
+    Python dicts (its IAM enforcement cannot read those)."""
+    policies = {}
+    for policy_name in iam.list_role_policies(RoleName=role_name)["PolicyNames"]:
+        document = iam.get_role_policy(RoleName=role_name, PolicyName=policy_name)["PolicyDocument"]
+        if isinstance(document, str):
+            document = ast.literal_eval(document)  # moto returns str(dict) for these
+        iam.put_role_policy(RoleName=role_name, PolicyName=policy_name, PolicyDocument=json.dumps(document))
+        policies[policy_name] = document
+    role = iam.get_role(RoleName=role_name)["Role"]
+    attached = iam.list_attached_role_policies(RoleName=role_name)["AttachedPolicies"]
+    return {
+        "name": role_name,
+        "arn": role["Arn"],
+        "trust_policy": role["AssumeRolePolicyDocument"],
+        "inline_policies": policies,
+        "managed_policy_arns": [p["PolicyArn"] for p in attached],
+    }
+
+
+def check_created(
+    client: Any,
+    resources: dict,
+    physical: dict,
+    outputs: dict,
+    values: dict,
+    function_properties: dict,
+    role: dict | None,
+) -> list[str]:
+    """What the created resources look like, as far as moto keeps it. Problems as messages."""
+    problems: list[str] = []
+
+    def expect(what: str, actual: Any, wanted: Any) -> None:
+        if actual != wanted:
+            problems.append(f"{what}: expected {wanted!r}, got {actual!r}")
+
+    topic_arn = outputs.get("TopicArn", "")
+    existing = values.get("ExistingTopicArn") or ""
+    expect("output TopicArn", topic_arn, existing or physical.get("FindingsTopic"))
+    expect("output FunctionName", outputs.get("FunctionName"), physical.get("KeywatchFunction"))
+
+    function_name = physical.get("KeywatchFunction")
+    if function_name:
+        # Compared with the template's own properties, resolved for these parameters. moto drops
+        # Architectures and LoggingConfig from a function created by CloudFormation, so those are not checked.
+        wanted = function_properties
+        aws_lambda = client("lambda")
+        config = aws_lambda.get_function(FunctionName=function_name)["Configuration"]
+        expect("function name", function_name, wanted["FunctionName"])
+        for key in ("Runtime", "Handler", "MemorySize", "Timeout", "Role"):
+            expect(f"function {key}", config.get(key), wanted[key])
+        variables = {k: str(v) for k, v in config.get("Environment", {}).get("Variables", {}).items()}
+        expect("function environment", variables, {k: str(v) for k, v in wanted["Environment"]["Variables"].items()})
+        expect("FINDINGS_TOPIC_ARN", variables.get("FINDINGS_TOPIC_ARN"), topic_arn)
+        concurrency = aws_lambda.get_function_concurrency(FunctionName=function_name)
+        expect("reserved concurrency", concurrency.get("ReservedConcurrentExecutions"), wanted["ReservedConcurrentExecutions"])
+
+    if "KeywatchFunctionSchedule" in resources:
+        events = client("events")
+        rule_name = physical["KeywatchFunctionSchedule"]
+        rule = events.describe_rule(Name=rule_name)
+        expect("schedule", rule.get("ScheduleExpression"), values["ScheduleExpression"])
+        targets = events.list_targets_by_rule(Rule=rule_name)["Targets"]
+        expect("schedule targets", [t["Arn"].rsplit(":", 1)[-1] for t in targets], [function_name])
+
+    if "KeywatchLogs" in resources:
+        groups = client("logs").describe_log_groups(logGroupNamePrefix=physical["KeywatchLogs"])["logGroups"]
+        expect("log retention", [g.get("retentionInDays") for g in groups], [int(values["LogRetentionDays"])])
+
+    if "FindingsTopic" in resources:
+        attributes = client("sns").get_topic_attributes(TopicArn=topic_arn)["Attributes"]
+        expect("topic KMS key", attributes.get("KmsMasterKeyId"), physical.get("TopicKey"))
+
+    if function_name:  # the alarm is unconditional and watches the function
+        alarms = client("cloudwatch").describe_alarms(AlarmNamePrefix=values["AWS::StackName"])["MetricAlarms"]
+        expect("alarm actions", [a["AlarmActions"] for a in alarms], [[topic_arn]])
+        expect("alarm dimensions", [a["Dimensions"] for a in alarms], [[{"Name": "FunctionName", "Value": function_name}]])
+
+    if values.get("AlertEmail"):
+        subscriptions = client("sns").list_subscriptions_by_topic(TopicArn=topic_arn)["Subscriptions"]
+        expect(
+            "email subscription",
+            [(s["Protocol"], s["Endpoint"]) for s in subscriptions],
+            [("email", values["AlertEmail"])],
+        )
+
+    if role is not None:
+        services = [
+            s["Principal"]["Service"] for s in role["trust_policy"]["Statement"] if "Service" in s["Principal"]
+        ]
+        expect("role trust", services, [["lambda.amazonaws.com"]])
+    return problems
+
+
+if __name__ == "__main__":
+    sys.exit(main())
