@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 TOOLS_STAMP := $(VENV)/.installed-$(shell cat tools/requirements.txt | cksum | cut -d' ' -f1)
 
-.PHONY: test demo tools lint unit clean
+.PHONY: test demo tools lint unit clean bench
 
 ## test: format check, clippy, unit and integration tests (moto), template lint. What CI runs.
 test: tools
@@ -12,6 +12,11 @@ test: tools
 	cargo clippy --all-targets --locked -- -D warnings
 	cargo test --locked
 	$(VENV)/bin/cfn-lint template.yaml
+
+## bench: account-scale benchmark (100, 1,000 and 5,000 users; a few minutes). Writes docs/benchmarks.md.
+bench: tools
+	cargo build --release --locked --bin keywatch
+	cargo test --locked --test scale
 
 ## tools: the pinned emulators and linters, in the project's own venv (never system-wide).
 tools: $(TOOLS_STAMP)

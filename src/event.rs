@@ -162,3 +162,59 @@ mod tests {
         }
     }
 }
+
+#[cfg(test)]
+mod properties {
+    use super::*;
+    use proptest::prelude::*;
+
+    /// Any JSON: nested junk, huge strings, wrong types.
+    fn any_json() -> impl Strategy<Value = Value> {
+        let leaf = prop_oneof![
+            Just(Value::Null),
+            any::<bool>().prop_map(Value::Bool),
+            any::<i64>().prop_map(Value::from),
+            any::<f64>().prop_map(Value::from),
+            ".{0,64}".prop_map(Value::String),
+        ];
+        leaf.prop_recursive(6, 256, 8, |inner| {
+            prop_oneof![
+                prop::collection::vec(inner.clone(), 0..8).prop_map(Value::Array),
+                prop::collection::btree_map(
+                    prop_oneof![
+                        Just("dry_run".to_string()),
+                        Just("grace_period_hours".to_string()),
+                        Just("inventory_source".to_string()),
+                        Just("source".to_string()),
+                        Just("detail-type".to_string()),
+                        ".{0,12}"
+                    ],
+                    inner,
+                    0..6
+                )
+                .prop_map(|m| Value::Object(m.into_iter().collect())),
+            ]
+        })
+    }
+
+    proptest! {
+        #[test]
+        fn decoding_never_panics_and_only_fails_as_invalid_event(event in any_json()) {
+            match Invocation::decode(event) {
+                Ok(_) | Err(Error::InvalidEvent(_)) => {}
+                Err(other) => prop_assert!(false, "unexpected error kind: {other:?}"),
+            }
+        }
+
+        #[test]
+        fn well_formed_manual_events_decode_exactly(dry_run in any::<bool>(), hours in proptest::option::of(0..=MAX_GRACE_HOURS)) {
+            let mut event = serde_json::json!({ "dry_run": dry_run });
+            if let Some(hours) = hours {
+                event["grace_period_hours"] = hours.into();
+            }
+            let invocation = Invocation::decode(event).unwrap();
+            prop_assert_eq!(invocation.dry_run, dry_run);
+            prop_assert_eq!(invocation.grace_period_hours, hours);
+        }
+    }
+}

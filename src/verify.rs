@@ -12,6 +12,8 @@ use crate::error::Result;
 use crate::evaluate::{broken_rule, VerifiedUser};
 use crate::inventory::api::live_snapshot;
 use crate::inventory::{Freshness, InventoryUser};
+use crate::model::UserSnapshot;
+use time::OffsetDateTime;
 
 /// Verifies candidates with at most `concurrency` users in flight. Users deleted meanwhile drop out; any
 /// other failure fails the whole run, because a skipped user could hide a finding.
@@ -39,7 +41,13 @@ async fn verify_one(
     let user = match candidate.freshness {
         Freshness::Live => candidate.user.clone(),
         Freshness::Report | Freshness::Unreported => {
-            match live_snapshot(iam, &candidate.user.identity()).await? {
+            match live_snapshot(
+                iam,
+                &candidate.user.identity(),
+                &known_used(&candidate.user),
+            )
+            .await?
+            {
                 Some(user) => user,
                 None => return Ok(None),
             }
@@ -82,4 +90,12 @@ async fn exempt_tag(
         .into_iter()
         .find(|t| t.key.eq_ignore_ascii_case(tag_key))
         .map(|t| (t.key, t.value)))
+}
+
+/// Creation times of the keys the report saw used. Such a key stays used, so it needs no live last-use lookup.
+fn known_used(user: &UserSnapshot) -> Vec<(OffsetDateTime, OffsetDateTime)> {
+    user.keys
+        .iter()
+        .filter_map(|key| key.created.zip(key.last_used))
+        .collect()
 }

@@ -120,6 +120,8 @@ async fn only_the_unused_one_of_two_keys_is_reported() {
     })
     .await;
     assert_eq!(finding_keys(&report), [("dave", unused.as_str())]);
+    // The report already saw the first key used, and a use is never undone: no live lookup for it.
+    assert_eq!(report.api_calls.by_operation.get("iam:GetAccessKeyLastUsed"), Some(&1));
 }
 
 #[tokio::test]

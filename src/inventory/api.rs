@@ -10,6 +10,8 @@ use super::{list_users, Freshness, Inventory, InventoryUser};
 use crate::aws::{aws_error, error_code};
 use crate::deadline::Deadline;
 use crate::error::Result;
+use time::OffsetDateTime;
+
 use crate::model::{from_smithy, KeySnapshot, UserIdentity, UserSnapshot};
 
 pub async fn collect(
@@ -22,7 +24,7 @@ pub async fn collect(
         .run(
             "live inventory",
             futures_util::stream::iter(identities.iter())
-                .map(|identity| live_snapshot(iam, identity))
+                .map(|identity| live_snapshot(iam, identity, &[]))
                 .buffer_unordered(concurrency.max(1))
                 .try_filter_map(|user| async move {
                     Ok(user.map(|user| InventoryUser {
@@ -42,10 +44,13 @@ pub async fn collect(
 
 /// Reads one user's keys and password live; `None` if the user no longer exists. Calls whose answer cannot
 /// change the verdict are skipped: no active key, no `GetLoginProfile` (the snapshot then says no password);
-/// no password, no `GetAccessKeyLastUsed`.
+/// no password, no `GetAccessKeyLastUsed`; nor for a key whose creation time is in `known_used`, the
+/// (creation, last use) times of keys the credential report saw used (a use is never undone, and the report's `last_rotated` is the key's
+/// creation time, so the two match to the second).
 pub async fn live_snapshot(
     iam: &IamClient,
     identity: &UserIdentity,
+    known_used: &[(OffsetDateTime, OffsetDateTime)],
 ) -> Result<Option<UserSnapshot>> {
     let listed = iam
         .list_access_keys()
@@ -73,7 +78,15 @@ pub async fn live_snapshot(
             continue;
         };
         // Last use only matters for an active key of a console user; other keys cannot break the rule.
-        let last_used = if active && password_enabled {
+        let created = key.create_date.as_ref().and_then(from_smithy);
+        let seen_used = created.and_then(|c| {
+            known_used
+                .iter()
+                .find(|(known, _)| known.unix_timestamp() == c.unix_timestamp())
+        });
+        let last_used = if let Some((_, used)) = seen_used {
+            Some(*used)
+        } else if active && password_enabled {
             match iam
                 .get_access_key_last_used()
                 .access_key_id(&id)
@@ -96,7 +109,7 @@ pub async fn live_snapshot(
             id: Some(id),
             slot: None,
             active,
-            created: key.create_date.as_ref().and_then(from_smithy),
+            created,
             last_used,
         });
     }

@@ -116,12 +116,13 @@ pub fn parse(csv: &[u8]) -> Result<Vec<UserSnapshot>> {
     }
 
     let mut users = Vec::new();
-    for record in reader.records() {
-        let record = record.map_err(|e| malformed_csv(e.position().map_or(0, |p| p.line()), e))?;
+    // Rows are numbered as records with the header as row 1: csv's own line numbers lag behind with CRLF.
+    for (number, record) in (2u64..).zip(reader.records()) {
+        let record = record.map_err(|e| malformed_csv(number, e))?;
         let row = Row {
             record: &record,
             index: &index,
-            line: record.position().map_or(0, |p| p.line()),
+            line: number,
         };
         let name = row.text("user")?;
         if name == "<root_account>" {
@@ -179,7 +180,7 @@ fn malformed_csv(line: u64, error: csv::Error) -> Error {
         csv::ErrorKind::UnequalLengths {
             expected_len, len, ..
         } => {
-            format!("the row has {len} fields but the header has {expected_len} (truncated row?)")
+            format!("the row has {len} fields but the header has {expected_len} (a truncated or corrupted row)")
         }
         _ => error.to_string(),
     };
@@ -436,4 +437,88 @@ mod tests {
             "users missing from ListUsers (deleted) drop out"
         );
     }
+}
+
+#[cfg(test)]
+mod properties {
+    use super::*;
+    use proptest::prelude::*;
+
+    const HEADER: &str = "user,arn,user_creation_time,password_enabled,password_last_used,password_last_changed,password_next_rotation,mfa_active,access_key_1_active,access_key_1_last_rotated,access_key_1_last_used_date,access_key_1_last_used_region,access_key_1_last_used_service,access_key_2_active,access_key_2_last_rotated,access_key_2_last_used_date,access_key_2_last_used_region,access_key_2_last_used_service,cert_1_active,cert_1_last_rotated,cert_2_active,cert_2_last_rotated";
+
+    /// A report row in any of the shapes AWS writes: booleans in either case, dates or the "no value" words.
+    fn row() -> impl Strategy<Value = (String, bool, [(bool, bool); 2])> {
+        let name = "[A-Za-z0-9+=,.@_-]{1,64}";
+        let boolean = prop_oneof![Just("true"), Just("TRUE"), Just("True"), Just("false"), Just("FALSE")];
+        let key = (boolean.clone(), prop_oneof![Just(true), Just(false)]);
+        (name, boolean, key.clone(), key).prop_map(|(name, password, k1, k2)| {
+            let slot = |(active, used): (&str, bool)| {
+                let last_used = if used { "2026-11-01T00:00:00+00:00" } else { "N/A" };
+                format!("{active},2026-01-01T00:00:00+00:00,{last_used},N/A,N/A")
+            };
+            let line = format!(
+                "\"{name}\",\"arn:aws:iam::123456789012:user/{name}\",2026-01-01T00:00:00+00:00,{password},no_information,N/A,not_supported,false,{},{},false,N/A,false,N/A",
+                slot(k1),
+                slot(k2)
+            );
+            let on = |s: &str| s.eq_ignore_ascii_case("true");
+            (line, on(password), [(on(k1.0), k1.1), (on(k2.0), k2.1)])
+        })
+    }
+
+    proptest! {
+        #[test]
+        fn arbitrary_bytes_never_panic(bytes in prop::collection::vec(any::<u8>(), 0..2048)) {
+            let _ = parse(&bytes);
+        }
+
+        #[test]
+        fn mangled_real_reports_parse_or_name_the_row(cut in 0usize..FIXTURE_LEN, junk in "[,\"\\r\\n a-z0-9:]{0,16}") {
+            let fixture = include_str!("../../tests/fixtures/credential-report-aws-shapes.csv");
+            let cut = (0..=cut).rev().find(|&i| fixture.is_char_boundary(i)).unwrap_or(0);
+            let mangled = format!("{}{junk}{}", &fixture[..cut], &fixture[cut..]);
+            if let Err(error) = parse(mangled.as_bytes()) {
+                prop_assert!(matches!(error, Error::ReportMalformed { .. }), "{error:?}");
+            }
+        }
+
+        #[test]
+        fn generated_rows_parse_to_the_right_keys(rows in prop::collection::vec(row(), 0..40)) {
+            let csv = std::iter::once(HEADER.to_string()).chain(rows.iter().map(|r| r.0.clone())).collect::<Vec<_>>().join("\r\n");
+            let users = parse(csv.as_bytes()).unwrap();
+            prop_assert_eq!(users.len(), rows.len());
+            for (user, (_, password, slots)) in users.iter().zip(&rows) {
+                prop_assert_eq!(user.password_enabled, *password);
+                // Every slot has a rotation date, so every slot holds a key.
+                for (key, (active, used)) in user.keys.iter().zip(slots) {
+                    prop_assert_eq!(key.active, *active);
+                    prop_assert_eq!(key.last_used.is_some(), *used);
+                }
+            }
+        }
+    }
+
+    const FIXTURE_LEN: usize = include_str!("../../tests/fixtures/credential-report-aws-shapes.csv").len();
+
+    #[test]
+    fn a_5000_row_report_parses() {
+        let rows = (0..5_000).map(|i| FIXTURE_ROW.replacen("alice", &format!("user{i}"), 2));
+        let csv = std::iter::once(HEADER.to_string()).chain(rows).collect::<Vec<_>>().join("\n");
+        assert_eq!(parse(csv.as_bytes()).unwrap().len(), 5_000);
+    }
+
+    #[test]
+    fn unequal_rows_name_their_line_with_crlf() {
+        let csv = format!("{HEADER}\r\n{FIXTURE_ROW}\r\n{FIXTURE_ROW},extra\r\n");
+        let result = parse(csv.as_bytes());
+        assert!(matches!(result, Err(Error::ReportMalformed { row: 3, .. })), "{result:?}");
+    }
+
+    #[test]
+    fn extra_and_unknown_columns_are_ignored() {
+        let csv = format!("{HEADER},new_aws_column\n{},extra\n", FIXTURE_ROW);
+        assert_eq!(parse(csv.as_bytes()).unwrap()[0].name, "alice");
+    }
+
+    const FIXTURE_ROW: &str = "alice,arn:aws:iam::123456789012:user/alice,2026-10-01T12:00:00+00:00,true,no_information,2026-10-01T12:00:02+00:00,N/A,false,true,2026-10-01T12:00:03+00:00,N/A,N/A,N/A,false,N/A,N/A,N/A,N/A,false,N/A,false,N/A";
 }

@@ -277,7 +277,7 @@ mod tests {
     use crate::report::ApiCalls;
     use time::macros::datetime;
 
-    pub(crate) fn report_with(findings: Vec<Finding>) -> Report {
+    pub(super) fn report_with(findings: Vec<Finding>) -> Report {
         Report {
             run_id: "8f14e45f-ceea-467f-a8e9-2e3b1c9b9a01".into(),
             account_id: "123456789012".into(),
@@ -297,7 +297,7 @@ mod tests {
         }
     }
 
-    pub(crate) fn finding(user: &str, key: &str) -> Finding {
+    pub(super) fn finding(user: &str, key: &str) -> Finding {
         Finding {
             finding_id: format!("123456789012/{user}/{key}"),
             rule: "cis-1.11-never-used-key-on-console-user",
@@ -399,5 +399,48 @@ mod tests {
             .map(|f| f.access_key_id.clone())
             .collect();
         assert_eq!(seen, expected, "every finding exactly once, in order");
+    }
+}
+
+#[cfg(test)]
+mod properties {
+    use super::tests::{finding, report_with};
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(24))]
+
+        #[test]
+        fn every_finding_in_exactly_one_part_under_the_byte_limit(
+            names in prop::collection::vec("[a-zA-Z0-9+=,.@_'üé€𝄞-]{1,64}", 0..1_500),
+            account in "[0-9]{12}",
+        ) {
+            let findings: Vec<Finding> = names.iter().enumerate().map(|(i, n)| finding(n, &format!("AKIA{i:016}"))).collect();
+            let mut report = report_with(findings);
+            report.account_id = account;
+            let parts = render_parts(&report).unwrap();
+            let mut seen = Vec::new();
+            for part in &parts {
+                prop_assert!(part.message.len() + part.subject.len() <= SNS_MAX_BYTES);
+                prop_assert!(!part.subject.is_empty() && part.subject.len() <= MAX_SUBJECT_CHARS);
+                prop_assert!(part.subject.bytes().all(|b| (0x20..0x7f).contains(&b)), "{}", part.subject);
+                let envelope: serde_json::Value = serde_json::from_str(&part.message).unwrap();
+                let document: serde_json::Value = serde_json::from_str(envelope["default"].as_str().unwrap()).unwrap();
+                prop_assert_eq!(&document["run_id"], &serde_json::Value::from(report.run_id.as_str()));
+                prop_assert_eq!(document["part"].as_u64(), Some(part.part as u64));
+                let emailed: Vec<&str> = envelope["email"].as_str().unwrap().lines()
+                    .filter(|line| line.trim_start().starts_with("aws iam delete-access-key"))
+                    .filter_map(|line| line.split_once("--access-key-id ").map(|(_, id)| id))
+                    .collect();
+                let ids: Vec<&str> = document["findings"].as_array().unwrap().iter()
+                    .map(|f| f["access_key_id"].as_str().unwrap())
+                    .collect();
+                prop_assert_eq!(&emailed, &ids, "the email of part {} lists the same keys", part.part);
+                seen.extend(ids.into_iter().map(str::to_string));
+            }
+            let expected: Vec<String> = report.findings.iter().map(|f| f.access_key_id.clone()).collect();
+            prop_assert_eq!(seen, expected);
+        }
     }
 }
