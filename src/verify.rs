@@ -92,10 +92,60 @@ async fn exempt_tag(
         .map(|t| (t.key, t.value)))
 }
 
-/// Creation times of the keys the report saw used. Such a key stays used, so it needs no live last-use lookup.
+/// (creation, last use) of the keys the report saw used. Such a key stays used, so it needs no live last-use
+/// lookup. Keys sharing a creation second with another key are left out: the match would be ambiguous.
 fn known_used(user: &UserSnapshot) -> Vec<(OffsetDateTime, OffsetDateTime)> {
+    let second = |t: &OffsetDateTime| t.unix_timestamp();
+    let unique = |created: &OffsetDateTime| {
+        user.keys
+            .iter()
+            .filter(|k| k.created.as_ref().map(second) == Some(second(created)))
+            .count()
+            == 1
+    };
     user.keys
         .iter()
         .filter_map(|key| key.created.zip(key.last_used))
+        .filter(|(created, _)| unique(created))
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::KeySnapshot;
+    use time::macros::datetime;
+
+    #[test]
+    fn known_used_skips_keys_created_in_the_same_second() {
+        let key = |created, last_used| KeySnapshot {
+            id: None,
+            slot: None,
+            active: true,
+            created: Some(created),
+            last_used,
+        };
+        let t = datetime!(2026-11-01 09:00:00.2 UTC);
+        let used = Some(datetime!(2026-11-02 00:00 UTC));
+        let user = |keys| UserSnapshot {
+            name: "dave".into(),
+            arn: "arn:aws:iam::123456789012:user/dave".into(),
+            path: "/".into(),
+            created: t,
+            password_enabled: true,
+            password_last_used: None,
+            keys,
+        };
+        // Same second: the report cannot say which of the two live keys was used.
+        let ambiguous = user(vec![
+            key(t, used),
+            key(datetime!(2026-11-01 09:00:00.9 UTC), None),
+        ]);
+        assert!(known_used(&ambiguous).is_empty());
+        let distinct = user(vec![
+            key(t, used),
+            key(datetime!(2026-11-01 09:00:02 UTC), None),
+        ]);
+        assert_eq!(known_used(&distinct), [(t, used.unwrap())]);
+    }
 }

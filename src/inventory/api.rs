@@ -71,6 +71,10 @@ pub async fn live_snapshot(
         false
     };
 
+    let created_seconds: Vec<i64> = listed
+        .iter()
+        .filter_map(|key| key.create_date.as_ref().map(|d| d.secs()))
+        .collect();
     let mut keys = Vec::with_capacity(listed.len());
     for key in listed {
         let active = is_active(&key);
@@ -79,11 +83,20 @@ pub async fn live_snapshot(
         };
         // Last use only matters for an active key of a console user; other keys cannot break the rule.
         let created = key.create_date.as_ref().and_then(from_smithy);
-        let seen_used = created.and_then(|c| {
-            known_used
-                .iter()
-                .find(|(known, _)| known.unix_timestamp() == c.unix_timestamp())
-        });
+        // Only an unambiguous match counts: two keys created in the same second cannot be told apart.
+        let seen_used = created
+            .filter(|c| {
+                created_seconds
+                    .iter()
+                    .filter(|s| **s == c.unix_timestamp())
+                    .count()
+                    == 1
+            })
+            .and_then(|c| {
+                known_used
+                    .iter()
+                    .find(|(known, _)| known.unix_timestamp() == c.unix_timestamp())
+            });
         let last_used = if let Some((_, used)) = seen_used {
             Some(*used)
         } else if active && password_enabled {

@@ -449,7 +449,13 @@ mod properties {
     /// A report row in any of the shapes AWS writes: booleans in either case, dates or the "no value" words.
     fn row() -> impl Strategy<Value = (String, bool, [(bool, bool); 2])> {
         let name = "[A-Za-z0-9+=,.@_-]{1,64}";
-        let boolean = prop_oneof![Just("true"), Just("TRUE"), Just("True"), Just("false"), Just("FALSE")];
+        let boolean = prop_oneof![
+            Just("true"),
+            Just("TRUE"),
+            Just("True"),
+            Just("false"),
+            Just("FALSE")
+        ];
         let key = (boolean.clone(), prop_oneof![Just(true), Just(false)]);
         (name, boolean, key.clone(), key).prop_map(|(name, password, k1, k2)| {
             let slot = |(active, used): (&str, bool)| {
@@ -498,12 +504,16 @@ mod properties {
         }
     }
 
-    const FIXTURE_LEN: usize = include_str!("../../tests/fixtures/credential-report-aws-shapes.csv").len();
+    const FIXTURE_LEN: usize =
+        include_str!("../../tests/fixtures/credential-report-aws-shapes.csv").len();
 
     #[test]
     fn a_5000_row_report_parses() {
         let rows = (0..5_000).map(|i| FIXTURE_ROW.replacen("alice", &format!("user{i}"), 2));
-        let csv = std::iter::once(HEADER.to_string()).chain(rows).collect::<Vec<_>>().join("\n");
+        let csv = std::iter::once(HEADER.to_string())
+            .chain(rows)
+            .collect::<Vec<_>>()
+            .join("\n");
         assert_eq!(parse(csv.as_bytes()).unwrap().len(), 5_000);
     }
 
@@ -511,7 +521,10 @@ mod properties {
     fn unequal_rows_name_their_line_with_crlf() {
         let csv = format!("{HEADER}\r\n{FIXTURE_ROW}\r\n{FIXTURE_ROW},extra\r\n");
         let result = parse(csv.as_bytes());
-        assert!(matches!(result, Err(Error::ReportMalformed { row: 3, .. })), "{result:?}");
+        assert!(
+            matches!(result, Err(Error::ReportMalformed { row: 3, .. })),
+            "{result:?}"
+        );
     }
 
     #[test]
