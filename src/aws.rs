@@ -2,7 +2,6 @@
 //! the mapping of SDK errors to [`Error`].
 
 use std::collections::BTreeMap;
-use std::fmt::Debug;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -13,7 +12,7 @@ use aws_sdk_iam::error::{ProvideErrorMetadata, SdkError};
 use aws_smithy_runtime_api::box_error::BoxError;
 use aws_smithy_runtime_api::client::interceptors::context::BeforeSerializationInterceptorContextRef;
 use aws_smithy_runtime_api::client::interceptors::Intercept;
-use aws_smithy_runtime_api::client::orchestrator::Metadata;
+use aws_smithy_runtime_api::client::orchestrator::{HttpResponse, Metadata};
 use aws_smithy_runtime_api::client::runtime_components::RuntimeComponents;
 use aws_smithy_types::config_bag::ConfigBag;
 
@@ -126,12 +125,12 @@ pub fn error_code<E: ProvideErrorMetadata, R>(error: &SdkError<E, R>) -> Option<
 }
 
 /// Maps an SDK error to [`Error::Aws`], classifying it so the message says what to do.
-pub fn aws_error<E, R>(action: &str, error: SdkError<E, R>) -> Error
+pub fn aws_error<E>(action: &str, error: SdkError<E, HttpResponse>) -> Error
 where
     E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
-    R: Debug,
 {
     let code = error.code().unwrap_or("").to_string();
+    let status = error.raw_response().map(|response| response.status().as_u16());
     let failure = match &error {
         SdkError::TimeoutError(_) => AwsFailure::Timeout,
         _ if is_throttling(&code) => AwsFailure::Throttled,
@@ -141,6 +140,8 @@ where
         {
             AwsFailure::AccessDenied
         }
+        // A 403 whose body the SDK could not read a code from is still a denial.
+        _ if status == Some(403) => AwsFailure::AccessDenied,
         _ => AwsFailure::Other,
     };
     let message = match error.message() {
