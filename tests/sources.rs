@@ -25,10 +25,21 @@ impl Seeded {
 }
 
 fn outcome(report: &Report) -> (Vec<String>, Vec<String>, Vec<(String, String)>) {
-    let mut findings: Vec<String> = report.findings.iter().map(|f| f.finding_id.clone()).collect();
-    let mut pending: Vec<String> = report.pending.iter().map(|p| p.finding.finding_id.clone()).collect();
-    let mut exempted: Vec<(String, String)> =
-        report.exempted.iter().map(|e| (e.finding.finding_id.clone(), e.reason.clone())).collect();
+    let mut findings: Vec<String> = report
+        .findings
+        .iter()
+        .map(|f| f.finding_id.clone())
+        .collect();
+    let mut pending: Vec<String> = report
+        .pending
+        .iter()
+        .map(|p| p.finding.finding_id.clone())
+        .collect();
+    let mut exempted: Vec<(String, String)> = report
+        .exempted
+        .iter()
+        .map(|e| (e.finding.finding_id.clone(), e.reason.clone()))
+        .collect();
     findings.sort();
     pending.sort();
     exempted.sort();
@@ -40,14 +51,25 @@ async fn report_and_api_sources_agree_on_seeded_accounts() {
     let moto = Moto::start();
     let vars = [("DRY_RUN", "true"), ("EXEMPT_USERS", "svc-*")];
     for seed in 1..=4u64 {
-        assert_eq!(support::http(moto.port, "POST", "/moto-api/reset", "").map(|r| r.0), Some(200));
+        assert_eq!(
+            support::http(moto.port, "POST", "/moto-api/reset", "").map(|r| r.0),
+            Some(200)
+        );
         let account = moto.account().await;
         let mut rng = Seeded(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1);
         let mut expected_findings = 0;
         for i in 0..12 {
-            let name = if rng.chance(10) { format!("svc-{seed}-{i}") } else { format!("user-{seed}-{i}") };
+            let name = if rng.chance(10) {
+                format!("svc-{seed}-{i}")
+            } else {
+                format!("user-{seed}-{i}")
+            };
             let path = if rng.chance(30) { "/engineering/" } else { "/" };
-            let tags: &[(&str, &str)] = if rng.chance(10) { &[("keywatch:exempt", "seeded")] } else { &[] };
+            let tags: &[(&str, &str)] = if rng.chance(10) {
+                &[("keywatch:exempt", "seeded")]
+            } else {
+                &[]
+            };
             account.user_at(&name, path, tags).await;
             let password = rng.chance(60);
             if password {
@@ -65,16 +87,40 @@ async fn report_and_api_sources_agree_on_seeded_accounts() {
                 expected_findings += usize::from(password && !used && !inactive);
             }
         }
-        let by_report = run(&moto, settings(&vars), Invocation { dry_run: true, ..Default::default() }).await.unwrap();
-        let live = Invocation { dry_run: true, inventory_source: Some(Source::Api), ..Default::default() };
+        let by_report = run(
+            &moto,
+            settings(&vars),
+            Invocation {
+                dry_run: true,
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+        let live = Invocation {
+            dry_run: true,
+            inventory_source: Some(Source::Api),
+            ..Default::default()
+        };
         let by_api = run(&moto, settings(&vars), live).await.unwrap();
 
         assert_eq!(by_report.inventory_source, Source::CredentialReport);
         assert_eq!(by_api.inventory_source, Source::Api);
-        assert_eq!(outcome(&by_report), outcome(&by_api), "seed {seed}: the sources disagree");
+        assert_eq!(
+            outcome(&by_report),
+            outcome(&by_api),
+            "seed {seed}: the sources disagree"
+        );
         let (findings, _, exempted) = outcome(&by_report);
-        assert_eq!(findings.len() + exempted.len(), expected_findings, "seed {seed}: findings match the seeded truth");
+        assert_eq!(
+            findings.len() + exempted.len(),
+            expected_findings,
+            "seed {seed}: findings match the seeded truth"
+        );
         assert_eq!(by_report.users_examined, by_api.users_examined);
-        assert!(!by_api.api_calls.by_operation.contains_key("iam:GenerateCredentialReport"));
+        assert!(!by_api
+            .api_calls
+            .by_operation
+            .contains_key("iam:GenerateCredentialReport"));
     }
 }
