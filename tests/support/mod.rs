@@ -348,6 +348,150 @@ pub async fn run(
         .await
 }
 
+/// The Lambda Runtime API emulator of cargo-lambda (`cargo lambda watch --only-lambda-apis`) on a free
+/// loopback port, killed when dropped. It starts no function of its own: the test runs the built binary
+/// against it, as Lambda runs the bootstrap.
+pub struct RuntimeApi {
+    child: Child,
+    log: PathBuf,
+    pub port: u16,
+}
+
+/// The function name the emulator serves when the runtime is started by hand.
+pub const EMULATED_FUNCTION: &str = "_";
+
+impl RuntimeApi {
+    /// Starts the emulator from the project's venv. Fails (never skips) when it is not installed.
+    pub fn start() -> RuntimeApi {
+        let cargo_lambda = project_dir().join(".venv/bin/cargo-lambda");
+        assert!(
+            cargo_lambda.exists(),
+            "cargo-lambda is not installed at {}: {INSTALL_HINT}",
+            cargo_lambda.display()
+        );
+        let port = free_port();
+        let (log, log_path) = log_file(&format!("cargo-lambda-{port}"));
+        let child = Command::new(&cargo_lambda)
+            .args(["lambda", "watch", "--only-lambda-apis", "--invoke-address"])
+            .args(["127.0.0.1", "--invoke-port", &port.to_string()])
+            // It reads the manifest (`cargo metadata`) even when it builds nothing.
+            .current_dir(project_dir())
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().expect("log file handle"))
+            .stderr(log)
+            .spawn()
+            .unwrap_or_else(|e| {
+                panic!(
+                    "cannot start {}: {e}; {INSTALL_HINT}",
+                    cargo_lambda.display()
+                )
+            });
+        let mut api = RuntimeApi {
+            child,
+            log: log_path,
+            port,
+        };
+        let started = Instant::now();
+        while TcpStream::connect(("127.0.0.1", port)).is_err() {
+            if let Ok(Some(status)) = api.child.try_wait() {
+                panic!(
+                    "cargo-lambda exited with {status} before listening on port {port}; see {}",
+                    api.log.display()
+                );
+            }
+            assert!(
+                started.elapsed() < Duration::from_secs(30),
+                "the Runtime API emulator did not listen on port {port} within 30 s"
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        api
+    }
+
+    /// The value of `AWS_LAMBDA_RUNTIME_API` for a runtime served by this emulator.
+    pub fn runtime_api(&self) -> String {
+        format!("http://127.0.0.1:{}/.rt", self.port)
+    }
+
+    /// One synchronous invocation, as `aws lambda invoke` would send it: (HTTP status, response body).
+    /// A function error comes back as status 500 with `{"errorType": ..., "errorMessage": ...}`.
+    pub fn invoke(&self, payload: &str) -> (u16, String) {
+        let path = format!("/2015-03-31/functions/{EMULATED_FUNCTION}/invocations");
+        http_with_timeout(self.port, "POST", &path, payload, Duration::from_secs(60))
+            .unwrap_or_else(|| {
+                panic!(
+                    "no answer from the Runtime API emulator on port {}",
+                    self.port
+                )
+            })
+    }
+}
+
+impl Drop for RuntimeApi {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        // The log is kept only for a failed test.
+        if !std::thread::panicking() {
+            let _ = std::fs::remove_file(&self.log);
+        }
+    }
+}
+
+/// A fresh log file under the test target's scratch folder, for a child process's output.
+pub fn log_file(name: &str) -> (std::fs::File, PathBuf) {
+    let path = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(format!("{name}.log"));
+    let file = std::fs::File::create(&path)
+        .unwrap_or_else(|e| panic!("cannot create {}: {e}", path.display()));
+    (file, path)
+}
+
+/// Like [`http`], with a read timeout and chunked response bodies decoded.
+pub fn http_with_timeout(
+    port: u16,
+    method: &str,
+    path: &str,
+    body: &str,
+    timeout: Duration,
+) -> Option<(u16, String)> {
+    let mut stream = TcpStream::connect(("127.0.0.1", port)).ok()?;
+    stream.set_read_timeout(Some(timeout)).ok()?;
+    let request = format!(
+        "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    );
+    stream.write_all(request.as_bytes()).ok()?;
+    let mut response = Vec::new();
+    stream.read_to_end(&mut response).ok()?;
+    let response = String::from_utf8(response).ok()?;
+    let (head, body) = response.split_once("\r\n\r\n")?;
+    let status = head.split_whitespace().nth(1)?.parse().ok()?;
+    let chunked = head.lines().any(|line| {
+        line.to_ascii_lowercase()
+            .replace(' ', "")
+            .starts_with("transfer-encoding:chunked")
+    });
+    let body = if chunked {
+        decode_chunked(body)?
+    } else {
+        body.to_string()
+    };
+    Some((status, body))
+}
+
+fn decode_chunked(mut rest: &str) -> Option<String> {
+    let mut out = String::new();
+    loop {
+        let (size, after) = rest.split_once("\r\n")?;
+        let size = usize::from_str_radix(size.split(';').next()?.trim(), 16).ok()?;
+        if size == 0 {
+            return Some(out);
+        }
+        out.push_str(after.get(..size)?);
+        rest = after.get(size + 2..)?;
+    }
+}
+
 /// Deploys template.yaml as a CloudFormation stack on this moto server with `tools/deploy_template.py`
 /// (SAM transform, create the stack, check what it created), and returns the script's JSON summary. Panics
 /// with the script's own messages if anything the template should create is missing or incomplete.
