@@ -130,7 +130,9 @@ where
     E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
 {
     let code = error.code().unwrap_or("").to_string();
-    let status = error.raw_response().map(|response| response.status().as_u16());
+    let status = error
+        .raw_response()
+        .map(|response| response.status().as_u16());
     let failure = match &error {
         SdkError::TimeoutError(_) => AwsFailure::Timeout,
         _ if is_throttling(&code) => AwsFailure::Throttled,

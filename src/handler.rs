@@ -1,5 +1,8 @@
 //! One invocation, start to finish: event → config → inventory → evaluate → verify → notify → report.
 
+use std::collections::BTreeMap;
+use std::time::Instant;
+
 use lambda_runtime::LambdaEvent;
 use serde_json::Value;
 use time::OffsetDateTime;
@@ -11,6 +14,7 @@ use crate::deadline::Deadline;
 use crate::error::{Error, Result};
 use crate::evaluate::{self, Policy};
 use crate::event::Invocation;
+use crate::inventory::elapsed_ms;
 use crate::notify::sns::SnsSink;
 use crate::notify::Sink;
 use crate::report::{ApiCalls, Report};
@@ -77,7 +81,10 @@ impl<S: Sink> Keywatch<S> {
         let inventory = source
             .collect(&self.clients.iam, self.settings.concurrency, deadline)
             .await?;
+        let mut phase_ms: BTreeMap<&'static str, u64> =
+            inventory.phase_ms.iter().copied().collect();
         let candidates = evaluate::candidates(&inventory);
+        let start = Instant::now();
         let verified = deadline
             .run(
                 "live verification",
@@ -89,6 +96,7 @@ impl<S: Sink> Keywatch<S> {
                 ),
             )
             .await?;
+        phase_ms.insert("verification", elapsed_ms(start));
         let policy = Policy {
             account_id,
             now: checked_at,
@@ -109,6 +117,7 @@ impl<S: Sink> Keywatch<S> {
             keys_examined: inventory.keys_examined(),
             candidates_verified: candidates.len(),
             api_calls: ApiCalls::default(),
+            phase_ms,
             findings: Vec::new(),
             pending: Vec::new(),
             exempted: Vec::new(),
@@ -123,7 +132,9 @@ impl<S: Sink> Keywatch<S> {
         if let Some(sink) =
             sink.filter(|_| !report.findings.is_empty() || self.settings.notify_when_clean)
         {
+            let start = Instant::now();
             report.notifications = sink.publish(&report, deadline).await?;
+            report.phase_ms.insert("publish", elapsed_ms(start));
         }
         report.api_calls = ApiCalls::from(self.clients.calls.take());
         tracing::info!(
@@ -139,6 +150,7 @@ impl<S: Sink> Keywatch<S> {
             notifications = report.notifications.len(),
             api_calls = report.api_calls.total,
             api_calls_by_operation = %serde_json::to_string(&report.api_calls.by_operation).unwrap_or_default(),
+            phase_ms = %serde_json::to_string(&report.phase_ms).unwrap_or_default(),
             "keywatch run complete"
         );
         Ok(report)

@@ -24,6 +24,8 @@ pub struct Report {
     pub keys_examined: usize,
     pub candidates_verified: usize,
     pub api_calls: ApiCalls,
+    /// Elapsed milliseconds per phase (report generation, parse, verification, publish, ...).
+    pub phase_ms: BTreeMap<&'static str, u64>,
     pub findings: Vec<Finding>,
     pub pending: Vec<Pending>,
     pub exempted: Vec<Exempted>,

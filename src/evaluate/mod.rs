@@ -422,6 +422,7 @@ mod tests {
         };
         let inventory = Inventory {
             report_generated_at: None,
+            phase_ms: vec![],
             users: vec![
                 reported(user("hit", "/", true, vec![report_key(true, None)])),
                 reported(user("used", "/", true, vec![report_key(true, Some(NOW))])),

@@ -6,7 +6,7 @@ use aws_sdk_iam::types::{AccessKeyMetadata, StatusType};
 use aws_sdk_iam::Client as IamClient;
 use futures_util::{StreamExt, TryStreamExt};
 
-use super::{list_users, Freshness, Inventory, InventoryUser};
+use super::{elapsed_ms, list_users, Freshness, Inventory, InventoryUser};
 use crate::aws::{aws_error, error_code};
 use crate::deadline::Deadline;
 use crate::error::Result;
@@ -19,6 +19,7 @@ pub async fn collect(
     concurrency: usize,
     deadline: &Deadline,
 ) -> Result<Inventory> {
+    let start = std::time::Instant::now();
     let identities = deadline.run("ListUsers", list_users(iam)).await?;
     let mut users: Vec<InventoryUser> = deadline
         .run(
@@ -39,6 +40,7 @@ pub async fn collect(
     Ok(Inventory {
         report_generated_at: None,
         users,
+        phase_ms: vec![("live_inventory", elapsed_ms(start))],
     })
 }
 

@@ -2,14 +2,14 @@
 //! users created after the report. IAM calls stay O(1) whatever the number of users.
 
 use std::collections::HashMap;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use aws_sdk_iam::types::ReportStateType;
 use aws_sdk_iam::Client as IamClient;
 use time::format_description::well_known::Rfc3339;
 use time::OffsetDateTime;
 
-use super::{list_users, Freshness, Inventory, InventoryUser};
+use super::{elapsed_ms, list_users, Freshness, Inventory, InventoryUser};
 use crate::aws::{aws_error, error_code};
 use crate::deadline::Deadline;
 use crate::error::{Error, Result};
@@ -19,15 +19,26 @@ const FIRST_POLL: Duration = Duration::from_millis(250);
 const MAX_POLL: Duration = Duration::from_secs(4);
 
 pub async fn collect(iam: &IamClient, deadline: &Deadline) -> Result<Inventory> {
+    let start = Instant::now();
     let (csv, generated_at) = deadline
         .run("credential report generation", fetch(iam, deadline))
         .await?;
+    let generation_ms = elapsed_ms(start);
+    let start = Instant::now();
     let reported = parse(&csv)?;
+    // The raw CSV is not needed past parsing; free it before the live phase.
     drop(csv);
+    let parse_ms = elapsed_ms(start);
+    let start = Instant::now();
     let listed = deadline.run("ListUsers", list_users(iam)).await?;
     Ok(Inventory {
         report_generated_at: generated_at,
         users: merge(reported, listed),
+        phase_ms: vec![
+            ("report_generation", generation_ms),
+            ("report_parse", parse_ms),
+            ("list_users", elapsed_ms(start)),
+        ],
     })
 }
 

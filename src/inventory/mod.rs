@@ -69,6 +69,13 @@ pub struct Inventory {
     /// When the credential report was generated; `None` for a fully live inventory.
     pub report_generated_at: Option<OffsetDateTime>,
     pub users: Vec<InventoryUser>,
+    /// How long each step of collecting took, in milliseconds, for the run's log line and report.
+    pub phase_ms: Vec<(&'static str, u64)>,
+}
+
+/// Milliseconds since `start`, for phase timings.
+pub fn elapsed_ms(start: std::time::Instant) -> u64 {
+    u64::try_from(start.elapsed().as_millis()).unwrap_or(u64::MAX)
 }
 
 impl Inventory {

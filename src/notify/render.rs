@@ -290,6 +290,7 @@ mod tests {
             keys_examined: 0,
             candidates_verified: 0,
             api_calls: ApiCalls::default(),
+            phase_ms: Default::default(),
             findings,
             pending: vec![],
             exempted: vec![],
