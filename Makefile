@@ -13,6 +13,10 @@ test: tools
 	cargo test --locked
 	$(VENV)/bin/cfn-lint template.yaml
 
+## demo: the real binary under cargo-lambda's Runtime API emulator, on a seeded moto account. Never real AWS.
+demo: tools
+	$(PY) tools/demo.py
+
 ## bench: account-scale benchmark (100, 1,000 and 5,000 users; a few minutes). Writes docs/benchmarks.md.
 bench: tools
 	cargo build --release --locked --bin keywatch

@@ -1,0 +1,361 @@
+"""`make demo`: the real keywatch binary, end to end, against emulated AWS only.
+
+Starts moto on a free loopback port, seeds a small account, builds keywatch, runs it under cargo-lambda's
+Lambda Runtime API emulator exactly as tests/runtime_api.rs does, invokes it with events/scheduled.json and
+events/manual.json, and prints what an email subscriber and an SQS subscriber received, and the dry-run
+report. Every process it starts is stopped on exit, failure, Ctrl-C or SIGTERM.
+"""
+
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+VENV_BIN = ROOT / ".venv" / "bin"
+REGION = "us-east-1"
+# The function name cargo-lambda's emulator serves when the runtime is started by hand.
+FUNCTION = "_"
+TOPIC_NAME = "keywatch-findings"
+EXEMPT_USERS = "svc-*"
+
+# Pinned before boto3 is imported or anything is started: whatever AWS profile, keys, token or endpoint the
+# user has in their environment, nothing here can reach real AWS.
+USER_ENV = dict(os.environ)
+for _name in list(os.environ):
+    if _name.startswith("AWS_"):
+        del os.environ[_name]
+DUMMY_AWS = {
+    "AWS_ACCESS_KEY_ID": "testing",
+    "AWS_SECRET_ACCESS_KEY": "testing",
+    "AWS_REGION": REGION,
+    "AWS_DEFAULT_REGION": REGION,
+    "AWS_CONFIG_FILE": os.devnull,
+    "AWS_SHARED_CREDENTIALS_FILE": os.devnull,
+    "AWS_EC2_METADATA_DISABLED": "true",
+}
+os.environ.update(DUMMY_AWS)
+# Loopback traffic never goes through a proxy the user may have configured.
+for _name in ("no_proxy", "NO_PROXY"):
+    os.environ[_name] = ",".join(filter(None, [os.environ.get(_name), "127.0.0.1", "localhost"]))
+
+import boto3  # noqa: E402  (after the environment is pinned)
+
+LOOPBACK = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+
+
+class DemoFailed(Exception):
+    pass
+
+
+class Processes:
+    """Children started in their own process group, so each is stopped with everything it spawned."""
+
+    def __init__(self, log_dir: Path):
+        self.log_dir = log_dir
+        self.running: list[tuple[str, subprocess.Popen]] = []
+
+    def start(self, name: str, argv: list, env: dict, cwd: Path = ROOT) -> subprocess.Popen:
+        log = open(self.log_dir / f"{name}.log", "wb")
+        proc = subprocess.Popen(
+            [str(a) for a in argv],
+            cwd=cwd,
+            env=env,
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        log.close()
+        self.running.append((name, proc))
+        return proc
+
+    def log(self, name: str) -> str:
+        path = self.log_dir / f"{name}.log"
+        return path.read_text(errors="replace") if path.exists() else ""
+
+    def stop_all(self) -> None:
+        for name, proc in reversed(self.running):
+            if proc.poll() is None:
+                os.killpg(proc.pid, signal.SIGTERM)
+                try:
+                    proc.wait(timeout=5)
+                except subprocess.TimeoutExpired:
+                    os.killpg(proc.pid, signal.SIGKILL)
+                    proc.wait()
+        self.running.clear()
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_until(what: str, ready, proc: subprocess.Popen, logs: str, within: float = 30) -> None:
+    deadline = time.monotonic() + within
+    while not ready():
+        if proc.poll() is not None:
+            raise DemoFailed(f"{what} exited with {proc.returncode}:\n{logs}")
+        if time.monotonic() > deadline:
+            raise DemoFailed(f"{what} was not ready within {within:.0f} s")
+        time.sleep(0.1)
+
+
+def listening(port: int) -> bool:
+    with socket.socket() as s:
+        return s.connect_ex(("127.0.0.1", port)) == 0
+
+
+def http(method: str, url: str, body: bytes | None = None, timeout: float = 120) -> tuple[int, bytes]:
+    request = urllib.request.Request(
+        url, data=body, method=method, headers={"Content-Type": "application/json"}
+    )
+    try:
+        with LOOPBACK.open(request, timeout=timeout) as response:
+            return response.status, response.read()
+    except urllib.error.HTTPError as error:
+        return error.code, error.read()
+    except OSError:
+        return 0, b""
+
+
+def banner(title: str) -> None:
+    print(f"\n{'=' * 100}\n{title}\n{'=' * 100}", flush=True)
+
+
+def build_keywatch() -> Path:
+    banner("Building keywatch (cargo build)")
+    # Cargo keeps the user's environment (proxies, CARGO_TARGET_DIR...); it talks to crates.io, not AWS.
+    build = subprocess.run(
+        ["cargo", "build", "--locked", "--bin", "keywatch", "--message-format=json-render-diagnostics"],
+        cwd=ROOT,
+        env=USER_ENV,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    if build.returncode != 0:
+        raise DemoFailed("cargo build failed (see above)")
+    for line in build.stdout.splitlines():
+        message = json.loads(line)
+        if message.get("reason") == "compiler-artifact" and message.get("executable"):
+            if message["target"]["name"] == "keywatch":
+                return Path(message["executable"])
+    raise DemoFailed("cargo build did not report the keywatch executable")
+
+
+def clients(endpoint: str, key: str = "testing", secret: str = "testing"):
+    session = boto3.session.Session(
+        aws_access_key_id=key, aws_secret_access_key=secret, region_name=REGION
+    )
+    return lambda service: session.client(service, endpoint_url=endpoint)
+
+
+# name, path, console password, keys ("unused" / "used" / "inactive"), tags, what keywatch should do
+ACCOUNT = [
+    ("alice", "/", True, ["unused"], {}, "FINDING: console user, key never used"),
+    ("frank", "/", True, ["unused", "unused"], {}, "2 FINDINGS: two keys, neither used"),
+    ("hank", "/engineering/", True, ["unused"], {}, "FINDING: user under a path"),
+    ("carol", "/", True, ["used"], {}, "ok: her key has been used"),
+    ("erin", "/", True, ["inactive"], {}, "ok: her key is inactive"),
+    ("bob", "/", False, ["unused"], {}, "ok: no console password (programmatic user)"),
+    ("break-glass", "/", True, ["unused"], {"keywatch:exempt": "break-glass account"}, "exempt: tag keywatch:exempt"),
+    ("svc-ci", "/", True, ["unused"], {}, f"exempt: EXEMPT_USERS={EXEMPT_USERS}"),
+]
+
+
+def seed(endpoint: str) -> tuple[str, str]:
+    banner("Seeding the emulated account (moto)")
+    aws = clients(endpoint)
+    iam = aws("iam")
+    print(f"{'user':<13} {'path':<15} {'password':<9} {'keys':<17} expected")
+    for name, path, password, keys, tags, expected in ACCOUNT:
+        iam.create_user(
+            UserName=name, Path=path, Tags=[{"Key": k, "Value": v} for k, v in tags.items()]
+        )
+        if password:
+            iam.create_login_profile(UserName=name, Password="Corr3ct-Horse-Battery!")
+        for state in keys:
+            key = iam.create_access_key(UserName=name)["AccessKey"]
+            if state == "used":
+                # Any request signed with the key is a use; moto records it as IAM does.
+                signed = clients(endpoint, key["AccessKeyId"], key["SecretAccessKey"])
+                signed("sts").get_caller_identity()
+            elif state == "inactive":
+                iam.update_access_key(
+                    UserName=name, AccessKeyId=key["AccessKeyId"], Status="Inactive"
+                )
+        print(f"{name:<13} {path:<15} {'yes' if password else 'no':<9} {', '.join(keys):<17} {expected}")
+
+    sns, sqs = aws("sns"), aws("sqs")
+    topic = sns.create_topic(Name=TOPIC_NAME)["TopicArn"]
+    queue = sqs.create_queue(QueueName=TOPIC_NAME)["QueueUrl"]
+    queue_arn = sqs.get_queue_attributes(QueueUrl=queue, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+    sns.subscribe(TopicArn=topic, Protocol="sqs", Endpoint=queue_arn)
+    sns.subscribe(TopicArn=topic, Protocol="email", Endpoint="security@example.com")
+    print(f"\ntopic {topic}\n  subscribed: SQS queue {TOPIC_NAME}, email security@example.com")
+    return topic, queue
+
+
+def invoke(processes: Processes, port: int, event_file: str) -> dict:
+    payload = (ROOT / "events" / event_file).read_bytes()
+    url = f"http://127.0.0.1:{port}/2015-03-31/functions/{FUNCTION}/invocations"
+    status, body = http("POST", url, payload)
+    if status != 200:
+        tail = "\n".join(processes.log("keywatch").splitlines()[-15:])
+        raise DemoFailed(
+            f"invoking with events/{event_file} failed (HTTP {status}): {body.decode(errors='replace')}\n"
+            f"keywatch's last log lines:\n{tail}"
+        )
+    return json.loads(body)
+
+
+def sent_notifications(moto: str, topic: str) -> list:
+    """What moto's SNS recorded for the topic: (message_id, message, subject, attributes, group), as published."""
+    status, body = http("GET", f"{moto}/moto-api/data.json")
+    if status != 200:
+        raise DemoFailed(f"moto's data endpoint answered HTTP {status}")
+    topics = json.loads(body).get("sns", {}).get("Topic", [])
+    return next((t["sent_notifications"] for t in topics if t.get("arn") == topic), [])
+
+
+def drain(endpoint: str, queue: str) -> list:
+    sqs = clients(endpoint)("sqs")
+    out = []
+    while True:
+        messages = sqs.receive_message(QueueUrl=queue, MaxNumberOfMessages=10).get("Messages", [])
+        if not messages:
+            return out
+        for message in messages:
+            out.append(json.loads(message["Body"]))
+            sqs.delete_message(QueueUrl=queue, ReceiptHandle=message["ReceiptHandle"])
+
+
+def summarize(report: dict) -> None:
+    print(
+        f"run {report['run_id']}: {report['users_examined']} users, {report['keys_examined']} keys, "
+        f"{report['candidates_verified']} verified live, {report['api_calls']['total']} AWS calls"
+    )
+    for finding in report["findings"]:
+        print(f"  finding   {finding['user_name']:<12} {finding['access_key_id']}  ({finding['user_arn']})")
+    for exempted in report["exempted"]:
+        print(f"  exempted  {exempted['user_name']:<12} {exempted['access_key_id']}  {exempted['reason']}")
+    print(f"  notifications: {json.dumps(report['notifications'])}")
+
+
+def demo(processes: Processes) -> None:
+    binary = build_keywatch()
+
+    moto_port = free_port()
+    moto = f"http://127.0.0.1:{moto_port}"
+    server = processes.start(
+        "moto", [VENV_BIN / "moto_server", "-H", "127.0.0.1", "-p", moto_port], env=dict(os.environ)
+    )
+    wait_until("moto", lambda: http("GET", f"{moto}/moto-api/")[0] == 200, server, processes.log("moto"))
+    topic, queue = seed(moto)
+
+    banner("Running the keywatch binary under the Lambda Runtime API emulator (cargo lambda watch)")
+    api_port = free_port()
+    emulator = processes.start(
+        "cargo-lambda",
+        [VENV_BIN / "cargo-lambda", "lambda", "watch", "--only-lambda-apis",
+         "--invoke-address", "127.0.0.1", "--invoke-port", api_port],
+        env=dict(os.environ),
+    )
+    wait_until("cargo-lambda", lambda: listening(api_port), emulator, processes.log("cargo-lambda"))
+    # Only what Lambda and keywatch read: nothing from the user's environment reaches the function.
+    function_env = {
+        **DUMMY_AWS,
+        "AWS_ENDPOINT_URL": moto,
+        "AWS_LAMBDA_RUNTIME_API": f"http://127.0.0.1:{api_port}/.rt",
+        "AWS_LAMBDA_FUNCTION_NAME": FUNCTION,
+        "AWS_LAMBDA_FUNCTION_VERSION": "$LATEST",
+        "AWS_LAMBDA_FUNCTION_MEMORY_SIZE": "128",
+        "FINDINGS_TOPIC_ARN": topic,
+        "EXEMPT_USERS": EXEMPT_USERS,
+    }
+    processes.start("keywatch", [binary], env=function_env)
+    print(f"emulator  127.0.0.1:{api_port}   function {binary.relative_to(ROOT) if binary.is_relative_to(ROOT) else binary}")
+    print(f"moto      {moto}   FINDINGS_TOPIC_ARN={topic}   EXEMPT_USERS={EXEMPT_USERS}")
+
+    banner("Invoke 1: events/scheduled.json (what EventBridge sends every day)")
+    report = invoke(processes, api_port, "scheduled.json")
+    summarize(report)
+
+    banner("(a) The alert as an email subscriber receives it (the \"email\" variant moto's SNS received)")
+    published = sent_notifications(moto, topic)
+    if not published:
+        raise DemoFailed("moto recorded no SNS publish for the scheduled run")
+    for _message_id, message, subject, _attributes, _group in published:
+        print(f"Subject: {subject}\n")
+        print(json.loads(message)["email"])
+
+    banner("(b) The JSON document an SQS subscriber got (read from the queue)")
+    delivered = drain(moto, queue)
+    for envelope in delivered:
+        print(f"SNS envelope: Type={envelope['Type']} Subject={envelope['Subject']!r} MessageId={envelope['MessageId']}")
+        print(json.dumps(json.loads(envelope["Message"]), indent=2))
+    if len(delivered) != len(published):
+        raise DemoFailed(f"{len(published)} message(s) published but {len(delivered)} in the queue")
+
+    banner("Invoke 2: events/manual.json ({\"dry_run\": true}) on the same running function")
+    dry_run = invoke(processes, api_port, "manual.json")
+    summarize(dry_run)
+
+    banner("(c) The dry-run report (the invocation's response)")
+    print(json.dumps(dry_run, indent=2))
+    published_after = sent_notifications(moto, topic)
+    queued_after = drain(moto, queue)
+    print(
+        f"\nPublished by the dry run: {len(published_after) - len(published)} SNS message(s); "
+        f"{len(queued_after)} new message(s) in the queue."
+    )
+    if len(published_after) != len(published) or queued_after or not dry_run["dry_run"]:
+        raise DemoFailed("the dry run published something")
+
+
+def main() -> int:
+    def stop(signum, _frame):
+        raise KeyboardInterrupt(signal.Signals(signum).name)
+
+    for signum in (signal.SIGTERM, signal.SIGHUP):
+        signal.signal(signum, stop)
+    # Ctrl-C raises KeyboardInterrupt even when the shell that started us ignored SIGINT (a background job).
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+
+    log_dir = Path(tempfile.mkdtemp(prefix="keywatch-demo-"))
+    processes = Processes(log_dir)
+    status = 1
+    try:
+        demo(processes)
+        status = 0
+    except DemoFailed as failure:
+        print(f"\ndemo FAILED: {failure}", file=sys.stderr)
+    except KeyboardInterrupt:
+        print("\ndemo interrupted", file=sys.stderr)
+        status = 130
+    finally:
+        # Nothing may interrupt the cleanup: a second Ctrl-C would leave emulators behind.
+        for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+            signal.signal(signum, signal.SIG_IGN)
+        processes.stop_all()
+        # Logs are kept only when something went wrong.
+        if status == 1:
+            print(f"logs of moto, cargo-lambda and keywatch: {log_dir}", file=sys.stderr)
+        else:
+            shutil.rmtree(log_dir, ignore_errors=True)
+    if status == 0:
+        banner("Demo complete: moto, the emulator and keywatch are stopped. Nothing touched real AWS.")
+    return status
+
+
+if __name__ == "__main__":
+    sys.exit(main())
