@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 TOOLS_STAMP := $(VENV)/.installed-$(shell cat tools/requirements.txt | cksum | cut -d' ' -f1)
 
-.PHONY: test demo tools lint unit clean bench
+.PHONY: test demo tools lint unit clean bench fuzz-smoke
 
 ## test: format check, clippy, unit and integration tests (moto), template lint. What CI runs.
 test: tools
@@ -12,6 +12,7 @@ test: tools
 	cargo clippy --all-targets --locked -- -D warnings
 	cargo test --locked
 	$(VENV)/bin/cfn-lint template.yaml
+	$(MAKE) --no-print-directory fuzz-smoke
 
 ## demo: the real binary under cargo-lambda's Runtime API emulator, on a seeded moto account. Never real AWS.
 demo: tools
@@ -31,6 +32,26 @@ $(TOOLS_STAMP): tools/requirements.txt
 	$(VENV)/bin/uv pip install --quiet --python $(PY) -r tools/requirements.txt
 	rm -f $(VENV)/.installed-*
 	touch $@
+
+## fuzz-smoke: libFuzzer on the credential report parser for FUZZ_SECONDS, seeded from the test fixture.
+## Stable Rust is enough: cargo-fuzz needs nightly only for sanitizers, and the parser is safe Rust (-s none).
+## The first run installs cargo-fuzz into .tools/ and builds an instrumented copy in fuzz/target (~20 min on 2 cores).
+CARGO_FUZZ_VERSION := 0.13.2
+CARGO_FUZZ := .tools/cargo-fuzz-$(CARGO_FUZZ_VERSION)/bin/cargo-fuzz
+FUZZ_CORPUS := fuzz/corpus/credential_report
+FUZZ_FIXTURE := tests/fixtures/credential-report-aws-shapes.csv
+FUZZ_SECONDS ?= 20
+
+fuzz-smoke: $(CARGO_FUZZ)
+	mkdir -p $(FUZZ_CORPUS)
+	cp $(FUZZ_FIXTURE) $(FUZZ_CORPUS)/aws-shapes.csv
+	awk 'NR == 1 { header = $$0; next } { f = dir "/row-" NR ".csv"; print header > f; print > f; close(f) }' \
+		dir=$(FUZZ_CORPUS) $(FUZZ_FIXTURE)
+	$(CARGO_FUZZ) run --sanitizer none credential_report $(FUZZ_CORPUS) -- \
+		-max_total_time=$(FUZZ_SECONDS) -dict=fuzz/credential_report.dict -print_final_stats=1
+
+$(CARGO_FUZZ):
+	cargo install --locked --root .tools/cargo-fuzz-$(CARGO_FUZZ_VERSION) --version $(CARGO_FUZZ_VERSION) cargo-fuzz
 
 clean:
 	cargo clean
