@@ -167,7 +167,8 @@ ACCOUNT = [
     ("carol", "/", True, ["used"], {}, "ok: her key has been used"),
     ("erin", "/", True, ["inactive"], {}, "ok: her key is inactive"),
     ("bob", "/", False, ["unused"], {}, "ok: no console password (programmatic user)"),
-    ("break-glass", "/", True, ["unused"], {"keywatch:exempt": "break-glass account"}, "exempt: tag keywatch:exempt"),
+    ("break-glass", "/", True, ["unused"], {"keywatch:exempt": "break-glass account"},
+     "exempt: tag keywatch:exempt"),
     ("svc-ci", "/", True, ["unused"], {}, f"exempt: EXEMPT_USERS={EXEMPT_USERS}"),
 ]
 
@@ -198,7 +199,8 @@ def seed(endpoint: str) -> tuple[str, str]:
     sns, sqs = aws("sns"), aws("sqs")
     topic = sns.create_topic(Name=TOPIC_NAME)["TopicArn"]
     queue = sqs.create_queue(QueueName=TOPIC_NAME)["QueueUrl"]
-    queue_arn = sqs.get_queue_attributes(QueueUrl=queue, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+    attributes = sqs.get_queue_attributes(QueueUrl=queue, AttributeNames=["QueueArn"])
+    queue_arn = attributes["Attributes"]["QueueArn"]
     sns.subscribe(TopicArn=topic, Protocol="sqs", Endpoint=queue_arn)
     sns.subscribe(TopicArn=topic, Protocol="email", Endpoint="security@example.com")
     print(f"\ntopic {topic}\n  subscribed: SQS queue {TOPIC_NAME}, email security@example.com")
@@ -219,7 +221,7 @@ def invoke(processes: Processes, port: int, event_file: str) -> dict:
 
 
 def sent_notifications(moto: str, topic: str) -> list:
-    """What moto's SNS recorded for the topic: (message_id, message, subject, attributes, group), as published."""
+    """What moto's SNS recorded for the topic, as published: (message_id, message, subject, attributes, group)."""
     status, body = http("GET", f"{moto}/moto-api/data.json")
     if status != 200:
         raise DemoFailed(f"moto's data endpoint answered HTTP {status}")
@@ -283,7 +285,8 @@ def demo(processes: Processes) -> None:
         "EXEMPT_USERS": EXEMPT_USERS,
     }
     processes.start("keywatch", [binary], env=function_env)
-    print(f"emulator  127.0.0.1:{api_port}   function {binary.relative_to(ROOT) if binary.is_relative_to(ROOT) else binary}")
+    shown = binary.relative_to(ROOT) if binary.is_relative_to(ROOT) else binary
+    print(f"emulator  127.0.0.1:{api_port}   function {shown}")
     print(f"moto      {moto}   FINDINGS_TOPIC_ARN={topic}   EXEMPT_USERS={EXEMPT_USERS}")
 
     banner("Invoke 1: events/scheduled.json (what EventBridge sends every day)")
@@ -301,7 +304,10 @@ def demo(processes: Processes) -> None:
     banner("(b) The JSON document an SQS subscriber got (read from the queue)")
     delivered = drain(moto, queue)
     for envelope in delivered:
-        print(f"SNS envelope: Type={envelope['Type']} Subject={envelope['Subject']!r} MessageId={envelope['MessageId']}")
+        print(
+            f"SNS envelope: Type={envelope['Type']} Subject={envelope['Subject']!r} "
+            f"MessageId={envelope['MessageId']}"
+        )
         print(json.dumps(json.loads(envelope["Message"]), indent=2))
     if len(delivered) != len(published):
         raise DemoFailed(f"{len(published)} message(s) published but {len(delivered)} in the queue")
