@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 TOOLS_STAMP := $(VENV)/.installed-$(shell cat tools/requirements.txt | cksum | cut -d' ' -f1)
 
-.PHONY: test demo tools lint unit clean bench fuzz-smoke
+.PHONY: test demo tools lint unit clean bench checkov fuzz-smoke
 
 ## test: format check, clippy, unit and integration tests (moto), template lint. What CI runs.
 test: tools
@@ -12,7 +12,7 @@ test: tools
 	cargo clippy --all-targets --locked -- -D warnings
 	cargo test --locked
 	$(VENV)/bin/cfn-lint template.yaml
-	$(MAKE) --no-print-directory fuzz-smoke
+	$(MAKE) --no-print-directory checkov fuzz-smoke
 
 ## demo: the real binary under cargo-lambda's Runtime API emulator, on a seeded moto account. Never real AWS.
 demo: tools
@@ -31,6 +31,22 @@ $(TOOLS_STAMP): tools/requirements.txt
 	$(VENV)/bin/pip install --quiet --disable-pip-version-check uv==0.13.9
 	$(VENV)/bin/uv pip install --quiet --python $(PY) -r tools/requirements.txt
 	rm -f $(VENV)/.installed-*
+	touch $@
+
+## checkov: policy scan of template.yaml. A skipped check carries its reason in the template (Metadata: checkov).
+## Its own venv: checkov pins boto3 and friends, which would clash with moto's. No calls to Prisma Cloud or PyPI.
+CHECKOV_VENV := .venv-checkov
+CHECKOV_STAMP := $(CHECKOV_VENV)/.installed-$(shell cat tools/requirements-checkov.txt | cksum | cut -d' ' -f1)
+
+checkov: $(CHECKOV_STAMP)
+	CKV_SKIP_PACKAGE_UPDATE_CHECK=true $(CHECKOV_VENV)/bin/checkov --file template.yaml \
+		--framework cloudformation --skip-download --compact --quiet
+
+$(CHECKOV_STAMP): tools/requirements-checkov.txt
+	python3 -m venv $(CHECKOV_VENV)
+	$(CHECKOV_VENV)/bin/pip install --quiet --disable-pip-version-check uv==0.13.9
+	$(CHECKOV_VENV)/bin/uv pip install --quiet --python $(CHECKOV_VENV)/bin/python -r tools/requirements-checkov.txt
+	rm -f $(CHECKOV_VENV)/.installed-*
 	touch $@
 
 ## fuzz-smoke: libFuzzer on the credential report parser for FUZZ_SECONDS, seeded from the test fixture.
