@@ -1,0 +1,551 @@
+//! A fault-injecting HTTP proxy between the SDK and moto, so faults travel the real wire protocol: the SDK
+//! parses real error responses, retries, times out and sees reset connections as it would against AWS.
+//!
+//! IAM, STS and SNS all speak the query protocol here, so every request is a form-encoded POST that names its
+//! `Action`; the service comes from the SigV4 credential scope. Faults are chosen by [`Rule`]s, in order; rules
+//! with a rate share one seeded draw per request, so `Throttling` at 0.20 and `ServiceFailure` at 0.05 on the
+//! same action mean exactly 20% and 5%. Concurrent requests make the order of draws, and so each run's exact
+//! faults, depend on scheduling: a seed fixes the rates and the mix, not the interleaving.
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use aws_config::{ConfigLoader, Region, SdkConfig};
+use aws_sdk_iam::config::retry::RetryPartition;
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper::body::Incoming;
+use hyper::header::{HeaderMap, HeaderValue, CONTENT_TYPE};
+use hyper::{Request, Response, StatusCode};
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use keywatch::aws::{CallCounter, Clients};
+use tokio::sync::oneshot;
+
+/// What the proxy does to a request instead of (or besides) forwarding it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Fault {
+    /// 400 `Throttling`: the account's request rate is exceeded. Retryable.
+    Throttling,
+    /// 500 `ServiceFailure`: IAM's internal error. Retryable.
+    ServiceFailure,
+    /// 409 `LimitExceeded`: GenerateCredentialReport while too many reports are being generated.
+    LimitExceeded,
+    /// 404 `ReportInProgress`: GetCredentialReport before generation finished.
+    ReportInProgress,
+    /// 410 `ReportNotPresent`: GetCredentialReport with no report.
+    ReportNotPresent,
+    /// 410 `ReportExpired`: GetCredentialReport on a report older than 4 hours.
+    ReportExpired,
+    /// 403 `AccessDenied`: the role lacks the action.
+    AccessDenied,
+    /// Forwarded after this long: a slow or hung endpoint.
+    Delay(Duration),
+    /// The connection is reset (RST) before forwarding: moto never sees the request.
+    Reset,
+    /// Forwarded, then the connection is reset: moto acted, but the client never hears the answer.
+    ResetAfterForward,
+    /// GetCredentialReport answered with the first report this proxy forwarded: a report older than the keys.
+    StaleReport,
+}
+
+impl Fault {
+    /// The AWS error code this fault answers with; empty for faults that are not an error response.
+    pub fn code(&self) -> &'static str {
+        self.error().map_or("", |(_, _, code, _)| code)
+    }
+
+    /// Status, `Type`, `Code` and `Message` of the AWS error this fault answers with, if it is one.
+    /// Status codes are IAM's (botocore's model): 404 ReportInProgress, 410 ReportNotPresent and ReportExpired.
+    fn error(&self) -> Option<(u16, &'static str, &'static str, &'static str)> {
+        Some(match self {
+            Fault::Throttling => (400, "Sender", "Throttling", "Rate exceeded"),
+            Fault::ServiceFailure => (
+                500,
+                "Receiver",
+                "ServiceFailure",
+                "The request processing has failed because of an unknown error",
+            ),
+            Fault::LimitExceeded => (
+                409,
+                "Sender",
+                "LimitExceeded",
+                "Cannot exceed quota for credential report generation",
+            ),
+            Fault::ReportInProgress => (
+                404,
+                "Sender",
+                "ReportInProgress",
+                "Report generation in progress",
+            ),
+            Fault::ReportNotPresent => (
+                410,
+                "Sender",
+                "ReportNotPresent",
+                "Credential report not present",
+            ),
+            Fault::ReportExpired => (410, "Sender", "ReportExpired", "Credential report expired"),
+            Fault::AccessDenied => (
+                403,
+                "Sender",
+                "AccessDenied",
+                "User: arn:aws:sts::123456789012:assumed-role/keywatch/fn is not authorized to perform this action",
+            ),
+            _ => return None,
+        })
+    }
+}
+
+/// When a fault applies: to which action, which of its requests, and how often.
+#[derive(Debug, Clone)]
+pub struct Rule {
+    /// `service:Action` as in IAM policies (`iam:ListAccessKeys`, `sns:Publish`), or `*` for every request.
+    action: String,
+    /// A form parameter that must contain this text, e.g. `Subject` containing `(part 2 of 3)`.
+    param: Option<(String, String)>,
+    /// Only the nth matching request (1-based, retries included).
+    nth: Option<u64>,
+    /// Only the first n matching requests.
+    times: Option<u64>,
+    /// Fires with this probability, drawn from the proxy's seeded RNG.
+    rate: Option<f64>,
+    fault: Fault,
+    matched: u64,
+}
+
+impl Rule {
+    /// Every request for `action` (`iam:ListUsers`, or `*`) gets `fault`.
+    pub fn on(action: &str, fault: Fault) -> Rule {
+        Rule {
+            action: action.to_string(),
+            param: None,
+            nth: None,
+            times: None,
+            rate: None,
+            fault,
+            matched: 0,
+        }
+    }
+
+    pub fn param(mut self, name: &str, contains: &str) -> Rule {
+        self.param = Some((name.to_string(), contains.to_string()));
+        self
+    }
+
+    pub fn nth(mut self, n: u64) -> Rule {
+        self.nth = Some(n);
+        self
+    }
+
+    pub fn times(mut self, n: u64) -> Rule {
+        self.times = Some(n);
+        self
+    }
+
+    pub fn rate(mut self, probability: f64) -> Rule {
+        self.rate = Some(probability);
+        self
+    }
+
+    fn matches(&self, action: &str, form: &[(String, String)]) -> bool {
+        (self.action == "*" || self.action == action)
+            && self.param.as_ref().is_none_or(|(name, text)| {
+                form.iter()
+                    .any(|(key, value)| key == name && value.contains(text.as_str()))
+            })
+    }
+}
+
+/// One request as the proxy saw it, and the fault it got, if any.
+#[derive(Debug, Clone)]
+pub struct Seen {
+    pub action: String,
+    pub fault: Option<Fault>,
+}
+
+struct State {
+    upstream: String,
+    client: Client<HttpConnector, Full<Bytes>>,
+    rules: Mutex<Vec<Rule>>,
+    rng: Mutex<fastrand::Rng>,
+    log: Mutex<Vec<Seen>>,
+    /// The first successful GetCredentialReport response, for [`Fault::StaleReport`].
+    first_report: Mutex<Option<(StatusCode, HeaderMap, Bytes)>>,
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    // A test that panicked while holding the lock has already failed; the data is still fine to read.
+    mutex
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+/// The proxy, listening on a free 127.0.0.1 port, on its own thread and runtime; stopped when dropped.
+pub struct Proxy {
+    pub url: String,
+    state: Arc<State>,
+    stop: Option<oneshot::Sender<()>>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl Proxy {
+    /// Forwards to `upstream` (moto's endpoint, `http://127.0.0.1:PORT`). No faults until rules are added.
+    pub fn start(upstream: &str) -> Proxy {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("a free loopback port");
+        listener
+            .set_nonblocking(true)
+            .expect("non-blocking listener");
+        let address = listener.local_addr().expect("bound address");
+        let state = Arc::new(State {
+            upstream: upstream.trim_end_matches('/').to_string(),
+            client: Client::builder(TokioExecutor::new()).build_http(),
+            rules: Mutex::new(Vec::new()),
+            rng: Mutex::new(fastrand::Rng::with_seed(0)),
+            log: Mutex::new(Vec::new()),
+            first_report: Mutex::new(None),
+        });
+        let (stop, stopped) = oneshot::channel();
+        let served = state.clone();
+        let thread = std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .expect("proxy runtime");
+            runtime.block_on(async move {
+                let listener = tokio::net::TcpListener::from_std(listener).expect("tokio listener");
+                tokio::select! {
+                    _ = accept(listener, served) => {}
+                    _ = stopped => {}
+                }
+            });
+            // Dropping the runtime drops every connection task, including responses still being delayed.
+        });
+        Proxy {
+            url: format!("http://{address}"),
+            state,
+            stop: Some(stop),
+            thread: Some(thread),
+        }
+    }
+
+    pub fn add(&self, rule: Rule) -> &Self {
+        lock(&self.state.rules).push(rule);
+        self
+    }
+
+    /// Removes every rule: requests are forwarded untouched again.
+    pub fn clear(&self) {
+        lock(&self.state.rules).clear();
+    }
+
+    /// Reseeds the RNG that rules with a rate draw from.
+    pub fn seed(&self, seed: u64) {
+        *lock(&self.state.rng) = fastrand::Rng::with_seed(seed);
+    }
+
+    /// Every request so far, in arrival order.
+    pub fn log(&self) -> Vec<Seen> {
+        lock(&self.state.log).clone()
+    }
+
+    /// The log so far, leaving it empty: one run's requests.
+    pub fn take_log(&self) -> Vec<Seen> {
+        std::mem::take(&mut *lock(&self.state.log))
+    }
+
+    /// How many requests (attempts, retries included) each action received.
+    pub fn requests(&self) -> BTreeMap<String, u64> {
+        let mut counts = BTreeMap::new();
+        for seen in lock(&self.state.log).iter() {
+            *counts.entry(seen.action.clone()).or_insert(0) += 1;
+        }
+        counts
+    }
+
+    /// Points a config loader at the proxy, with moto's test credentials: never real AWS.
+    pub fn configure(&self, loader: ConfigLoader) -> ConfigLoader {
+        loader
+            .endpoint_url(&self.url)
+            .region(Region::new("us-east-1"))
+            .credentials_provider(aws_sdk_iam::config::Credentials::new(
+                "testing", "testing", None, None, "test",
+            ))
+    }
+
+    /// The production SDK configuration (`keywatch::aws::config_loader`), through the proxy.
+    pub async fn sdk_config(&self, max_attempts: u32) -> SdkConfig {
+        self.configure(keywatch::aws::config_loader(max_attempts))
+            .load()
+            .await
+    }
+}
+
+impl Drop for Proxy {
+    fn drop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+/// `Clients::from_config`, but with retry state of their own. The SDK keeps each partition's retry quota
+/// (token bucket) and adaptive rate limiter in process-wide statics, keyed by service and region: without this,
+/// one test's throttling would slow down or starve the retries of every other test in the binary. A Lambda
+/// container does share that state across its invocations; the soak keeps one partition across its runs for that.
+pub fn isolated_clients(config: &SdkConfig) -> Clients {
+    static NEXT: AtomicU64 = AtomicU64::new(0);
+    let id = NEXT.fetch_add(1, Ordering::Relaxed);
+    let partition = |service: &str| RetryPartition::new(format!("{service}-faults-{id}"));
+    let calls = CallCounter::default();
+    Clients {
+        iam: aws_sdk_iam::Client::from_conf(
+            aws_sdk_iam::config::Builder::from(config)
+                .interceptor(calls.clone())
+                .retry_partition(partition("iam"))
+                .build(),
+        ),
+        sns: aws_sdk_sns::Client::from_conf(
+            aws_sdk_sns::config::Builder::from(config)
+                .interceptor(calls.clone())
+                .retry_partition(partition("sns"))
+                .build(),
+        ),
+        sts: aws_sdk_sts::Client::from_conf(
+            aws_sdk_sts::config::Builder::from(config)
+                .interceptor(calls.clone())
+                .retry_partition(partition("sts"))
+                .build(),
+        ),
+        calls,
+    }
+}
+
+async fn accept(listener: tokio::net::TcpListener, state: Arc<State>) {
+    while let Ok((stream, _)) = listener.accept().await {
+        tokio::spawn(connection(stream, state.clone()));
+    }
+}
+
+/// Serves one client connection. A fault that resets asks for it through `reset`; the socket is then closed
+/// with SO_LINGER 0, which sends RST instead of FIN, as a dropped load balancer connection does.
+async fn connection(mut stream: tokio::net::TcpStream, state: Arc<State>) {
+    let reset = Arc::new(AtomicBool::new(false));
+    let service = {
+        let reset = reset.clone();
+        hyper::service::service_fn(move |request| handle(state.clone(), reset.clone(), request))
+    };
+    let _ = hyper::server::conn::http1::Builder::new()
+        .serve_connection(TokioIo::new(&mut stream), service)
+        .await;
+    if reset.load(Ordering::SeqCst) {
+        let _ = stream.set_zero_linger();
+    }
+}
+
+#[derive(Debug)]
+struct ResetConnection;
+
+impl std::fmt::Display for ResetConnection {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("connection reset by the fault proxy")
+    }
+}
+
+impl std::error::Error for ResetConnection {}
+
+type Answer = Result<Response<Full<Bytes>>, ResetConnection>;
+
+async fn handle(state: Arc<State>, reset: Arc<AtomicBool>, request: Request<Incoming>) -> Answer {
+    let (head, body) = request.into_parts();
+    let body = match body.collect().await {
+        Ok(body) => body.to_bytes(),
+        Err(_) => return Err(ResetConnection),
+    };
+    let form = parse_form(&body);
+    let action = action_name(&head.headers, &form);
+    let fault = choose_fault(&state, &action, &form);
+    lock(&state.log).push(Seen {
+        action: action.clone(),
+        fault: fault.clone(),
+    });
+
+    if let Some((status, kind, code, message)) = fault.as_ref().and_then(Fault::error) {
+        return Ok(error_response(status, kind, code, message));
+    }
+    match fault {
+        Some(Fault::Reset) => {
+            reset.store(true, Ordering::SeqCst);
+            return Err(ResetConnection);
+        }
+        Some(Fault::Delay(delay)) => tokio::time::sleep(delay).await,
+        Some(Fault::StaleReport) => {
+            if let Some((status, headers, body)) = lock(&state.first_report).clone() {
+                return Ok(response(status, headers, body));
+            }
+        }
+        _ => {}
+    }
+
+    let forwarded = forward(&state, head, body).await;
+    let (status, headers, body) = match forwarded {
+        Some(answer) => answer,
+        None => {
+            return Ok(error_response(
+                502,
+                "Receiver",
+                "BadGateway",
+                "moto did not answer",
+            ))
+        }
+    };
+    if action == "iam:GetCredentialReport" && status == StatusCode::OK {
+        lock(&state.first_report).get_or_insert_with(|| (status, headers.clone(), body.clone()));
+    }
+    if fault == Some(Fault::ResetAfterForward) {
+        reset.store(true, Ordering::SeqCst);
+        return Err(ResetConnection);
+    }
+    Ok(response(status, headers, body))
+}
+
+fn choose_fault(state: &State, action: &str, form: &[(String, String)]) -> Option<Fault> {
+    let draw = lock(&state.rng).f64();
+    let mut window = 0.0;
+    let mut rules = lock(&state.rules);
+    for rule in rules.iter_mut() {
+        if !rule.matches(action, form) {
+            continue;
+        }
+        rule.matched += 1;
+        let counted = rule.nth.is_none_or(|n| rule.matched == n)
+            && rule.times.is_none_or(|n| rule.matched <= n);
+        let drawn = match rule.rate {
+            None => true,
+            Some(rate) => {
+                // Rated rules take consecutive slices of [0, 1), so their rates add up instead of overlapping.
+                let hit = (window..window + rate).contains(&draw);
+                window += rate;
+                hit
+            }
+        };
+        if counted && drawn {
+            return Some(rule.fault.clone());
+        }
+    }
+    None
+}
+
+async fn forward(
+    state: &State,
+    head: hyper::http::request::Parts,
+    body: Bytes,
+) -> Option<(StatusCode, HeaderMap, Bytes)> {
+    let path = head.uri.path_and_query().map_or("/", |p| p.as_str());
+    let mut request = Request::builder()
+        .method(head.method)
+        .uri(format!("{}{path}", state.upstream))
+        .body(Full::new(body))
+        .ok()?;
+    *request.headers_mut() = head.headers;
+    let response = state.client.request(request).await.ok()?;
+    let (head, body) = response.into_parts();
+    let body = body.collect().await.ok()?.to_bytes();
+    Some((head.status, head.headers, body))
+}
+
+fn response(status: StatusCode, mut headers: HeaderMap, body: Bytes) -> Response<Full<Bytes>> {
+    // Framing is hyper's job on this side of the proxy.
+    for hop in [
+        "connection",
+        "keep-alive",
+        "transfer-encoding",
+        "content-length",
+    ] {
+        headers.remove(hop);
+    }
+    let mut response = Response::new(Full::new(body));
+    *response.status_mut() = status;
+    *response.headers_mut() = headers;
+    response
+}
+
+/// AWS's query-protocol error document, as IAM, STS and SNS send it.
+fn error_response(status: u16, kind: &str, code: &str, message: &str) -> Response<Full<Bytes>> {
+    static REQUEST: AtomicU64 = AtomicU64::new(1);
+    let request_id = format!(
+        "fa017000-0000-4000-8000-{:012}",
+        REQUEST.fetch_add(1, Ordering::Relaxed)
+    );
+    let body = format!(
+        "<ErrorResponse xmlns=\"https://iam.amazonaws.com/doc/2010-05-08/\"><Error><Type>{kind}</Type><Code>{code}</Code><Message>{message}</Message></Error><RequestId>{request_id}</RequestId></ErrorResponse>"
+    );
+    let mut headers = HeaderMap::new();
+    headers.insert(CONTENT_TYPE, HeaderValue::from_static("text/xml"));
+    if let Ok(value) = HeaderValue::from_str(&request_id) {
+        headers.insert("x-amzn-requestid", value);
+    }
+    response(
+        StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),
+        headers,
+        Bytes::from(body),
+    )
+}
+
+/// `iam:ListUsers`: the service from the SigV4 credential scope (`Credential=AKID/DATE/REGION/SERVICE/...`),
+/// the action from the form body.
+fn action_name(headers: &HeaderMap, form: &[(String, String)]) -> String {
+    let service = headers
+        .get("authorization")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split("Credential=").nth(1))
+        .and_then(|scope| scope.split('/').nth(3))
+        .unwrap_or("unknown");
+    let action = form
+        .iter()
+        .find(|(key, _)| key == "Action")
+        .map_or("unknown", |(_, value)| value.as_str());
+    format!("{service}:{action}")
+}
+
+/// `application/x-www-form-urlencoded`, decoded.
+fn parse_form(body: &[u8]) -> Vec<(String, String)> {
+    body.split(|&b| b == b'&')
+        .filter(|pair| !pair.is_empty())
+        .map(|pair| {
+            let mut halves = pair.splitn(2, |&b| b == b'=');
+            let key = percent_decode(halves.next().unwrap_or_default());
+            let value = percent_decode(halves.next().unwrap_or_default());
+            (key, value)
+        })
+        .collect()
+}
+
+fn percent_decode(text: &[u8]) -> String {
+    let mut out = Vec::with_capacity(text.len());
+    let mut i = 0;
+    while i < text.len() {
+        match text[i] {
+            b'+' => out.push(b' '),
+            b'%' if i + 2 < text.len() => {
+                let hex = std::str::from_utf8(&text[i + 1..i + 3]).unwrap_or("");
+                match u8::from_str_radix(hex, 16) {
+                    Ok(byte) => {
+                        out.push(byte);
+                        i += 2;
+                    }
+                    Err(_) => out.push(b'%'),
+                }
+            }
+            byte => out.push(byte),
+        }
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
