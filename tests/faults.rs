@@ -1,0 +1,866 @@
+//! Faults on the real wire protocol. A proxy between the SDK and moto (tests/support/proxy.rs) answers with
+//! AWS's own error documents, delays, resets connections and replays stale credential reports. keywatch's
+//! promise is checked against each: the findings are exactly the truth and every one was delivered, or the run
+//! fails loudly, naming the call and what to do. Never an `Ok` with fewer findings.
+
+mod support;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::{Duration, Instant};
+
+use aws_config::retry::RetryConfig;
+use aws_sdk_iam::operation::generate_credential_report::GenerateCredentialReportError;
+use aws_sdk_iam::operation::get_credential_report::GetCredentialReportError;
+use keywatch::aws::config_loader;
+use keywatch::deadline::Deadline;
+use keywatch::error::Error;
+use keywatch::event::Invocation;
+use keywatch::handler::Keywatch;
+use keywatch::inventory::Source;
+use keywatch::report::Report;
+use support::proxy::{isolated_clients, Fault, Proxy, Rule};
+use support::{settings, Account, Moto};
+
+/// moto names a topic's ARN after its fixed account and the region, so it survives `/moto-api/reset`.
+const TOPIC: &str = "arn:aws:sns:us-east-1:123456789012:keywatch-findings";
+const SOURCES: [Source; 2] = [Source::CredentialReport, Source::Api];
+
+/// moto, the fault proxy in front of it, and the account (seeded directly, never through the proxy).
+struct Bench {
+    moto: Moto,
+    proxy: Proxy,
+    account: Account,
+    queue: String,
+}
+
+impl Bench {
+    async fn start() -> Bench {
+        Bench::on(Moto::start()).await
+    }
+
+    async fn on(moto: Moto) -> Bench {
+        let proxy = Proxy::start(&moto.endpoint);
+        let account = moto.account().await;
+        let (topic, queue) = account.topic_with_queue().await;
+        assert_eq!(topic, TOPIC);
+        Bench {
+            moto,
+            proxy,
+            account,
+            queue,
+        }
+    }
+
+    /// Empties moto for the next account; the topic and queue come back with the same ARN and URL.
+    async fn reset(&mut self) {
+        let port = self.moto.port;
+        // A blocking call: off the runtime's thread, so the soak's other lanes keep going.
+        let reset =
+            tokio::task::spawn_blocking(move || support::http(port, "POST", "/moto-api/reset", ""))
+                .await
+                .expect("the reset call");
+        assert_eq!(reset.map(|(status, _)| status), Some(200));
+        let (_, queue) = self.account.topic_with_queue().await;
+        self.queue = queue;
+    }
+
+    /// keywatch as the Lambda builds it (`config_loader`, `Keywatch::new`), talking to AWS through the proxy.
+    /// `retry` replaces only the retry settings; every client gets retry state of its own.
+    async fn keywatch(&self, retry: Option<RetryConfig>) -> Keywatch {
+        let mut loader = self.proxy.configure(config_loader(10));
+        if let Some(retry) = retry {
+            loader = loader.retry_config(retry);
+        }
+        let vars = [("FINDINGS_TOPIC_ARN", TOPIC), ("AWS_REGION", "us-east-1")];
+        Keywatch::new(settings(&vars), isolated_clients(&loader.load().await))
+    }
+
+    /// Everything delivered to the queue for `run_id`, as (user, key) pairs, and the parts seen.
+    async fn delivered(
+        &self,
+        run_id: &str,
+    ) -> (BTreeSet<(String, String)>, Vec<serde_json::Value>) {
+        let mut findings = BTreeSet::new();
+        let mut documents = Vec::new();
+        for (_, document) in self.account.delivered(&self.queue).await {
+            assert_eq!(document["run_id"], run_id, "a part from another run");
+            for finding in document["findings"].as_array().expect("findings") {
+                findings.insert(pair(&finding["user_name"], &finding["access_key_id"]));
+            }
+            documents.push(document);
+        }
+        (findings, documents)
+    }
+}
+
+fn pair(user: &serde_json::Value, key: &serde_json::Value) -> (String, String) {
+    let text = |v: &serde_json::Value| v.as_str().expect("a string").to_string();
+    (text(user), text(key))
+}
+
+/// Adaptive retry as in production, with a short backoff where waiting out the default (1 s base, 20 s cap) only
+/// costs time. The cap also bounds the adaptive rate limiter's wait before a retry, which is up to 20 s in
+/// production once a throttle was seen (see `moderate_retryable_faults_give_the_exact_truth`).
+fn fast_retry(max_attempts: u32) -> Option<RetryConfig> {
+    Some(
+        RetryConfig::adaptive()
+            .with_max_attempts(max_attempts)
+            .with_initial_backoff(Duration::from_millis(10))
+            .with_max_backoff(Duration::from_millis(200)),
+    )
+}
+
+fn scheduled(source: Source) -> Invocation {
+    Invocation {
+        scheduled: true,
+        inventory_source: Some(source),
+        ..Invocation::default()
+    }
+}
+
+/// What a run must find: (user, access key ID) pairs.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+struct Truth {
+    findings: BTreeSet<(String, String)>,
+    exempted: BTreeSet<(String, String)>,
+}
+
+impl Truth {
+    fn of(report: &Report) -> Truth {
+        Truth {
+            findings: report
+                .findings
+                .iter()
+                .map(|f| (f.user_name.clone(), f.access_key_id.clone()))
+                .collect(),
+            exempted: report
+                .exempted
+                .iter()
+                .map(|e| (e.finding.user_name.clone(), e.finding.access_key_id.clone()))
+                .collect(),
+        }
+    }
+}
+
+/// A random small account: users with or without a password, tag exemption and path, and up to two keys each,
+/// active or not, used or not. Returns the truth it implies.
+async fn seed_account(account: &Account, rng: &mut fastrand::Rng, users: usize) -> Truth {
+    let mut truth = Truth::default();
+    for i in 0..users {
+        let name = format!("user{i}-{}", rng.u32(..10_000));
+        let exempt = rng.u8(..10) == 0;
+        let tags: &[(&str, &str)] = if exempt {
+            &[("keywatch:exempt", "soak")]
+        } else {
+            &[]
+        };
+        let path = if rng.bool() { "/" } else { "/team/" };
+        account.user_at(&name, path, tags).await;
+        let password = rng.u8(..10) < 7;
+        if password {
+            account.password(&name).await;
+        }
+        for _ in 0..rng.usize(..=2) {
+            let key = account.key(&name).await;
+            let (used, inactive) = (rng.u8(..10) < 3, rng.u8(..10) < 2);
+            if used {
+                account.use_key(&key).await;
+            }
+            if inactive {
+                account.deactivate(&name, &key).await;
+            }
+            if password && !used && !inactive {
+                let found = (name.clone(), key.id.clone());
+                if exempt {
+                    truth.exempted.insert(found);
+                } else {
+                    truth.findings.insert(found);
+                }
+            }
+        }
+    }
+    truth
+}
+
+/// The proxy's error documents parse as the SDK's typed errors, so keywatch sees what it would see from IAM.
+#[tokio::test]
+async fn injected_errors_parse_as_the_sdk_expects() {
+    let bench = Bench::start().await;
+    let config = bench
+        .proxy
+        .configure(config_loader(1))
+        .retry_config(RetryConfig::disabled())
+        .load()
+        .await;
+    let iam = isolated_clients(&config).iam;
+
+    for (fault, expected) in [
+        (Fault::ReportInProgress, "CredentialReportNotReadyException"),
+        (
+            Fault::ReportNotPresent,
+            "CredentialReportNotPresentException",
+        ),
+        (Fault::ReportExpired, "CredentialReportExpiredException"),
+        (Fault::ServiceFailure, "ServiceFailureException"),
+    ] {
+        bench.proxy.clear();
+        bench
+            .proxy
+            .add(Rule::on("iam:GetCredentialReport", fault.clone()));
+        let error = iam.get_credential_report().send().await.unwrap_err();
+        let error = error.into_service_error();
+        let variant = match &error {
+            GetCredentialReportError::CredentialReportNotReadyException(_) => {
+                "CredentialReportNotReadyException"
+            }
+            GetCredentialReportError::CredentialReportNotPresentException(_) => {
+                "CredentialReportNotPresentException"
+            }
+            GetCredentialReportError::CredentialReportExpiredException(_) => {
+                "CredentialReportExpiredException"
+            }
+            GetCredentialReportError::ServiceFailureException(_) => "ServiceFailureException",
+            _ => "unhandled",
+        };
+        assert_eq!(variant, expected, "{fault:?}: {error:?}");
+    }
+
+    bench.proxy.clear();
+    bench.proxy.add(Rule::on(
+        "iam:GenerateCredentialReport",
+        Fault::LimitExceeded,
+    ));
+    let error = iam.generate_credential_report().send().await.unwrap_err();
+    assert!(matches!(
+        error.into_service_error(),
+        GenerateCredentialReportError::LimitExceededException(_)
+    ));
+
+    // Retryable faults are retried by the SDK: three attempts reach the proxy, then the last error surfaces.
+    let config = bench
+        .proxy
+        .configure(config_loader(3))
+        .retry_config(fast_retry(3).expect("a retry config"))
+        .load()
+        .await;
+    let iam = isolated_clients(&config).iam;
+    for (fault, code) in [
+        (Fault::Throttling, Some("Throttling")),
+        (Fault::ServiceFailure, Some("ServiceFailure")),
+        (Fault::Reset, None),
+        (Fault::ResetAfterForward, None),
+    ] {
+        bench.proxy.clear();
+        bench.proxy.take_log();
+        bench.proxy.add(Rule::on("iam:ListUsers", fault.clone()));
+        let error = iam.list_users().send().await.unwrap_err();
+        assert_eq!(
+            aws_sdk_iam::error::ProvideErrorMetadata::code(&error),
+            code,
+            "{fault:?}: {error:?}"
+        );
+        if code.is_none() {
+            // A reset is an I/O failure, which the SDK retries as transient.
+            assert!(
+                matches!(error, aws_sdk_iam::error::SdkError::DispatchFailure(_)),
+                "{fault:?}: {error:?}"
+            );
+        }
+        assert_eq!(
+            bench.proxy.requests().get("iam:ListUsers"),
+            Some(&3),
+            "{fault:?} is retried"
+        );
+    }
+}
+
+/// 20% throttled and 5% server errors on every call, with the production retry settings: the exact truth, and
+/// every finding delivered, within the deadline. Slow by design of adaptive retry: after the first throttle its
+/// client-side rate limiter wants 10 tokens per retry but, at keywatch's low request rate, holds only a few, so
+/// each retry waits up to the 20 s backoff cap. A 12-user account takes 20-50 s here (2-3 s in standard mode).
+#[tokio::test]
+async fn moderate_retryable_faults_give_the_exact_truth() {
+    let bench = Bench::start().await;
+    let truth = seed_account(&bench.account, &mut fastrand::Rng::with_seed(7), 12).await;
+    assert!(
+        truth.findings.len() >= 3,
+        "the seed gives some findings: {truth:?}"
+    );
+    bench.proxy.seed(20_261_129);
+    bench
+        .proxy
+        .add(Rule::on("*", Fault::Throttling).rate(0.20))
+        .add(Rule::on("*", Fault::ServiceFailure).rate(0.05));
+
+    let keywatch = bench.keywatch(None).await;
+    let budget = Duration::from_secs(180);
+    for source in SOURCES {
+        let run_id = format!("moderate-{source:?}");
+        let started = Instant::now();
+        let report = keywatch
+            .run(&scheduled(source), &run_id, &Deadline::after(budget))
+            .await
+            .unwrap_or_else(|e| panic!("{source:?}: retryable faults must not fail the run: {e}"));
+        let elapsed = started.elapsed();
+        let log = bench.proxy.take_log();
+        let faults = log.iter().filter(|s| s.fault.is_some()).count();
+        println!(
+            "{source:?}: {} requests, {faults} faults injected, {} operations, {elapsed:?}",
+            log.len(),
+            report.api_calls.total
+        );
+        assert!(faults > 0, "the proxy injected faults");
+        assert!(elapsed < budget);
+        assert_eq!(Truth::of(&report), truth, "{source:?}");
+        let (delivered, _) = bench.delivered(&run_id).await;
+        assert_eq!(
+            delivered, truth.findings,
+            "{source:?}: every finding delivered"
+        );
+    }
+}
+
+/// A fault that outlasts every retry fails the run, naming the call and what to do.
+#[tokio::test]
+async fn persistent_faults_fail_loudly_naming_the_call() {
+    let bench = Bench::start().await;
+    bench.account.console_user("alice").await;
+    bench.account.key("alice").await;
+
+    let report_only = ["iam:GenerateCredentialReport", "iam:GetCredentialReport"];
+    let everywhere = [
+        "sts:GetCallerIdentity",
+        "iam:ListUsers",
+        "iam:ListAccessKeys",
+        "iam:GetLoginProfile",
+        "iam:GetAccessKeyLastUsed",
+        "iam:ListUserTags",
+        "sns:Publish",
+    ];
+    let faults = [
+        (Fault::AccessDenied, "Keywatch.AccessDenied", "Grant "),
+        (
+            Fault::Throttling,
+            "Keywatch.Throttled",
+            "raise AWS_MAX_ATTEMPTS",
+        ),
+        (Fault::ServiceFailure, "Keywatch.AwsError", "Run again"),
+    ];
+    let max_attempts = 3;
+    for source in SOURCES {
+        let actions = everywhere.iter().chain(
+            report_only
+                .iter()
+                .filter(|_| source == Source::CredentialReport),
+        );
+        for action in actions {
+            for (fault, error_type, hint) in &faults {
+                bench.proxy.clear();
+                bench.proxy.take_log();
+                bench.proxy.add(Rule::on(action, fault.clone()));
+                let keywatch = bench.keywatch(fast_retry(max_attempts)).await;
+                let case = format!("{source:?}, {fault:?} on {action}");
+                let started = Instant::now();
+                let result = keywatch
+                    .run(
+                        &scheduled(source),
+                        "persistent",
+                        &Deadline::after(Duration::from_secs(30)),
+                    )
+                    .await;
+                let error = match result {
+                    Ok(report) => panic!("{case}: Ok with {} findings", report.findings.len()),
+                    Err(error) => error,
+                };
+                let message = error.to_string();
+                // A publish failure is reported as such, with the AWS error as its cause.
+                let (expected_type, cause) = match &error {
+                    Error::Publish {
+                        cause, delivered, ..
+                    } => {
+                        assert!(delivered.is_empty(), "{case}");
+                        ("Keywatch.PublishFailed", cause.as_ref())
+                    }
+                    other => (*error_type, other),
+                };
+                assert_eq!(error.error_type(), expected_type, "{case}: {message}");
+                assert_eq!(cause.error_type(), *error_type, "{case}: {message}");
+                assert!(
+                    message.contains(action) && message.contains(hint),
+                    "{case}: {message}"
+                );
+                let attempts = bench.proxy.requests().get(*action).copied().unwrap_or(0);
+                let expected_attempts = if *fault == Fault::AccessDenied {
+                    1
+                } else {
+                    max_attempts.into()
+                };
+                assert!(attempts >= expected_attempts, "{case}: {attempts} attempts");
+                assert!(
+                    bench.account.delivered(&bench.queue).await.is_empty(),
+                    "{case}: nothing is published by a failed run"
+                );
+                println!("{case}: {:?} → {}", started.elapsed(), error.error_type());
+            }
+        }
+    }
+}
+
+/// A report that never completes, or generation that is always over its limit, ends before a short deadline.
+#[tokio::test]
+async fn report_that_never_completes_fails_before_the_deadline() {
+    let bench = Bench::start().await;
+    bench.account.console_user("alice").await;
+    bench.account.key("alice").await;
+    let budget = Duration::from_secs(3);
+    for (action, fault) in [
+        ("iam:GetCredentialReport", Fault::ReportInProgress),
+        ("iam:GetCredentialReport", Fault::ReportNotPresent),
+        ("iam:GetCredentialReport", Fault::ReportExpired),
+        ("iam:GenerateCredentialReport", Fault::LimitExceeded),
+    ] {
+        bench.proxy.clear();
+        bench.proxy.add(Rule::on(action, fault.clone()));
+        let keywatch = bench.keywatch(None).await;
+        let started = Instant::now();
+        let result = keywatch
+            .run(
+                &scheduled(Source::CredentialReport),
+                "never-ready",
+                &Deadline::after(budget),
+            )
+            .await;
+        let elapsed = started.elapsed();
+        match result {
+            Err(error @ Error::ReportNotReady { .. }) => {
+                assert_eq!(error.error_type(), "Keywatch.ReportNotReady");
+                let code = fault.code();
+                assert!(error.to_string().contains(code), "{fault:?}: {error}");
+            }
+            other => panic!("{fault:?}: expected ReportNotReady, got {other:?}"),
+        }
+        assert!(
+            elapsed < budget + Duration::from_millis(300),
+            "{fault:?}: {elapsed:?}"
+        );
+        println!("{fault:?} on {action}: ReportNotReady after {elapsed:?}");
+    }
+}
+
+/// A hung endpoint ends the run at the deadline with the phase it was in, not when Lambda kills it.
+#[tokio::test]
+async fn delayed_response_ends_the_run_at_the_deadline() {
+    let bench = Bench::start().await;
+    bench.account.console_user("alice").await;
+    bench.account.key("alice").await;
+    let budget = Duration::from_secs(2);
+    for (source, action, phase) in [
+        (
+            Source::CredentialReport,
+            "sts:GetCallerIdentity",
+            "identifying the account",
+        ),
+        (
+            Source::CredentialReport,
+            "iam:GenerateCredentialReport",
+            "credential report generation",
+        ),
+        (
+            Source::CredentialReport,
+            "iam:GetCredentialReport",
+            "credential report generation",
+        ),
+        (Source::CredentialReport, "iam:ListUsers", "ListUsers"),
+        (
+            Source::CredentialReport,
+            "iam:GetAccessKeyLastUsed",
+            "live verification",
+        ),
+        (Source::Api, "iam:ListAccessKeys", "live inventory"),
+        (
+            Source::CredentialReport,
+            "sns:Publish",
+            "publishing the alert",
+        ),
+    ] {
+        bench.proxy.clear();
+        bench
+            .proxy
+            .add(Rule::on(action, Fault::Delay(Duration::from_secs(60))));
+        let keywatch = bench.keywatch(None).await;
+        let started = Instant::now();
+        let result = keywatch
+            .run(&scheduled(source), "hung", &Deadline::after(budget))
+            .await;
+        let elapsed = started.elapsed();
+        let deadline = match &result {
+            Err(Error::Publish { cause, .. }) => cause.as_ref(),
+            Err(error) => error,
+            Ok(report) => panic!("{action}: Ok with {} findings", report.findings.len()),
+        };
+        match deadline {
+            Error::Deadline { phase: p } => assert_eq!(*p, phase, "{action}"),
+            other => panic!("{action}: expected a deadline error, got {other:?}"),
+        }
+        assert!(
+            elapsed < budget + Duration::from_millis(200),
+            "{action}: {elapsed:?}"
+        );
+        println!("{action}: {} after {elapsed:?}", deadline.error_type());
+    }
+}
+
+/// A credential report older than the keys still lists a deleted, a deactivated and a used key, and a deleted
+/// user: live verification drops them all, and a user re-created since is reported with the new key.
+#[tokio::test]
+async fn stale_report_never_reports_keys_changed_since() {
+    let bench = Bench::start().await;
+    let a = &bench.account;
+    let mut keys = BTreeMap::new();
+    for name in [
+        "deleted",
+        "deactivated",
+        "used",
+        "gone",
+        "recreated",
+        "kept",
+    ] {
+        a.console_user(name).await;
+        keys.insert(name, a.key(name).await);
+    }
+    let keywatch = bench.keywatch(None).await;
+    let deadline = Deadline::after(Duration::from_secs(30));
+    let fresh = keywatch
+        .run(&scheduled(Source::CredentialReport), "fresh", &deadline)
+        .await
+        .expect("a clean run");
+    assert_eq!(fresh.findings.len(), 6, "the recorded report knows all six");
+
+    a.iam
+        .delete_access_key()
+        .user_name("deleted")
+        .access_key_id(&keys["deleted"].id)
+        .send()
+        .await
+        .unwrap();
+    a.deactivate("deactivated", &keys["deactivated"]).await;
+    a.use_key(&keys["used"]).await;
+    for user in ["gone", "recreated"] {
+        a.iam
+            .delete_access_key()
+            .user_name(user)
+            .access_key_id(&keys[user].id)
+            .send()
+            .await
+            .unwrap();
+        a.iam
+            .delete_login_profile()
+            .user_name(user)
+            .send()
+            .await
+            .unwrap();
+        a.iam.delete_user().user_name(user).send().await.unwrap();
+    }
+    a.console_user("recreated").await;
+    let new_key = a.key("recreated").await;
+
+    bench.delivered("fresh").await;
+    bench.proxy.take_log();
+    bench
+        .proxy
+        .add(Rule::on("iam:GetCredentialReport", Fault::StaleReport));
+    let stale = keywatch
+        .run(&scheduled(Source::CredentialReport), "stale", &deadline)
+        .await
+        .expect("a clean run on a stale report");
+    assert!(
+        bench
+            .proxy
+            .log()
+            .iter()
+            .any(|s| s.fault == Some(Fault::StaleReport)),
+        "the stale report was served"
+    );
+    let expected: BTreeSet<(String, String)> = [
+        ("kept".to_string(), keys["kept"].id.clone()),
+        ("recreated".to_string(), new_key.id.clone()),
+    ]
+    .into();
+    assert_eq!(Truth::of(&stale).findings, expected);
+    assert_eq!(bench.delivered("stale").await.0, expected);
+}
+
+/// Report data may skip a live lookup only for a key it identifies beyond doubt. The report has no key IDs, so
+/// two keys created in the same second, one used and one never used, must both be looked up live.
+#[tokio::test]
+async fn keys_created_in_the_same_second_are_told_apart() {
+    let bench = Bench::start().await;
+    let a = &bench.account;
+    a.console_user("twins").await;
+    let (used, unused) = loop {
+        let (first, second) = (a.key("twins").await, a.key("twins").await);
+        let listed = a
+            .iam
+            .list_access_keys()
+            .user_name("twins")
+            .send()
+            .await
+            .unwrap()
+            .access_key_metadata;
+        let seconds: BTreeSet<i64> = listed
+            .iter()
+            .filter_map(|k| k.create_date.map(|d| d.secs()))
+            .collect();
+        if seconds.len() == 1 {
+            break (first, second);
+        }
+        for key in [first, second] {
+            a.iam
+                .delete_access_key()
+                .user_name("twins")
+                .access_key_id(key.id)
+                .send()
+                .await
+                .unwrap();
+        }
+    };
+    a.use_key(&used).await;
+    let keywatch = bench.keywatch(None).await;
+    for source in SOURCES {
+        let report = keywatch
+            .run(
+                &Invocation {
+                    dry_run: true,
+                    ..scheduled(source)
+                },
+                "twins",
+                &Deadline::after(Duration::from_secs(30)),
+            )
+            .await
+            .expect("a clean run");
+        let expected: BTreeSet<_> = [("twins".to_string(), unused.id.clone())].into();
+        assert_eq!(Truth::of(&report).findings, expected, "{source:?}");
+    }
+}
+
+/// An alert split into three parts whose second part cannot be published: the run fails, says which parts
+/// were delivered, and each delivered part carries its number and the run ID.
+#[tokio::test]
+async fn failed_second_part_names_the_delivered_parts() {
+    let bench = Bench::start().await;
+    // IAM's longest path and user name make each finding about 1.4 KB, so 400 findings need three parts.
+    let path = format!("/{}/", "p".repeat(510));
+    let users: Vec<String> = (0..200)
+        .map(|i| format!("{i:03}-{}", "n".repeat(60)))
+        .collect();
+    let started = Instant::now();
+    futures_util::future::join_all(users.chunks(25).map(|chunk| {
+        let (a, path) = (&bench.account, &path);
+        async move {
+            for user in chunk {
+                a.user_at(user, path, &[]).await;
+                a.password(user).await;
+                a.key(user).await;
+                a.key(user).await;
+            }
+        }
+    }))
+    .await;
+    println!("seeded 200 users, 400 keys in {:?}", started.elapsed());
+
+    bench
+        .proxy
+        .add(Rule::on("sns:Publish", Fault::ServiceFailure).param("Subject", "(part 2 of "));
+    let keywatch = bench.keywatch(fast_retry(3)).await;
+    let started = Instant::now();
+    let result = keywatch
+        .run(
+            &scheduled(Source::CredentialReport),
+            "split-run",
+            &Deadline::after(Duration::from_secs(100)),
+        )
+        .await;
+    let elapsed = started.elapsed();
+    let error = result.expect_err("a part was not delivered");
+    let Error::Publish {
+        run_id,
+        parts,
+        failed,
+        delivered,
+        ..
+    } = &error
+    else {
+        panic!("expected a publish error, got {error:?}");
+    };
+    println!("{parts} parts, part 2 failing: {elapsed:?}");
+    assert_eq!(run_id, "split-run");
+    assert!(*parts >= 3, "{parts} parts");
+    assert_eq!(failed, &[2]);
+    let others: Vec<usize> = (1..=*parts).filter(|p| *p != 2).collect();
+    assert_eq!(delivered, &others);
+    let message = error.to_string();
+    let listed = others
+        .iter()
+        .map(usize::to_string)
+        .collect::<Vec<_>>()
+        .join(", ");
+    assert!(
+        message.contains(&format!("Delivered parts: {listed}")) && message.contains("sns:Publish"),
+        "{message}"
+    );
+    assert_eq!(error.error_type(), "Keywatch.PublishFailed");
+
+    let (findings, documents) = bench.delivered("split-run").await;
+    let mut numbers: Vec<u64> = documents
+        .iter()
+        .map(|d| {
+            assert_eq!(d["parts"], *parts as u64);
+            d["part"].as_u64().expect("part number")
+        })
+        .collect();
+    numbers.sort();
+    assert_eq!(
+        numbers,
+        others.iter().map(|&p| p as u64).collect::<Vec<_>>()
+    );
+    assert!(findings.len() < 400 && !findings.is_empty());
+
+    // The same fault once only: the SDK's retry delivers part 2, and the run succeeds with every finding.
+    bench.proxy.clear();
+    bench.proxy.add(
+        Rule::on("sns:Publish", Fault::ServiceFailure)
+            .param("Subject", "(part 2 of ")
+            .times(1),
+    );
+    let report = keywatch
+        .run(
+            &scheduled(Source::CredentialReport),
+            "split-retry",
+            &Deadline::after(Duration::from_secs(100)),
+        )
+        .await
+        .expect("a transient publish failure is retried");
+    assert_eq!(report.notifications.len(), *parts);
+    let (findings, _) = bench.delivered("split-retry").await;
+    assert_eq!(findings.len(), 400);
+    assert_eq!(findings, Truth::of(&report).findings);
+}
+
+/// What the soak saw, added up over its lanes.
+#[derive(Debug, Default)]
+struct SoakCounts {
+    ok: u32,
+    errors: BTreeMap<&'static str, u32>,
+    faults_injected: usize,
+    /// Errors in runs that got no non-retryable fault: loud, but worth a look.
+    unexplained_errors: Vec<String>,
+    silent_wrong: Vec<String>,
+}
+
+/// One soak lane: its own moto, proxy and warm keywatch (one Lambda container), running the given seeds.
+async fn soak_lane(mut bench: Bench, seeds: Vec<u64>) -> SoakCounts {
+    let p = &bench.proxy;
+    // Retryable everywhere, report states where IAM sends them, and a rare AccessDenied so some runs must fail.
+    p.add(Rule::on("*", Fault::Throttling).rate(0.15))
+        .add(Rule::on("*", Fault::ServiceFailure).rate(0.05))
+        .add(Rule::on("*", Fault::Reset).rate(0.02))
+        .add(Rule::on("*", Fault::ResetAfterForward).rate(0.02))
+        .add(Rule::on("*", Fault::Delay(Duration::from_millis(30))).rate(0.02))
+        .add(Rule::on("*", Fault::AccessDenied).rate(0.002))
+        .add(Rule::on("iam:GenerateCredentialReport", Fault::LimitExceeded).rate(0.1))
+        .add(Rule::on("iam:GetCredentialReport", Fault::ReportInProgress).rate(0.05))
+        .add(Rule::on("iam:GetCredentialReport", Fault::ReportExpired).rate(0.05));
+    let keywatch = bench.keywatch(fast_retry(10)).await;
+    let mut counts = SoakCounts::default();
+    for seed in seeds {
+        bench.reset().await;
+        let mut rng = fastrand::Rng::with_seed(seed);
+        let users = rng.usize(..=4);
+        let truth = seed_account(&bench.account, &mut rng, users).await;
+        let source = SOURCES[rng.usize(..SOURCES.len())];
+        bench.proxy.seed(seed);
+        bench.proxy.take_log();
+        let run_id = format!("soak-{seed}");
+        let result = keywatch
+            .run(
+                &scheduled(source),
+                &run_id,
+                &Deadline::after(Duration::from_secs(30)),
+            )
+            .await;
+        let log = bench.proxy.take_log();
+        counts.faults_injected += log.iter().filter(|s| s.fault.is_some()).count();
+        let (delivered, _) = bench.delivered(&run_id).await;
+        match result {
+            Ok(report) => {
+                counts.ok += 1;
+                let found = Truth::of(&report);
+                if found != truth || delivered != truth.findings {
+                    counts.silent_wrong.push(format!(
+                        "seed {seed} ({source:?}): expected {truth:?}, got {found:?}, delivered {delivered:?}"
+                    ));
+                }
+            }
+            Err(error) => {
+                *counts.errors.entry(error.error_type()).or_insert(0) += 1;
+                if !log.iter().any(|s| s.fault == Some(Fault::AccessDenied)) {
+                    counts
+                        .unexplained_errors
+                        .push(format!("seed {seed} ({source:?}): {error}"));
+                }
+            }
+        }
+    }
+    counts
+}
+
+/// Hundreds of runs with seeded random faults on seeded random accounts. Each lane is one warm keywatch, as in a
+/// Lambda container, so retry state carries over between its runs; lanes run side by side because most of a
+/// run is spent waiting (report polling, backoff, the adaptive rate limiter). Errors are allowed (they are
+/// loud) and counted; an `Ok` that differs from the truth, or whose alert does not carry every finding, is a
+/// silent wrong answer and fails the test.
+#[tokio::test]
+async fn soak_random_faults_never_give_a_silent_wrong_answer() {
+    const RUNS: u64 = 200;
+    const LANES: u64 = 8;
+    let started = Instant::now();
+    // moto takes seconds to start; start the lanes' servers side by side.
+    let motos: Vec<Moto> = std::thread::scope(|scope| {
+        let starting: Vec<_> = (0..LANES).map(|_| scope.spawn(Moto::start)).collect();
+        starting
+            .into_iter()
+            .map(|s| s.join().expect("moto starts"))
+            .collect()
+    });
+    let mut lanes = Vec::new();
+    for (lane, moto) in (0..LANES).zip(motos) {
+        let seeds = (1..=RUNS).filter(|s| s % LANES == lane).collect();
+        lanes.push(soak_lane(Bench::on(moto).await, seeds));
+    }
+    let mut total = SoakCounts::default();
+    for counts in futures_util::future::join_all(lanes).await {
+        total.ok += counts.ok;
+        for (error_type, n) in counts.errors {
+            *total.errors.entry(error_type).or_insert(0) += n;
+        }
+        total.faults_injected += counts.faults_injected;
+        total.unexplained_errors.extend(counts.unexplained_errors);
+        total.silent_wrong.extend(counts.silent_wrong);
+    }
+    println!(
+        "soak: {RUNS} runs in {LANES} lanes, {:?}: {} ok, errors {:?}, {} faults injected, {} silent wrong answers",
+        started.elapsed(),
+        total.ok,
+        total.errors,
+        total.faults_injected,
+        total.silent_wrong.len()
+    );
+    for error in &total.unexplained_errors {
+        println!("error without a non-retryable fault: {error}");
+    }
+    assert!(
+        total.silent_wrong.is_empty(),
+        "silent wrong answers:\n{}",
+        total.silent_wrong.join("\n")
+    );
+}
