@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use aws_config::retry::RetryConfig;
+use aws_config::retry::{RetryConfig, RetryMode};
 use aws_config::timeout::TimeoutConfig;
 use aws_config::{BehaviorVersion, SdkConfig};
 use aws_sdk_iam::error::{ProvideErrorMetadata, SdkError};
@@ -71,8 +71,9 @@ pub struct Clients {
 
 impl Clients {
     /// Loads region, credentials and `AWS_ENDPOINT_URL` from the environment, the way every AWS SDK does.
-    pub async fn from_env(max_attempts: u32) -> Self {
-        Self::from_config(&config_loader(max_attempts).load().await)
+    pub async fn from_env(mode: RetryMode, max_attempts: u32) -> Self {
+        let loader = config_loader(max_attempts).retry_config(retry_config(mode, max_attempts));
+        Self::from_config(&loader.load().await)
     }
 
     pub fn from_config(config: &SdkConfig) -> Self {
@@ -95,13 +96,12 @@ impl Clients {
     }
 }
 
-/// The shared SDK configuration: one rustls-on-ring HTTP client, adaptive retry with `max_attempts`, and
+/// The shared SDK configuration: one rustls-on-ring HTTP client, standard retry with `max_attempts`, and
 /// timeouts well inside Lambda's. Region, credentials and endpoint still come from the environment.
 pub fn config_loader(max_attempts: u32) -> aws_config::ConfigLoader {
     aws_config::defaults(BehaviorVersion::latest())
         .http_client(http_client())
-        // Adaptive retry slows down under account-wide IAM throttling instead of failing fast.
-        .retry_config(RetryConfig::adaptive().with_max_attempts(max_attempts))
+        .retry_config(retry_config(RetryMode::Standard, max_attempts))
         .timeout_config(
             TimeoutConfig::builder()
                 .connect_timeout(Duration::from_secs(3))
@@ -117,6 +117,18 @@ pub fn http_client() -> aws_smithy_runtime_api::client::http::SharedHttpClient {
             aws_smithy_http_client::tls::rustls_provider::CryptoMode::Ring,
         ))
         .build_https()
+}
+
+/// Both retry throttling and 5xx answers with exponential backoff and jitter. Standard is the default: the
+/// adaptive mode's client-side rate limiter, after one throttle, holds keywatch's sparse calls back for up to the
+/// backoff cap (measured 10-20x slower in tests/faults.rs). Adaptive (`AWS_RETRY_MODE=adaptive`) suits large
+/// accounts scanned with `INVENTORY_SOURCE=api`, whose call rate is high enough to keep its bucket filled.
+pub fn retry_config(mode: RetryMode, max_attempts: u32) -> RetryConfig {
+    match mode {
+        RetryMode::Adaptive => RetryConfig::adaptive(),
+        _ => RetryConfig::standard(),
+    }
+    .with_max_attempts(max_attempts)
 }
 
 /// The error code of a failed call, if the service sent one (`NoSuchEntity`, `Throttling`, ...).

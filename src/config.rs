@@ -1,6 +1,7 @@
 //! Settings, read from environment variables once at cold start. A bad value fails the init and names the
 //! variable, so a misconfigured deployment never runs a half-configured check.
 
+use aws_config::retry::RetryMode;
 use globset::{Glob, GlobSet, GlobSetBuilder};
 
 use crate::error::{Error, Result};
@@ -20,6 +21,8 @@ pub struct Settings {
     pub notify_when_clean: bool,
     /// Attempts per AWS call, including the first (`AWS_MAX_ATTEMPTS`).
     pub max_attempts: u32,
+    /// `AWS_RETRY_MODE`: `standard` (default) or `adaptive`.
+    pub retry_mode: RetryMode,
     /// How many users are read live at once.
     pub concurrency: usize,
     pub inventory_source: Source,
@@ -126,6 +129,19 @@ impl Settings {
             exemptions,
             notify_when_clean: parse_bool("NOTIFY_WHEN_CLEAN", var("NOTIFY_WHEN_CLEAN"), false)?,
             max_attempts: parse_number("AWS_MAX_ATTEMPTS", var("AWS_MAX_ATTEMPTS"), 10, 1, 50)?,
+            retry_mode: match var("AWS_RETRY_MODE")
+                .map(|m| m.to_ascii_lowercase())
+                .as_deref()
+            {
+                None | Some("standard") => RetryMode::Standard,
+                Some("adaptive") => RetryMode::Adaptive,
+                Some(other) => {
+                    return Err(Error::Config {
+                        variable: "AWS_RETRY_MODE",
+                        reason: format!("{other:?} is not standard or adaptive"),
+                    })
+                }
+            },
             concurrency: parse_number("CONCURRENCY", var("CONCURRENCY"), 8, 1, 64)? as usize,
             inventory_source: match var("INVENTORY_SOURCE") {
                 None => Source::default(),
@@ -319,6 +335,10 @@ mod tests {
             (
                 &[("FINDINGS_TOPIC_ARN", TOPIC), ("CONCURRENCY", "0")],
                 "CONCURRENCY",
+            ),
+            (
+                &[("FINDINGS_TOPIC_ARN", TOPIC), ("AWS_RETRY_MODE", "legacy")],
+                "AWS_RETRY_MODE",
             ),
         ];
         for (vars, variable) in cases {

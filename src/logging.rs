@@ -1,5 +1,5 @@
 //! JSON logs on stdout, one object per line, as CloudWatch Logs Insights expects. Level from
-//! `AWS_LAMBDA_LOG_LEVEL` (set by Lambda's advanced logging controls) or `RUST_LOG`, default INFO.
+//! `AWS_LAMBDA_LOG_LEVEL` (set by Lambda's advanced logging controls) or `RUST_LOG`, default INFO, at most DEBUG.
 
 use tracing::Level;
 
@@ -8,7 +8,9 @@ pub fn init() {
         .iter()
         .find_map(|name| std::env::var(name).ok())
         .and_then(|value| value.parse::<Level>().ok())
-        .unwrap_or(Level::INFO);
+        .unwrap_or(Level::INFO)
+        // Never TRACE: at TRACE the AWS SDK logs whole response bodies, the credential report among them.
+        .min(Level::DEBUG);
     tracing_subscriber::fmt()
         .json()
         .with_max_level(level)

@@ -17,7 +17,7 @@ async fn main() -> Result<(), lambda_runtime::Error> {
             return Err(error.into());
         }
     };
-    let clients = Clients::from_env(settings.max_attempts).await;
+    let clients = Clients::from_env(settings.retry_mode, settings.max_attempts).await;
     let keywatch = Keywatch::new(settings, clients);
     let keywatch = &keywatch;
     lambda_runtime::run(service_fn(move |event: LambdaEvent<Value>| async move {

@@ -146,6 +146,9 @@ mod tests {
             key(t, used),
             key(datetime!(2026-11-01 09:00:02 UTC), None),
         ]);
-        assert_eq!(known_used(&distinct), [(t, used.unwrap())]);
+        assert_eq!(
+            known_used(&distinct),
+            [(t, datetime!(2026-11-02 00:00 UTC))]
+        );
     }
 }
