@@ -12,9 +12,9 @@ async fn main() -> Result<(), lambda_runtime::Error> {
     let settings = match Settings::from_env() {
         Ok(settings) => settings,
         Err(error) => {
-            // Lambda records the init failure with this log line; the run never starts half-configured.
+            // Lambda records the init failure with this log line and the exit; never half-configured.
             tracing::error!(error_type = error.error_type(), %error, "keywatch failed to start");
-            return Err(error.into());
+            std::process::exit(1);
         }
     };
     let clients = Clients::from_env(settings.retry_mode, settings.max_attempts).await;
