@@ -92,19 +92,14 @@ async fn fetch(iam: &IamClient, deadline: &Deadline) -> Result<(Vec<u8>, Option<
     }
 }
 
-/// The report's columns that keywatch reads. Others are ignored, so new AWS columns do not break parsing.
-const COLUMNS: [&str; 11] = [
+/// The report's user columns that keywatch reads (key columns: [`KEY_SLOTS`]). Others are ignored, so new AWS
+/// columns do not break parsing.
+const USER_COLUMNS: [&str; 5] = [
     "user",
     "arn",
     "user_creation_time",
     "password_enabled",
     "password_last_used",
-    "access_key_1_active",
-    "access_key_1_last_rotated",
-    "access_key_1_last_used_date",
-    "access_key_2_active",
-    "access_key_2_last_rotated",
-    "access_key_2_last_used_date",
 ];
 
 /// Parses the report CSV into users, matching columns by header name. The root row is skipped (root keys are a
@@ -114,7 +109,10 @@ pub fn parse(csv: &[u8]) -> Result<Vec<UserSnapshot>> {
     let mut reader = csv::ReaderBuilder::new().has_headers(true).from_reader(csv);
     let headers = reader.headers().map_err(|e| malformed_csv(1, e))?.clone();
     let mut index = HashMap::new();
-    for column in COLUMNS {
+    for column in USER_COLUMNS
+        .into_iter()
+        .chain(KEY_SLOTS.into_iter().flatten())
+    {
         let position = headers
             .iter()
             .position(|h| h.trim().eq_ignore_ascii_case(column))
