@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 TOOLS_STAMP := $(VENV)/.installed-$(shell cat tools/requirements.txt | cksum | cut -d' ' -f1)
 
-.PHONY: test demo tools lint unit clean bench checkov fuzz-smoke
+.PHONY: test demo tools lint unit clean bench checkov sam-validate fuzz-smoke
 
 ## test: format check, clippy, unit and integration tests (moto), template lint. What CI runs.
 test: tools
@@ -12,7 +12,7 @@ test: tools
 	cargo clippy --all-targets --locked -- -D warnings
 	cargo test --locked
 	$(VENV)/bin/cfn-lint template.yaml
-	$(MAKE) --no-print-directory checkov fuzz-smoke
+	$(MAKE) --no-print-directory checkov sam-validate fuzz-smoke
 
 ## demo: the real binary under cargo-lambda's Runtime API emulator, on a seeded moto account. Never real AWS.
 demo: tools
@@ -47,6 +47,22 @@ $(CHECKOV_STAMP): tools/requirements-checkov.txt
 	$(CHECKOV_VENV)/bin/pip install --quiet --disable-pip-version-check uv==0.13.9
 	$(CHECKOV_VENV)/bin/uv pip install --quiet --python $(CHECKOV_VENV)/bin/python -r tools/requirements-checkov.txt
 	rm -f $(CHECKOV_VENV)/.installed-*
+	touch $@
+
+## sam-validate: what `sam validate --lint` says of template.yaml, offline: dummy region and credentials, no telemetry.
+SAM_VENV := .venv-sam
+SAM_STAMP := $(SAM_VENV)/.installed-$(shell cat tools/requirements-sam.txt | cksum | cut -d' ' -f1)
+
+sam-validate: $(SAM_STAMP)
+	env -u AWS_PROFILE -u AWS_SESSION_TOKEN SAM_CLI_TELEMETRY=0 AWS_DEFAULT_REGION=us-east-1 AWS_REGION=us-east-1 \
+		AWS_ACCESS_KEY_ID=testing AWS_SECRET_ACCESS_KEY=testing \
+		$(SAM_VENV)/bin/sam validate --lint --template-file template.yaml
+
+$(SAM_STAMP): tools/requirements-sam.txt
+	python3 -m venv $(SAM_VENV)
+	$(SAM_VENV)/bin/pip install --quiet --disable-pip-version-check uv==0.13.9
+	$(SAM_VENV)/bin/uv pip install --quiet --python $(SAM_VENV)/bin/python -r tools/requirements-sam.txt
+	rm -f $(SAM_VENV)/.installed-*
 	touch $@
 
 ## fuzz-smoke: libFuzzer on the credential report parser for FUZZ_SECONDS, seeded from the test fixture.
