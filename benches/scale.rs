@@ -406,6 +406,14 @@ fn render(runs: &[Run], latency: Duration, binary: &std::path::Path) -> String {
         &project_dir().join(".venv/bin/python").to_string_lossy(),
         &["-c", "import moto; print(moto.__version__)"],
     );
+    let arm64 = match std::fs::metadata(project_dir().join("target/lambda/keywatch/bootstrap")) {
+        Ok(m) => format!(
+            "The Lambda artifact, `cargo lambda build --release --arm64` -> `target/lambda/keywatch/bootstrap`: {:.1} MiB (target < 8 MB: {})",
+            m.len() as f64 / 1_048_576.0,
+            if m.len() < 8_000_000 { "met" } else { "NOT met" }
+        ),
+        Err(_) => "The arm64 Lambda artifact was not built (`cargo lambda build --release --arm64`).".to_string(),
+    };
     let size_mib = std::fs::metadata(binary)
         .map(|m| m.len() as f64 / 1_048_576.0)
         .unwrap_or(0.0);
@@ -414,7 +422,7 @@ fn render(runs: &[Run], latency: Duration, binary: &std::path::Path) -> String {
     let _ = writeln!(out, "Written by `make bench` (`benches/scale.rs`); numbers from one run, not asserted by tests.\n");
     let _ = writeln!(
         out,
-        "- Machine: {} cores, {cpu}\n- {}\n- moto {moto}, on loopback, with {} ms added to every AWS call by a proxy (IAM is slower than moto; without it concurrency would only measure moto's CPU)\n- Release binary (x86_64, `target/release/keywatch`): {size_mib:.1} MiB\n",
+        "- Machine: {} cores, {cpu}\n- {}\n- moto {moto}, on loopback, with {} ms added to every AWS call by a proxy (IAM is slower than moto; without it concurrency would only measure moto's CPU)\n- Release binary (x86_64, `target/release/keywatch`): {size_mib:.1} MiB. {arm64}\n",
         std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0),
         command_output("rustc", &["--version"]),
         latency.as_millis()
