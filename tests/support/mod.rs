@@ -24,6 +24,17 @@ pub fn project_dir() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }
 
+/// A tool from the project's venv. Fails (never skips) when it is not installed, naming the command that installs it.
+pub fn venv_tool(name: &str) -> PathBuf {
+    let tool = project_dir().join(".venv/bin").join(name);
+    assert!(
+        tool.exists(),
+        "{name} is not installed at {}: {INSTALL_HINT}",
+        tool.display()
+    );
+    tool
+}
+
 /// A moto server on a free loopback port, killed when dropped.
 pub struct Moto {
     child: Child,
@@ -34,12 +45,7 @@ pub struct Moto {
 impl Moto {
     /// Starts moto from the project's venv. Fails (never skips) when it is not installed.
     pub fn start() -> Moto {
-        let server = project_dir().join(".venv/bin/moto_server");
-        assert!(
-            server.exists(),
-            "moto is not installed at {}: {INSTALL_HINT}",
-            server.display()
-        );
+        let server = venv_tool("moto_server");
         let port = free_port();
         let child = Command::new(&server)
             .args(["-H", "127.0.0.1", "-p", &port.to_string()])
@@ -364,12 +370,7 @@ pub const EMULATED_FUNCTION: &str = "_";
 impl RuntimeApi {
     /// Starts the emulator from the project's venv. Fails (never skips) when it is not installed.
     pub fn start() -> RuntimeApi {
-        let cargo_lambda = project_dir().join(".venv/bin/cargo-lambda");
-        assert!(
-            cargo_lambda.exists(),
-            "cargo-lambda is not installed at {}: {INSTALL_HINT}",
-            cargo_lambda.display()
-        );
+        let cargo_lambda = venv_tool("cargo-lambda");
         let port = free_port();
         let (log, log_path) = log_file(&format!("cargo-lambda-{port}"));
         let child = Command::new(&cargo_lambda)
@@ -497,12 +498,7 @@ fn decode_chunked(mut rest: &str) -> Option<String> {
 /// (SAM transform, create the stack, check what it created), and returns the script's JSON summary. Panics
 /// with the script's own messages if anything the template should create is missing or incomplete.
 pub fn deploy_template(moto: &Moto, stack_name: &str, parameters: &[(&str, &str)]) -> Value {
-    let python = project_dir().join(".venv/bin/python");
-    assert!(
-        python.exists(),
-        "no Python venv at {}: {INSTALL_HINT}",
-        python.display()
-    );
+    let python = venv_tool("python");
     let mut command = Command::new(&python);
     command
         .arg(project_dir().join("tools/deploy_template.py"))
