@@ -181,6 +181,27 @@ fn iam_is_granted_on_star_and_publish_only_on_the_findings_topic() {
     );
 }
 
+/// Issue 8: a failed scheduled run is retried once, not Lambda's default twice (every retry of a run that
+/// failed after publishing publishes every alert part again), and an event an hour old is dropped rather than
+/// run late (the next scheduled run supersedes it). No destination: the Errors alarm reports failures.
+#[test]
+fn a_failed_run_is_retried_once_and_not_after_an_hour() {
+    let template = template();
+    let config = &function(&template)["EventInvokeConfig"];
+    assert_eq!(
+        config["MaximumRetryAttempts"], 1,
+        "KeywatchFunction.EventInvokeConfig.MaximumRetryAttempts: {config:?}"
+    );
+    assert_eq!(
+        config["MaximumEventAgeInSeconds"], 3600,
+        "KeywatchFunction.EventInvokeConfig.MaximumEventAgeInSeconds: {config:?}"
+    );
+    assert!(
+        config.get("DestinationConfig").is_none(),
+        "no destination: {config:?}"
+    );
+}
+
 /// The stack's expected resources for one set of parameters: all CREATE_COMPLETE, except the types moto's
 /// CloudFormation cannot create, which must be exactly `unsupported` (deploy_template.py then creates them
 /// through their own API, so their properties are still checked).
@@ -205,6 +226,17 @@ fn assert_deployed(summary: &Json, complete: &[&str], unsupported: &[(&str, &str
         unsupported.iter().copied().collect(),
         "moto 5.2.5's CloudFormation skips exactly these types; if this changed, update the list"
     );
+
+    // Lambda holds the template's retry settings for the function (the script also compares them).
+    let template = template();
+    let wanted = &function(&template)["EventInvokeConfig"];
+    let deployed = &summary["event_invoke_config"];
+    for key in ["MaximumRetryAttempts", "MaximumEventAgeInSeconds"] {
+        let wanted = wanted[key]
+            .as_u64()
+            .unwrap_or_else(|| panic!("template.yaml sets EventInvokeConfig.{key}"));
+        assert_eq!(deployed[key].as_u64(), Some(wanted), "{key}: {deployed}");
+    }
 
     // The deployed role grants what permissions.rs lists, the topic statement on the stack's topic.
     let role = &summary["role"];
@@ -256,7 +288,13 @@ async fn template_deploys_on_moto() {
             "KeywatchFunctionSchedule",
             "KeywatchFunctionSchedulePermission",
         ],
-        &[("KeywatchErrorsAlarm", "AWS::CloudWatch::Alarm")],
+        &[
+            ("KeywatchErrorsAlarm", "AWS::CloudWatch::Alarm"),
+            (
+                "KeywatchFunctionEventInvokeConfig",
+                "AWS::Lambda::EventInvokeConfig",
+            ),
+        ],
     );
 
     // An existing topic and an email subscriber: no topic or key is created.
@@ -292,6 +330,10 @@ async fn template_deploys_on_moto() {
         &[
             ("KeywatchErrorsAlarm", "AWS::CloudWatch::Alarm"),
             ("EmailSubscription", "AWS::SNS::Subscription"),
+            (
+                "KeywatchFunctionEventInvokeConfig",
+                "AWS::Lambda::EventInvokeConfig",
+            ),
         ],
     );
 }

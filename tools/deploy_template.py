@@ -12,10 +12,11 @@ every problem listed, if a resource the template should create is missing or not
 
 moto 5.2.5 limits, handled in the open (each one is listed under "moto_workarounds" in the summary):
 - moto's CloudFormation skips resource types it does not implement (with only a Python warning, and still
-  reports the stack CREATE_COMPLETE). Of this template's types, AWS::CloudWatch::Alarm and
-  AWS::SNS::Subscription are skipped. They are listed under "unsupported", and created through their own API
-  (PutMetricAlarm, Subscribe) from the same resolved properties, so botocore still checks their property names
-  and types against the service model.
+  reports the stack CREATE_COMPLETE). Of this template's types, AWS::CloudWatch::Alarm, AWS::SNS::Subscription
+  and AWS::Lambda::EventInvokeConfig (which SAM makes from the function's EventInvokeConfig) are skipped. They
+  are listed under "unsupported", and created through their own API (PutMetricAlarm, Subscribe,
+  PutFunctionEventInvokeConfig) from the same resolved properties, so botocore still checks their property
+  names and types against the service model.
 - moto stores an AWS::IAM::Role's inline `Policies` as a Python dict instead of a JSON string, and its IAM
   enforcement then fails with an internal error. The script puts the same documents back with PutRolePolicy.
 """
@@ -39,7 +40,7 @@ PROJECT = Path(__file__).resolve().parent.parent
 REGION = "us-east-1"
 
 # Resource types moto 5.2.5's CloudFormation does not create (moto/cloudformation/parsing.py skips them).
-MOTO_UNSUPPORTED = {"AWS::CloudWatch::Alarm", "AWS::SNS::Subscription"}
+MOTO_UNSUPPORTED = {"AWS::CloudWatch::Alarm", "AWS::SNS::Subscription", "AWS::Lambda::EventInvokeConfig"}
 
 
 def log(message: str) -> None:
@@ -139,7 +140,13 @@ def main() -> int:
         function = transformed["Resources"]["KeywatchFunction"]["Properties"]
         function_properties = resolve(function, values, conditions, physical, attributes)
         problems += check_created(client, resources, physical, outputs, values, function_properties, role)
+        # What Lambda does with a failed scheduled (asynchronous) run: SAM names the resource after the function.
+        invoke = transformed["Resources"].get("KeywatchFunctionEventInvokeConfig")
+        wanted_invoke = resolve(invoke["Properties"], values, conditions, physical, {}) if invoke else None
+        event_invoke_config = deployed_event_invoke_config(client("lambda"), physical["KeywatchFunction"])
+        problems += check_event_invoke_config(event_invoke_config, wanted_invoke)
     else:
+        event_invoke_config = None
         problems.append("KeywatchFunction was not created, so nothing about it was checked")
 
     summary = {
@@ -151,6 +158,7 @@ def main() -> int:
         "moto_workarounds": workarounds,
         "outputs": outputs,
         "role": role,
+        "event_invoke_config": event_invoke_config,
         "problems": problems,
     }
     print(json.dumps(summary, indent=2))
@@ -282,7 +290,36 @@ def create_unsupported(client: Any, stack_name: str, name: str, kind: str, props
     if kind == "AWS::SNS::Subscription":
         client("sns").subscribe(**props)
         return f"{name}: created with sns:Subscribe (moto's CloudFormation skips {kind})"
+    if kind == "AWS::Lambda::EventInvokeConfig":
+        client("lambda").put_function_event_invoke_config(**props)
+        return f"{name}: created with lambda:PutFunctionEventInvokeConfig (moto's CloudFormation skips {kind})"
     raise ValueError(f"no API fallback for {kind}")
+
+
+def deployed_event_invoke_config(aws_lambda: Any, function_name: str) -> dict | None:
+    """The function's asynchronous invocation settings as Lambda holds them; None if it has none (Lambda's
+    defaults: two retries, events kept six hours)."""
+    try:
+        config = aws_lambda.get_function_event_invoke_config(FunctionName=function_name, Qualifier="$LATEST")
+    except aws_lambda.exceptions.ResourceNotFoundException:
+        return None
+    keys = ("MaximumRetryAttempts", "MaximumEventAgeInSeconds", "DestinationConfig")
+    return {key: config[key] for key in keys if key in config}
+
+
+def check_event_invoke_config(deployed: dict | None, wanted: dict | None) -> list[str]:
+    """The deployed settings are the template's resolved EventInvokeConfig properties (none if it has none)."""
+    if wanted is None:
+        return [] if deployed is None else [f"event invoke config: the template sets none, Lambda has {deployed}"]
+    if deployed is None:
+        return [f"event invoke config: Lambda has none, the template sets {wanted!r}"]
+    defaults = {"DestinationConfig": {}}  # SAM writes an empty one when the template names no destination
+    problems = []
+    for key in ("MaximumRetryAttempts", "MaximumEventAgeInSeconds", "DestinationConfig"):
+        expected, actual = wanted.get(key, defaults.get(key)), deployed.get(key, defaults.get(key))
+        if actual != expected:
+            problems.append(f"event invoke config {key}: expected {expected!r}, got {actual!r}")
+    return problems
 
 
 def repair_role_policies(iam: Any, role_name: str) -> dict:
