@@ -8,6 +8,7 @@ use std::time::Duration;
 use aws_config::retry::{RetryConfig, RetryMode};
 use aws_config::timeout::TimeoutConfig;
 use aws_config::{BehaviorVersion, SdkConfig};
+use aws_runtime::retries::classifiers::THROTTLING_ERRORS;
 use aws_sdk_iam::error::{ProvideErrorMetadata, SdkError};
 use aws_smithy_runtime_api::box_error::BoxError;
 use aws_smithy_runtime_api::client::interceptors::context::BeforeSerializationInterceptorContextRef;
@@ -15,6 +16,7 @@ use aws_smithy_runtime_api::client::interceptors::Intercept;
 use aws_smithy_runtime_api::client::orchestrator::{HttpResponse, Metadata};
 use aws_smithy_runtime_api::client::runtime_components::RuntimeComponents;
 use aws_smithy_types::config_bag::ConfigBag;
+use aws_smithy_types::retry::{ErrorKind, ProvideErrorKind};
 
 use crate::error::{AwsFailure, Error};
 
@@ -139,7 +141,7 @@ pub fn error_code<E: ProvideErrorMetadata, R>(error: &SdkError<E, R>) -> Option<
 /// Maps an SDK error to [`Error::Aws`], classifying it so the message says what to do.
 pub fn aws_error<E>(action: &str, error: SdkError<E, HttpResponse>) -> Error
 where
-    E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
+    E: ProvideErrorMetadata + ProvideErrorKind + std::error::Error + Send + Sync + 'static,
 {
     let code = error.code().unwrap_or("").to_string();
     let status = error
@@ -147,7 +149,7 @@ where
         .map(|response| response.status().as_u16());
     let failure = match &error {
         SdkError::TimeoutError(_) => AwsFailure::Timeout,
-        _ if is_throttling(&code) => AwsFailure::Throttled,
+        _ if is_throttling(&error) => AwsFailure::Throttled,
         _ if code.starts_with("AccessDenied")
             || code == "UnauthorizedOperation"
             || code == "AuthorizationError" =>
@@ -174,13 +176,51 @@ where
     }
 }
 
-fn is_throttling(code: &str) -> bool {
-    matches!(
-        code,
-        "Throttling"
-            | "ThrottlingException"
-            | "ThrottledException"
-            | "RequestLimitExceeded"
-            | "TooManyRequestsException"
-    )
+/// Throttling as the SDK's retry classifiers see it: the error's modeled kind, else the SDK's own list of
+/// throttling codes (IAM models none of its errors as retryable, so its `Throttling` is only in that list).
+fn is_throttling<E: ProvideErrorKind, R>(error: &SdkError<E, R>) -> bool {
+    let Some(service_error) = error.as_service_error() else {
+        return false;
+    };
+    service_error.retryable_error_kind() == Some(ErrorKind::ThrottlingError)
+        || service_error
+            .code()
+            .is_some_and(|code| THROTTLING_ERRORS.contains(&code))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use aws_sdk_iam::operation::list_users::ListUsersError;
+    use aws_smithy_runtime_api::http::StatusCode;
+    use aws_smithy_types::body::SdkBody;
+    use aws_smithy_types::error::ErrorMetadata;
+
+    fn failure(code: &str, status: u16) -> AwsFailure {
+        let error = ListUsersError::generic(ErrorMetadata::builder().code(code).build());
+        let response = HttpResponse::new(
+            StatusCode::try_from(status).expect("a valid status"),
+            SdkBody::empty(),
+        );
+        match aws_error("iam:ListUsers", SdkError::service_error(error, response)) {
+            Error::Aws { failure, .. } => failure,
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn failures_are_classified_as_the_sdk_classifies_them() {
+        for (code, status, expected) in [
+            ("Throttling", 400, AwsFailure::Throttled),
+            // In the SDK's list of throttling codes, and in no list keywatch wrote.
+            ("RequestThrottledException", 400, AwsFailure::Throttled),
+            ("SlowDown", 503, AwsFailure::Throttled),
+            ("AccessDenied", 403, AwsFailure::AccessDenied),
+            ("", 403, AwsFailure::AccessDenied),
+            ("ServiceFailure", 500, AwsFailure::Other),
+            ("NoSuchEntity", 404, AwsFailure::Other),
+        ] {
+            assert_eq!(failure(code, status), expected, "{code} {status}");
+        }
+    }
 }

@@ -2,7 +2,7 @@
 //! variable, so a misconfigured deployment never runs a half-configured check.
 
 use aws_config::retry::RetryMode;
-use globset::{Glob, GlobSet, GlobSetBuilder};
+use globset::{GlobBuilder, GlobSet, GlobSetBuilder};
 
 use crate::error::{Error, Result};
 use crate::inventory::Source;
@@ -40,10 +40,14 @@ impl Exemptions {
     pub fn new(patterns: &[&str], tag_key: Option<&str>) -> Result<Self> {
         let mut builder = GlobSetBuilder::new();
         for pattern in patterns {
-            let glob = Glob::new(pattern).map_err(|error| Error::Config {
-                variable: "EXEMPT_USERS",
-                reason: format!("pattern {pattern:?} is not a valid glob: {}", error.kind()),
-            })?;
+            // IAM user names are unique regardless of case, so `svc-*` also exempts `SVC-deploy`.
+            let glob = GlobBuilder::new(pattern)
+                .case_insensitive(true)
+                .build()
+                .map_err(|error| Error::Config {
+                    variable: "EXEMPT_USERS",
+                    reason: format!("pattern {pattern:?} is not a valid glob: {}", error.kind()),
+                })?;
             builder.add(glob);
         }
         let set = builder.build().map_err(|error| Error::Config {
@@ -373,6 +377,15 @@ mod tests {
             password_last_used: None,
         };
         assert_eq!(ex.pattern_for(&user("svc-deploy", "/")), Some("svc-*"));
+        assert_eq!(
+            ex.pattern_for(&user("SVC-Deploy", "/")),
+            Some("svc-*"),
+            "IAM names ignore case"
+        );
+        assert_eq!(
+            ex.pattern_for(&user("Runner", "/CI/")),
+            Some("arn:aws:iam::*:user/ci/*")
+        );
         assert_eq!(
             ex.pattern_for(&user("runner", "/ci/")),
             Some("arn:aws:iam::*:user/ci/*")

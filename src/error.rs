@@ -42,6 +42,17 @@ pub enum Error {
         reason: String,
     },
 
+    #[error("the GetCredentialReport response has no {missing}, so the report cannot be trusted. Regenerate it with `aws iam generate-credential-report` and run again; if it persists, report a bug with this message")]
+    ReportIncomplete { missing: &'static str },
+
+    #[error("{action} answered without {missing}{}; no verdict can rest on it. Run again; if it persists, report a bug with this message", context.as_deref().map(|c| format!(" ({c})")).unwrap_or_default())]
+    IncompleteResponse {
+        action: &'static str,
+        missing: &'static str,
+        /// What the answer was about, e.g. `user alice`.
+        context: Option<String>,
+    },
+
     #[error("the invocation deadline was reached during {phase}; no result is trustworthy. Raise the function timeout or run again")]
     Deadline { phase: &'static str },
 
@@ -112,7 +123,10 @@ impl Error {
             } => "Keywatch.Timeout",
             Error::Aws { .. } => "Keywatch.AwsError",
             Error::ReportNotReady { .. } => "Keywatch.ReportNotReady",
-            Error::ReportMalformed { .. } => "Keywatch.ReportMalformed",
+            Error::ReportMalformed { .. } | Error::ReportIncomplete { .. } => {
+                "Keywatch.ReportMalformed"
+            }
+            Error::IncompleteResponse { .. } => "Keywatch.IncompleteResponse",
             Error::Deadline { .. } => "Keywatch.Deadline",
             Error::NoTopic => "Keywatch.NoTopic",
             Error::Publish { .. } => "Keywatch.PublishFailed",

@@ -69,7 +69,6 @@ impl<S: Sink> Keywatch<S> {
             (Some(sink), false) => Some(sink),
             (None, false) => return Err(Error::NoTopic),
         };
-        let checked_at = OffsetDateTime::now_utc();
         let grace_period_hours = invocation
             .grace_period_hours
             .unwrap_or(self.settings.grace_period_hours);
@@ -97,6 +96,8 @@ impl<S: Sink> Keywatch<S> {
             )
             .await?;
         phase_ms.insert("verification", elapsed_ms(start));
+        // Taken after the live reads: a key created during the run is never younger than `now`.
+        let checked_at = OffsetDateTime::now_utc();
         let policy = Policy {
             account_id,
             now: checked_at,
@@ -164,7 +165,15 @@ impl<S: Sink> Keywatch<S> {
                 deadline.run("identifying the account", async {
                     let identity = self.clients.sts.get_caller_identity().send().await;
                     let identity = identity.map_err(|e| aws_error("sts:GetCallerIdentity", e))?;
-                    Ok(identity.account.unwrap_or_default())
+                    // An error is not cached: the next invocation asks again.
+                    identity
+                        .account
+                        .filter(|account| !account.is_empty())
+                        .ok_or(Error::IncompleteResponse {
+                            action: "sts:GetCallerIdentity",
+                            missing: "an account ID",
+                            context: None,
+                        })
                 })
             })
             .await?;

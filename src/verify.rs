@@ -61,18 +61,23 @@ async fn verify_one(
         &exemptions.tag_key,
         reportable && exemptions.pattern_for(&user.identity()).is_none(),
     ) {
-        (Some(tag_key), true) => exempt_tag(iam, &user.name, tag_key).await?,
+        (Some(tag_key), true) => match exempt_tag(iam, &user.name, tag_key).await? {
+            Tags::Read(tag) => tag,
+            // Deleted since it was listed: a user that no longer exists is never reported.
+            Tags::UserGone => return Ok(None),
+        },
         _ => None,
     };
     Ok(Some(VerifiedUser { user, exempt_tag }))
 }
 
+enum Tags {
+    Read(Option<(String, String)>),
+    UserGone,
+}
+
 /// The user's exemption tag as (key, value), matched case-insensitively like IAM matches tag keys.
-async fn exempt_tag(
-    iam: &IamClient,
-    user_name: &str,
-    tag_key: &str,
-) -> Result<Option<(String, String)>> {
+async fn exempt_tag(iam: &IamClient, user_name: &str, tag_key: &str) -> Result<Tags> {
     let tags: Vec<_> = match iam
         .list_user_tags()
         .user_name(user_name)
@@ -83,13 +88,14 @@ async fn exempt_tag(
         .await
     {
         Ok(tags) => tags,
-        Err(e) if error_code(&e) == Some("NoSuchEntity") => return Ok(None),
+        Err(e) if error_code(&e) == Some("NoSuchEntity") => return Ok(Tags::UserGone),
         Err(e) => return Err(aws_error("iam:ListUserTags", e)),
     };
-    Ok(tags
-        .into_iter()
-        .find(|t| t.key.eq_ignore_ascii_case(tag_key))
-        .map(|t| (t.key, t.value)))
+    Ok(Tags::Read(
+        tags.into_iter()
+            .find(|t| t.key.eq_ignore_ascii_case(tag_key))
+            .map(|t| (t.key, t.value)),
+    ))
 }
 
 /// (creation, last use) of the keys the report saw used. Such a key stays used, so it needs no live last-use

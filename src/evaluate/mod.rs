@@ -1,10 +1,13 @@
 //! Pure evaluation: which keys break a rule, and whether each is a finding, still in its grace period, or
 //! exempt. No I/O here; everything is a function of the data, `now` and the settings.
 
+pub mod exemption;
 pub mod never_used_key;
 
 use serde::Serialize;
-use time::{Duration, OffsetDateTime};
+use time::{Date, Duration, OffsetDateTime};
+
+use exemption::{read_tag, TagExemption};
 
 use crate::config::Exemptions;
 use crate::inventory::{Freshness, Inventory, InventoryUser};
@@ -27,17 +30,22 @@ pub fn broken_rule(user: &UserSnapshot, key: &KeySnapshot) -> Option<&'static dy
     RULES.iter().copied().find(|rule| rule.matches(user, key))
 }
 
-/// Users worth a live look: any key breaks a rule in the report, or the report does not know the user yet.
+/// Users worth a live look. The report may be hours old: a password added or a key reactivated since would
+/// turn any never-used key into a finding, so every report row with a never-used key in any slot, Active or
+/// not, with or without a password, is looked at, and so is every user the report does not list. Live data is
+/// already fresh: only its rule-breaking users.
 pub fn candidates(inventory: &Inventory) -> Vec<&InventoryUser> {
     inventory
         .users
         .iter()
-        .filter(|u| {
-            u.freshness == Freshness::Unreported
-                || u.user
-                    .keys
-                    .iter()
-                    .any(|key| broken_rule(&u.user, key).is_some())
+        .filter(|u| match u.freshness {
+            Freshness::Unreported => true,
+            Freshness::Report => u.user.keys.iter().any(|key| key.last_used.is_none()),
+            Freshness::Live => u
+                .user
+                .keys
+                .iter()
+                .any(|key| broken_rule(&u.user, key).is_some()),
         })
         .collect()
 }
@@ -65,7 +73,12 @@ pub struct Finding {
     #[serde(with = "time::serde::rfc3339::option")]
     pub password_last_used: Option<OffsetDateTime>,
     pub created_at_user_setup: bool,
+    /// The last day (UTC) of the user's exemption tag, when that day has passed: the key is a finding again.
+    #[serde(with = "day::option")]
+    pub exemption_expired_on: Option<Date>,
 }
+
+time::serde::format_description!(day, Date, "[year]-[month]-[day]");
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Pending {
@@ -105,16 +118,19 @@ pub fn classify(users: &[VerifiedUser], policy: &Policy) -> Evaluation {
     let mut evaluation = Evaluation::default();
     for verified in users {
         let user = &verified.user;
-        let exemption = policy
+        let pattern = policy
             .exemptions
             .pattern_for(&user.identity())
-            .map(|pattern| format!("user matches EXEMPT_USERS pattern {pattern:?}"))
-            .or_else(|| {
-                verified
-                    .exempt_tag
-                    .as_ref()
-                    .map(|(key, value)| format!("user has tag {key}={value:?}"))
-            });
+            .map(|pattern| format!("user matches EXEMPT_USERS pattern {pattern:?}"));
+        let tag = verified
+            .exempt_tag
+            .as_ref()
+            .map(|(key, value)| read_tag(key, value, policy.now));
+        let (exemption, exemption_expired_on) = match (pattern, tag) {
+            (Some(reason), _) | (None, Some(TagExemption::Exempt(reason))) => (Some(reason), None),
+            (None, Some(TagExemption::Expired { on })) => (None, Some(on)),
+            (None, Some(TagExemption::NotExempt) | None) => (None, None),
+        };
         for key in &user.keys {
             let (Some(rule), Some(key_id)) = (broken_rule(user, key), key.id.as_deref()) else {
                 continue;
@@ -134,9 +150,12 @@ pub fn classify(users: &[VerifiedUser], policy: &Policy) -> Evaluation {
                 created_at_user_setup: key
                     .created
                     .is_some_and(|c| (c - user.created).abs() <= USER_SETUP_WINDOW),
+                exemption_expired_on,
             };
+            // Grace 0 is strict: no key is pending, even one created while the run was going.
             let grace_ends = key
                 .created
+                .filter(|_| policy.grace_period_hours > 0)
                 .map(|c| c + Duration::hours(policy.grace_period_hours.into()));
             if let Some(reason) = &exemption {
                 evaluation.exempted.push(Exempted {
@@ -316,6 +335,65 @@ mod tests {
                 vec![("K1", Class::Exempted)],
             ),
             (
+                "grace 0: a key created during the run is a finding, not pending",
+                user(
+                    "a",
+                    "/",
+                    true,
+                    vec![key("K1", true, NOW + Duration::seconds(1), None)],
+                ),
+                None,
+                0,
+                vec![("K1", Class::Finding)],
+            ),
+            (
+                "grace 24: a key created during the run is pending",
+                user(
+                    "a",
+                    "/",
+                    true,
+                    vec![key("K1", true, NOW + Duration::seconds(1), None)],
+                ),
+                None,
+                24,
+                vec![("K1", Class::Pending)],
+            ),
+            (
+                "exempt by name ignores case",
+                user("SVC-CI", "/", true, vec![key("K1", true, setup, None)]),
+                None,
+                0,
+                vec![("K1", Class::Exempted)],
+            ),
+            (
+                "tag with an empty value exempts",
+                user("a", "/", true, vec![key("K1", true, setup, None)]),
+                Some(("keywatch:exempt".into(), "".into())),
+                0,
+                vec![("K1", Class::Exempted)],
+            ),
+            (
+                "tag false does not exempt",
+                user("a", "/", true, vec![key("K1", true, setup, None)]),
+                Some(("keywatch:exempt".into(), "False".into())),
+                0,
+                vec![("K1", Class::Finding)],
+            ),
+            (
+                "tag dated today exempts",
+                user("a", "/", true, vec![key("K1", true, setup, None)]),
+                Some(("keywatch:exempt".into(), "2026-11-29".into())),
+                0,
+                vec![("K1", Class::Exempted)],
+            ),
+            (
+                "tag dated yesterday has expired",
+                user("a", "/", true, vec![key("K1", true, setup, None)]),
+                Some(("keywatch:exempt".into(), "2026-11-28".into())),
+                0,
+                vec![("K1", Class::Finding)],
+            ),
+            (
                 "exempt by tag beats grace",
                 user("a", "/", true, vec![key("K1", true, recent, None)]),
                 Some(("keywatch:exempt".into(), "break-glass".into())),
@@ -405,6 +483,29 @@ mod tests {
         );
         assert!(!second.created_at_user_setup, "11 minutes is not");
         assert_eq!(first.key_age_days, Some(28));
+        assert_eq!(first.exemption_expired_on, None);
+    }
+
+    #[test]
+    fn an_expired_exemption_is_named_in_the_finding() {
+        let exemptions = Exemptions::new(&[], Some("keywatch:exempt")).unwrap();
+        let policy = Policy {
+            account_id: "123456789012",
+            now: NOW,
+            grace_period_hours: 0,
+            exemptions: &exemptions,
+        };
+        let verified = VerifiedUser {
+            user: user("a", "/", true, vec![key("K1", true, USER_CREATED, None)]),
+            exempt_tag: Some(("keywatch:exempt".into(), "2026-11-01".into())),
+        };
+        let evaluation = classify(&[verified], &policy);
+        assert_eq!(
+            evaluation.findings[0].exemption_expired_on,
+            Some(time::macros::date!(2026 - 11 - 01))
+        );
+        let json = serde_json::to_value(&evaluation.findings[0]).unwrap();
+        assert_eq!(json["exemption_expired_on"], "2026-11-01");
     }
 
     #[test]
@@ -420,23 +521,64 @@ mod tests {
             created: Some(USER_CREATED),
             last_used,
         };
-        let inventory = Inventory {
-            report_generated_at: None,
-            phase_ms: vec![],
-            users: vec![
+        let live = |u: UserSnapshot| InventoryUser {
+            user: u,
+            freshness: Freshness::Live,
+        };
+        // (user, candidate?)
+        let cases = [
+            (
                 reported(user("hit", "/", true, vec![report_key(true, None)])),
+                true,
+            ),
+            (
                 reported(user("used", "/", true, vec![report_key(true, Some(NOW))])),
+                false,
+            ),
+            // A password may have been added since the report.
+            (
                 reported(user("nopw", "/", false, vec![report_key(true, None)])),
+                true,
+            ),
+            // The key may have been reactivated since the report.
+            (
+                reported(user("inactive", "/", true, vec![report_key(false, None)])),
+                true,
+            ),
+            (
+                reported(user(
+                    "one-of-two",
+                    "/",
+                    false,
+                    vec![report_key(true, Some(NOW)), report_key(false, None)],
+                )),
+                true,
+            ),
+            (reported(user("nokeys", "/", true, vec![])), false),
+            (
                 InventoryUser {
                     user: user("new", "/", false, vec![]),
                     freshness: Freshness::Unreported,
                 },
-            ],
-        };
-        let names: Vec<&str> = candidates(&inventory)
-            .iter()
-            .map(|u| u.user.name.as_str())
-            .collect();
-        assert_eq!(names, ["hit", "new"]);
+                true,
+            ),
+            (
+                live(user("live-hit", "/", true, vec![report_key(true, None)])),
+                true,
+            ),
+            (
+                live(user("live-nopw", "/", false, vec![report_key(true, None)])),
+                false,
+            ),
+        ];
+        for (inventory_user, expected) in cases {
+            let name = inventory_user.user.name.clone();
+            let inventory = Inventory {
+                report_generated_at: None,
+                phase_ms: vec![],
+                users: vec![inventory_user],
+            };
+            assert_eq!(candidates(&inventory).len() == 1, expected, "{name}");
+        }
     }
 }

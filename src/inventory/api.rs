@@ -9,7 +9,7 @@ use futures_util::{StreamExt, TryStreamExt};
 use super::{elapsed_ms, list_users, Freshness, Inventory, InventoryUser};
 use crate::aws::{aws_error, error_code};
 use crate::deadline::Deadline;
-use crate::error::Result;
+use crate::error::{Error, Result};
 use time::OffsetDateTime;
 
 use crate::model::{from_smithy, KeySnapshot, UserIdentity, UserSnapshot};
@@ -80,8 +80,13 @@ pub async fn live_snapshot(
     let mut keys = Vec::with_capacity(listed.len());
     for key in listed {
         let active = is_active(&key);
-        let Some(id) = key.access_key_id else {
-            continue;
+        let Some(id) = key.access_key_id.filter(|id| !id.is_empty()) else {
+            // A key we cannot name could be the finding; never skip it silently.
+            return Err(Error::IncompleteResponse {
+                action: "iam:ListAccessKeys",
+                missing: "an AccessKeyId",
+                context: Some(format!("a key of user {}", identity.name)),
+            });
         };
         // Last use only matters for an active key of a console user; other keys cannot break the rule.
         let created = key.create_date.as_ref().and_then(from_smithy);

@@ -32,7 +32,7 @@ pub async fn collect(iam: &IamClient, deadline: &Deadline) -> Result<Inventory> 
     let start = Instant::now();
     let listed = deadline.run("ListUsers", list_users(iam)).await?;
     Ok(Inventory {
-        report_generated_at: generated_at,
+        report_generated_at: Some(generated_at),
         users: merge(reported, listed),
         phase_ms: vec![
             ("report_generation", generation_ms),
@@ -44,7 +44,7 @@ pub async fn collect(iam: &IamClient, deadline: &Deadline) -> Result<Inventory> 
 
 /// Generates the report if needed and downloads it, polling with bounded exponential backoff. Throttling is
 /// retried by the SDK; the states IAM reports as errors (`LimitExceeded`, `ReportInProgress`, ...) here.
-async fn fetch(iam: &IamClient, deadline: &Deadline) -> Result<(Vec<u8>, Option<OffsetDateTime>)> {
+async fn fetch(iam: &IamClient, deadline: &Deadline) -> Result<(Vec<u8>, OffsetDateTime)> {
     let mut wait = FIRST_POLL;
     let mut attempts = 0;
     let mut last_state;
@@ -54,11 +54,18 @@ async fn fetch(iam: &IamClient, deadline: &Deadline) -> Result<(Vec<u8>, Option<
             Ok(out) if out.state == Some(ReportStateType::Complete) => {
                 match iam.get_credential_report().send().await {
                     Ok(report) => {
-                        let generated_at = report.generated_time.as_ref().and_then(from_smithy);
+                        // Without its time, staleness cannot be judged; without a body, nothing was read.
+                        let generated_at =
+                            report.generated_time.as_ref().and_then(from_smithy).ok_or(
+                                Error::ReportIncomplete {
+                                    missing: "GeneratedTime",
+                                },
+                            )?;
                         let content = report
                             .content
                             .map(|blob| blob.into_inner())
-                            .unwrap_or_default();
+                            .filter(|content| !content.is_empty())
+                            .ok_or(Error::ReportIncomplete { missing: "Content" })?;
                         return Ok((content, generated_at));
                     }
                     // The report vanished or aged out between the two calls: generate it again.
@@ -269,7 +276,11 @@ pub fn merge(reported: Vec<UserSnapshot>, listed: Vec<UserIdentity>) -> Vec<Inve
         .into_iter()
         .map(|identity| match by_arn.remove(&identity.arn) {
             // The report stores whole seconds; a later creation time means the name was re-used.
-            Some(user) if identity.created.unix_timestamp() <= user.created.unix_timestamp() => {
+            Some(mut user)
+                if identity.created.unix_timestamp() <= user.created.unix_timestamp() =>
+            {
+                // ListUsers is live; the report may be hours old.
+                user.password_last_used = identity.password_last_used.or(user.password_last_used);
                 InventoryUser {
                     user,
                     freshness: Freshness::Report,
@@ -419,6 +430,8 @@ mod tests {
         let users = parse(FIXTURE.as_bytes()).unwrap();
         let identity = |u: &UserSnapshot| u.identity();
         let alice = by_name(&users, "alice");
+        let mut signed_in_alice = identity(&alice);
+        signed_in_alice.password_last_used = Some(datetime!(2026-11-29 14:00:00 UTC));
         let mut recreated_bob = identity(&by_name(&users, "bob"));
         recreated_bob.created = datetime!(2026-11-29 12:00:00 UTC);
         let newcomer = UserIdentity {
@@ -430,7 +443,19 @@ mod tests {
         };
         let merged = merge(
             users.clone(),
-            vec![identity(&alice), recreated_bob, newcomer],
+            vec![signed_in_alice, recreated_bob, newcomer],
+        );
+        assert_eq!(
+            merged[0].user.password_last_used,
+            Some(datetime!(2026-11-29 14:00:00 UTC)),
+            "ListUsers is fresher than the report"
+        );
+        let mut remembered = by_name(&users, "alice");
+        remembered.password_last_used = Some(datetime!(2026-11-02 00:00:00 UTC));
+        let kept = merge(vec![remembered.clone()], vec![identity(&alice)]);
+        assert_eq!(
+            kept[0].user.password_last_used, remembered.password_last_used,
+            "without a ListUsers value the report's stays"
         );
         let freshness: Vec<(&str, Freshness)> = merged
             .iter()
@@ -504,11 +529,10 @@ mod properties {
             prop_assert_eq!(users.len(), rows.len());
             for (user, (_, password, slots)) in users.iter().zip(&rows) {
                 prop_assert_eq!(user.password_enabled, *password);
-                // Every slot has a rotation date, so every slot holds a key.
-                for (key, (active, used)) in user.keys.iter().zip(slots) {
-                    prop_assert_eq!(key.active, *active);
-                    prop_assert_eq!(key.last_used.is_some(), *used);
-                }
+                // Every slot has a rotation date, so every slot holds a key; the whole list is compared.
+                let keys: Vec<(bool, bool)> =
+                    user.keys.iter().map(|k| (k.active, k.last_used.is_some())).collect();
+                prop_assert_eq!(keys, slots.to_vec());
             }
         }
     }

@@ -9,7 +9,7 @@ use time::OffsetDateTime;
 
 use crate::aws::aws_error;
 use crate::deadline::Deadline;
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::model::{from_smithy, path_from_arn, UserIdentity, UserSnapshot};
 
 /// Where the inventory comes from (`INVENTORY_SOURCE`, or `inventory_source` in a manual event).
@@ -84,20 +84,33 @@ impl Inventory {
     }
 }
 
-/// Every IAM user, through the SDK paginator.
+/// IAM's largest ListUsers page; without `MaxItems` it answers 100 users a page.
+pub const LIST_USERS_PAGE: i32 = 1_000;
+
+/// Every IAM user, through the SDK paginator, in IAM's largest pages: ⌈users / 1,000⌉ calls.
 pub async fn list_users(iam: &IamClient) -> Result<Vec<UserIdentity>> {
     let mut users = Vec::new();
-    let mut pages = iam.list_users().into_paginator().send();
+    let mut pages = iam
+        .list_users()
+        .max_items(LIST_USERS_PAGE)
+        .into_paginator()
+        .send();
     while let Some(page) = pages.next().await {
         let page = page.map_err(|e| aws_error("iam:ListUsers", e))?;
         for user in page.users {
+            let created =
+                from_smithy(&user.create_date).ok_or_else(|| Error::IncompleteResponse {
+                    action: "iam:ListUsers",
+                    missing: "a valid CreateDate",
+                    context: Some(format!("user {}", user.user_name)),
+                })?;
             users.push(UserIdentity {
                 path: if user.path.is_empty() {
                     path_from_arn(&user.arn)
                 } else {
                     user.path
                 },
-                created: from_smithy(&user.create_date).unwrap_or(OffsetDateTime::UNIX_EPOCH),
+                created,
                 password_last_used: user.password_last_used.as_ref().and_then(from_smithy),
                 name: user.user_name,
                 arn: user.arn,
@@ -129,7 +142,7 @@ mod tests {
     #[tokio::test]
     async fn list_users_follows_every_page() {
         let first = mock!(aws_sdk_iam::Client::list_users)
-            .match_requests(|req| req.marker().is_none())
+            .match_requests(|req| req.marker().is_none() && req.max_items() == Some(1_000))
             .then_output(|| {
                 ListUsersOutput::builder()
                     .users(user("a"))
@@ -140,7 +153,7 @@ mod tests {
                     .expect("users set")
             });
         let second = mock!(aws_sdk_iam::Client::list_users)
-            .match_requests(|req| req.marker() == Some("page-2"))
+            .match_requests(|req| req.marker() == Some("page-2") && req.max_items() == Some(1_000))
             .then_output(|| {
                 ListUsersOutput::builder()
                     .users(user("c"))

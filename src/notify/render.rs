@@ -204,9 +204,13 @@ fn write_finding(out: &mut String, finding: &Finding, _account_id: &str) {
     } else {
         "no"
     };
+    let expired = finding
+        .exemption_expired_on
+        .map(|day| format!("  exemption expired after {day}"))
+        .unwrap_or_default();
     let _ = writeln!(
         out,
-        "- {user}  key {key}  {age}  created at user setup: {setup}\n    aws iam delete-access-key --user-name {quoted} --access-key-id {key}",
+        "- {user}  key {key}  {age}  created at user setup: {setup}{expired}\n    aws iam delete-access-key --user-name {quoted} --access-key-id {key}",
         user = finding.user_name,
         key = finding.access_key_id,
         quoted = shell_quote(&finding.user_name),
@@ -310,6 +314,7 @@ mod tests {
             user_created: datetime!(2026-11-01 09:00 UTC),
             password_last_used: None,
             created_at_user_setup: true,
+            exemption_expired_on: None,
         }
     }
 
@@ -321,10 +326,11 @@ mod tests {
 
     #[test]
     fn two_findings_in_one_part() {
-        let report = report_with(vec![
-            finding("frank", "AKIAFRANK1"),
-            finding("frank", "AKIAFRANK2"),
-        ]);
+        let expired = Finding {
+            exemption_expired_on: Some(time::macros::date!(2026 - 11 - 01)),
+            ..finding("frank", "AKIAFRANK2")
+        };
+        let report = report_with(vec![finding("frank", "AKIAFRANK1"), expired]);
         let parts = render_parts(&report).unwrap();
         assert_eq!(parts.len(), 1);
         assert_eq!(
@@ -340,6 +346,7 @@ mod tests {
             "AKIAFRANK2",
             "28 days old",
             "created at user setup: yes",
+            "AKIAFRANK2  28 days old  created at user setup: yes  exemption expired after 2026-11-01",
             "aws iam delete-access-key --user-name frank --access-key-id AKIAFRANK1",
             "--status Inactive",
             "control 1.11",

@@ -51,6 +51,11 @@ pub enum Fault {
     ResetAfterForward,
     /// GetCredentialReport answered with the first report this proxy forwarded: a report older than the keys.
     StaleReport,
+    /// 404 `NoSuchEntity`: the user (or key) was deleted since it was listed.
+    NoSuchEntity,
+    /// Forwarded, and the answer's element of this name is renamed so the SDK cannot see it: a response that
+    /// lacks a field (`GeneratedTime`, `Content`, `AccessKeyId`, `Account`).
+    Strip(&'static str),
 }
 
 impl Fault {
@@ -89,6 +94,12 @@ impl Fault {
                 "Credential report not present",
             ),
             Fault::ReportExpired => (410, "Sender", "ReportExpired", "Credential report expired"),
+            Fault::NoSuchEntity => (
+                404,
+                "Sender",
+                "NoSuchEntity",
+                "The user with name alice cannot be found.",
+            ),
             Fault::AccessDenied => (
                 403,
                 "Sender",
@@ -175,6 +186,8 @@ struct State {
     log: Mutex<Vec<Seen>>,
     /// The first successful GetCredentialReport response, for [`Fault::StaleReport`].
     first_report: Mutex<Option<(StatusCode, HeaderMap, Bytes)>>,
+    /// Page moto's ListUsers answer as IAM does (see [`Proxy::page_list_users`]).
+    page_list_users: AtomicBool,
 }
 
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -207,6 +220,7 @@ impl Proxy {
             rng: Mutex::new(fastrand::Rng::with_seed(0)),
             log: Mutex::new(Vec::new()),
             first_report: Mutex::new(None),
+            page_list_users: AtomicBool::new(false),
         });
         let (stop, stopped) = oneshot::channel();
         let served = state.clone();
@@ -240,6 +254,18 @@ impl Proxy {
     /// Removes every rule: requests are forwarded untouched again.
     pub fn clear(&self) {
         lock(&self.state.rules).clear();
+    }
+
+    /// From now on, ListUsers answers in pages as IAM does: `MaxItems` users (default 100, at most 1,000) from
+    /// `Marker` on, with `IsTruncated` and the next `Marker`. moto itself always answers with every user.
+    pub fn page_list_users(&self) {
+        self.state.page_list_users.store(true, Ordering::SeqCst);
+    }
+
+    /// Forgets the recorded credential report: the next successful GetCredentialReport is the one
+    /// [`Fault::StaleReport`] replays.
+    pub fn forget_report(&self) {
+        *lock(&self.state.first_report) = None;
     }
 
     /// Reseeds the RNG that rules with a rate draw from.
@@ -412,7 +438,89 @@ async fn handle(state: Arc<State>, reset: Arc<AtomicBool>, request: Request<Inco
         reset.store(true, Ordering::SeqCst);
         return Err(ResetConnection);
     }
+    let body = match fault {
+        Some(Fault::Strip(element)) => strip(&body, element),
+        _ => body,
+    };
+    let body = if action == "iam:ListUsers"
+        && status == StatusCode::OK
+        && state.page_list_users.load(Ordering::SeqCst)
+    {
+        page_users(&body, &form).unwrap_or(body)
+    } else {
+        body
+    };
     Ok(response(status, headers, body))
+}
+
+/// Renames every `<element>` so the SDK's parser skips it as an unknown field.
+fn strip(body: &[u8], element: &str) -> Bytes {
+    let text = String::from_utf8_lossy(body)
+        .replace(&format!("<{element}>"), "<KeywatchTestStripped>")
+        .replace(&format!("</{element}>"), "</KeywatchTestStripped>");
+    Bytes::from(text)
+}
+
+/// IAM's defaults for ListUsers: 100 users a page unless `MaxItems` asks for more, and never more than 1,000.
+const IAM_DEFAULT_PAGE: usize = 100;
+const IAM_MAX_PAGE: usize = 1_000;
+const MARKER_PREFIX: &str = "keywatch-test-page-";
+
+/// One IAM-sized page of moto's full ListUsers answer; `None` if the XML is not the shape expected.
+fn page_users(body: &[u8], form: &[(String, String)]) -> Option<Bytes> {
+    let xml = std::str::from_utf8(body).ok()?;
+    let param = |name: &str| {
+        form.iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
+    };
+    let size = param("MaxItems")
+        .and_then(|v| v.parse::<usize>().ok())
+        .unwrap_or(IAM_DEFAULT_PAGE)
+        .clamp(1, IAM_MAX_PAGE);
+    let from = match param("Marker") {
+        None => 0,
+        Some(marker) => marker.strip_prefix(MARKER_PREFIX)?.parse().ok()?,
+    };
+    let (head, rest) = xml.split_once("<Users>")?;
+    let (users, tail) = rest.split_once("</Users>")?;
+    let members = top_level_members(users);
+    let page: String = members.iter().skip(from).take(size).copied().collect();
+    let next = from + size;
+    let truncation = if next < members.len() {
+        format!("<IsTruncated>true</IsTruncated><Marker>{MARKER_PREFIX}{next}</Marker>")
+    } else {
+        "<IsTruncated>false</IsTruncated>".to_string()
+    };
+    let tail = tail
+        .replacen("<IsTruncated>false</IsTruncated>", &truncation, 1)
+        .replacen("<IsTruncated>true</IsTruncated>", &truncation, 1);
+    Some(Bytes::from(format!("{head}<Users>{page}</Users>{tail}")))
+}
+
+/// The `<member>...</member>` elements directly inside a list, with nested members (tags) kept inside.
+fn top_level_members(list: &str) -> Vec<&str> {
+    let mut members = Vec::new();
+    let (mut depth, mut start, mut at) = (0usize, 0usize, 0usize);
+    while at < list.len() {
+        let rest = &list[at..];
+        if rest.starts_with("<member>") {
+            if depth == 0 {
+                start = at;
+            }
+            depth += 1;
+            at += "<member>".len();
+        } else if rest.starts_with("</member>") {
+            depth = depth.saturating_sub(1);
+            at += "</member>".len();
+            if depth == 0 {
+                members.push(&list[start..at]);
+            }
+        } else {
+            at += rest.chars().next().map_or(1, char::len_utf8);
+        }
+    }
+    members
 }
 
 fn choose_fault(state: &State, action: &str, form: &[(String, String)]) -> Option<Fault> {
