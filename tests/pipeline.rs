@@ -4,7 +4,6 @@
 mod support;
 
 use keywatch::event::Invocation;
-use keywatch::notify::render::render_parts;
 use keywatch::permissions;
 use keywatch::report::Report;
 use support::{run, settings, Account, Moto};
@@ -141,17 +140,23 @@ async fn a_key_the_report_saw_used_needs_no_live_lookup() {
     assert_eq!(calls.get("iam:GetAccessKeyLastUsed"), Some(&1));
 }
 
+/// The email subscriber's text is read from what SNS accepted, not rendered again here.
 #[tokio::test]
 async fn two_unused_keys_give_two_findings_and_the_email_lists_both() {
-    let mut ids = Vec::new();
-    let (report, delivered) = scan(&[], |a| async {
-        a.console_user("frank").await;
-        ids.push(a.key("frank").await.id);
-        ids.push(a.key("frank").await.id);
-        a
-    })
-    .await;
+    let moto = Moto::start();
+    let a = moto.account().await;
+    a.console_user("frank").await;
+    let ids = [a.key("frank").await.id, a.key("frank").await.id];
+    let (topic, queue) = a.topic_with_queue().await;
+    let vars = [
+        ("FINDINGS_TOPIC_ARN", topic.as_str()),
+        ("AWS_REGION", "us-east-1"),
+    ];
+    let report = run(&moto, settings(&vars), SCHEDULED)
+        .await
+        .expect("the run succeeds");
     assert_eq!(report.findings.len(), 2);
+    let delivered = a.delivered(&queue).await;
     assert_eq!(delivered.len(), 1, "both findings in one message");
     let delivered_ids: Vec<&str> = delivered[0].1["findings"]
         .as_array()
@@ -159,16 +164,22 @@ async fn two_unused_keys_give_two_findings_and_the_email_lists_both() {
         .iter()
         .map(|f| f["access_key_id"].as_str().unwrap())
         .collect();
-    let parts = render_parts(&report).unwrap();
-    let envelope: serde_json::Value = serde_json::from_str(&parts[0].message).unwrap();
-    let email = envelope["email"].as_str().unwrap();
+    let emails = moto.published_emails(&topic);
+    let [(subject, email)] = &emails[..] else {
+        panic!("one message published, got {emails:?}")
+    };
+    assert_eq!(
+        subject,
+        "keywatch: 2 never-used access keys on console users in 123456789012"
+    );
     for id in &ids {
         assert!(
             delivered_ids.contains(&id.as_str()),
             "SQS subscriber gets {id}"
         );
         assert!(
-            email.contains(&format!("--access-key-id {id}")),
+            email.contains(&format!("- frank  key {id}"))
+                && email.contains(&format!("--access-key-id {id}")),
             "email lists {id}:\n{email}"
         );
     }
@@ -223,21 +234,23 @@ async fn user_under_a_path_is_reported() {
 #[tokio::test]
 async fn exempt_tag_and_name_pattern_are_exempted_not_alerted() {
     let (report, delivered) = scan(&[("EXEMPT_USERS", "svc-*")], |a| async {
-        a.user_at(
-            "ivy",
-            "/",
-            &[("keywatch:exempt", "break-glass account, ticket SEC-42")],
-        )
-        .await;
-        a.password("ivy").await;
-        a.key("ivy").await;
-        a.console_user("svc-deploy").await;
-        a.key("svc-deploy").await;
+        for (user, tag) in [
+            ("ivy", "break-glass account, ticket SEC-42"),
+            ("kim", "FALSE"),
+            ("lee", "2000-01-31"),
+            ("max", "2999-12-31"),
+        ] {
+            a.user_at(user, "/", &[("keywatch:exempt", tag)]).await;
+            a.password(user).await;
+            a.key(user).await;
+        }
+        for user in ["svc-deploy", "SVC-Upload"] {
+            a.console_user(user).await;
+            a.key(user).await;
+        }
         a
     })
     .await;
-    assert!(report.findings.is_empty());
-    assert!(delivered.is_empty(), "exempted keys are not alerted");
     let mut reasons: Vec<(&str, &str)> = report
         .exempted
         .iter()
@@ -247,12 +260,49 @@ async fn exempt_tag_and_name_pattern_are_exempted_not_alerted() {
     assert_eq!(
         reasons,
         [
+            ("SVC-Upload", "user matches EXEMPT_USERS pattern \"svc-*\""),
             (
                 "ivy",
                 "user has tag keywatch:exempt=\"break-glass account, ticket SEC-42\""
             ),
+            (
+                "max",
+                "user has tag keywatch:exempt=\"2999-12-31\": exempt through 2999-12-31 (UTC)"
+            ),
             ("svc-deploy", "user matches EXEMPT_USERS pattern \"svc-*\""),
         ]
+    );
+    // `false` exempts nothing; a date that has passed is a finding again, and says when it ran out.
+    let findings: Vec<(&str, Option<String>)> = report
+        .findings
+        .iter()
+        .map(|f| {
+            (
+                f.user_name.as_str(),
+                f.exemption_expired_on.map(|d| d.to_string()),
+            )
+        })
+        .collect();
+    assert_eq!(
+        findings,
+        [("kim", None), ("lee", Some("2000-01-31".to_string()))]
+    );
+    let [(_, document)] = &delivered[..] else {
+        panic!("one alert: {delivered:?}")
+    };
+    let alerted: Vec<(&str, &serde_json::Value)> = document["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| (f["user_name"].as_str().unwrap(), &f["exemption_expired_on"]))
+        .collect();
+    assert_eq!(
+        alerted,
+        [
+            ("kim", &serde_json::Value::Null),
+            ("lee", &serde_json::json!("2000-01-31"))
+        ],
+        "exempted keys are not alerted"
     );
 }
 

@@ -38,35 +38,92 @@ pub fn venv_tool(name: &str) -> PathBuf {
 /// A moto server on a free loopback port, killed when dropped.
 pub struct Moto {
     child: Child,
+    log: PathBuf,
     pub endpoint: String,
     pub port: u16,
 }
 
+/// How long moto may take to answer its first request (it imports every service first).
+const MOTO_START_LIMIT: Duration = Duration::from_secs(30);
+
 impl Moto {
-    /// Starts moto from the project's venv. Fails (never skips) when it is not installed.
+    /// Starts moto from the project's venv. Fails (never skips) when it is not installed, and fails fast,
+    /// printing moto's own log, when the server exits or never answers.
     pub fn start() -> Moto {
         let server = venv_tool("moto_server");
         let port = free_port();
+        let (log, log_path) = log_file(&format!("moto-{port}"));
         let child = Command::new(&server)
             .args(["-H", "127.0.0.1", "-p", &port.to_string()])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
+            .stdout(log.try_clone().expect("log file handle"))
+            .stderr(log)
             .spawn()
             .unwrap_or_else(|e| panic!("cannot start {}: {e}; {INSTALL_HINT}", server.display()));
-        let moto = Moto {
+        let mut moto = Moto {
             child,
+            log: log_path,
             endpoint: format!("http://127.0.0.1:{port}"),
             port,
         };
         let started = Instant::now();
         while http(port, "GET", "/moto-api/", "").map(|(status, _)| status) != Some(200) {
-            assert!(
-                started.elapsed() < Duration::from_secs(30),
-                "moto did not answer on port {port} within 30 s"
-            );
+            if let Ok(Some(status)) = moto.child.try_wait() {
+                panic!(
+                    "moto_server exited with {status} before answering on port {port}; its log:\n{}",
+                    moto.log_text()
+                );
+            }
+            if started.elapsed() > MOTO_START_LIMIT {
+                panic!(
+                    "moto_server did not answer on port {port} within {MOTO_START_LIMIT:?}; its log:\n{}",
+                    moto.log_text()
+                );
+            }
             std::thread::sleep(Duration::from_millis(100));
         }
         moto
+    }
+
+    fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log)
+            .unwrap_or_else(|e| format!("(cannot read {}: {e})", self.log.display()))
+    }
+
+    /// What SNS accepted on `topic_arn`, read from moto's model dump: (subject, the `email` text an email
+    /// subscriber receives). moto delivers nothing by email, so this is the delivered message itself.
+    pub fn published_emails(&self, topic_arn: &str) -> Vec<(String, String)> {
+        let (status, body) = http_with_timeout(
+            self.port,
+            "GET",
+            "/moto-api/data.json",
+            "",
+            Duration::from_secs(30),
+        )
+        .expect("moto answers /moto-api/data.json");
+        assert_eq!(status, 200, "{body}");
+        let data: Value = serde_json::from_str(&body).expect("data.json is JSON");
+        let topics = data["sns"]["Topic"].as_array().cloned().unwrap_or_default();
+        let topic = topics
+            .iter()
+            .find(|t| t["arn"] == topic_arn)
+            .unwrap_or_else(|| panic!("moto has no topic {topic_arn}"));
+        topic["sent_notifications"]
+            .as_array()
+            .expect("sent_notifications")
+            .iter()
+            .map(|sent| {
+                // (message_id, message, subject, attributes, group_id)
+                let envelope: Value = serde_json::from_str(sent[1].as_str().expect("message"))
+                    .expect("a MessageStructure=json envelope");
+                (
+                    sent[2].as_str().unwrap_or("").to_string(),
+                    envelope["email"]
+                        .as_str()
+                        .expect("an email variant")
+                        .to_string(),
+                )
+            })
+            .collect()
     }
 
     /// Turns IAM authorization on (`0`: from the next request) or off (`inf`).
@@ -113,6 +170,10 @@ impl Drop for Moto {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+        // The log is kept only for a failed test.
+        if !std::thread::panicking() {
+            let _ = std::fs::remove_file(&self.log);
+        }
     }
 }
 
