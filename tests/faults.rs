@@ -1110,7 +1110,7 @@ async fn change_after_report(account: &Account, rng: &mut fastrand::Rng) {
     let users = account.iam.list_users().send().await.unwrap().users;
     for user in users {
         let name = user.user_name;
-        if rng.u8(..10) >= 4 {
+        if rng.u8(..10) >= 6 {
             continue;
         }
         let keys = account
@@ -1124,39 +1124,34 @@ async fn change_after_report(account: &Account, rng: &mut fastrand::Rng) {
         let inactive = keys
             .iter()
             .find(|k| k.status == Some(aws_sdk_iam::types::StatusType::Inactive));
-        match (rng.u8(..4), keys.first(), inactive) {
-            (0, _, _) => {
-                // Fails harmlessly when the user already has one.
-                let _ = account
-                    .iam
-                    .create_login_profile()
-                    .user_name(&name)
-                    .password("Corr3ct-Horse!")
-                    .send()
-                    .await;
-            }
-            (1, _, Some(key)) => {
-                account
-                    .iam
-                    .update_access_key()
-                    .user_name(&name)
-                    .access_key_id(key.access_key_id.clone().unwrap())
-                    .status(aws_sdk_iam::types::StatusType::Active)
-                    .send()
-                    .await
-                    .unwrap();
-            }
-            (2, Some(key), _) => {
-                account
-                    .iam
-                    .delete_access_key()
-                    .user_name(&name)
-                    .access_key_id(key.access_key_id.clone().unwrap())
-                    .send()
-                    .await
-                    .unwrap();
-            }
-            _ => {}
+        let password = account
+            .iam
+            .get_login_profile()
+            .user_name(&name)
+            .send()
+            .await
+            .is_ok();
+        if !password && rng.bool() {
+            account.password(&name).await;
+        } else if let Some(key) = inactive.filter(|_| rng.bool()) {
+            account
+                .iam
+                .update_access_key()
+                .user_name(&name)
+                .access_key_id(key.access_key_id.clone().unwrap())
+                .status(aws_sdk_iam::types::StatusType::Active)
+                .send()
+                .await
+                .unwrap();
+        } else if let Some(key) = keys.first().filter(|_| rng.u8(..4) == 0) {
+            account
+                .iam
+                .delete_access_key()
+                .user_name(&name)
+                .access_key_id(key.access_key_id.clone().unwrap())
+                .send()
+                .await
+                .unwrap();
         }
     }
     if rng.bool() {
