@@ -18,7 +18,8 @@ test: tools
 demo: tools
 	$(PY) tools/demo.py
 
-## bench: account-scale benchmark (100, 1,000 and 5,000 users; a few minutes). Writes docs/benchmarks.md.
+## bench: account-scale benchmark (100, 1,000 and 5,000 users, 3 runs of each configuration). Writes docs/benchmarks.md
+## and draws docs/benchmarks.svg. Smaller runs: BENCH_SIZES=100 BENCH_RUNS=1 make bench (also BENCH_LATENCY_MS).
 bench: tools
 	cargo build --release --locked --bin keywatch
 	cargo test --locked --test scale

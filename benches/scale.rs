@@ -1,40 +1,110 @@
-//! `make bench` (`cargo test --test scale`; not part of `cargo test`): how keywatch scales with the number of IAM users, measured, not asserted.
+//! `make bench` (`cargo test --test scale`; not part of `cargo test`): how keywatch scales with the number of IAM users,
+//! measured. It fails (after writing the document) only when keywatch's candidates or findings differ from the seed plan.
 //!
-//! For each account size it seeds moto with a realistic mix (half the users with a console password, most with
-//! one or two keys, about 5 % with a never-used key on a console user), then runs the RELEASE `keywatch` binary
-//! under a minimal Lambda Runtime API served here, once per inventory source. It records wall time, IAM calls by
-//! operation, the process's peak RSS, and the time from process start to its first Runtime API poll (cold-start
-//! init). Requests from keywatch pass through a proxy that adds a fixed latency, because moto on loopback answers
-//! far faster than IAM does, which would hide what concurrency buys. Results go to `docs/benchmarks.md`.
+//! For each account size it seeds moto once from a deterministic plan (console users and service users, Active
+//! and Inactive keys, mostly used), then runs the RELEASE `keywatch` binary under a minimal Lambda Runtime API
+//! served here, `BENCH_RUNS` times per configuration (inventory source and concurrency). The runs are dry runs
+//! signed with moto's test credentials, so they change nothing. Every request passes through the test proxy
+//! (`tests/support/proxy.rs`), which adds a fixed latency (moto on loopback answers far faster than IAM, which would
+//! hide what concurrency buys) and answers ListUsers in IAM-sized pages (moto never pages). It records wall time, IAM
+//! calls by operation, peak RSS and the time from process start to the first Runtime API poll, and compares the
+//! candidate count and call counts with what the seed plan implies. It writes `docs/benchmarks.md` and draws
+//! `docs/benchmarks.svg`; every figure and verdict in them comes from this run.
 //!
-//! Sizes: `BENCH_SIZES=100,1000,5000` (default). Latency: `BENCH_LATENCY_MS=10` (default). Binary:
-//! `BENCH_BINARY` (default `target/release/keywatch`).
+//! Sizes: `BENCH_SIZES=100,1000,5000` (default). Runs per configuration: `BENCH_RUNS=3`. Latency:
+//! `BENCH_LATENCY_MS=10`. Binary: `BENCH_BINARY` (default `target/release/keywatch`).
 
 #[path = "../tests/support/mod.rs"]
 mod support;
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
+use std::path::Path;
 use std::process::{Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use futures_util::StreamExt;
+use plotters::prelude::*;
 use serde_json::Value;
+use support::proxy::{Fault, Proxy, Rule};
 use support::{http, project_dir, Moto};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
-struct Run {
-    size: usize,
+/// One way of running keywatch, and the largest account it is run on.
+struct Config {
     source: &'static str,
     concurrency: usize,
+    max_users: usize,
+}
+
+impl Config {
+    fn name(&self) -> String {
+        format!("{} c={}", self.source, self.concurrency)
+    }
+}
+
+const CONFIGS: [Config; 3] = [
+    Config {
+        source: "credential-report",
+        concurrency: 8,
+        max_users: usize::MAX,
+    },
+    // One user at a time: every call's latency adds up, so large accounts would take most of the time budget.
+    Config {
+        source: "api",
+        concurrency: 1,
+        max_users: 1_000,
+    },
+    Config {
+        source: "api",
+        concurrency: 8,
+        max_users: usize::MAX,
+    },
+];
+
+/// The seed mix, in percent. The document states these values, so they are changed here only.
+const CONSOLE_USERS: u64 = 50;
+const CONSOLE_WITHOUT_KEY: u64 = 40;
+const CONSOLE_SECOND_KEY: u64 = 25;
+const CONSOLE_KEY_NEVER_USED: u64 = 13;
+const SERVICE_SECOND_KEY: u64 = 30;
+const SERVICE_KEY_NEVER_USED: u64 = 10;
+const KEY_INACTIVE: u64 = 20;
+
+/// The IAM calls of the credential-report source that do not depend on candidates.
+const FIXED_OPS: [&str; 3] = [
+    "iam:GenerateCredentialReport",
+    "iam:GetCredentialReport",
+    "iam:ListUsers",
+];
+/// The IAM calls live verification makes per candidate user.
+const PER_CANDIDATE_OPS: [&str; 4] = [
+    "iam:ListAccessKeys",
+    "iam:GetLoginProfile",
+    "iam:ListUserTags",
+    "iam:GetAccessKeyLastUsed",
+];
+
+struct Run {
+    size: usize,
+    config: usize,
     wall: Duration,
     init: Duration,
     peak_rss_kib: u64,
     findings: usize,
     candidates: usize,
     calls: BTreeMap<String, u64>,
+    /// Requests the proxy received, retries included.
+    requests: usize,
+}
+
+/// One seeded account size.
+struct SeededSize {
+    size: usize,
+    plan: Plan,
+    seeding: Duration,
 }
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
@@ -55,48 +125,90 @@ async fn main() {
                 .expect("BENCH_SIZES is a comma-separated list of numbers")
         })
         .collect();
-    let latency = Duration::from_millis(
-        std::env::var("BENCH_LATENCY_MS")
-            .ok()
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(10),
-    );
+    let latency = Duration::from_millis(env_number("BENCH_LATENCY_MS", 10));
+    let runs = env_number("BENCH_RUNS", 3) as usize;
+    assert!(runs >= 1, "BENCH_RUNS must be at least 1");
 
     let moto = Moto::start();
-    let proxy_port = latency_proxy(moto.port, latency).await;
-    let mut runs = Vec::new();
+    let proxy = Proxy::start(&moto.endpoint);
+    proxy.add(Rule::on("*", Fault::Delay(latency)));
+    proxy.page_list_users();
+
+    let mut results = Vec::new();
+    let mut seeded = Vec::new();
     for &size in &sizes {
         assert_eq!(
             http(moto.port, "POST", "/moto-api/reset", "").map(|r| r.0),
             Some(200)
         );
+        let plan = Plan::new(size);
         let started = Instant::now();
-        let expected = seed(&moto, size).await;
+        seed(&moto, &plan).await;
+        let seeding = started.elapsed();
         eprintln!(
-            "seeded {size} users ({expected} never-used keys on console users) in {:.1?}",
-            started.elapsed()
+            "seeded {size} users in {seeding:.1?}: {} findings, {} candidates (old rule {})",
+            plan.findings(),
+            plan.candidates(),
+            plan.old_rule_candidates()
         );
-        for (source, concurrency) in [("credential-report", 8), ("api", 1), ("api", 8)] {
-            let run = invoke(&binary, proxy_port, size, source, concurrency).await;
-            assert_eq!(
-                run.findings, expected,
-                "{source} found {} of {expected} seeded findings",
-                run.findings
-            );
-            eprintln!(
-                "  {source:<17} c={concurrency}: {:>7.2?} wall, {} IAM calls, {} KiB peak RSS, init {:.1?}",
-                run.wall,
-                iam_calls(&run.calls),
-                run.peak_rss_kib,
-                run.init
-            );
-            runs.push(run);
+        // Rounds of every configuration rather than one configuration's runs in a row, so drift hits all alike.
+        for round in 1..=runs {
+            for (index, config) in CONFIGS.iter().enumerate() {
+                if size > config.max_users {
+                    continue;
+                }
+                proxy.take_log();
+                let mut run = invoke(&binary, &proxy.url, size, index).await;
+                run.requests = proxy.take_log().len();
+                eprintln!(
+                    "  run {round}/{runs} {:<21}: {:>7.2?} wall, {} IAM calls, {} candidates, {} findings, {} KiB peak RSS, init {:.1?}",
+                    config.name(),
+                    run.wall,
+                    iam_calls(&run.calls),
+                    run.candidates,
+                    run.findings,
+                    run.peak_rss_kib,
+                    run.init
+                );
+                results.push(run);
+            }
         }
+        seeded.push(SeededSize {
+            size,
+            plan,
+            seeding,
+        });
     }
-    let doc = render(&runs, latency, &binary);
+
+    let bench = Bench {
+        runs: &results,
+        sizes: &seeded,
+        rounds: runs,
+        latency,
+    };
+    let plot_path = project_dir().join("docs/benchmarks.svg");
+    plot(&bench, &plot_path).expect("draw docs/benchmarks.svg");
+    let (doc, mismatches) = render(&bench, &binary);
     std::fs::write(project_dir().join("docs/benchmarks.md"), doc)
         .expect("write docs/benchmarks.md");
-    eprintln!("wrote docs/benchmarks.md");
+    eprintln!("wrote docs/benchmarks.md and docs/benchmarks.svg");
+    if !mismatches.is_empty() {
+        eprintln!(
+            "MISMATCH between keywatch and the seed plan (see docs/benchmarks.md):\n  {}",
+            mismatches.join("\n  ")
+        );
+        std::process::exit(1);
+    }
+}
+
+fn env_number(name: &str, default: u64) -> u64 {
+    match std::env::var(name) {
+        Ok(value) => value
+            .trim()
+            .parse()
+            .unwrap_or_else(|_| panic!("{name} must be a number, not {value:?}")),
+        Err(_) => default,
+    }
 }
 
 /// Deterministic xorshift64*, so every run seeds the same accounts.
@@ -111,52 +223,160 @@ impl Seeded {
     }
 }
 
-/// Seeds `size` users and returns how many never-used keys on console users it made (the expected findings).
-async fn seed(moto: &Moto, size: usize) -> usize {
-    let account = Arc::new(moto.account().await);
-    let mut rng = Seeded(0x5EED_0000 + size as u64);
-    // Decide everything up front so the concurrent seeding below is deterministic.
-    let plan: Vec<(usize, bool, Vec<bool>)> = (0..size)
-        .map(|i| {
-            let password = rng.chance(50);
-            let keys = if rng.chance(40) {
-                0
-            } else if rng.chance(75) {
-                1
+#[derive(Clone, Copy)]
+struct PlannedKey {
+    active: bool,
+    used: bool,
+}
+
+struct PlannedUser {
+    name: String,
+    console: bool,
+    keys: Vec<PlannedKey>,
+}
+
+impl PlannedUser {
+    fn never_used(&self) -> impl Iterator<Item = &PlannedKey> {
+        self.keys.iter().filter(|k| !k.used)
+    }
+
+    /// The new candidate rule: a never-used key in any slot, Active or Inactive, password or not. (Users missing
+    /// from the report are candidates too; here every user exists before the report.)
+    fn is_candidate(&self) -> bool {
+        self.never_used().next().is_some()
+    }
+
+    /// The old rule: an Active never-used key on a console user.
+    fn is_old_rule_candidate(&self) -> bool {
+        self.console && self.never_used().any(|k| k.active)
+    }
+
+    /// Keys whose last use has to be looked up live: Active keys of a console user the report did not see used
+    /// (every used key is used before the report here).
+    fn live_lookups(&self) -> usize {
+        if self.console {
+            self.never_used().filter(|k| k.active).count()
+        } else {
+            0
+        }
+    }
+}
+
+/// Everything the seed will create, decided up front: the expected figures come from here, not from keywatch.
+struct Plan {
+    users: Vec<PlannedUser>,
+}
+
+impl Plan {
+    fn new(size: usize) -> Plan {
+        let mut rng = Seeded(0x5EED_0000 + size as u64);
+        let users = (0..size)
+            .map(|i| {
+                let console = rng.chance(CONSOLE_USERS);
+                let (keys, never_used) = if console {
+                    let keys = if rng.chance(CONSOLE_WITHOUT_KEY) {
+                        0
+                    } else if rng.chance(CONSOLE_SECOND_KEY) {
+                        2
+                    } else {
+                        1
+                    };
+                    (keys, CONSOLE_KEY_NEVER_USED)
+                } else {
+                    let keys = if rng.chance(SERVICE_SECOND_KEY) { 2 } else { 1 };
+                    (keys, SERVICE_KEY_NEVER_USED)
+                };
+                let keys = (0..keys)
+                    .map(|_| PlannedKey {
+                        used: !rng.chance(never_used),
+                        active: !rng.chance(KEY_INACTIVE),
+                    })
+                    .collect();
+                PlannedUser {
+                    name: format!("user-{i:05}"),
+                    console,
+                    keys,
+                }
+            })
+            .collect();
+        Plan { users }
+    }
+
+    fn count(&self, f: impl Fn(&PlannedUser) -> usize) -> usize {
+        self.users.iter().map(f).sum()
+    }
+
+    /// Active never-used keys of console users: what keywatch must report.
+    fn findings(&self) -> usize {
+        self.count(|u| {
+            if u.console {
+                u.never_used().filter(|k| k.active).count()
             } else {
-                2
-            };
-            // ~13 % of console users' keys stay unused: about 5 % of all users.
-            let unused: Vec<bool> = (0..keys).map(|_| !password || rng.chance(13)).collect();
-            (i, password, unused)
+                0
+            }
         })
-        .collect();
-    let expected = plan
-        .iter()
-        .filter(|(_, pw, _)| *pw)
-        .map(|(_, _, keys)| keys.iter().filter(|u| **u).count())
-        .sum();
+    }
+
+    fn candidates(&self) -> usize {
+        self.count(|u| usize::from(u.is_candidate()))
+    }
+
+    fn old_rule_candidates(&self) -> usize {
+        self.count(|u| usize::from(u.is_old_rule_candidate()))
+    }
+
+    fn live_lookups(&self) -> usize {
+        self.count(|u| {
+            if u.is_candidate() {
+                u.live_lookups()
+            } else {
+                0
+            }
+        })
+    }
+
+    /// Keys matching `console`, `active` and `used` (`None`: either).
+    fn keys(&self, console: Option<bool>, active: Option<bool>, used: Option<bool>) -> usize {
+        self.count(|u| {
+            if console.is_some_and(|c| c != u.console) {
+                return 0;
+            }
+            u.keys
+                .iter()
+                .filter(|k| active.is_none_or(|a| a == k.active))
+                .filter(|k| used.is_none_or(|x| x == k.used))
+                .count()
+        })
+    }
+}
+
+/// Creates the plan's users and keys in moto: each key is created, used if planned (a signed request), then
+/// deactivated if planned.
+async fn seed(moto: &Moto, plan: &Plan) {
+    let account = Arc::new(moto.account().await);
     // Two passes, so a user's second key is created in a later second than its first: real keys are created
     // apart, and keywatch matches report slots to live keys by creation second.
     for pass in 0..2 {
         if pass == 1 {
             tokio::time::sleep(Duration::from_millis(1_100)).await;
         }
-        futures_util::stream::iter(plan.iter())
-            .map(|(i, password, keys)| {
+        futures_util::stream::iter(plan.users.iter())
+            .map(|user| {
                 let account = account.clone();
                 async move {
-                    let name = format!("user-{i:05}");
                     if pass == 0 {
-                        account.user(&name).await;
-                        if *password {
-                            account.password(&name).await;
+                        account.user(&user.name).await;
+                        if user.console {
+                            account.password(&user.name).await;
                         }
                     }
-                    if let Some(unused) = keys.get(pass) {
-                        let key = account.key(&name).await;
-                        if !unused {
+                    if let Some(planned) = user.keys.get(pass) {
+                        let key = account.key(&user.name).await;
+                        if planned.used {
                             account.use_key(&key).await;
+                        }
+                        if !planned.active {
+                            account.deactivate(&user.name, &key).await;
                         }
                     }
                 }
@@ -166,28 +386,6 @@ async fn seed(moto: &Moto, size: usize) -> usize {
             .collect::<Vec<()>>()
             .await;
     }
-    expected
-}
-
-/// Forwards each connection to moto after `latency` (moto closes every connection after one response, so this
-/// is one delay per AWS call).
-async fn latency_proxy(moto_port: u16, latency: Duration) -> u16 {
-    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind proxy");
-    let port = listener.local_addr().expect("proxy address").port();
-    tokio::spawn(async move {
-        loop {
-            let Ok((mut client, _)) = listener.accept().await else {
-                continue;
-            };
-            tokio::spawn(async move {
-                tokio::time::sleep(latency).await;
-                if let Ok(mut server) = TcpStream::connect(("127.0.0.1", moto_port)).await {
-                    let _ = tokio::io::copy_bidirectional(&mut client, &mut server).await;
-                }
-            });
-        }
-    });
-    port
 }
 
 /// What the minimal Runtime API saw.
@@ -198,13 +396,12 @@ struct Seen {
 }
 
 /// Runs the binary once under a Runtime API that hands it one scheduled event.
-async fn invoke(
-    binary: &std::path::Path,
-    endpoint_port: u16,
-    size: usize,
-    source: &'static str,
-    concurrency: usize,
-) -> Run {
+async fn invoke(binary: &Path, endpoint: &str, size: usize, config: usize) -> Run {
+    let Config {
+        source,
+        concurrency,
+        ..
+    } = CONFIGS[config];
     let runtime = TcpListener::bind("127.0.0.1:0")
         .await
         .expect("bind runtime api");
@@ -222,10 +419,7 @@ async fn invoke(
         .env("AWS_LAMBDA_FUNCTION_NAME", "keywatch")
         .env("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "128")
         .env("AWS_LAMBDA_FUNCTION_VERSION", "$LATEST")
-        .env(
-            "AWS_ENDPOINT_URL",
-            format!("http://127.0.0.1:{endpoint_port}"),
-        )
+        .env("AWS_ENDPOINT_URL", endpoint)
         .env("AWS_REGION", "us-east-1")
         .env("AWS_ACCESS_KEY_ID", "testing")
         .env("AWS_SECRET_ACCESS_KEY", "testing")
@@ -285,14 +479,14 @@ async fn invoke(
         .unwrap_or_default();
     Run {
         size,
-        source,
-        concurrency,
+        config,
         wall: responded - first_poll,
         init: first_poll - spawned,
         peak_rss_kib,
         findings: report["findings"].as_array().map_or(0, Vec::len),
         candidates: report["candidates_verified"].as_u64().unwrap_or(0) as usize,
         calls,
+        requests: 0,
     }
 }
 
@@ -384,6 +578,107 @@ fn iam_calls(calls: &BTreeMap<String, u64>) -> u64 {
         .sum()
 }
 
+fn calls_of(calls: &BTreeMap<String, u64>, ops: &[&str]) -> u64 {
+    ops.iter()
+        .map(|op| calls.get(*op).copied().unwrap_or(0))
+        .sum()
+}
+
+/// Median, minimum and maximum over the runs of one configuration.
+#[derive(Clone, Copy)]
+struct Stat {
+    median: f64,
+    min: f64,
+    max: f64,
+}
+
+impl Stat {
+    fn of(values: impl IntoIterator<Item = f64>) -> Stat {
+        let mut values: Vec<f64> = values.into_iter().collect();
+        assert!(!values.is_empty(), "a statistic of no runs");
+        values.sort_by(f64::total_cmp);
+        let n = values.len();
+        let median = if n % 2 == 1 {
+            values[n / 2]
+        } else {
+            (values[n / 2 - 1] + values[n / 2]) / 2.0
+        };
+        Stat {
+            median,
+            min: values[0],
+            max: values[n - 1],
+        }
+    }
+
+    /// `median unit (min–max)`, or the median alone when every run gave the same figure at this precision.
+    fn show(&self, format: impl Fn(f64) -> String, unit: &str) -> String {
+        let (median, min, max) = (format(self.median), format(self.min), format(self.max));
+        if min == max {
+            format!("{median}{unit}")
+        } else {
+            format!("{median}{unit} ({min}–{max})")
+        }
+    }
+
+    fn count(&self) -> String {
+        self.show(count, "")
+    }
+}
+
+/// A count with thousands separators; a median of an even number of runs may end in .5.
+fn count(value: f64) -> String {
+    if value.fract() != 0.0 {
+        return format!("{value:.1}");
+    }
+    let digits = (value as u64).to_string();
+    let mut out = String::new();
+    for (i, digit) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i) % 3 == 0 {
+            out.push(',');
+        }
+        out.push(digit);
+    }
+    out
+}
+
+fn seconds(value: f64) -> String {
+    format!("{value:.2}")
+}
+
+fn one_decimal(value: f64) -> String {
+    format!("{value:.1}")
+}
+
+/// Everything measured, for the document and the plot.
+struct Bench<'a> {
+    runs: &'a [Run],
+    sizes: &'a [SeededSize],
+    rounds: usize,
+    latency: Duration,
+}
+
+impl Bench<'_> {
+    /// The runs of one configuration at one size (empty if it did not run there).
+    fn of(&self, size: usize, config: usize) -> Vec<&Run> {
+        self.runs
+            .iter()
+            .filter(|r| r.size == size && r.config == config)
+            .collect()
+    }
+
+    fn stat(&self, size: usize, config: usize, f: impl Fn(&Run) -> f64) -> Option<Stat> {
+        let runs = self.of(size, config);
+        (!runs.is_empty()).then(|| Stat::of(runs.into_iter().map(f)))
+    }
+
+    /// The configurations that ran at `size`, by index.
+    fn configs_at(&self, size: usize) -> Vec<usize> {
+        (0..CONFIGS.len())
+            .filter(|&c| !self.of(size, c).is_empty())
+            .collect()
+    }
+}
+
 fn command_output(program: &str, args: &[&str]) -> String {
     Command::new(program)
         .args(args)
@@ -393,7 +688,34 @@ fn command_output(program: &str, args: &[&str]) -> String {
         .unwrap_or_else(|| "unknown".into())
 }
 
-fn render(runs: &[Run], latency: Duration, binary: &std::path::Path) -> String {
+fn verdict(ok: bool) -> &'static str {
+    if ok {
+        "met"
+    } else {
+        "**NOT met**"
+    }
+}
+
+/// The document, and the mismatches between keywatch's answers and the seed plan (empty when none).
+fn render(bench: &Bench, binary: &Path) -> (String, Vec<String>) {
+    let mut mismatches = Vec::new();
+    let mut out = String::new();
+    let rounds = bench.rounds;
+    let _ = writeln!(out, "# Benchmarks\n");
+    let _ = writeln!(
+        out,
+        "Written by `make bench` (`benches/scale.rs`) on {}, which also drew the plot; nothing here is edited by hand. \
+         Each figure is the median of {rounds} run{} of one configuration, with the minimum–maximum in brackets \
+         (a single figure: every run gave the same). Verdicts are computed from these figures.\n",
+        command_output("date", &["-u", "+%Y-%m-%d"]),
+        if rounds == 1 { "" } else { "s" },
+    );
+    let _ = writeln!(
+        out,
+        "![Wall time and IAM calls against the number of IAM users, one line per inventory source and concurrency](benchmarks.svg)\n"
+    );
+
+    // Setup.
     let cpu = std::fs::read_to_string("/proc/cpuinfo")
         .ok()
         .and_then(|info| {
@@ -408,101 +730,548 @@ fn render(runs: &[Run], latency: Duration, binary: &std::path::Path) -> String {
     );
     let arm64 = match std::fs::metadata(project_dir().join("target/lambda/keywatch/bootstrap")) {
         Ok(m) => format!(
-            "The Lambda artifact, `cargo lambda build --release --arm64` -> `target/lambda/keywatch/bootstrap`: {:.1} MiB (target < 8 MB: {})",
+            "The Lambda artifact, `cargo lambda build --release --arm64` → `target/lambda/keywatch/bootstrap`: {:.1} MiB; target < 8 MB: {}.",
             m.len() as f64 / 1_048_576.0,
-            if m.len() < 8_000_000 { "met" } else { "NOT met" }
+            verdict(m.len() < 8_000_000)
         ),
         Err(_) => "The arm64 Lambda artifact was not built (`cargo lambda build --release --arm64`).".to_string(),
     };
     let size_mib = std::fs::metadata(binary)
         .map(|m| m.len() as f64 / 1_048_576.0)
         .unwrap_or(0.0);
-    let mut out = String::new();
-    let _ = writeln!(out, "# Benchmarks\n");
-    let _ = writeln!(out, "Written by `make bench` (`benches/scale.rs`); numbers from one run, not asserted by tests.\n");
+    let _ = writeln!(out, "## Setup\n");
     let _ = writeln!(
         out,
-        "- Machine: {} cores, {cpu}\n- {}\n- moto {moto}, on loopback, with {} ms added to every AWS call by a proxy (IAM is slower than moto; without it concurrency would only measure moto's CPU)\n- Release binary (x86_64, `target/release/keywatch`): {size_mib:.1} MiB. {arm64}\n",
-        std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0),
+        "- Machine: {} cores, {cpu}; {}\n\
+         - moto {moto} on loopback, behind the test proxy (`tests/support/proxy.rs`), which delays every AWS request \
+         by {} ms (IAM is slower than moto; without it concurrency would only measure moto's CPU) and answers \
+         ListUsers in IAM's pages (100 users unless `MaxItems` asks for up to 1,000, with `Marker`), which moto does \
+         not. The proxy takes each page from moto's full listing.\n\
+         - Release binary (x86_64, `target/release/keywatch`): {size_mib:.1} MiB. {arm64}",
+        std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(0),
         command_output("rustc", &["--version"]),
-        latency.as_millis()
+        bench.latency.as_millis()
     );
-    let _ = writeln!(out, "| users | source | concurrency | wall time | IAM calls | candidates | findings | peak RSS | init to first poll |");
+    let _ = writeln!(
+        out,
+        "- Each size is seeded once, then every configuration runs {rounds} time{} in rounds (a dry run with moto's test \
+         credentials changes nothing). Configurations and the sizes they ran at:",
+        if rounds == 1 { "" } else { "s" },
+    );
+    for (index, config) in CONFIGS.iter().enumerate() {
+        let ran: Vec<String> = bench
+            .sizes
+            .iter()
+            .filter(|s| !bench.of(s.size, index).is_empty())
+            .map(|s| count(s.size as f64))
+            .collect();
+        let skipped: Vec<String> = bench
+            .sizes
+            .iter()
+            .filter(|s| bench.of(s.size, index).is_empty())
+            .map(|s| count(s.size as f64))
+            .collect();
+        let _ = writeln!(
+            out,
+            "  - `{}`: {} users{}",
+            config.name(),
+            if ran.is_empty() {
+                "no".to_string()
+            } else {
+                ran.join(", ")
+            },
+            if skipped.is_empty() {
+                String::new()
+            } else {
+                format!(
+                    "; not at {} (it runs only up to {} users)",
+                    skipped.join(", "),
+                    count(config.max_users as f64)
+                )
+            }
+        );
+    }
+
+    // The seeded accounts.
+    let _ = writeln!(out, "\n## Seeded accounts\n");
+    let _ = writeln!(
+        out,
+        "Each user is a console user (with a password) with probability {CONSOLE_USERS} %, else a service user. A \
+         console user has no key with probability {CONSOLE_WITHOUT_KEY} %, else one key, or two with \
+         {CONSOLE_SECOND_KEY} %; each of its keys is never used with probability {CONSOLE_KEY_NEVER_USED} %. A service \
+         user has one key, or two with {SERVICE_SECOND_KEY} %; each never used with {SERVICE_KEY_NEVER_USED} %. Any \
+         key is Inactive with probability {KEY_INACTIVE} % (deactivated after its use, if used). A used key signed \
+         one request before any run; a user's second key was created at least a second after the first. Counts from \
+         the seed plan:\n"
+    );
+    let _ = writeln!(
+        out,
+        "| users | console users | service users | keys (Inactive) | never-used keys: Active, of console users | Inactive, of console users | of service users | seeding time |"
+    );
+    let _ = writeln!(out, "|---:|---:|---:|---:|---:|---:|---:|---:|");
+    for s in bench.sizes {
+        let plan = &s.plan;
+        let console = plan.users.iter().filter(|u| u.console).count();
+        let _ = writeln!(
+            out,
+            "| {} | {} | {} | {} ({}) | {} | {} | {} | {:.0} s |",
+            count(s.size as f64),
+            count(console as f64),
+            count((plan.users.len() - console) as f64),
+            count(plan.keys(None, None, None) as f64),
+            count(plan.keys(None, Some(false), None) as f64),
+            count(plan.keys(Some(true), Some(true), Some(false)) as f64),
+            count(plan.keys(Some(true), Some(false), Some(false)) as f64),
+            count(plan.keys(Some(false), None, Some(false)) as f64),
+            s.seeding.as_secs_f64()
+        );
+    }
+
+    // Results.
+    let _ = writeln!(out, "\n## Results\n");
+    let _ = writeln!(
+        out,
+        "| users | source | concurrency | wall time | IAM calls | candidates | findings | peak RSS | init to first poll |"
+    );
     let _ = writeln!(out, "|---:|---|---:|---:|---:|---:|---:|---:|---:|");
-    for r in runs {
-        let _ = writeln!(
-            out,
-            "| {} | {} | {} | {:.2} s | {} | {} | {} | {:.1} MiB | {:.1} ms |",
-            r.size,
-            r.source,
-            r.concurrency,
-            r.wall.as_secs_f64(),
-            iam_calls(&r.calls),
-            r.candidates,
-            r.findings,
-            r.peak_rss_kib as f64 / 1024.0,
-            r.init.as_secs_f64() * 1000.0
-        );
+    for s in bench.sizes {
+        for c in bench.configs_at(s.size) {
+            let stat = |f: &dyn Fn(&Run) -> f64| bench.stat(s.size, c, f).expect("ran");
+            let _ = writeln!(
+                out,
+                "| {} | {} | {} | {} | {} | {} | {} | {} | {} |",
+                count(s.size as f64),
+                CONFIGS[c].source,
+                CONFIGS[c].concurrency,
+                stat(&|r| r.wall.as_secs_f64()).show(seconds, " s"),
+                stat(&|r| iam_calls(&r.calls) as f64).count(),
+                stat(&|r| r.candidates as f64).count(),
+                stat(&|r| r.findings as f64).count(),
+                stat(&|r| r.peak_rss_kib as f64 / 1024.0).show(one_decimal, " MiB"),
+                stat(&|r| r.init.as_secs_f64() * 1000.0).show(one_decimal, " ms"),
+            );
+        }
     }
-    let _ = writeln!(out, "\n## Targets\n");
-    let largest = runs.iter().map(|r| r.size).max().unwrap_or(0);
-    let at = |source: &str, concurrency: usize| {
-        runs.iter()
-            .find(|r| r.size == largest && r.source == source && r.concurrency == concurrency)
+
+    // Candidates: old rule, new rule, keywatch.
+    let report_configs: Vec<usize> = (0..CONFIGS.len())
+        .filter(|&c| CONFIGS[c].source == "credential-report")
+        .collect();
+    let _ = writeln!(out, "\n## Candidates\n");
+    let _ = writeln!(
+        out,
+        "Users the credential-report source verifies live. Old rule: a console user with an Active never-used key. \
+         New rule: a user whose report row shows a never-used key in any slot (Active or Inactive, password or not), \
+         or whom the report does not list (none here: every user exists before the first run). Both counted from the \
+         seed plan; keywatch's `candidates_verified` must equal the new rule's count.\n"
+    );
+    let _ = writeln!(
+        out,
+        "| users | old rule (plan) | new rule (plan) | change | keywatch, credential-report | equal to the new rule |"
+    );
+    let _ = writeln!(out, "|---:|---:|---:|---:|---:|---|");
+    for s in bench.sizes {
+        let (old, new) = (s.plan.old_rule_candidates(), s.plan.candidates());
+        for &c in &report_configs {
+            let runs = bench.of(s.size, c);
+            if runs.is_empty() {
+                continue;
+            }
+            let measured = Stat::of(runs.iter().map(|r| r.candidates as f64));
+            let equal = runs.iter().all(|r| r.candidates == new);
+            let check = if equal {
+                "yes".to_string()
+            } else {
+                let hint = if runs.iter().all(|r| r.candidates == old) {
+                    " (the old rule's count)"
+                } else {
+                    ""
+                };
+                let message = format!(
+                    "{} users, {}: keywatch verified {} candidates, the new rule gives {new}{hint}",
+                    s.size,
+                    CONFIGS[c].name(),
+                    measured.count()
+                );
+                mismatches.push(message);
+                format!("**MISMATCH**{hint}")
+            };
+            let _ = writeln!(
+                out,
+                "| {} | {} | {} | {} | {} | {check} |",
+                count(s.size as f64),
+                count(old as f64),
+                count(new as f64),
+                if old == 0 {
+                    format!("+{}", count(new as f64))
+                } else {
+                    format!(
+                        "{:+} ({:.1}x)",
+                        new as i64 - old as i64,
+                        new as f64 / old as f64
+                    )
+                },
+                measured.count(),
+            );
+        }
+    }
+
+    // Call bounds.
+    let _ = writeln!(out, "\n## IAM call bounds (credential-report source)\n");
+    let _ = writeln!(
+        out,
+        "- Fixed calls ({}) at most 3 + ⌈users / 1,000⌉.\n\
+         - Per-candidate calls ({}) at most 3 × candidates + the keys that need a live last-use lookup: Active keys of \
+         candidates with a console password that the report did not see used. Candidates and lookups come from the seed \
+         plan (new rule).\n\
+         - A verdict holds for the highest count of the {rounds} run{}. GenerateCredentialReport calls are listed run by \
+         run: a run that finds no report starts one (`STARTED`) and asks again; moto, like IAM while a report is under 4 \
+         hours old, answers `COMPLETE` at once when one exists.\n",
+        FIXED_OPS.join(" + "),
+        PER_CANDIDATE_OPS.join(" + "),
+        if rounds == 1 { "" } else { "s" },
+    );
+    let _ = writeln!(
+        out,
+        "| users | GenerateCredentialReport, by run | ListUsers | fixed calls | bound | verdict | candidates + lookups (plan) | per-candidate calls | bound | verdict |"
+    );
+    let _ = writeln!(out, "|---:|---:|---:|---:|---:|---|---:|---:|---:|---|");
+    for s in bench.sizes {
+        for &c in &report_configs {
+            let runs = bench.of(s.size, c);
+            if runs.is_empty() {
+                continue;
+            }
+            let fixed = Stat::of(runs.iter().map(|r| calls_of(&r.calls, &FIXED_OPS) as f64));
+            let per = Stat::of(
+                runs.iter()
+                    .map(|r| calls_of(&r.calls, &PER_CANDIDATE_OPS) as f64),
+            );
+            let list_users = Stat::of(
+                runs.iter()
+                    .map(|r| calls_of(&r.calls, &["iam:ListUsers"]) as f64),
+            );
+            let fixed_bound = 3 + s.size.div_ceil(1_000);
+            let (candidates, lookups) = (s.plan.candidates(), s.plan.live_lookups());
+            let per_bound = 3 * candidates + lookups;
+            let _ = writeln!(
+                out,
+                "| {} | {} | {} | {} | {} | {} | {} + {} | {} | {} | {} |",
+                count(s.size as f64),
+                runs.iter()
+                    .map(|r| calls_of(&r.calls, &FIXED_OPS[..1]).to_string())
+                    .collect::<Vec<_>>()
+                    .join(", "),
+                list_users.count(),
+                fixed.count(),
+                count(fixed_bound as f64),
+                verdict(fixed.max <= fixed_bound as f64),
+                count(candidates as f64),
+                count(lookups as f64),
+                per.count(),
+                count(per_bound as f64),
+                verdict(per.max <= per_bound as f64),
+            );
+        }
+    }
+
+    // Other targets.
+    let _ = writeln!(out, "\n## Other targets\n");
+    let wrong_findings: Vec<String> = bench
+        .runs
+        .iter()
+        .filter_map(|r| {
+            let plan = &bench.sizes.iter().find(|s| s.size == r.size)?.plan;
+            (r.findings != plan.findings()).then(|| {
+                format!(
+                    "{} users, {}: {} findings, the plan has {}",
+                    r.size,
+                    CONFIGS[r.config].name(),
+                    r.findings,
+                    plan.findings()
+                )
+            })
+        })
+        .collect();
+    let planned: Vec<String> = bench
+        .sizes
+        .iter()
+        .map(|s| {
+            format!(
+                "{} at {} users",
+                count(s.plan.findings() as f64),
+                count(s.size as f64)
+            )
+        })
+        .collect();
+    let _ = writeln!(
+        out,
+        "- Findings: every run reports exactly the plan's Active never-used keys of console users ({}): {}.",
+        planned.join(", "),
+        if wrong_findings.is_empty() {
+            "yes".to_string()
+        } else {
+            format!("**MISMATCH**: {}", wrong_findings.join("; "))
+        }
+    );
+    mismatches.extend(wrong_findings);
+    // Timing and memory targets hold for the highest median (one configuration at one size), not one noisy run.
+    let highest = |f: fn(&Run) -> f64| {
+        bench
+            .sizes
+            .iter()
+            .flat_map(|s| {
+                bench
+                    .configs_at(s.size)
+                    .into_iter()
+                    .map(move |c| (s.size, c))
+            })
+            .filter_map(|(size, c)| Some((size, c, bench.stat(size, c, f)?)))
+            .max_by(|a, b| a.2.median.total_cmp(&b.2.median))
     };
-    let verdict = |ok: bool| if ok { "met" } else { "NOT met" };
-    if let Some(r) = at("credential-report", 8) {
-        let bound = 4 + 4 * r.candidates as u64;
-        let calls = iam_calls(&r.calls);
+    if let Some((size, c, rss)) = highest(|r| r.peak_rss_kib as f64 / 1024.0) {
         let _ = writeln!(
             out,
-            "- Report source at {largest} users: {calls} IAM calls for {} candidate users; target at most 4 + 4 x candidates = {bound}: {}. Peak RSS {:.1} MiB, target < 32 MiB: {}.",
-            r.candidates,
-            verdict(calls <= bound),
-            r.peak_rss_kib as f64 / 1024.0,
-            verdict(r.peak_rss_kib < 32 * 1024)
+            "- Peak RSS, highest median: {} ({} users, {}); target < 32 MiB: {}.",
+            rss.show(one_decimal, " MiB"),
+            count(size as f64),
+            CONFIGS[c].name(),
+            verdict(rss.median < 32.0)
         );
     }
-    let worst_init = runs.iter().map(|r| r.init).max().unwrap_or_default();
+    if let Some((size, c, init)) = highest(|r| r.init.as_secs_f64() * 1000.0) {
+        let _ = writeln!(
+            out,
+            "- Release init to first Runtime API poll, highest median: {} ({} users, {}); target < 30 ms: {}.",
+            init.show(one_decimal, " ms"),
+            count(size as f64),
+            CONFIGS[c].name(),
+            verdict(init.median < 30.0)
+        );
+    }
+    let serial = CONFIGS
+        .iter()
+        .position(|c| c.source == "api" && c.concurrency == 1);
+    let parallel = CONFIGS
+        .iter()
+        .position(|c| c.source == "api" && c.concurrency == 8);
+    if let (Some(one), Some(eight)) = (serial, parallel) {
+        let speedups: Vec<(usize, f64)> = bench
+            .sizes
+            .iter()
+            .filter_map(|s| {
+                let wall = |c| bench.stat(s.size, c, |r| r.wall.as_secs_f64());
+                let (one, eight) = (wall(one)?, wall(eight)?);
+                Some((s.size, one.median / eight.median.max(f64::EPSILON)))
+            })
+            .collect();
+        if let Some(&(largest, speedup)) = speedups.last() {
+            let each: Vec<String> = speedups
+                .iter()
+                .map(|(size, x)| format!("{x:.1}x at {} users", count(*size as f64)))
+                .collect();
+            let _ = writeln!(
+                out,
+                "- `api` source, concurrency 8 against 1 (median wall times): {}. Target at least 4x at the largest size \
+                 both ran ({} users): {}.",
+                each.join(", "),
+                count(largest as f64),
+                verdict(speedup >= 4.0)
+            );
+        } else {
+            let _ = writeln!(
+                out,
+                "- `api` source, concurrency 8 against 1: not measured (no size ran both)."
+            );
+        }
+    }
+
+    // Calls by operation.
+    let _ = writeln!(out, "\n## AWS calls by operation\n");
     let _ = writeln!(
         out,
-        "- Release init to first Runtime API poll: at most {:.1} ms over all runs; target < 30 ms: {}.",
-        worst_init.as_secs_f64() * 1000.0,
-        verdict(worst_init < Duration::from_millis(30))
+        "As keywatch counts them (one per operation, however many attempts); retries are the requests the proxy saw \
+         beyond these.\n"
     );
-    if let (Some(one), Some(eight)) = (at("api", 1), at("api", 8)) {
-        let speedup = one.wall.as_secs_f64() / eight.wall.as_secs_f64().max(f64::EPSILON);
-        let _ = writeln!(
-            out,
-            "- `api` source at {largest} users: concurrency 8 is {speedup:.1}x faster than concurrency 1; target at least 4x: {}.",
-            verdict(speedup >= 4.0)
-        );
+    for s in bench.sizes {
+        for c in bench.configs_at(s.size) {
+            let runs = bench.of(s.size, c);
+            let mut ops: Vec<&String> = runs.iter().flat_map(|r| r.calls.keys()).collect();
+            ops.sort();
+            ops.dedup();
+            let ops: Vec<String> = ops
+                .into_iter()
+                .map(|op| {
+                    let stat = Stat::of(
+                        runs.iter()
+                            .map(|r| r.calls.get(op).copied().unwrap_or(0) as f64),
+                    );
+                    format!("{op} {}", stat.count())
+                })
+                .collect();
+            let retries = Stat::of(runs.iter().map(|r| {
+                r.requests
+                    .saturating_sub(r.calls.values().sum::<u64>() as usize) as f64
+            }));
+            let _ = writeln!(
+                out,
+                "- {} users, {}: {}; retries {}",
+                count(s.size as f64),
+                CONFIGS[c].name(),
+                ops.join(", "),
+                retries.count()
+            );
+        }
     }
-    let _ = writeln!(
-        out,
-        "\nWhy the two misses, and what they are not:\n\n\
-         - **Calls:** the report source makes 4 fixed calls (GenerateCredentialReport twice, since the first only starts \
-         the report; GetCredentialReport; ListUsers) plus, per candidate, ListAccessKeys, GetLoginProfile and ListUserTags, \
-         plus one GetAccessKeyLastUsed per key that has to be checked live (a key the report saw used is never looked up \
-         again). A candidate with one never-used key costs exactly 4; a user with two never-used keys costs 5, because \
-         IAM has no batch form of GetAccessKeyLastUsed and skipping the second key would trust the stale report. The \
-         excess over 4 + 4 x candidates is the number of such second keys. The fixed part stays at 4 whatever the number of users; the rest follows the candidates (about 5 % of users here), not the users.\n\
-         - **Concurrency at 5,000 users:** moto is one Python process, and at this size it is the bottleneck: about \
-         170 calls/s whatever keywatch's concurrency (it also scans every key on each GetAccessKeyLastUsed). Where moto \
-         is not saturated (100 users) concurrency 8 is over 4x faster. Against IAM, whose latency dominates, the bounded \
-         concurrency scales until IAM throttles, and then the SDK's retry slows it down."
-    );
-    let _ = writeln!(out, "\n## IAM calls by operation\n");
-    for r in runs {
-        let ops: Vec<String> = r.calls.iter().map(|(op, n)| format!("{op} {n}")).collect();
-        let _ = writeln!(
-            out,
-            "- {} users, {} c={}: {}",
-            r.size,
-            r.source,
-            r.concurrency,
-            ops.join(", ")
-        );
+    (out, mismatches)
+}
+
+/// Line colour per configuration (by index in [`CONFIGS`]), and whether its markers are hollow: a hollow, larger
+/// marker stays visible where another configuration's point lies on top of it.
+const SERIES_STYLE: [(RGBColor, bool); 3] = [
+    (RGBColor(31, 119, 180), false),
+    (RGBColor(255, 127, 14), true),
+    (RGBColor(44, 160, 44), false),
+];
+
+fn series_style(config: usize) -> (ShapeStyle, ShapeStyle, u32) {
+    let (color, hollow) = SERIES_STYLE[config % SERIES_STYLE.len()];
+    if hollow {
+        (color.stroke_width(2), color.stroke_width(2), 7)
+    } else {
+        (color.stroke_width(2), color.filled(), 4)
     }
-    out
+}
+
+/// `mantissas` x 10^n for every n, between `low` and `high`: tick marks of a log axis.
+fn log_ticks(low: f64, high: f64, mantissas: &[f64]) -> Vec<f64> {
+    let (first, last) = (low.log10().floor() as i32, high.log10().ceil() as i32);
+    (first..=last)
+        .flat_map(|exponent| mantissas.iter().map(move |m| m * 10f64.powi(exponent)))
+        .filter(|v| (low..=high).contains(v))
+        .collect()
+}
+
+fn tick_label(value: &f64) -> String {
+    if *value >= 1.0 {
+        count(value.round())
+    } else {
+        format!("{value}")
+    }
+}
+
+/// Wall time and IAM calls against users, one line per configuration: medians, with min–max error bars.
+fn plot(bench: &Bench, path: &Path) -> Result<(), Box<dyn std::error::Error>> {
+    type Metric = (&'static str, &'static str, fn(&Run) -> f64);
+    let metrics: [Metric; 2] = [
+        ("Wall time", "wall time (s, log scale)", |r| {
+            r.wall.as_secs_f64()
+        }),
+        ("IAM calls", "IAM calls (log scale)", |r| {
+            iam_calls(&r.calls) as f64
+        }),
+    ];
+    let (width, height) = (1200u32, 560u32);
+    let root = SVGBackend::new(path, (width, height)).into_drawing_area();
+    root.fill(&WHITE)?;
+    let root = root.titled(
+        &format!(
+            "keywatch against account size: median of {} run{}, bars from minimum to maximum",
+            bench.rounds,
+            if bench.rounds == 1 { "" } else { "s" }
+        ),
+        ("sans-serif", 20),
+    )?;
+    let (charts, legend) = root.split_vertically(root.dim_in_pixel().1 - 40);
+    let sizes: Vec<f64> = bench.sizes.iter().map(|s| s.size as f64).collect();
+    let (x_min, x_max) = sizes
+        .iter()
+        .fold((f64::MAX, f64::MIN), |(lo, hi), &x| (lo.min(x), hi.max(x)));
+    let (x_low, x_high) = (x_min / 1.5, x_max * 1.5);
+    let ran: Vec<usize> = (0..CONFIGS.len())
+        .filter(|&c| bench.runs.iter().any(|r| r.config == c))
+        .collect();
+    for (panel, (caption, axis, metric)) in charts.split_evenly((1, 2)).iter().zip(metrics) {
+        // (configuration, [(users, statistic)]) for the configurations that ran.
+        let lines: Vec<(usize, Vec<(f64, Stat)>)> = ran
+            .iter()
+            .map(|&c| {
+                let points = bench
+                    .sizes
+                    .iter()
+                    .filter_map(|s| Some((s.size as f64, bench.stat(s.size, c, metric)?)))
+                    .collect();
+                (c, points)
+            })
+            .collect();
+        let (y_min, y_max) = lines
+            .iter()
+            .flat_map(|(_, points)| points.iter().map(|(_, s)| s))
+            .fold((f64::MAX, f64::MIN), |(lo, hi), s| {
+                (lo.min(s.min), hi.max(s.max))
+            });
+        let (y_low, y_high) = (y_min.max(1e-3) / 1.5, y_max * 1.5);
+        let everything = [1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0, 8.0, 9.0];
+        let mut chart = ChartBuilder::on(panel)
+            .margin(20)
+            .caption(caption, ("sans-serif", 18))
+            .x_label_area_size(50)
+            .y_label_area_size(70)
+            .build_cartesian_2d(
+                (x_low..x_high)
+                    .log_scale()
+                    .with_key_points(log_ticks(x_low, x_high, &[1.0, 2.0, 5.0]))
+                    .with_light_points(log_ticks(x_low, x_high, &everything)),
+                (y_low..y_high)
+                    .log_scale()
+                    .with_key_points(log_ticks(y_low, y_high, &[1.0, 2.0, 5.0]))
+                    .with_light_points(log_ticks(y_low, y_high, &everything)),
+            )?;
+        chart
+            .configure_mesh()
+            .x_label_formatter(&tick_label)
+            .y_label_formatter(&tick_label)
+            .x_desc("IAM users in the account (log scale)")
+            .y_desc(axis)
+            .bold_line_style(BLACK.mix(0.25))
+            .light_line_style(BLACK.mix(0.07))
+            .label_style(("sans-serif", 14))
+            .axis_desc_style(("sans-serif", 15))
+            .draw()?;
+        for (c, points) in &lines {
+            let (line, marker, radius) = series_style(*c);
+            chart.draw_series(LineSeries::new(
+                points.iter().map(|(x, s)| (*x, s.median)),
+                line,
+            ))?;
+            chart.draw_series(
+                points
+                    .iter()
+                    .map(|(x, s)| Circle::new((*x, s.median), radius, marker)),
+            )?;
+            chart.draw_series(points.iter().map(|(x, s)| {
+                ErrorBar::new_vertical(*x, s.min, s.median, s.max, line.stroke_width(1), 12)
+            }))?;
+        }
+    }
+    // One legend for both panels, below them, so it never hides a point.
+    let slot = i32::try_from(width)? / i32::try_from(ran.len().max(1))?;
+    for (i, &c) in ran.iter().enumerate() {
+        let (line, marker, radius) = series_style(c);
+        let x = slot * i32::try_from(i)? + 60;
+        legend.draw(&PathElement::new(vec![(x, 20), (x + 36, 20)], line))?;
+        legend.draw(&Circle::new((x + 18, 20), radius, marker))?;
+        legend.draw(&Text::new(
+            format!(
+                "{}, concurrency {}",
+                CONFIGS[c].source, CONFIGS[c].concurrency
+            ),
+            (x + 46, 12),
+            ("sans-serif", 15),
+        ))?;
+    }
+    root.present()?;
+    Ok(())
 }
