@@ -1000,7 +1000,7 @@ struct SoakCounts {
     /// Ok runs whose alert was split into parts.
     split_runs: u32,
     /// Alert parts delivered more than once (a reset after SNS accepted a publish makes the SDK retry it).
-    duplicate_parts: u32,
+    duplicate_parts: Vec<String>,
     /// Errors in runs that got no non-retryable fault: loud, but worth a look.
     unexplained_errors: Vec<String>,
     silent_wrong: Vec<String>,
@@ -1019,7 +1019,7 @@ impl SoakCounts {
         self.stale_runs += other.stale_runs;
         self.grace_runs += other.grace_runs;
         self.split_runs += other.split_runs;
-        self.duplicate_parts += other.duplicate_parts;
+        self.duplicate_parts.extend(other.duplicate_parts);
         self.unexplained_errors.extend(other.unexplained_errors);
         self.silent_wrong.extend(other.silent_wrong);
     }
@@ -1289,9 +1289,9 @@ async fn soak_lane(mut bench: Bench, seeds: Vec<u64>) -> SoakCounts {
             .filter_map(|d| d["part"].as_u64())
             .collect();
         parts.sort();
-        let copies = parts.len();
-        parts.dedup();
-        counts.duplicate_parts += (copies - parts.len()) as u32;
+        for pair in parts.windows(2).filter(|pair| pair[0] == pair[1]) {
+            counts.duplicate_parts.push(format!("{run_id} part {}", pair[0]));
+        }
         let what = format!("seed {seed} ({source:?}, stale {stale}, grace {grace}, large {large})");
         match result {
             Ok(report) => {
@@ -1358,8 +1358,11 @@ async fn soak_random_faults_never_give_a_silent_wrong_answer() {
         total.stale_runs,
         total.grace_runs,
         total.split_runs,
-        total.duplicate_parts,
+        total.duplicate_parts.len(),
     );
+    for duplicate in &total.duplicate_parts {
+        println!("delivered twice (same run_id and part, as subscribers deduplicate): {duplicate}");
+    }
     for error in &total.unexplained_errors {
         println!("error without a non-retryable fault: {error}");
     }
