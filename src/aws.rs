@@ -68,6 +68,8 @@ pub struct Clients {
     pub iam: aws_sdk_iam::Client,
     pub sns: aws_sdk_sns::Client,
     pub sts: aws_sdk_sts::Client,
+    pub sqs: aws_sdk_sqs::Client,
+    pub organizations: aws_sdk_organizations::Client,
     pub calls: CallCounter,
 }
 
@@ -89,12 +91,75 @@ impl Clients {
         let sts = aws_sdk_sts::config::Builder::from(config)
             .interceptor(calls.clone())
             .build();
+        let sqs = aws_sdk_sqs::config::Builder::from(config)
+            .interceptor(calls.clone())
+            .build();
+        let organizations = aws_sdk_organizations::config::Builder::from(config)
+            .interceptor(calls.clone())
+            .build();
         Clients {
             iam: aws_sdk_iam::Client::from_conf(iam),
             sns: aws_sdk_sns::Client::from_conf(sns),
             sts: aws_sdk_sts::Client::from_conf(sts),
+            sqs: aws_sdk_sqs::Client::from_conf(sqs),
+            organizations: aws_sdk_organizations::Client::from_conf(organizations),
             calls,
         }
+    }
+
+    /// The same clients (configuration, retry state, HTTP connections) counting into a counter of their own:
+    /// one account check's calls, even while other checks run beside it.
+    pub fn counted(&self) -> Clients {
+        let calls = CallCounter::default();
+        Clients {
+            iam: aws_sdk_iam::Client::from_conf(
+                self.iam
+                    .config()
+                    .to_builder()
+                    .interceptor(calls.clone())
+                    .build(),
+            ),
+            sns: aws_sdk_sns::Client::from_conf(
+                self.sns
+                    .config()
+                    .to_builder()
+                    .interceptor(calls.clone())
+                    .build(),
+            ),
+            sts: aws_sdk_sts::Client::from_conf(
+                self.sts
+                    .config()
+                    .to_builder()
+                    .interceptor(calls.clone())
+                    .build(),
+            ),
+            sqs: aws_sdk_sqs::Client::from_conf(
+                self.sqs
+                    .config()
+                    .to_builder()
+                    .interceptor(calls.clone())
+                    .build(),
+            ),
+            organizations: aws_sdk_organizations::Client::from_conf(
+                self.organizations
+                    .config()
+                    .to_builder()
+                    .interceptor(calls.clone())
+                    .build(),
+            ),
+            calls,
+        }
+    }
+
+    /// An IAM client that signs with another account's assumed-role credentials, counted with these clients.
+    pub fn iam_as(&self, credentials: aws_sdk_iam::config::Credentials) -> aws_sdk_iam::Client {
+        aws_sdk_iam::Client::from_conf(
+            self.iam
+                .config()
+                .to_builder()
+                .credentials_provider(credentials)
+                .build(),
+        )
     }
 }
 

@@ -8,6 +8,9 @@ use crate::error::{Error, Result};
 use crate::inventory::Source;
 use crate::model::UserIdentity;
 
+pub mod fleet;
+pub use fleet::{Fleet, MemberRole, Scope};
+
 pub const DEFAULT_EXEMPT_TAG_KEY: &str = "keywatch:exempt";
 
 #[derive(Debug, Clone)]
@@ -26,6 +29,10 @@ pub struct Settings {
     /// How many users are read live at once.
     pub concurrency: usize,
     pub inventory_source: Source,
+    /// Which accounts are checked, and how they are reached.
+    pub fleet: Fleet,
+    /// The function's partition (`aws`, `aws-cn`, ...), for the member-role ARNs.
+    pub partition: &'static str,
 }
 
 /// Which users are exempt: by name, path or ARN glob, or by a tag key.
@@ -147,6 +154,8 @@ impl Settings {
                 }
             },
             concurrency: parse_number("CONCURRENCY", var("CONCURRENCY"), 8, 1, 64)? as usize,
+            fleet: Fleet::from_vars(var)?,
+            partition: region.as_deref().map_or("aws", partition_of),
             inventory_source: match var("INVENTORY_SOURCE") {
                 None => Source::default(),
                 Some(name) => Source::parse(&name).ok_or_else(|| Error::Config {

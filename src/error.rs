@@ -71,6 +71,24 @@ pub enum Error {
 
     #[error("the alert could not be rendered: {0}")]
     Render(String),
+
+    #[error("account {account_id} could not be checked: assuming {role_arn} failed: {cause}. Deploy member-role.yaml into that account (the StackSet in the README does it for a whole organization), so the role exists and trusts this function's role; or add the account to EXCLUDE_ACCOUNTS")]
+    AssumeRole {
+        account_id: String,
+        role_arn: String,
+        cause: Box<Error>,
+    },
+
+    #[error("dispatch sent {sent} of {} account(s); not sent: {}: {cause}. Run again: accounts already sent are checked twice, which publishes their alerts twice under the same run_id", .sent + .failed.len(), .failed.join(", "))]
+    Dispatch {
+        sent: usize,
+        /// The accounts whose work message was not accepted.
+        failed: Vec<String>,
+        cause: String,
+    },
+
+    #[error("account {0} is in EXCLUDE_ACCOUNTS, which are never checked")]
+    Excluded(String),
 }
 
 fn hint(failure: AwsFailure, action: &str) -> String {
@@ -131,6 +149,9 @@ impl Error {
             Error::NoTopic => "Keywatch.NoTopic",
             Error::Publish { .. } => "Keywatch.PublishFailed",
             Error::Render(_) => "Keywatch.RenderFailed",
+            Error::AssumeRole { .. } => "Keywatch.AssumeRoleFailed",
+            Error::Dispatch { .. } => "Keywatch.DispatchFailed",
+            Error::Excluded(_) => "Keywatch.InvalidEvent",
         }
     }
 }

@@ -1,11 +1,31 @@
-//! What started this invocation: an EventBridge schedule, or a person with a manual event.
+//! What started this invocation: an EventBridge schedule, a person with a manual event, or Lambda's SQS poller
+//! with work items from the fan-out queue.
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
+use crate::config::fleet::is_account_id;
 use crate::config::MAX_GRACE_HOURS;
 use crate::error::{Error, Result};
 use crate::inventory::Source;
+
+/// An invocation, routed by [`crate::route`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Event {
+    /// A schedule or a person: check now, or dispatch the accounts.
+    Check(Invocation),
+    /// Work items from the fan-out queue, one account each.
+    Sqs(Vec<SqsRecord>),
+}
+
+impl Event {
+    pub fn decode(payload: Value) -> Result<Self> {
+        if let Some(records) = payload.get("Records") {
+            return SqsRecord::decode_all(records).map(Event::Sqs);
+        }
+        Invocation::decode(payload).map(Event::Check)
+    }
+}
 
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct Invocation {
@@ -13,6 +33,95 @@ pub struct Invocation {
     pub grace_period_hours: Option<u32>,
     pub inventory_source: Option<Source>,
     pub scheduled: bool,
+    /// A manual check of this one account.
+    pub account_id: Option<String>,
+}
+
+/// One SQS record as Lambda's poller hands it over; the body is read per record, so one bad body fails only
+/// its own record.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SqsRecord {
+    pub message_id: String,
+    pub body: String,
+    /// How many times SQS has handed this message out, this time included.
+    pub receive_count: u32,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct RawRecord {
+    message_id: String,
+    #[serde(default)]
+    body: String,
+    event_source: String,
+    #[serde(default)]
+    attributes: RawAttributes,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(rename_all = "PascalCase")]
+struct RawAttributes {
+    approximate_receive_count: Option<String>,
+}
+
+impl SqsRecord {
+    fn decode_all(records: &Value) -> Result<Vec<SqsRecord>> {
+        let records: Vec<RawRecord> =
+            serde_path_to_error::deserialize(records).map_err(|error| {
+                let path = error.path().to_string();
+                Error::InvalidEvent(format!("field `Records{path}`: {}", error.into_inner()))
+            })?;
+        records
+            .into_iter()
+            .map(|record| {
+                if record.event_source != "aws:sqs" {
+                    return Err(Error::InvalidEvent(format!(
+                        "a record from {:?}; keywatch reads only its SQS work queue (aws:sqs)",
+                        record.event_source
+                    )));
+                }
+                let receive_count = match record.attributes.approximate_receive_count {
+                    None => 1,
+                    Some(count) => count.parse().map_err(|_| {
+                        Error::InvalidEvent(format!(
+                            "record {}: ApproximateReceiveCount {count:?} is not a number",
+                            record.message_id
+                        ))
+                    })?,
+                };
+                Ok(SqsRecord {
+                    message_id: record.message_id,
+                    body: record.body,
+                    receive_count,
+                })
+            })
+            .collect()
+    }
+}
+
+/// The body of one fan-out message: which account to check, for which dispatch run.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WorkItem {
+    pub account_id: String,
+    pub run_id: String,
+}
+
+impl WorkItem {
+    pub fn decode(body: &str) -> Result<WorkItem> {
+        let item: WorkItem = serde_json::from_str(body).map_err(|error| {
+            Error::InvalidEvent(format!(
+                "a work message body is not {{\"account_id\": \"123456789012\", \"run_id\": \"...\"}}: {error}"
+            ))
+        })?;
+        if !is_account_id(&item.account_id) {
+            return Err(Error::InvalidEvent(format!(
+                "a work message names account {:?}, not a 12-digit account ID",
+                item.account_id
+            )));
+        }
+        Ok(item)
+    }
 }
 
 /// A manual event, e.g. `{"dry_run": true, "grace_period_hours": 24}`. Unknown fields are rejected so a typo
@@ -24,6 +133,7 @@ struct ManualEvent {
     dry_run: bool,
     grace_period_hours: Option<u32>,
     inventory_source: Option<Source>,
+    account_id: Option<String>,
 }
 
 impl Invocation {
@@ -63,11 +173,19 @@ impl Invocation {
                 )));
             }
         }
+        if let Some(account) = &manual.account_id {
+            if !is_account_id(account) {
+                return Err(Error::InvalidEvent(format!(
+                    "field `account_id`: {account:?} is not a 12-digit account ID"
+                )));
+            }
+        }
         Ok(Invocation {
             dry_run: manual.dry_run,
             grace_period_hours: manual.grace_period_hours,
             inventory_source: manual.inventory_source,
             scheduled: false,
+            account_id: manual.account_id,
         })
     }
 }
@@ -117,6 +235,14 @@ mod tests {
                     ..Default::default()
                 },
             ),
+            (
+                json!({"account_id": "111122223333", "dry_run": true}),
+                Invocation {
+                    dry_run: true,
+                    account_id: Some("111122223333".into()),
+                    ..Default::default()
+                },
+            ),
         ];
         for (event, expected) in cases {
             assert_eq!(
@@ -147,6 +273,8 @@ mod tests {
             (json!([1, 2]), "expected a JSON object, got an array"),
             (json!(null), "got null"),
             (json!("run"), "got a string"),
+            (json!({"account_id": "1111"}), "field `account_id`"),
+            (json!({"account_id": 111122223333u64}), "field `account_id`"),
             (
                 json!({"source": "aws.events", "detail-type": "EC2 Instance State-change Notification"}),
                 "Scheduled Event",
@@ -216,5 +344,68 @@ mod properties {
             prop_assert_eq!(invocation.dry_run, dry_run);
             prop_assert_eq!(invocation.grace_period_hours, hours);
         }
+    }
+}
+
+#[cfg(test)]
+mod sqs {
+    use super::*;
+    use serde_json::json;
+
+    fn record(id: &str, body: &str, count: &str) -> Value {
+        json!({
+            "messageId": id, "receiptHandle": "r", "body": body, "md5OfBody": "x",
+            "attributes": {"ApproximateReceiveCount": count, "SentTimestamp": "1"},
+            "messageAttributes": {}, "eventSource": "aws:sqs",
+            "eventSourceARN": "arn:aws:sqs:us-east-1:111122223333:keywatch-work", "awsRegion": "us-east-1"
+        })
+    }
+
+    #[test]
+    fn sqs_events_decode_per_record() {
+        let body = r#"{"account_id":"111122223333","run_id":"r1"}"#;
+        let event = json!({"Records": [record("m1", body, "1"), record("m2", "not json", "3")]});
+        let Event::Sqs(records) = Event::decode(event).unwrap() else {
+            panic!("an SQS event")
+        };
+        assert_eq!(records.len(), 2);
+        assert_eq!(records[1].receive_count, 3);
+        assert_eq!(
+            WorkItem::decode(&records[0].body).unwrap(),
+            WorkItem {
+                account_id: "111122223333".into(),
+                run_id: "r1".into()
+            }
+        );
+        for (body, needle) in [
+            ("not json", "is not {"),
+            (r#"{"account_id":"1","run_id":"r"}"#, "not a 12-digit"),
+            (r#"{"account_id":"111122223333"}"#, "missing field `run_id`"),
+            (
+                r#"{"account_id":"111122223333","run_id":"r","x":1}"#,
+                "unknown field",
+            ),
+        ] {
+            match WorkItem::decode(body) {
+                Err(Error::InvalidEvent(message)) => {
+                    assert!(message.contains(needle), "{body}: {message}")
+                }
+                other => panic!("{body}: {other:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn records_from_elsewhere_are_rejected() {
+        let mut other = record("m1", "{}", "1");
+        other["eventSource"] = json!("aws:kinesis");
+        assert!(matches!(
+            Event::decode(json!({"Records": [other]})),
+            Err(Error::InvalidEvent(m)) if m.contains("aws:kinesis")
+        ));
+        assert!(matches!(
+            Event::decode(json!({"Records": "x"})),
+            Err(Error::InvalidEvent(m)) if m.contains("Records")
+        ));
     }
 }

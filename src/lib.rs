@@ -1,12 +1,15 @@
 //! keywatch finds IAM access keys that are Active, have never been used, and belong to users with a console
 //! password (CIS AWS Foundations 1.11), verifies each one live, and alerts through SNS.
 //!
-//! Data flows one way: [`event`] → [`config`] → [`inventory`] → [`evaluate`] → [`verify`] → [`notify`] →
-//! [`report`]. [`handler`] wires the steps together for one invocation.
+//! Data flows one way: [`route`] (scheduled | SQS | manual) → [`dispatch`] | [`account`] (check one account) →
+//! [`inventory`] → [`evaluate`] → [`verify`] → [`notify`] → [`report`]. [`handler`] holds what a Lambda container
+//! keeps between invocations; [`event`] and [`config`] read what comes in.
 
+pub mod account;
 pub mod aws;
 pub mod config;
 pub mod deadline;
+pub mod dispatch;
 pub mod error;
 pub mod evaluate;
 pub mod event;
@@ -17,6 +20,7 @@ pub mod model;
 pub mod notify;
 pub mod permissions;
 pub mod report;
+pub mod route;
 pub mod verify;
 
 pub use error::{Error, Result};

@@ -1,4 +1,5 @@
-//! Cold-start wiring: settings and AWS clients are built once, then every invocation reuses them.
+//! Cold-start wiring: settings and AWS clients are built once, then every invocation reuses them. Each event is
+//! routed by `keywatch::route`.
 
 use keywatch::aws::Clients;
 use keywatch::config::Settings;

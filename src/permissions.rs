@@ -1,8 +1,9 @@
-//! Every AWS action keywatch may call: the one source of truth that `template.yaml`'s policy is checked
-//! against (in both directions) by `tests/template.rs`.
+//! Every AWS action keywatch may call: the one source of truth that `template.yaml`'s policy and
+//! `member-role.yaml` are checked against (in both directions) by `tests/template.rs`.
 
-/// IAM read actions. IAM read actions cannot be scoped to a resource for the credential report, so the
-/// template grants these on `*`.
+/// IAM read actions of one account check. IAM read actions cannot be scoped to a resource for the credential
+/// report, so the templates grant these on `*`: in the function's role, and in `member-role.yaml` for every other
+/// account.
 pub const IAM_ACTIONS: &[&str] = &[
     "iam:GenerateCredentialReport",
     "iam:GetCredentialReport",
@@ -16,14 +17,46 @@ pub const IAM_ACTIONS: &[&str] = &[
 /// Granted on the findings topic only.
 pub const SNS_ACTIONS: &[&str] = &["sns:Publish"];
 
+/// `ACCOUNTS=organization` only: the account list.
+pub const ORGANIZATION_ACTIONS: &[&str] = &["organizations:ListAccounts"];
+
+/// `ACCOUNTS` other than `self`: the member role, granted only on its ARN in every account.
+pub const MEMBER_ROLE_ACTIONS: &[&str] = &["sts:AssumeRole"];
+
+/// `ACCOUNTS` other than `self`: dispatch sends to the work queue (`SendMessageBatch` is authorized as
+/// `sqs:SendMessage`), and Lambda's event source mapping consumes it with the function's role. On the work
+/// queue only.
+pub const QUEUE_SEND_ACTIONS: &[&str] = &["sqs:SendMessage"];
+pub const QUEUE_CONSUME_ACTIONS: &[&str] = &[
+    "sqs:ReceiveMessage",
+    "sqs:DeleteMessage",
+    "sqs:GetQueueAttributes",
+];
+
 /// Needs no grant: AWS allows every principal to ask who it is. Used once per container for the account ID.
 pub const UNGATED_ACTIONS: &[&str] = &["sts:GetCallerIdentity"];
 
+/// The IAM action that authorizes a call, as the call counter names it: batch calls share their single
+/// form's action.
+pub fn policy_action(call: &str) -> &str {
+    match call {
+        "sqs:SendMessageBatch" => "sqs:SendMessage",
+        "sqs:DeleteMessageBatch" => "sqs:DeleteMessage",
+        other => other,
+    }
+}
+
 /// Whether the code may call this action (as the call counter names it).
-pub fn is_known(action: &str) -> bool {
-    IAM_ACTIONS
-        .iter()
-        .chain(SNS_ACTIONS)
-        .chain(UNGATED_ACTIONS)
-        .any(|a| *a == action)
+pub fn is_known(call: &str) -> bool {
+    let action = policy_action(call);
+    [
+        IAM_ACTIONS,
+        SNS_ACTIONS,
+        ORGANIZATION_ACTIONS,
+        MEMBER_ROLE_ACTIONS,
+        QUEUE_SEND_ACTIONS,
+        UNGATED_ACTIONS,
+    ]
+    .concat()
+    .contains(&action)
 }

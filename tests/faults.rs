@@ -1290,7 +1290,9 @@ async fn soak_lane(mut bench: Bench, seeds: Vec<u64>) -> SoakCounts {
             .collect();
         parts.sort();
         for pair in parts.windows(2).filter(|pair| pair[0] == pair[1]) {
-            counts.duplicate_parts.push(format!("{run_id} part {}", pair[0]));
+            counts
+                .duplicate_parts
+                .push(format!("{run_id} part {}", pair[0]));
         }
         let what = format!("seed {seed} ({source:?}, stale {stale}, grace {grace}, large {large})");
         match result {

@@ -123,6 +123,7 @@ async fn logs_name_findings_and_never_credentials_or_the_report() {
             grace_period_hours: None,
             inventory_source: None,
             scheduled: true,
+            account_id: None,
         };
         keywatch
             .run(

@@ -13,12 +13,14 @@ const SCHEDULED: Invocation = Invocation {
     grace_period_hours: None,
     inventory_source: None,
     scheduled: true,
+    account_id: None,
 };
 const DRY_RUN: Invocation = Invocation {
     dry_run: true,
     grace_period_hours: None,
     inventory_source: None,
     scheduled: false,
+    account_id: None,
 };
 
 /// Seeds an account, runs one scheduled invocation, and returns the report and what SNS delivered.
@@ -409,4 +411,131 @@ async fn response_contract_and_call_accounting() {
         "only the one candidate (u1) is verified live"
     );
     assert_eq!(calls.get("sns:Publish"), Some(&1));
+}
+
+/// An emulated organization: the scheduled run dispatches one work message per ACTIVE account, and the worker
+/// checks each through its member role (the management account with its own credentials), each alert naming
+/// its account and carrying only its findings.
+#[tokio::test]
+async fn an_organization_is_dispatched_and_each_account_checked_on_its_own() {
+    use aws_sdk_organizations::types::OrganizationFeatureSet;
+    use keywatch::event::{Event, SqsRecord};
+    use keywatch::route::Response;
+
+    let moto = Moto::start();
+    let config = moto.sdk_config().await;
+    let own = moto.account().await;
+    let organizations = aws_sdk_organizations::Client::new(&config);
+    organizations
+        .create_organization()
+        .feature_set(OrganizationFeatureSet::All)
+        .send()
+        .await
+        .unwrap();
+    let mut expected = std::collections::BTreeMap::new();
+    own.console_user("root-admin").await;
+    expected.insert(
+        "123456789012".to_string(),
+        ("root-admin".to_string(), own.key("root-admin").await.id),
+    );
+    for name in ["dev", "prod", "closed"] {
+        let status = organizations
+            .create_account()
+            .account_name(name)
+            .email(format!("{name}@example.com"))
+            .send()
+            .await
+            .unwrap()
+            .create_account_status
+            .unwrap();
+        let account_id = status.account_id.unwrap();
+        if name == "closed" {
+            organizations
+                .close_account()
+                .account_id(&account_id)
+                .send()
+                .await
+                .unwrap();
+            continue;
+        }
+        let member = support::member_account(&moto, &account_id).await;
+        let user = format!("{name}-admin");
+        member.console_user(&user).await;
+        expected.insert(account_id, (user.clone(), member.key(&user).await.id));
+    }
+    let work_queue = own
+        .sqs
+        .create_queue()
+        .queue_name("keywatch-work")
+        .send()
+        .await
+        .unwrap()
+        .queue_url
+        .unwrap();
+    let (topic, alerts) = own.topic_with_queue().await;
+    let vars = [
+        ("FINDINGS_TOPIC_ARN", topic.as_str()),
+        ("AWS_REGION", "us-east-1"),
+        ("ACCOUNTS", "organization"),
+        ("WORK_QUEUE_URL", work_queue.as_str()),
+    ];
+    let keywatch = keywatch::handler::Keywatch::new(
+        settings(&vars),
+        keywatch::aws::Clients::from_config(&config),
+    );
+    let deadline = keywatch::deadline::Deadline::after(std::time::Duration::from_secs(60));
+    let dispatched = keywatch
+        .route(Event::Check(SCHEDULED), "org-run", &deadline)
+        .await
+        .expect("dispatch");
+    let Response::Dispatched(dispatched) = dispatched else {
+        panic!("a dispatch response: {dispatched:?}")
+    };
+    assert_eq!(
+        dispatched.accounts,
+        expected.keys().cloned().collect::<Vec<_>>(),
+        "every ACTIVE account, not the closed one"
+    );
+
+    let messages = own
+        .sqs
+        .receive_message()
+        .queue_url(&work_queue)
+        .max_number_of_messages(10)
+        .send()
+        .await
+        .unwrap()
+        .messages
+        .unwrap_or_default();
+    let records = messages
+        .into_iter()
+        .map(|m| SqsRecord {
+            message_id: m.message_id.unwrap(),
+            body: m.body.unwrap(),
+            receive_count: 1,
+        })
+        .collect();
+    let batch = keywatch.work(records, &deadline).await;
+    assert!(batch.batch_item_failures.is_empty(), "{batch:?}");
+    let mut delivered = std::collections::BTreeMap::new();
+    for (subject, document) in own.delivered(&alerts).await {
+        let account = document["account_id"].as_str().unwrap().to_string();
+        assert!(subject.ends_with(&account), "{subject}");
+        let findings: Vec<(String, String)> = document["findings"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|f| {
+                (
+                    f["user_name"].as_str().unwrap().to_string(),
+                    f["access_key_id"].as_str().unwrap().to_string(),
+                )
+            })
+            .collect();
+        assert_eq!(document["run_id"], "org-run");
+        delivered.insert(account, findings);
+    }
+    let expected: std::collections::BTreeMap<String, Vec<(String, String)>> =
+        expected.into_iter().map(|(k, v)| (k, vec![v])).collect();
+    assert_eq!(delivered, expected);
 }

@@ -17,7 +17,7 @@ pub struct SnsSink {
 }
 
 impl SnsSink {
-    async fn publish_part(&self, part: &AlertPart) -> Result<String> {
+    pub async fn publish_part(&self, part: &AlertPart) -> Result<String> {
         let out = self
             .client
             .publish()

@@ -388,6 +388,36 @@ impl Account {
     }
 }
 
+/// A member account of the emulated organization, seeded through `OrganizationAccountAccessRole`, as AWS
+/// Organizations creates it in every new account.
+pub async fn member_account(moto: &Moto, account_id: &str) -> Account {
+    let sts = aws_sdk_sts::Client::new(&moto.sdk_config().await);
+    let credentials = sts
+        .assume_role()
+        .role_arn(format!(
+            "arn:aws:iam::{account_id}:role/OrganizationAccountAccessRole"
+        ))
+        .role_session_name("seed")
+        .send()
+        .await
+        .expect("assume OrganizationAccountAccessRole")
+        .credentials
+        .expect("credentials");
+    let config = moto
+        .sdk_config_with(
+            &credentials.access_key_id,
+            &credentials.secret_access_key,
+            Some(credentials.session_token),
+        )
+        .await;
+    Account {
+        iam: aws_sdk_iam::Client::new(&config),
+        sns: aws_sdk_sns::Client::new(&config),
+        sqs: aws_sdk_sqs::Client::new(&config),
+        moto_endpoint: moto.endpoint.clone(),
+    }
+}
+
 /// Settings as the Lambda would read them, from a list of variables.
 pub fn settings(vars: &[(&str, &str)]) -> Settings {
     let vars: Vec<(String, String)> = vars

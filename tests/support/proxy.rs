@@ -1,8 +1,8 @@
 //! A fault-injecting HTTP proxy between the SDK and moto, so faults travel the real wire protocol: the SDK
 //! parses real error responses, retries, times out and sees reset connections as it would against AWS.
 //!
-//! IAM, STS and SNS all speak the query protocol here, so every request is a form-encoded POST that names its
-//! `Action`; the service comes from the SigV4 credential scope. Faults are chosen by [`Rule`]s, in order; rules
+//! IAM, STS and SNS speak the query protocol, a form-encoded POST that names its `Action`; SQS and Organizations
+//! speak JSON and name it in `X-Amz-Target`. The service comes from the SigV4 credential scope. Faults are chosen by [`Rule`]s, in order; rules
 //! with a rate share one seeded draw per request, so `Throttling` at 0.20 and `ServiceFailure` at 0.05 on the
 //! same action mean exactly 20% and 5%. Concurrent requests make the order of draws, and so each run's exact
 //! faults, depend on scheduling: a seed fixes the rates and the mix, not the interleaving.
@@ -349,6 +349,18 @@ pub fn isolated_clients(config: &SdkConfig) -> Clients {
                 .retry_partition(partition("sts"))
                 .build(),
         ),
+        sqs: aws_sdk_sqs::Client::from_conf(
+            aws_sdk_sqs::config::Builder::from(config)
+                .interceptor(calls.clone())
+                .retry_partition(partition("sqs"))
+                .build(),
+        ),
+        organizations: aws_sdk_organizations::Client::from_conf(
+            aws_sdk_organizations::config::Builder::from(config)
+                .interceptor(calls.clone())
+                .retry_partition(partition("organizations"))
+                .build(),
+        ),
         calls,
     }
 }
@@ -615,10 +627,18 @@ fn action_name(headers: &HeaderMap, form: &[(String, String)]) -> String {
         .and_then(|v| v.split("Credential=").nth(1))
         .and_then(|scope| scope.split('/').nth(3))
         .unwrap_or("unknown");
+    // Query protocols (IAM, STS, SNS) name the action in the form; JSON protocols (SQS, Organizations) in
+    // `X-Amz-Target: AmazonSQS.SendMessageBatch`.
+    let target = headers
+        .get("x-amz-target")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.rsplit('.').next());
     let action = form
         .iter()
         .find(|(key, _)| key == "Action")
-        .map_or("unknown", |(_, value)| value.as_str());
+        .map(|(_, value)| value.as_str())
+        .or(target)
+        .unwrap_or("unknown");
     format!("{service}:{action}")
 }
 

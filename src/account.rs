@@ -1,0 +1,238 @@
+//! Checks one account, start to finish: its clients → inventory → evaluate → verify → notify → report. The
+//! function's own account is read with its own credentials; every other account through the member role, with
+//! credentials used for that account alone.
+
+use std::collections::BTreeMap;
+use std::time::Instant;
+
+use aws_sdk_iam::config::Credentials;
+use time::OffsetDateTime;
+
+use crate::aws::{aws_error, Clients};
+use crate::deadline::Deadline;
+use crate::error::{Error, Result};
+use crate::evaluate::{self, Policy};
+use crate::event::Invocation;
+use crate::handler::Keywatch;
+use crate::inventory::elapsed_ms;
+use crate::notify::sns::SnsSink;
+use crate::notify::Sink;
+use crate::report::{ApiCalls, Report};
+use crate::verify;
+
+/// STS session names: at most 64 characters of `[\w+=,.@-]`.
+const MAX_SESSION_NAME: usize = 64;
+
+impl Keywatch {
+    /// Checks one account: the one `invocation` names, else the function's own.
+    pub async fn run(
+        &self,
+        invocation: &Invocation,
+        run_id: &str,
+        deadline: &Deadline,
+    ) -> Result<Report> {
+        let clients = self.clients.counted();
+        let own = self.own_account(&clients, deadline).await?.to_string();
+        let target = invocation.account_id.clone().unwrap_or(own);
+        self.check_account(&clients, &target, invocation, run_id, deadline)
+            .await
+    }
+
+    /// Checks `account_id` with `clients` (counted for this check alone) and publishes its alert.
+    pub(crate) async fn check_account(
+        &self,
+        clients: &Clients,
+        account_id: &str,
+        invocation: &Invocation,
+        run_id: &str,
+        deadline: &Deadline,
+    ) -> Result<Report> {
+        if self.settings.fleet.exclude.contains(account_id) {
+            return Err(Error::Excluded(account_id.to_string()));
+        }
+        let dry_run = invocation.dry_run || self.settings.dry_run_only;
+        let sink = match (&self.settings.topic_arn, dry_run) {
+            (_, true) => None,
+            (Some(topic_arn), false) => Some(SnsSink {
+                client: clients.sns.clone(),
+                topic_arn: topic_arn.clone(),
+            }),
+            (None, false) => return Err(Error::NoTopic),
+        };
+        let grace_period_hours = invocation
+            .grace_period_hours
+            .unwrap_or(self.settings.grace_period_hours);
+        let iam = self.iam_for(clients, account_id, run_id, deadline).await?;
+
+        let source = invocation
+            .inventory_source
+            .unwrap_or(self.settings.inventory_source);
+        let inventory = source
+            .collect(&iam, self.settings.concurrency, deadline)
+            .await?;
+        let mut phase_ms: BTreeMap<&'static str, u64> =
+            inventory.phase_ms.iter().copied().collect();
+        let candidates = evaluate::candidates(&inventory);
+        let start = Instant::now();
+        let verified = deadline
+            .run(
+                "live verification",
+                verify::verify(
+                    &iam,
+                    &candidates,
+                    &self.settings.exemptions,
+                    self.settings.concurrency,
+                ),
+            )
+            .await?;
+        phase_ms.insert("verification", elapsed_ms(start));
+        // Taken after the live reads: a key created during the run is never younger than `now`.
+        let checked_at = OffsetDateTime::now_utc();
+        let policy = Policy {
+            account_id,
+            now: checked_at,
+            grace_period_hours,
+            exemptions: &self.settings.exemptions,
+        };
+        let evaluation = evaluate::classify(&verified, &policy);
+
+        let mut report = Report {
+            run_id: run_id.to_string(),
+            account_id: account_id.to_string(),
+            checked_at,
+            report_generated_at: inventory.report_generated_at,
+            inventory_source: source,
+            dry_run,
+            grace_period_hours,
+            users_examined: inventory.users.len(),
+            keys_examined: inventory.keys_examined(),
+            candidates_verified: candidates.len(),
+            api_calls: ApiCalls::default(),
+            phase_ms,
+            findings: Vec::new(),
+            pending: Vec::new(),
+            exempted: Vec::new(),
+            notifications: Vec::new(),
+        };
+        report.apply(evaluation);
+        // Logged before publishing, so a failed publish loses nothing.
+        for finding in &report.findings {
+            tracing::warn!(run_id, account_id, finding_id = %finding.finding_id, user = %finding.user_name, access_key_id = %finding.access_key_id, "finding");
+        }
+
+        if let Some(sink) =
+            sink.filter(|_| !report.findings.is_empty() || self.settings.notify_when_clean)
+        {
+            let start = Instant::now();
+            report.notifications = sink.publish(&report, deadline).await?;
+            report.phase_ms.insert("publish", elapsed_ms(start));
+        }
+        report.api_calls = ApiCalls::from(clients.calls.take());
+        tracing::info!(
+            run_id,
+            account_id = %report.account_id,
+            dry_run,
+            users_examined = report.users_examined,
+            keys_examined = report.keys_examined,
+            candidates_verified = report.candidates_verified,
+            findings = report.findings.len(),
+            pending = report.pending.len(),
+            exempted = report.exempted.len(),
+            notifications = report.notifications.len(),
+            api_calls = report.api_calls.total,
+            api_calls_by_operation = %serde_json::to_string(&report.api_calls.by_operation).unwrap_or_default(),
+            phase_ms = %serde_json::to_string(&report.phase_ms).unwrap_or_default(),
+            "keywatch run complete"
+        );
+        Ok(report)
+    }
+
+    /// The member role's ARN in `account_id`, or `None` for the function's own account.
+    pub(crate) fn role_arn(&self, own_account: &str, account_id: &str) -> Option<String> {
+        (account_id != own_account).then(|| {
+            self.settings
+                .fleet
+                .member_role
+                .arn(self.settings.partition, account_id)
+        })
+    }
+
+    /// The IAM client for `account_id`: the function's own, or the member role's for every other account.
+    async fn iam_for(
+        &self,
+        clients: &Clients,
+        account_id: &str,
+        run_id: &str,
+        deadline: &Deadline,
+    ) -> Result<aws_sdk_iam::Client> {
+        let own = self.own_account(clients, deadline).await?;
+        let Some(role_arn) = self.role_arn(own, account_id) else {
+            return Ok(clients.iam.clone());
+        };
+        let assumed = deadline
+            .run("assuming the member role", async {
+                clients
+                    .sts
+                    .assume_role()
+                    .role_arn(&role_arn)
+                    .role_session_name(session_name(run_id))
+                    .send()
+                    .await
+                    .map_err(|e| aws_error("sts:AssumeRole", e))
+            })
+            .await;
+        let credentials = assumed
+            .and_then(|out| {
+                out.credentials.ok_or(Error::IncompleteResponse {
+                    action: "sts:AssumeRole",
+                    missing: "Credentials",
+                    context: Some(format!("role {role_arn}")),
+                })
+            })
+            .map_err(|cause| Error::AssumeRole {
+                account_id: account_id.to_string(),
+                role_arn: role_arn.clone(),
+                cause: Box::new(cause),
+            })?;
+        let credentials = Credentials::new(
+            credentials.access_key_id,
+            credentials.secret_access_key,
+            Some(credentials.session_token),
+            None,
+            "keywatch-member-role",
+        );
+        Ok(clients.iam_as(credentials))
+    }
+}
+
+/// `keywatch-` and the run ID, in the characters STS allows, so CloudTrail in the member account shows the run.
+fn session_name(run_id: &str) -> String {
+    let cleaned: String = run_id
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || "+=,.@_-".contains(c) {
+                c
+            } else {
+                '-'
+            }
+        })
+        .collect();
+    let mut name = format!("keywatch-{cleaned}");
+    name.truncate(MAX_SESSION_NAME);
+    name
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn session_names_carry_the_run_within_sts_limits() {
+        assert_eq!(
+            session_name("8e1addde-96ff-43fc-bdd4-df4b4d8f65c2"),
+            "keywatch-8e1addde-96ff-43fc-bdd4-df4b4d8f65c2"
+        );
+        assert_eq!(session_name("a/b c"), "keywatch-a-b-c");
+        assert_eq!(session_name(&"x".repeat(100)).len(), MAX_SESSION_NAME);
+    }
+}

@@ -1,0 +1,182 @@
+//! What an event asks for: a schedule dispatches the accounts (or checks the own account when `ACCOUNTS=self`),
+//! an SQS batch checks one account per record, and a person checks one account, or sees the plan.
+
+use futures_util::StreamExt;
+use lambda_runtime::LambdaEvent;
+use serde::Serialize;
+use serde_json::Value;
+
+use crate::config::Scope;
+use crate::deadline::Deadline;
+use crate::dispatch::{Dispatched, Plan};
+use crate::error::{Error, Result};
+use crate::event::{Event, Invocation, SqsRecord, WorkItem};
+use crate::handler::Keywatch;
+use crate::notify::notice::{self, Notice};
+use crate::notify::sns::SnsSink;
+use crate::report::Report;
+
+/// SQS records checked at once in one invocation. The template's batch size is 1, so each account gets an
+/// invocation of its own; a larger batch (or a test's pump) still stays bounded.
+pub const RECORDS_IN_PARALLEL: usize = 4;
+
+/// What an invocation returns.
+#[derive(Debug, Serialize)]
+#[serde(untagged)]
+pub enum Response {
+    Report(Box<Report>),
+    Dispatched(Dispatched),
+    Plan(Plan),
+    Batch(BatchResponse),
+}
+
+/// Lambda's partial batch response: the records to retry.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct BatchResponse {
+    #[serde(rename = "batchItemFailures")]
+    pub batch_item_failures: Vec<BatchItemFailure>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct BatchItemFailure {
+    #[serde(rename = "itemIdentifier")]
+    pub item_identifier: String,
+}
+
+impl Keywatch {
+    pub async fn handle(&self, event: LambdaEvent<Value>) -> Result<Response> {
+        let run_id = event.context.request_id.clone();
+        let deadline = Deadline::from_lambda(event.context.deadline());
+        let routed = match Event::decode(event.payload) {
+            Ok(event) => self.route(event, &run_id, &deadline).await,
+            Err(error) => Err(error),
+        };
+        routed.inspect_err(|error| {
+            tracing::error!(run_id, error_type = error.error_type(), %error, "keywatch run failed");
+        })
+    }
+
+    pub async fn route(&self, event: Event, run_id: &str, deadline: &Deadline) -> Result<Response> {
+        let fleet = self.settings.fleet.scope != Scope::Own;
+        match event {
+            Event::Sqs(records) => Ok(Response::Batch(self.work(records, deadline).await)),
+            Event::Check(invocation) if invocation.account_id.is_some() || !fleet => self
+                .run(&invocation, run_id, deadline)
+                .await
+                .map(|report| Response::Report(Box::new(report))),
+            Event::Check(Invocation { dry_run: true, .. }) => {
+                self.plan(run_id, deadline).await.map(Response::Plan)
+            }
+            Event::Check(_) => self
+                .dispatch(run_id, deadline)
+                .await
+                .map(Response::Dispatched),
+        }
+    }
+
+    /// Checks one account per record, a few at a time, and names the records to retry. A check that fails on
+    /// its last attempt publishes a notice first, so an account that cannot be checked is never silent.
+    pub async fn work(&self, records: Vec<SqsRecord>, deadline: &Deadline) -> BatchResponse {
+        let failures: Vec<BatchItemFailure> = futures_util::stream::iter(records)
+            .map(|record| async move {
+                let failed = self.work_one(&record, deadline).await.is_err();
+                failed.then_some(BatchItemFailure {
+                    item_identifier: record.message_id,
+                })
+            })
+            .buffer_unordered(RECORDS_IN_PARALLEL)
+            .filter_map(|failure| async move { failure })
+            .collect()
+            .await;
+        BatchResponse {
+            batch_item_failures: failures,
+        }
+    }
+
+    async fn work_one(&self, record: &SqsRecord, deadline: &Deadline) -> Result<Report> {
+        let item = WorkItem::decode(&record.body);
+        let result = match &item {
+            Ok(item) => {
+                let clients = self.clients.counted();
+                let invocation = Invocation {
+                    scheduled: true,
+                    ..Invocation::default()
+                };
+                self.check_account(
+                    &clients,
+                    &item.account_id,
+                    &invocation,
+                    &item.run_id,
+                    deadline,
+                )
+                .await
+            }
+            Err(error) => Err(Error::InvalidEvent(error.to_string())),
+        };
+        let Err(error) = &result else {
+            return result;
+        };
+        let item = item.as_ref().ok();
+        let last = record.receive_count >= self.settings.fleet.max_receive_count;
+        tracing::error!(
+            message_id = %record.message_id,
+            account_id = item.map(|i| i.account_id.as_str()),
+            run_id = item.map(|i| i.run_id.as_str()),
+            receive_count = record.receive_count,
+            last_attempt = last,
+            error_type = error.error_type(),
+            %error,
+            "account check failed"
+        );
+        if last {
+            self.notify_failed(record, item, error, deadline).await;
+        }
+        result
+    }
+
+    /// Publishes the notice; if even that fails, the log line above and the DLQ alarm remain.
+    async fn notify_failed(
+        &self,
+        record: &SqsRecord,
+        item: Option<&WorkItem>,
+        error: &Error,
+        deadline: &Deadline,
+    ) {
+        let Some(topic_arn) = self.settings.topic_arn.clone() else {
+            return;
+        };
+        let notice = Notice {
+            schema: notice::SCHEMA,
+            run_id: item.map_or("", |i| i.run_id.as_str()),
+            account_id: item.map(|i| i.account_id.as_str()),
+            error_type: error.error_type(),
+            error: error.to_string(),
+            attempts: record.receive_count,
+            message_id: &record.message_id,
+        };
+        let sink = SnsSink {
+            client: self.clients.sns.clone(),
+            topic_arn,
+        };
+        let published = match notice::render(&notice) {
+            Ok(part) => {
+                deadline
+                    .run("publishing a failed-check notice", sink.publish_part(&part))
+                    .await
+            }
+            Err(error) => Err(error),
+        };
+        match published {
+            Ok(message_id) => {
+                tracing::warn!(
+                    account_id = notice.account_id,
+                    message_id,
+                    "failed-check notice published"
+                )
+            }
+            Err(error) => {
+                tracing::error!(account_id = notice.account_id, %error, "failed-check notice not published")
+            }
+        }
+    }
+}
