@@ -14,7 +14,7 @@ use aws_sdk_iam::operation::get_credential_report::GetCredentialReportError;
 use keywatch::aws::config_loader;
 use keywatch::deadline::Deadline;
 use keywatch::error::Error;
-use keywatch::event::Invocation;
+use keywatch::event::{Event, Invocation};
 use keywatch::handler::Keywatch;
 use keywatch::inventory::Source;
 use keywatch::report::Report;
@@ -825,6 +825,76 @@ async fn answers_missing_a_field_fail_loudly() {
             .unwrap_or_else(|e| panic!("{element}: after the fault: {e}"));
         assert_eq!(report.account_id, "123456789012");
         assert_eq!(report.findings.len(), 1);
+    }
+}
+
+/// Dispatch over a listed fleet of 12 accounts (two SQS batches): a batch whose answer reports one entry failed,
+/// and a batch that fails whole, fail the run naming exactly the accounts not sent.
+#[tokio::test]
+async fn a_partial_dispatch_fails_naming_the_accounts_not_sent() {
+    let bench = Bench::start().await;
+    let queue = bench
+        .account
+        .sqs
+        .create_queue()
+        .queue_name("keywatch-work")
+        .send()
+        .await
+        .unwrap()
+        .queue_url
+        .unwrap();
+    let accounts: Vec<String> = (0..12).map(|i| format!("1000000000{i:02}")).collect();
+    let listed = accounts.join(",");
+    let vars = [
+        ("FINDINGS_TOPIC_ARN", TOPIC),
+        ("AWS_REGION", "us-east-1"),
+        ("ACCOUNTS", listed.as_str()),
+        ("WORK_QUEUE_URL", queue.as_str()),
+    ];
+    let loader = bench.proxy.configure(config_loader(3));
+    let keywatch = Keywatch::new(settings(&vars), isolated_clients(&loader.load().await));
+    let deadline = Deadline::after(Duration::from_secs(30));
+    let dispatch = || {
+        keywatch.route(
+            Event::Check(scheduled(Source::CredentialReport)),
+            "fan-out",
+            &deadline,
+        )
+    };
+
+    let sent = dispatch().await.expect("a clean dispatch");
+    let keywatch::route::Response::Dispatched(sent) = sent else {
+        panic!("a dispatch response: {sent:?}")
+    };
+    assert_eq!((sent.dispatched, &sent.accounts), (12, &accounts));
+
+    for (rule, not_sent) in [
+        (
+            Rule::on("sqs:SendMessageBatch", Fault::FailBatchEntry("3")).nth(1),
+            vec![accounts[3].clone()],
+        ),
+        (
+            Rule::on("sqs:SendMessageBatch", Fault::AccessDenied).nth(2),
+            accounts[10..].to_vec(),
+        ),
+    ] {
+        bench.proxy.clear();
+        bench.proxy.add(rule);
+        let error = dispatch().await.expect_err("a partial dispatch fails");
+        match &error {
+            Error::Dispatch { failed, sent, .. } => {
+                assert_eq!(failed, &not_sent);
+                assert_eq!(*sent, 12 - not_sent.len());
+            }
+            other => panic!("expected a dispatch error, got {other:?}"),
+        }
+        assert_eq!(error.error_type(), "Keywatch.DispatchFailed");
+        assert!(
+            error
+                .to_string()
+                .contains(&format!("not sent: {}", not_sent.join(", "))),
+            "{error}"
+        );
     }
 }
 

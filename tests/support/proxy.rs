@@ -56,6 +56,9 @@ pub enum Fault {
     /// Forwarded, and the answer's element of this name is renamed so the SDK cannot see it: a response that
     /// lacks a field (`GeneratedTime`, `Content`, `AccessKeyId`, `Account`).
     Strip(&'static str),
+    /// Forwarded, and the SQS batch answer reports the entry with this `Id` as failed (`InternalError`): a
+    /// partial batch failure.
+    FailBatchEntry(&'static str),
 }
 
 impl Fault {
@@ -452,6 +455,7 @@ async fn handle(state: Arc<State>, reset: Arc<AtomicBool>, request: Request<Inco
     }
     let body = match fault {
         Some(Fault::Strip(element)) => strip(&body, element),
+        Some(Fault::FailBatchEntry(id)) => fail_batch_entry(&body, id).unwrap_or(body),
         _ => body,
     };
     let body = if action == "iam:ListUsers"
@@ -471,6 +475,22 @@ fn strip(body: &[u8], element: &str) -> Bytes {
         .replace(&format!("<{element}>"), "<KeywatchTestStripped>")
         .replace(&format!("</{element}>"), "</KeywatchTestStripped>");
     Bytes::from(text)
+}
+
+/// Moves the entry `id` of a JSON batch answer (`SendMessageBatch`) from `Successful` to `Failed`.
+fn fail_batch_entry(body: &[u8], id: &str) -> Option<Bytes> {
+    let mut answer: serde_json::Value = serde_json::from_slice(body).ok()?;
+    let successful = answer.get_mut("Successful")?.as_array_mut()?;
+    let index = successful.iter().position(|entry| entry["Id"] == id)?;
+    successful.remove(index);
+    let failed = serde_json::json!({
+        "Id": id, "SenderFault": false, "Code": "InternalError", "Message": "injected by the test proxy"
+    });
+    match answer.get_mut("Failed").and_then(|f| f.as_array_mut()) {
+        Some(list) => list.push(failed),
+        None => answer["Failed"] = serde_json::json!([failed]),
+    }
+    serde_json::to_vec(&answer).ok().map(Bytes::from)
 }
 
 /// IAM's defaults for ListUsers: 100 users a page unless `MaxItems` asks for more, and never more than 1,000.
