@@ -241,3 +241,416 @@ fn a_missing_or_invalid_topic_fails_the_init() {
         );
     }
 }
+
+/// The function's own account: moto's default, and the organization's management account.
+const MANAGEMENT: &str = "123456789012";
+
+/// An emulated Organization: the management account and three ACTIVE members (two with findings or none, one
+/// whose member role is denied through the proxy), plus a closed one. Returns (account ID by name, seeded
+/// findings by account ID); `closed` is SUSPENDED and has no findings.
+async fn organization(
+    moto: &Moto,
+    own: &Account,
+) -> (
+    std::collections::BTreeMap<&'static str, String>,
+    std::collections::BTreeMap<String, Vec<(String, String)>>,
+) {
+    use aws_sdk_organizations::types::OrganizationFeatureSet;
+    let organizations = aws_sdk_organizations::Client::new(&moto.sdk_config().await);
+    organizations
+        .create_organization()
+        .feature_set(OrganizationFeatureSet::All)
+        .send()
+        .await
+        .expect("create organization");
+    let mut ids = std::collections::BTreeMap::new();
+    ids.insert("management", MANAGEMENT.to_string());
+    let mut findings = std::collections::BTreeMap::new();
+    // Each account: (console users with a never-used key, users that are never a finding).
+    let seeds: [(&str, &[&str], &[&str]); 5] = [
+        ("management", &["root-admin"], &["ci-bot"]),
+        ("dev", &["dev-alice", "dev-bob"], &["dev-ci"]),
+        ("prod", &[], &["prod-svc"]),
+        ("audit", &["audit-admin"], &[]),
+        ("closed", &[], &[]),
+    ];
+    for (name, console_users, clean_users) in seeds {
+        let account = if name == "management" {
+            own
+        } else {
+            let status = organizations
+                .create_account()
+                .account_name(name)
+                .email(format!("{name}@example.com"))
+                .send()
+                .await
+                .expect("create account")
+                .create_account_status
+                .expect("status");
+            let id = status.account_id.expect("account id");
+            ids.insert(name, id.clone());
+            if name == "closed" {
+                organizations
+                    .close_account()
+                    .account_id(&id)
+                    .send()
+                    .await
+                    .expect("close account");
+                continue;
+            }
+            &support::member_account(moto, &id).await
+        };
+        let mut keys = Vec::new();
+        for user in console_users {
+            account.console_user(user).await;
+            keys.push((user.to_string(), account.key(user).await.id));
+        }
+        // No console password: a programmatic user, never a finding.
+        for user in clean_users {
+            account.user(user).await;
+            account.key(user).await;
+        }
+        keys.sort();
+        findings.insert(ids[name].clone(), keys);
+    }
+    (ids, findings)
+}
+
+/// The organization through the built binary: the plan and a one-account check first (nothing sent), then the
+/// schedule dispatches every ACTIVE account, and a pump plays Lambda's SQS poller over the work queue. One
+/// member's role is denied: its notice comes on the last attempt only, and its message ends in the DLQ.
+#[tokio::test]
+async fn an_organization_goes_through_the_work_queue() {
+    use support::proxy::{Fault, Proxy, Rule};
+    use support::pump::{queue_depth, take_bodies, Invoke, Pump, Stop, WorkQueue};
+
+    const MAX_RECEIVE_COUNT: u32 = 3;
+    let moto = Moto::start();
+    let own = moto.account().await;
+    let (ids, seeded) = organization(&moto, &own).await;
+    let (dev, audit, closed) = (&ids["dev"], &ids["audit"], &ids["closed"]);
+    let (topic, alerts) = own.topic_with_queue().await;
+    // 1 s visibility: a failed check is back on the queue a second later.
+    let work = WorkQueue::create(&own.sqs, "keywatch-work", 1, MAX_RECEIVE_COUNT).await;
+
+    // moto's cross-account AssumeRole ignores trust policies: the denial is the proxy's.
+    let proxy = Proxy::start(&moto.endpoint);
+    proxy.add(Rule::on("sts:AssumeRole", Fault::AccessDenied).param("RoleArn", audit));
+    let api = RuntimeApi::start();
+    let max_receive_count = MAX_RECEIVE_COUNT.to_string();
+    let mut function = Function::start(
+        &api,
+        &proxy.url,
+        &[
+            ("FINDINGS_TOPIC_ARN", &topic),
+            ("ACCOUNTS", "organization"),
+            ("WORK_QUEUE_URL", &work.url),
+            ("MAX_RECEIVE_COUNT", &max_receive_count),
+        ],
+    );
+    let active: Vec<String> = seeded.keys().cloned().collect();
+    assert!(
+        !active.contains(closed),
+        "the closed account is seeded as closed"
+    );
+
+    // The plan: every ACTIVE account and the role it is read through; nothing sent.
+    let plan = function.invoke_ok(&api, "organization dry run", r#"{"dry_run": true}"#);
+    assert_eq!(plan["dry_run"], true, "{plan:#}");
+    let planned: Vec<(String, Value)> = plan["accounts"]
+        .as_array()
+        .unwrap_or_else(|| panic!("no accounts in {plan:#}"))
+        .iter()
+        .map(|a| {
+            (
+                a["account_id"].as_str().unwrap_or_default().to_string(),
+                a["role_arn"].clone(),
+            )
+        })
+        .collect();
+    let expected_plan: Vec<(String, Value)> = active
+        .iter()
+        .map(|id| {
+            let role =
+                (id != MANAGEMENT).then(|| format!("arn:aws:iam::{id}:role/keywatch-member"));
+            (id.clone(), serde_json::json!(role))
+        })
+        .collect();
+    assert_eq!(planned, expected_plan, "{plan:#}");
+    assert_eq!(
+        queue_depth(&own.sqs, &work.url).await,
+        (0, 0, 0),
+        "a dry run dispatches nothing"
+    );
+
+    // One member, checked now through its role: its own findings, nothing published.
+    let payload = format!(r#"{{"account_id": "{dev}", "dry_run": true}}"#);
+    let report = function.invoke_ok(&api, "one-account dry run", &payload);
+    assert_eq!(report["account_id"], dev.as_str(), "{report:#}");
+    assert_eq!(finding_keys(&report), seeded[dev], "{report:#}");
+    assert_eq!(report["notifications"], serde_json::json!([]));
+    assert_eq!(queue_depth(&own.sqs, &work.url).await, (0, 0, 0));
+    let delivered = own.delivered(&alerts).await;
+    assert!(
+        delivered.is_empty(),
+        "dry runs publish nothing: {delivered:?}"
+    );
+
+    // The schedule dispatches exactly the ACTIVE accounts.
+    let dispatched =
+        function.invoke_ok(&api, "events/scheduled.json", &event_file("scheduled.json"));
+    let run_id = dispatched["run_id"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    assert!(!run_id.is_empty(), "{dispatched:#}");
+    assert_eq!(
+        dispatched,
+        serde_json::json!({"run_id": run_id, "dispatched": active.len(), "accounts": active}),
+        "every ACTIVE account, not the closed one {closed}"
+    );
+
+    // Lambda's poller, one record per invocation as the template configures it. What reached the findings
+    // topic is read after each invocation, so each alert or notice is tied to the attempt that sent it.
+    let after_each = std::cell::RefCell::new(Vec::new());
+    let observed = |payload: String| {
+        let (api, own, alerts, after_each) = (&api, &own, &alerts, &after_each);
+        async move {
+            let answer = Invoke::invoke(api, payload).await;
+            let delivered = own.delivered(alerts).await;
+            after_each.borrow_mut().push(delivered);
+            answer
+        }
+    };
+    let pumped = Pump::new(&own.sqs, &work.url).await.run(&observed).await;
+    function.assert_running();
+    let after_each = after_each.into_inner();
+    assert_eq!(pumped.stopped, Stop::Drained, "{pumped:#?}");
+    let attempts = MAX_RECEIVE_COUNT as usize;
+    assert_eq!(
+        (
+            pumped.invocations,
+            pumped.records,
+            pumped.deleted,
+            pumped.failed,
+            pumped.function_errors
+        ),
+        (
+            active.len() - 1 + attempts,
+            active.len() - 1 + attempts,
+            active.len() - 1,
+            attempts,
+            0
+        ),
+        "each account once, the denied one {attempts} times: {pumped:#?}"
+    );
+
+    let mut checked = Vec::new();
+    let mut denied_counts = Vec::new();
+    for (batch, delivered) in pumped.batches.iter().zip(&after_each) {
+        let [record] = &batch.records[..] else {
+            panic!("one record per invocation: {batch:#?}")
+        };
+        let item: Value = serde_json::from_str(&record.body).expect("a work item");
+        assert_eq!(item["run_id"], run_id.as_str(), "{item}");
+        let account = item["account_id"].as_str().expect("account_id").to_string();
+        if account == *audit {
+            assert_eq!(
+                batch.failed,
+                std::slice::from_ref(&record.message_id),
+                "{batch:#?}"
+            );
+            denied_counts.push(record.receive_count);
+            if record.receive_count < MAX_RECEIVE_COUNT {
+                assert!(
+                    delivered.is_empty(),
+                    "a notice before the last attempt: {delivered:?}"
+                );
+                continue;
+            }
+            let [(subject, notice)] = &delivered[..] else {
+                panic!("one notice on the last attempt, got {delivered:#?}")
+            };
+            assert_eq!(
+                subject,
+                &format!("keywatch: account {audit} could not be checked")
+            );
+            assert_eq!(notice["schema"], "keywatch.check-failed/v1", "{notice:#}");
+            assert_eq!(notice["account_id"], audit.as_str(), "{notice:#}");
+            assert_eq!(notice["run_id"], run_id.as_str(), "{notice:#}");
+            assert_eq!(
+                notice["error_type"], "Keywatch.AssumeRoleFailed",
+                "{notice:#}"
+            );
+            assert_eq!(notice["attempts"], MAX_RECEIVE_COUNT, "{notice:#}");
+            let error = notice["error"].as_str().unwrap_or_default();
+            for needle in [
+                "sts:AssumeRole failed (AccessDenied)",
+                "member-role.yaml",
+                audit,
+            ] {
+                assert!(error.contains(needle), "{needle:?} not in {error}");
+            }
+            continue;
+        }
+        assert!(batch.failed.is_empty(), "{account}: {batch:#?}");
+        checked.push(account.clone());
+        if seeded[&account].is_empty() {
+            assert!(delivered.is_empty(), "{account} is clean: {delivered:?}");
+            continue;
+        }
+        let [(subject, document)] = &delivered[..] else {
+            panic!("{account}: one alert, got {delivered:#?}")
+        };
+        assert!(subject.ends_with(&format!(" in {account}")), "{subject}");
+        assert_eq!(document["account_id"], account.as_str(), "{document:#}");
+        assert_eq!(document["run_id"], run_id.as_str(), "{document:#}");
+        assert_eq!(
+            finding_keys(document),
+            seeded[&account],
+            "{account}: {document:#}"
+        );
+    }
+    checked.sort();
+    let others: Vec<String> = active.iter().filter(|a| *a != audit).cloned().collect();
+    assert_eq!(checked, others, "every other account checked exactly once");
+    assert_eq!(denied_counts, (1..=MAX_RECEIVE_COUNT).collect::<Vec<_>>());
+    // The denial came from the proxy, once per attempt (AccessDenied is not retried).
+    let denied = proxy
+        .log()
+        .iter()
+        .filter(|s| s.fault == Some(Fault::AccessDenied))
+        .count();
+    assert_eq!(denied, attempts);
+
+    // Worked off: the others deleted, the denied account's message in the DLQ, and nothing else anywhere.
+    assert_eq!(queue_depth(&own.sqs, &work.url).await, (0, 0, 0));
+    let dead: Vec<Value> = take_bodies(&own.sqs, &work.dlq_url)
+        .await
+        .iter()
+        .map(|b| serde_json::from_str(b).expect("a work item"))
+        .collect();
+    assert_eq!(
+        dead,
+        [serde_json::json!({"account_id": audit, "run_id": run_id})]
+    );
+    let late = own.delivered(&alerts).await;
+    assert!(
+        late.is_empty(),
+        "nothing published after the pump: {late:?}"
+    );
+}
+
+/// A work message that is not a work item fails its own record only, and is reported on its last attempt; the
+/// runtime keeps serving. The pump's own rule: a function error leaves every record of the batch on the queue.
+#[tokio::test]
+async fn a_malformed_work_message_is_a_failed_record_not_a_crash() {
+    use support::pump::{queue_depth, take_bodies, Pump, Stop, WorkQueue};
+
+    let moto = Moto::start();
+    let own = moto.account().await;
+    own.console_user("alice").await;
+    let alice = own.key("alice").await.id;
+    let (topic, alerts) = own.topic_with_queue().await;
+    let work = WorkQueue::create(&own.sqs, "keywatch-work", 1, 2).await;
+    let send = |body: &'static str| {
+        let (sqs, url) = (&own.sqs, &work.url);
+        async move {
+            sqs.send_message()
+                .queue_url(url)
+                .message_body(body)
+                .send()
+                .await
+                .expect("send")
+                .message_id
+                .expect("message id")
+        }
+    };
+    let malformed = send(r#"{"account": "123456789012"}"#).await;
+    send(r#"{"account_id": "123456789012", "run_id": "run-1"}"#).await;
+
+    let api = RuntimeApi::start();
+    let mut function = Function::start(
+        &api,
+        &moto.endpoint,
+        &[("FINDINGS_TOPIC_ARN", &topic), ("MAX_RECEIVE_COUNT", "2")],
+    );
+    let pumped = Pump::new(&own.sqs, &work.url)
+        .await
+        .batch_size(10)
+        .run(&api)
+        .await;
+    function.assert_running();
+    assert_eq!(pumped.stopped, Stop::Drained, "{pumped:#?}");
+    // Both records in the first batch: only the malformed one fails, and it fails again on its own.
+    let failed: Vec<(usize, Vec<String>)> = pumped
+        .batches
+        .iter()
+        .map(|b| (b.records.len(), b.failed.clone()))
+        .collect();
+    assert_eq!(
+        failed,
+        [(2, vec![malformed.clone()]), (1, vec![malformed.clone()])],
+        "{pumped:#?}"
+    );
+    assert_eq!((pumped.deleted, pumped.function_errors), (1, 0));
+    let mut delivered = own.delivered(&alerts).await;
+    delivered.sort_by(|a, b| a.0.cmp(&b.0));
+    let [(alert, document), (notice_subject, notice)] = &delivered[..] else {
+        panic!("one alert and one notice, got {delivered:#?}")
+    };
+    assert_eq!(
+        alert,
+        "keywatch: 1 never-used access key on a console user in 123456789012"
+    );
+    assert_eq!(document["run_id"], "run-1");
+    assert_eq!(
+        finding_keys(document),
+        [("alice".to_string(), alice.clone())]
+    );
+    assert_eq!(
+        notice_subject,
+        "keywatch: account an unknown account could not be checked"
+    );
+    assert_eq!(notice["account_id"], Value::Null, "{notice:#}");
+    assert_eq!(notice["error_type"], "Keywatch.InvalidEvent", "{notice:#}");
+    assert_eq!(notice["message_id"], malformed.as_str(), "{notice:#}");
+    assert_eq!(
+        take_bodies(&own.sqs, &work.dlq_url).await,
+        [r#"{"account": "123456789012"}"#]
+    );
+    // Still serving.
+    let report = function.invoke_ok(&api, "events/manual.json", &event_file("manual.json"));
+    assert_eq!(finding_keys(&report), [("alice".to_string(), alice)]);
+
+    // A function error fails the whole batch: nothing deleted, received until the DLQ takes it.
+    send(r#"{"account_id": "123456789012", "run_id": "run-2"}"#).await;
+    let crashing =
+        |_payload: String| async { (500, r#"{"errorType": "Runtime.ExitError"}"#.to_string()) };
+    let pumped = Pump::new(&own.sqs, &work.url).await.run(&crashing).await;
+    assert_eq!(pumped.stopped, Stop::Drained, "{pumped:#?}");
+    assert_eq!(
+        (
+            pumped.invocations,
+            pumped.deleted,
+            pumped.failed,
+            pumped.function_errors
+        ),
+        (2, 0, 2, 2),
+        "{pumped:#?}"
+    );
+    assert_eq!(take_bodies(&own.sqs, &work.dlq_url).await.len(), 1);
+    // Bounded: a pump that may invoke once stops there, whatever is left.
+    send(r#"{"account_id": "123456789012", "run_id": "run-3"}"#).await;
+    let pumped = Pump::new(&own.sqs, &work.url)
+        .await
+        .max_invocations(1)
+        .run(&crashing)
+        .await;
+    assert_eq!(
+        (pumped.stopped, pumped.invocations),
+        (Stop::InvocationLimit, 1),
+        "{pumped:#?}"
+    );
+    assert_ne!(queue_depth(&own.sqs, &work.url).await, (0, 0, 0));
+}

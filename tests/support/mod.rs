@@ -445,6 +445,7 @@ pub async fn run(
         .await
 }
 pub mod proxy;
+pub mod pump;
 
 /// The Lambda Runtime API emulator of cargo-lambda (`cargo lambda watch --only-lambda-apis`) on a free
 /// loopback port, killed when dropped. It starts no function of its own: the test runs the built binary
