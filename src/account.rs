@@ -17,6 +17,7 @@ use crate::handler::Keywatch;
 use crate::inventory::elapsed_ms;
 use crate::notify::sns::SnsSink;
 use crate::notify::Sink;
+use crate::remediate::{self, Remediation};
 use crate::report::{ApiCalls, Report};
 use crate::verify;
 
@@ -112,6 +113,13 @@ impl Keywatch {
             findings: Vec::new(),
             pending: Vec::new(),
             exempted: Vec::new(),
+            remediated: Vec::new(),
+            remediation_skipped: Vec::new(),
+            remediation_failed: Vec::new(),
+            deactivate_after_days: match self.settings.remediation {
+                Remediation::Off => None,
+                Remediation::Deactivate { after_days } => Some(after_days),
+            },
             notifications: Vec::new(),
         };
         report.apply(evaluation);
@@ -120,12 +128,29 @@ impl Keywatch {
             tracing::warn!(run_id, account_id, finding_id = %finding.finding_id, user = %finding.user_name, access_key_id = %finding.access_key_id, "finding");
         }
 
+        // Never in a dry run: only findings of this successful check, after one more look at each key.
+        if !dry_run {
+            let start = Instant::now();
+            let due = self.settings.remediation.due(&report.findings, checked_at);
+            if !due.is_empty() {
+                let outcome = remediate::deactivate(&iam, &due, deadline).await;
+                report.remediated = outcome.remediated;
+                report.remediation_skipped = outcome.skipped;
+                report.remediation_failed = outcome.failed;
+                report.phase_ms.insert("remediation", elapsed_ms(start));
+            }
+        }
+
         if let Some(sink) =
             sink.filter(|_| !report.findings.is_empty() || self.settings.notify_when_clean)
         {
             let start = Instant::now();
             report.notifications = sink.publish(&report, deadline).await?;
             report.phase_ms.insert("publish", elapsed_ms(start));
+        }
+        // After the alert, which names them: a key that could not be deactivated fails the run.
+        if let Some(error) = remediate::failure(&report.remediation_failed) {
+            return Err(error);
         }
         report.api_calls = ApiCalls::from(clients.calls.take());
         tracing::info!(

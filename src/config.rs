@@ -7,6 +7,7 @@ use globset::{GlobBuilder, GlobSet, GlobSetBuilder};
 use crate::error::{Error, Result};
 use crate::inventory::Source;
 use crate::model::UserIdentity;
+use crate::remediate::{Remediation, DEFAULT_DEACTIVATE_AFTER_DAYS, MAX_DEACTIVATE_AFTER_DAYS};
 
 pub mod fleet;
 pub use fleet::{Fleet, MemberRole, Scope};
@@ -33,6 +34,8 @@ pub struct Settings {
     pub fleet: Fleet,
     /// The function's partition (`aws`, `aws-cn`, ...), for the member-role ARNs.
     pub partition: &'static str,
+    /// `REMEDIATION` and `DEACTIVATE_AFTER_DAYS`.
+    pub remediation: Remediation,
 }
 
 /// Which users are exempt: by name, path or ARN glob, or by a tag key.
@@ -155,6 +158,29 @@ impl Settings {
             },
             concurrency: parse_number("CONCURRENCY", var("CONCURRENCY"), 8, 1, 64)? as usize,
             fleet: Fleet::from_vars(var)?,
+            remediation: match var("REMEDIATION")
+                .map(|m| m.to_ascii_lowercase())
+                .as_deref()
+            {
+                None | Some("off") => Remediation::Off,
+                Some("deactivate") => Remediation::Deactivate {
+                    after_days: parse_number(
+                        "DEACTIVATE_AFTER_DAYS",
+                        var("DEACTIVATE_AFTER_DAYS"),
+                        DEFAULT_DEACTIVATE_AFTER_DAYS,
+                        0,
+                        MAX_DEACTIVATE_AFTER_DAYS,
+                    )?,
+                },
+                Some(other) => {
+                    return Err(Error::Config {
+                        variable: "REMEDIATION",
+                        reason: format!(
+                            "{other:?} is not off or deactivate (keywatch never deletes keys)"
+                        ),
+                    })
+                }
+            },
             partition: region.as_deref().map_or("aws", partition_of),
             inventory_source: match var("INVENTORY_SOURCE") {
                 None => Source::default(),
@@ -290,6 +316,9 @@ mod tests {
             Some(DEFAULT_EXEMPT_TAG_KEY)
         );
         assert_eq!((s.max_attempts, s.concurrency), (10, 8));
+        assert_eq!(s.remediation, Remediation::Off);
+        let on = settings(&[("FINDINGS_TOPIC_ARN", TOPIC), ("REMEDIATION", "Deactivate")]).unwrap();
+        assert_eq!(on.remediation, Remediation::Deactivate { after_days: 7 });
     }
 
     #[test]
@@ -352,6 +381,18 @@ mod tests {
             (
                 &[("FINDINGS_TOPIC_ARN", TOPIC), ("AWS_RETRY_MODE", "legacy")],
                 "AWS_RETRY_MODE",
+            ),
+            (
+                &[("FINDINGS_TOPIC_ARN", TOPIC), ("REMEDIATION", "delete")],
+                "REMEDIATION",
+            ),
+            (
+                &[
+                    ("FINDINGS_TOPIC_ARN", TOPIC),
+                    ("REMEDIATION", "deactivate"),
+                    ("DEACTIVATE_AFTER_DAYS", "3651"),
+                ],
+                "DEACTIVATE_AFTER_DAYS",
             ),
         ];
         for (vars, variable) in cases {

@@ -89,6 +89,14 @@ pub enum Error {
 
     #[error("account {0} is in EXCLUDE_ACCOUNTS, which are never checked")]
     Excluded(String),
+
+    #[error("could not deactivate access key(s) {}: {cause}. The alert, already published, lists them; the other keys were handled. Grant iam:UpdateAccessKey (Remediation=deactivate in the templates), or deactivate them by hand", .keys.join(", "))]
+    RemediationFailed {
+        /// `AKIA... (user)`, one per key.
+        keys: Vec<String>,
+        /// The first failure; the others are logged.
+        cause: String,
+    },
 }
 
 fn hint(failure: AwsFailure, action: &str) -> String {
@@ -152,6 +160,7 @@ impl Error {
             Error::AssumeRole { .. } => "Keywatch.AssumeRoleFailed",
             Error::Dispatch { .. } => "Keywatch.DispatchFailed",
             Error::Excluded(_) => "Keywatch.InvalidEvent",
+            Error::RemediationFailed { .. } => "Keywatch.RemediationFailed",
         }
     }
 }

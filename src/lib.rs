@@ -2,7 +2,7 @@
 //! password (CIS AWS Foundations 1.11), verifies each one live, and alerts through SNS.
 //!
 //! Data flows one way: [`route`] (scheduled | SQS | manual) → [`dispatch`] | [`account`] (check one account) →
-//! [`inventory`] → [`evaluate`] → [`verify`] → [`notify`] → [`report`]. [`handler`] holds what a Lambda container
+//! [`inventory`] → [`evaluate`] → [`verify`] → [`remediate`] (opt-in) → [`notify`] → [`report`]. [`handler`] holds what a Lambda container
 //! keeps between invocations; [`event`] and [`config`] read what comes in.
 
 pub mod account;
@@ -19,6 +19,7 @@ pub mod logging;
 pub mod model;
 pub mod notify;
 pub mod permissions;
+pub mod remediate;
 pub mod report;
 pub mod route;
 pub mod verify;

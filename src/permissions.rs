@@ -33,6 +33,10 @@ pub const QUEUE_CONSUME_ACTIONS: &[&str] = &[
     "sqs:GetQueueAttributes",
 ];
 
+/// `REMEDIATION=deactivate` only: a due key is set Inactive, never deleted. In the function's role and in
+/// `member-role.yaml`, on `*` like the other IAM actions.
+pub const REMEDIATION_ACTIONS: &[&str] = &["iam:UpdateAccessKey"];
+
 /// Needs no grant: AWS allows every principal to ask who it is. Used once per container for the account ID.
 pub const UNGATED_ACTIONS: &[&str] = &["sts:GetCallerIdentity"];
 
@@ -55,6 +59,7 @@ pub fn is_known(call: &str) -> bool {
         ORGANIZATION_ACTIONS,
         MEMBER_ROLE_ACTIONS,
         QUEUE_SEND_ACTIONS,
+        REMEDIATION_ACTIONS,
         UNGATED_ACTIONS,
     ]
     .concat()

@@ -7,6 +7,7 @@ use time::OffsetDateTime;
 
 use crate::evaluate::{Evaluation, Exempted, Finding, Pending};
 use crate::inventory::Source;
+use crate::remediate::{Failed, Remediated, Skipped};
 
 #[derive(Debug, Clone, Serialize)]
 pub struct Report {
@@ -29,6 +30,14 @@ pub struct Report {
     pub findings: Vec<Finding>,
     pub pending: Vec<Pending>,
     pub exempted: Vec<Exempted>,
+    /// Keys deactivated by `REMEDIATION=deactivate` in this run.
+    pub remediated: Vec<Remediated>,
+    /// Due keys left alone, each with why (used since verification, deleted meanwhile).
+    pub remediation_skipped: Vec<Skipped>,
+    /// Keys that could not be deactivated; the run fails after the alert names them.
+    pub remediation_failed: Vec<Failed>,
+    /// `DEACTIVATE_AFTER_DAYS` when `REMEDIATION=deactivate`, else `null`.
+    pub deactivate_after_days: Option<u32>,
     /// SNS message IDs, one per alert part; empty on a dry run or when nothing was published.
     pub notifications: Vec<Notification>,
 }

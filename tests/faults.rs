@@ -75,6 +75,39 @@ impl Bench {
         Keywatch::new(settings(&vars), isolated_clients(&loader.load().await))
     }
 
+    /// keywatch with `REMEDIATION=deactivate` and no notice period, through the proxy.
+    async fn deactivating(&self) -> Keywatch {
+        let loader = self.proxy.configure(config_loader(3));
+        let vars = [
+            ("FINDINGS_TOPIC_ARN", TOPIC),
+            ("AWS_REGION", "us-east-1"),
+            ("REMEDIATION", "deactivate"),
+            ("DEACTIVATE_AFTER_DAYS", "0"),
+        ];
+        Keywatch::new(settings(&vars), isolated_clients(&loader.load().await))
+    }
+
+    /// Each key's status in moto, read directly.
+    async fn statuses(&self, user: &str) -> BTreeMap<String, String> {
+        let keys = self
+            .account
+            .iam
+            .list_access_keys()
+            .user_name(user)
+            .send()
+            .await
+            .unwrap()
+            .access_key_metadata;
+        keys.into_iter()
+            .map(|k| {
+                (
+                    k.access_key_id.unwrap(),
+                    k.status.map(|s| s.as_str().to_string()).unwrap_or_default(),
+                )
+            })
+            .collect()
+    }
+
     /// Everything delivered to the queue for `run_id`, as (user, key) pairs, and the parts seen.
     async fn delivered(
         &self,
@@ -896,6 +929,112 @@ async fn a_partial_dispatch_fails_naming_the_accounts_not_sent() {
             "{error}"
         );
     }
+}
+
+/// Remediation looks at each key once more right before acting: a key used between verification and that
+/// look (the proxy signs a request with it just then) is skipped, with the reason; the other is deactivated.
+#[tokio::test]
+async fn a_key_used_between_verification_and_remediation_is_skipped() {
+    let bench = Bench::start().await;
+    let a = &bench.account;
+    a.console_user("ann").await;
+    let ann = a.key("ann").await;
+    a.console_user("bob").await;
+    let bob = a.key("bob").await;
+    bench.proxy.add(
+        Rule::on(
+            "iam:GetAccessKeyLastUsed",
+            Fault::UseKeyFirst {
+                id: ann.id.clone(),
+                secret: ann.secret.clone(),
+            },
+        )
+        .param("AccessKeyId", &ann.id)
+        .nth(2),
+    );
+    let keywatch = bench.deactivating().await;
+    let report = keywatch
+        .run(
+            &scheduled(Source::CredentialReport),
+            "used-meanwhile",
+            &Deadline::after(Duration::from_secs(30)),
+        )
+        .await
+        .expect("a clean run");
+    assert!(
+        bench
+            .proxy
+            .log()
+            .iter()
+            .any(|s| matches!(s.fault, Some(Fault::UseKeyFirst { .. }))),
+        "the key was used between the two looks"
+    );
+    let remediated: Vec<&str> = report
+        .remediated
+        .iter()
+        .map(|r| r.access_key_id.as_str())
+        .collect();
+    assert_eq!(remediated, [bob.id.as_str()]);
+    let [skipped] = &report.remediation_skipped[..] else {
+        panic!("one skip: {:?}", report.remediation_skipped)
+    };
+    assert_eq!(skipped.access_key_id, ann.id);
+    assert!(skipped.reason.contains("was used at"), "{}", skipped.reason);
+    assert_eq!(bench.statuses("ann").await[&ann.id], "Active");
+    assert_eq!(bench.statuses("bob").await[&bob.id], "Inactive");
+    let (_, documents) = bench.delivered("used-meanwhile").await;
+    assert_eq!(
+        documents[0]["remediated"][0]["access_key_id"],
+        bob.id.as_str()
+    );
+    assert_eq!(
+        documents[0]["remediation_skipped"][0]["access_key_id"],
+        ann.id.as_str()
+    );
+}
+
+/// A denied UpdateAccessKey: the other key is still deactivated, the alert still goes out saying which key
+/// failed, and then the run fails naming it.
+#[tokio::test]
+async fn a_denied_deactivation_is_alerted_then_fails_the_run() {
+    let bench = Bench::start().await;
+    let a = &bench.account;
+    a.console_user("ann").await;
+    let ann = a.key("ann").await;
+    a.console_user("bob").await;
+    let bob = a.key("bob").await;
+    bench
+        .proxy
+        .add(Rule::on("iam:UpdateAccessKey", Fault::AccessDenied).param("AccessKeyId", &ann.id));
+    let keywatch = bench.deactivating().await;
+    let error = keywatch
+        .run(
+            &scheduled(Source::CredentialReport),
+            "denied",
+            &Deadline::after(Duration::from_secs(30)),
+        )
+        .await
+        .expect_err("a key that could not be deactivated fails the run");
+    assert_eq!(error.error_type(), "Keywatch.RemediationFailed");
+    let message = error.to_string();
+    assert!(message.contains(&format!("{} (ann)", ann.id)), "{message}");
+    assert!(!message.contains(&bob.id), "{message}");
+    assert_eq!(bench.statuses("ann").await[&ann.id], "Active");
+    assert_eq!(bench.statuses("bob").await[&bob.id], "Inactive");
+    let (findings, documents) = bench.delivered("denied").await;
+    assert_eq!(
+        findings.len(),
+        2,
+        "the alert went out before the run failed"
+    );
+    assert_eq!(
+        documents[0]["remediation_failed"][0]["access_key_id"],
+        ann.id.as_str()
+    );
+    assert_eq!(
+        documents[0]["remediated"][0]["access_key_id"],
+        bob.id.as_str()
+    );
 }
 
 /// Report data may skip a live lookup only for a key it identifies beyond doubt. The report has no key IDs, so

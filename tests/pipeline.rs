@@ -539,3 +539,167 @@ async fn an_organization_is_dispatched_and_each_account_checked_on_its_own() {
         expected.into_iter().map(|(k, v)| (k, vec![v])).collect();
     assert_eq!(delivered, expected);
 }
+
+/// Every key of the account and its status, read directly from moto.
+async fn key_statuses(a: &Account) -> std::collections::BTreeMap<String, String> {
+    let mut statuses = std::collections::BTreeMap::new();
+    for user in a.iam.list_users().send().await.unwrap().users {
+        let keys = a
+            .iam
+            .list_access_keys()
+            .user_name(&user.user_name)
+            .send()
+            .await
+            .unwrap()
+            .access_key_metadata;
+        for key in keys {
+            statuses.insert(
+                key.access_key_id.unwrap(),
+                key.status.unwrap().as_str().to_string(),
+            );
+        }
+    }
+    statuses
+}
+
+/// REMEDIATION: off by default nothing changes; with the default notice period keys created today are only
+/// alerted, with the day they will be deactivated; a dry run and pending keys change nothing; with no notice
+/// period exactly the reported keys become Inactive, none is deleted, and the report and the delivered alert
+/// say what was done.
+#[tokio::test]
+async fn remediation_deactivates_exactly_the_reported_keys_after_the_notice_period() {
+    let moto = Moto::start();
+    let a = moto.account().await;
+    let mut reported = Vec::new();
+    for user in ["ann", "bob"] {
+        a.console_user(user).await;
+        reported.push(a.key(user).await.id);
+    }
+    reported.push(a.key("bob").await.id);
+    a.console_user("svc-exempt").await;
+    a.key("svc-exempt").await;
+    a.user_at("ivy", "/", &[("keywatch:exempt", "SEC-1")]).await;
+    a.password("ivy").await;
+    a.key("ivy").await;
+    a.console_user("carol").await;
+    let used = a.key("carol").await;
+    a.use_key(&used).await;
+    a.user("dan").await;
+    a.key("dan").await;
+    a.console_user("erin").await;
+    let inactive = a.key("erin").await;
+    a.deactivate("erin", &inactive).await;
+    let (topic, queue) = a.topic_with_queue().await;
+    let before = key_statuses(&a).await;
+    reported.sort();
+
+    let base = [
+        ("FINDINGS_TOPIC_ARN", topic.as_str()),
+        ("AWS_REGION", "us-east-1"),
+        ("EXEMPT_USERS", "svc-*"),
+    ];
+    let with = |extra: &[(&'static str, &'static str)]| {
+        let mut vars = base.to_vec();
+        vars.extend_from_slice(extra);
+        settings(&vars)
+    };
+    let reported_by = |report: &Report| {
+        let mut keys: Vec<String> = report
+            .findings
+            .iter()
+            .map(|f| f.access_key_id.clone())
+            .collect();
+        keys.sort();
+        keys
+    };
+
+    // Off by default.
+    let report = run(&moto, with(&[]), SCHEDULED).await.expect("run");
+    assert_eq!(reported_by(&report), reported);
+    assert!(report.remediated.is_empty() && report.deactivate_after_days.is_none());
+    assert_eq!(key_statuses(&a).await, before);
+
+    // On, with the default notice period: keys created today are only alerted.
+    let report = run(&moto, with(&[("REMEDIATION", "deactivate")]), SCHEDULED)
+        .await
+        .expect("run");
+    assert!(report.remediated.is_empty());
+    assert_eq!(report.deactivate_after_days, Some(7));
+    assert_eq!(key_statuses(&a).await, before);
+    let emails = moto.published_emails(&topic);
+    let (_, email) = emails.last().unwrap();
+    assert!(
+        email.contains("keywatch deactivates it on or after"),
+        "{email}"
+    );
+
+    let now = [
+        ("REMEDIATION", "deactivate"),
+        ("DEACTIVATE_AFTER_DAYS", "0"),
+    ];
+    // A dry run, and keys still in their grace period, change nothing.
+    for invocation in [
+        DRY_RUN,
+        Invocation {
+            grace_period_hours: Some(24),
+            ..SCHEDULED
+        },
+    ] {
+        let report = run(&moto, with(&now), invocation).await.expect("run");
+        assert!(report.remediated.is_empty());
+        assert_eq!(key_statuses(&a).await, before);
+    }
+    a.delivered(&queue).await;
+
+    // No notice period: exactly the reported keys become Inactive, and nothing is deleted.
+    let report = run(&moto, with(&now), SCHEDULED).await.expect("run");
+    let mut remediated: Vec<String> = report
+        .remediated
+        .iter()
+        .map(|r| {
+            assert_eq!(r.action, "deactivated");
+            r.access_key_id.clone()
+        })
+        .collect();
+    remediated.sort();
+    assert_eq!(remediated, reported);
+    let after = key_statuses(&a).await;
+    assert_eq!(
+        after.keys().collect::<Vec<_>>(),
+        before.keys().collect::<Vec<_>>(),
+        "no key deleted"
+    );
+    for (key, status) in &after {
+        let expected = if reported.contains(key) {
+            "Inactive"
+        } else {
+            before[key].as_str()
+        };
+        assert_eq!(status, expected, "{key}");
+    }
+    let delivered = a.delivered(&queue).await;
+    let [(subject, document)] = &delivered[..] else {
+        panic!("one alert: {delivered:?}")
+    };
+    assert!(subject.ends_with(", 3 deactivated"), "{subject}");
+    let mut alerted: Vec<&str> = document["remediated"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["access_key_id"].as_str().unwrap())
+        .collect();
+    alerted.sort();
+    assert_eq!(alerted, reported);
+    let emails = moto.published_emails(&topic);
+    let (_, email) = emails.last().unwrap();
+    for key in &reported {
+        assert!(
+            email.contains(&format!("--access-key-id {key} --status Active")),
+            "the undo command for {key}:\n{email}"
+        );
+    }
+
+    // The next run finds nothing to do: the keys are Inactive, so no longer findings.
+    let report = run(&moto, with(&now), SCHEDULED).await.expect("run");
+    assert!(report.findings.is_empty() && report.remediated.is_empty());
+}

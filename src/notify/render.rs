@@ -9,6 +9,7 @@ use time::OffsetDateTime;
 
 use crate::error::{Error, Result};
 use crate::evaluate::Finding;
+use crate::remediate::{Failed, Remediated, Skipped};
 use crate::report::Report;
 
 /// SNS's limit for one publish: message, subject and attributes together, in bytes.
@@ -48,6 +49,48 @@ pub struct AlertDocument<'a> {
     pub pending_count: usize,
     pub exempted_count: usize,
     pub findings: &'a [Finding],
+    /// `DEACTIVATE_AFTER_DAYS` when keywatch deactivates due findings, else `null`.
+    pub deactivate_after_days: Option<u32>,
+    /// What remediation did to this part's findings.
+    pub remediated: Vec<&'a Remediated>,
+    pub remediation_skipped: Vec<&'a Skipped>,
+    pub remediation_failed: Vec<&'a Failed>,
+}
+
+/// What remediation did, or will do, to one finding's key.
+enum KeyAction<'a> {
+    Deactivated(&'a Remediated),
+    Failed(&'a Failed),
+    Skipped(&'a Skipped),
+    Due(OffsetDateTime),
+    None,
+}
+
+fn action_for<'a>(report: &'a Report, finding: &Finding) -> KeyAction<'a> {
+    let id = &finding.finding_id;
+    if let Some(done) = report.remediated.iter().find(|r| &r.finding_id == id) {
+        KeyAction::Deactivated(done)
+    } else if let Some(failed) = report
+        .remediation_failed
+        .iter()
+        .find(|r| &r.finding_id == id)
+    {
+        KeyAction::Failed(failed)
+    } else if let Some(skipped) = report
+        .remediation_skipped
+        .iter()
+        .find(|r| &r.finding_id == id)
+    {
+        KeyAction::Skipped(skipped)
+    } else if let Some(due) = report
+        .deactivate_after_days
+        .zip(finding.key_created)
+        .map(|(days, created)| created + time::Duration::days(days.into()))
+    {
+        KeyAction::Due(due)
+    } else {
+        KeyAction::None
+    }
 }
 
 #[derive(Serialize)]
@@ -98,6 +141,28 @@ fn render_part(
         pending_count: report.pending.len(),
         exempted_count: report.exempted.len(),
         findings,
+        deactivate_after_days: report.deactivate_after_days,
+        remediated: findings
+            .iter()
+            .filter_map(|f| match action_for(report, f) {
+                KeyAction::Deactivated(done) => Some(done),
+                _ => None,
+            })
+            .collect(),
+        remediation_skipped: findings
+            .iter()
+            .filter_map(|f| match action_for(report, f) {
+                KeyAction::Skipped(skipped) => Some(skipped),
+                _ => None,
+            })
+            .collect(),
+        remediation_failed: findings
+            .iter()
+            .filter_map(|f| match action_for(report, f) {
+                KeyAction::Failed(failed) => Some(failed),
+                _ => None,
+            })
+            .collect(),
     };
     let json = serde_json::to_string(&document).map_err(|e| Error::Render(e.to_string()))?;
     let text = email_text(report, findings, part, parts);
@@ -124,7 +189,7 @@ fn chunk_findings(report: &Report) -> Result<Vec<&[Finding]>> {
     let mut chunks = Vec::new();
     let (mut start, mut used) = (0, 0);
     for (index, finding) in report.findings.iter().enumerate() {
-        let cost = finding_cost(finding, &report.account_id)?;
+        let cost = finding_cost(finding, report)?;
         if cost > budget {
             return Err(Error::Render(format!(
                 "finding {} alone is larger than one SNS message",
@@ -141,12 +206,22 @@ fn chunk_findings(report: &Report) -> Result<Vec<&[Finding]>> {
     Ok(chunks)
 }
 
-fn finding_cost(finding: &Finding, account_id: &str) -> Result<usize> {
-    let json = serde_json::to_string(finding).map_err(|e| Error::Render(e.to_string()))?;
+fn finding_cost(finding: &Finding, report: &Report) -> Result<usize> {
+    let action = match action_for(report, finding) {
+        KeyAction::Deactivated(done) => json_len(done)?,
+        KeyAction::Failed(failed) => json_len(failed)?,
+        KeyAction::Skipped(skipped) => json_len(skipped)?,
+        KeyAction::Due(_) | KeyAction::None => 0,
+    };
     let mut block = String::new();
-    write_finding(&mut block, finding, account_id);
-    // Escaped lengths inside the envelope, plus a comma between array items.
-    Ok(escaped_len(&json)? + escaped_len(&block)? + 2)
+    write_finding(&mut block, finding, report);
+    // Escaped lengths inside the envelope, plus a comma between array items (finding and action).
+    Ok(json_len(finding)? + action + escaped_len(&block)? + 4)
+}
+
+/// The escaped length of a value's JSON inside the envelope.
+fn json_len<T: Serialize>(value: &T) -> Result<usize> {
+    escaped_len(&serde_json::to_string(value).map_err(|e| Error::Render(e.to_string()))?)
 }
 
 fn escaped_len(text: &str) -> Result<usize> {
@@ -170,6 +245,9 @@ pub fn subject(report: &Report, part: usize, parts: usize) -> String {
         1 => format!("keywatch: 1 never-used access key on a console user in {account}"),
         _ => format!("keywatch: {n} never-used access keys on console users in {account}"),
     };
+    if !report.remediated.is_empty() {
+        subject.push_str(&format!(", {} deactivated", report.remediated.len()));
+    }
     if parts > 1 {
         subject.push_str(&format!(" (part {part} of {parts})"));
     }
@@ -195,7 +273,7 @@ fn shell_quote(value: &str) -> String {
     }
 }
 
-fn write_finding(out: &mut String, finding: &Finding, _account_id: &str) {
+fn write_finding(out: &mut String, finding: &Finding, report: &Report) {
     let age = finding
         .key_age_days
         .map_or_else(|| "unknown age".to_string(), |d| format!("{d} days old"));
@@ -215,6 +293,27 @@ fn write_finding(out: &mut String, finding: &Finding, _account_id: &str) {
         key = finding.access_key_id,
         quoted = shell_quote(&finding.user_name),
     );
+    let quoted = shell_quote(&finding.user_name);
+    let key = &finding.access_key_id;
+    let _ = match action_for(report, finding) {
+        KeyAction::Deactivated(done) => writeln!(
+            out,
+            "    deactivated by keywatch at {}; to undo: aws iam update-access-key --user-name {quoted} --access-key-id {key} --status Active",
+            date(Some(done.at))
+        ),
+        KeyAction::Failed(failed) => {
+            writeln!(out, "    keywatch could NOT deactivate it: {}", failed.error)
+        }
+        KeyAction::Skipped(skipped) => {
+            writeln!(out, "    not deactivated: {}", skipped.reason)
+        }
+        KeyAction::Due(due) => writeln!(
+            out,
+            "    keywatch deactivates it on or after {} unless it is used or deleted first",
+            date(Some(due))
+        ),
+        KeyAction::None => Ok(()),
+    };
 }
 
 /// The email body: readable with no mailer in between.
@@ -250,8 +349,20 @@ pub fn email_text(report: &Report, findings: &[Finding], part: usize, parts: usi
             findings.len(),
             report.findings.len()
         );
-        for finding in findings {
-            write_finding(&mut out, finding, account);
+        let deactivated = |f: &&Finding| matches!(action_for(report, f), KeyAction::Deactivated(_));
+        if findings.iter().any(|f| deactivated(&f)) {
+            let _ = writeln!(
+                out,
+                "Deactivated by keywatch in this run (REMEDIATION=deactivate): Inactive now, not deleted; the command\n\
+                 under each one undoes it.\n"
+            );
+            for finding in findings.iter().filter(deactivated) {
+                write_finding(&mut out, finding, report);
+            }
+            let _ = writeln!(out, "\nThe others:\n");
+        }
+        for finding in findings.iter().filter(|f| !deactivated(f)) {
+            write_finding(&mut out, finding, report);
         }
         let _ = writeln!(
             out,
@@ -298,6 +409,10 @@ mod tests {
             findings,
             pending: vec![],
             exempted: vec![],
+            remediated: vec![],
+            remediation_skipped: vec![],
+            remediation_failed: vec![],
+            deactivate_after_days: None,
             notifications: vec![],
         }
     }
@@ -353,6 +468,58 @@ mod tests {
         ] {
             assert!(email.contains(needle), "email lacks {needle:?}:\n{email}");
         }
+    }
+
+    #[test]
+    fn remediation_is_shown_with_the_command_that_undoes_it() {
+        use crate::remediate::{Failed, Remediated};
+        let mut report = report_with(vec![
+            finding("ann", "AKIAANN"),
+            finding("bob", "AKIABOB"),
+            Finding {
+                key_created: Some(datetime!(2026-11-29 09:00 UTC)),
+                ..finding("cy", "AKIACY")
+            },
+        ]);
+        report.deactivate_after_days = Some(7);
+        report.remediated = vec![Remediated {
+            finding_id: "123456789012/ann/AKIAANN".into(),
+            user_name: "ann".into(),
+            access_key_id: "AKIAANN".into(),
+            action: "deactivated",
+            at: datetime!(2026-11-29 12:00 UTC),
+        }];
+        report.remediation_failed = vec![Failed {
+            finding_id: "123456789012/bob/AKIABOB".into(),
+            user_name: "bob".into(),
+            access_key_id: "AKIABOB".into(),
+            error: "iam:UpdateAccessKey failed (AccessDenied)".into(),
+        }];
+        let parts = render_parts(&report).unwrap();
+        assert_eq!(
+            parts[0].subject,
+            "keywatch: 3 never-used access keys on console users in 123456789012, 1 deactivated"
+        );
+        let (document, email) = envelope(&parts[0]);
+        for needle in [
+            "Deactivated by keywatch in this run",
+            "aws iam update-access-key --user-name ann --access-key-id AKIAANN --status Active",
+            "keywatch could NOT deactivate it: iam:UpdateAccessKey failed (AccessDenied)",
+            "- cy  key AKIACY",
+            "keywatch deactivates it on or after 2026-12-06T09:00:00Z",
+        ] {
+            assert!(email.contains(needle), "email lacks {needle:?}:\n{email}");
+        }
+        let deactivated_section = email.find("Deactivated by keywatch").unwrap();
+        assert!(email.find("- ann").unwrap() > deactivated_section);
+        assert!(email.find("- bob").unwrap() > email.find("The others:").unwrap());
+        assert_eq!(document["remediated"][0]["access_key_id"], "AKIAANN");
+        assert_eq!(document["remediated"][0]["action"], "deactivated");
+        assert_eq!(
+            document["remediation_failed"][0]["access_key_id"],
+            "AKIABOB"
+        );
+        assert_eq!(document["deactivate_after_days"], 7);
     }
 
     #[test]

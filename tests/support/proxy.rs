@@ -59,6 +59,9 @@ pub enum Fault {
     /// Forwarded, and the SQS batch answer reports the entry with this `Id` as failed (`InternalError`): a
     /// partial batch failure.
     FailBatchEntry(&'static str),
+    /// Before forwarding, the key signs one request of its own to moto, which records a use: the key is used
+    /// between two of keywatch's calls.
+    UseKeyFirst { id: String, secret: String },
 }
 
 impl Fault {
@@ -420,17 +423,18 @@ async fn handle(state: Arc<State>, reset: Arc<AtomicBool>, request: Request<Inco
     if let Some((status, kind, code, message)) = fault.as_ref().and_then(Fault::error) {
         return Ok(error_response(status, kind, code, message));
     }
-    match fault {
+    match &fault {
         Some(Fault::Reset) => {
             reset.store(true, Ordering::SeqCst);
             return Err(ResetConnection);
         }
-        Some(Fault::Delay(delay)) => tokio::time::sleep(delay).await,
+        Some(Fault::Delay(delay)) => tokio::time::sleep(*delay).await,
         Some(Fault::StaleReport) => {
             if let Some((status, headers, body)) = lock(&state.first_report).clone() {
                 return Ok(response(status, headers, body));
             }
         }
+        Some(Fault::UseKeyFirst { id, secret }) => use_key(&state.upstream, id, secret).await,
         _ => {}
     }
 
@@ -467,6 +471,24 @@ async fn handle(state: Arc<State>, reset: Arc<AtomicBool>, request: Request<Inco
         body
     };
     Ok(response(status, headers, body))
+}
+
+/// One request signed with the key, straight to moto: how IAM (and moto) record a use.
+async fn use_key(upstream: &str, id: &str, secret: &str) {
+    let config = aws_config::defaults(aws_config::BehaviorVersion::latest())
+        .http_client(keywatch::aws::http_client())
+        .endpoint_url(upstream)
+        .region(Region::new("us-east-1"))
+        .credentials_provider(aws_sdk_iam::config::Credentials::new(
+            id, secret, None, None, "test",
+        ))
+        .load()
+        .await;
+    aws_sdk_sts::Client::new(&config)
+        .get_caller_identity()
+        .send()
+        .await
+        .expect("a request signed with the key");
 }
 
 /// Renames every `<element>` so the SDK's parser skips it as an unknown field.
