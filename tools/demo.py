@@ -3,7 +3,9 @@
 Starts moto on a free loopback port, seeds a small account, builds keywatch, runs it under cargo-lambda's
 Lambda Runtime API emulator exactly as tests/runtime_api.rs does, invokes it with events/scheduled.json and
 events/manual.json, and prints what an email subscriber and an SQS subscriber received, and the dry-run
-report. Every process it starts is stopped on exit, failure, Ctrl-C or SIGTERM.
+report. Then it makes that account the management account of an organization with two members, runs keywatch
+with ACCOUNTS=organization, and works off the work queue as Lambda's SQS poller would (tests/support/pump.rs).
+Every process it starts is stopped on exit, failure, Ctrl-C or SIGTERM.
 """
 
 import json
@@ -78,20 +80,29 @@ class Processes:
         self.running.append((name, proc))
         return proc
 
+    def stop(self, name: str) -> None:
+        for running, proc in self.running:
+            if running == name:
+                self._stop(proc)
+
     def log(self, name: str) -> str:
         path = self.log_dir / f"{name}.log"
         return path.read_text(errors="replace") if path.exists() else ""
 
     def stop_all(self) -> None:
-        for name, proc in reversed(self.running):
-            if proc.poll() is None:
-                os.killpg(proc.pid, signal.SIGTERM)
-                try:
-                    proc.wait(timeout=5)
-                except subprocess.TimeoutExpired:
-                    os.killpg(proc.pid, signal.SIGKILL)
-                    proc.wait()
+        for _name, proc in reversed(self.running):
+            self._stop(proc)
         self.running.clear()
+
+    @staticmethod
+    def _stop(proc: subprocess.Popen) -> None:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGTERM)
+            try:
+                proc.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait()
 
 
 def free_port() -> int:
@@ -207,17 +218,20 @@ def seed(endpoint: str) -> tuple[str, str]:
     return topic, queue
 
 
-def invoke(processes: Processes, port: int, event_file: str) -> dict:
+def invoke(processes: Processes, port: int, event_file: str, function: str = "keywatch") -> dict:
     payload = (ROOT / "events" / event_file).read_bytes()
-    url = f"http://127.0.0.1:{port}/2015-03-31/functions/{FUNCTION}/invocations"
-    status, body = http("POST", url, payload)
+    status, body = invoke_raw(port, payload)
     if status != 200:
-        tail = "\n".join(processes.log("keywatch").splitlines()[-15:])
+        tail = "\n".join(processes.log(function).splitlines()[-15:])
         raise DemoFailed(
             f"invoking with events/{event_file} failed (HTTP {status}): {body.decode(errors='replace')}\n"
             f"keywatch's last log lines:\n{tail}"
         )
     return json.loads(body)
+
+
+def invoke_raw(port: int, payload: bytes) -> tuple[int, bytes]:
+    return http("POST", f"http://127.0.0.1:{port}/2015-03-31/functions/{FUNCTION}/invocations", payload)
 
 
 def sent_notifications(moto: str, topic: str) -> list:
@@ -326,6 +340,184 @@ def demo(processes: Processes) -> None:
     )
     if len(published_after) != len(published) or queued_after or not dry_run["dry_run"]:
         raise DemoFailed("the dry run published something")
+
+    organization_demo(processes, moto, api_port, binary, function_env, topic, queue)
+
+
+# The work queue's redrive maxReceiveCount, and keywatch's MAX_RECEIVE_COUNT to match it.
+MAX_RECEIVE_COUNT = "3"
+# The organization: member name, console users with a never-used key, programmatic users (never a finding).
+MEMBERS = [
+    ("dev", ["dev-alice", "dev-bob"], ["dev-ci"]),
+    ("prod", ["prod-admin"], ["prod-deploy"]),
+]
+
+
+def organization(endpoint: str) -> dict:
+    """The demo account becomes the management account; each member is seeded through
+    OrganizationAccountAccessRole, as Organizations creates it. Returns {account_id: name}."""
+    banner("An organization: the account above as management account, and two members")
+    aws = clients(endpoint)
+    orgs = aws("organizations")
+    orgs.create_organization(FeatureSet="ALL")
+    names = {orgs.describe_organization()["Organization"]["MasterAccountId"]: "management"}
+    for name, console_users, programmatic in MEMBERS:
+        account_id = orgs.create_account(AccountName=name, Email=f"{name}@example.com")[
+            "CreateAccountStatus"
+        ]["AccountId"]
+        names[account_id] = name
+        role = f"arn:aws:iam::{account_id}:role/OrganizationAccountAccessRole"
+        credentials = aws("sts").assume_role(RoleArn=role, RoleSessionName="seed")["Credentials"]
+        session = boto3.session.Session(
+            aws_access_key_id=credentials["AccessKeyId"],
+            aws_secret_access_key=credentials["SecretAccessKey"],
+            aws_session_token=credentials["SessionToken"],
+            region_name=REGION,
+        )
+        iam = session.client("iam", endpoint_url=endpoint)
+        for user in console_users + programmatic:
+            iam.create_user(UserName=user)
+            if user in console_users:
+                iam.create_login_profile(UserName=user, Password="Corr3ct-Horse-Battery!")
+            iam.create_access_key(UserName=user)
+        print(
+            f"{name:<5} {account_id}  console users with a never-used key: {', '.join(console_users)}; "
+            f"programmatic: {', '.join(programmatic)}"
+        )
+    return names
+
+
+def work_queue(endpoint: str) -> tuple[str, str, str]:
+    """The work queue and its DLQ as the template makes them: a failed check returns after the visibility
+    timeout, and goes to the DLQ after MAX_RECEIVE_COUNT receives."""
+    sqs = clients(endpoint)("sqs")
+    dlq = sqs.create_queue(QueueName="keywatch-work-dlq")["QueueUrl"]
+    dlq_arn = sqs.get_queue_attributes(QueueUrl=dlq, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+    redrive = {"deadLetterTargetArn": dlq_arn, "maxReceiveCount": MAX_RECEIVE_COUNT}
+    queue = sqs.create_queue(
+        QueueName="keywatch-work",
+        Attributes={"VisibilityTimeout": "2", "RedrivePolicy": json.dumps(redrive)},
+    )["QueueUrl"]
+    arn = sqs.get_queue_attributes(QueueUrl=queue, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+    return queue, arn, dlq
+
+
+def queue_depth(sqs, queue: str) -> int:
+    names = ["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible",
+             "ApproximateNumberOfMessagesDelayed"]
+    attributes = sqs.get_queue_attributes(QueueUrl=queue, AttributeNames=names)["Attributes"]
+    return sum(int(attributes[name]) for name in names)
+
+
+def failed_ids(status: int, body: bytes, batch: list[str]) -> list[str]:
+    """Lambda's ReportBatchItemFailures rules: an error, a response that is not JSON, or an unknown
+    itemIdentifier fails the whole batch; no batchItemFailures is a complete success."""
+    if status != 200:
+        return batch
+    try:
+        failures = json.loads(body).get("batchItemFailures") or []
+        ids = [failure["itemIdentifier"] for failure in failures]
+    except (ValueError, AttributeError, TypeError, KeyError):
+        return batch
+    return ids if all(i in batch for i in ids) else batch
+
+
+def pump(endpoint: str, port: int, queue: str, queue_arn: str, names: dict) -> dict:
+    """Lambda's SQS poller, batch size 1: receive, invoke with Lambda's SQS event, delete what succeeded. Stops
+    when the queue stays empty, after 50 invocations, or after 120 s, whichever is first."""
+    sqs = clients(endpoint)("sqs")
+    counts = {"invocations": 0, "deleted": 0, "failed": 0}
+    started, empty_since = time.monotonic(), None
+    while counts["invocations"] < 50 and time.monotonic() - started < 120:
+        messages = sqs.receive_message(
+            QueueUrl=queue, MaxNumberOfMessages=1, MessageSystemAttributeNames=["All"],
+            MessageAttributeNames=["All"],
+        ).get("Messages", [])
+        if not messages:
+            if queue_depth(sqs, queue) == 0:
+                empty_since = empty_since or time.monotonic()
+                if time.monotonic() - empty_since > 0.3:
+                    return counts
+            else:
+                empty_since = None
+            time.sleep(0.1)
+            continue
+        empty_since = None
+        records = [
+            {
+                "messageId": m["MessageId"],
+                "receiptHandle": m["ReceiptHandle"],
+                "body": m["Body"],
+                "attributes": m.get("Attributes", {}),
+                "messageAttributes": {},
+                "md5OfBody": m["MD5OfBody"],
+                "eventSource": "aws:sqs",
+                "eventSourceARN": queue_arn,
+                "awsRegion": REGION,
+            }
+            for m in messages
+        ]
+        status, body = invoke_raw(port, json.dumps({"Records": records}).encode())
+        counts["invocations"] += 1
+        failed = failed_ids(status, body, [m["MessageId"] for m in messages])
+        for message in messages:
+            item = json.loads(message["Body"])
+            attempt = message["Attributes"]["ApproximateReceiveCount"]
+            if message["MessageId"] in failed:
+                outcome = "failed, back after the visibility timeout"
+            else:
+                outcome = "ok, deleted"
+            print(
+                f"invocation {counts['invocations']}: account {item['account_id']} "
+                f"({names.get(item['account_id'], '?')}), attempt {attempt}: {outcome}"
+            )
+            if message["MessageId"] in failed:
+                counts["failed"] += 1
+            else:
+                sqs.delete_message(QueueUrl=queue, ReceiptHandle=message["ReceiptHandle"])
+                counts["deleted"] += 1
+    raise DemoFailed(f"the work queue was not worked off within the pump's bounds: {counts}")
+
+
+def organization_demo(processes: Processes, moto: str, api_port: int, binary: Path, function_env: dict,
+                      topic: str, alerts: str) -> None:
+    names = organization(moto)
+    queue, queue_arn, dlq = work_queue(moto)
+    # One function on the emulator at a time: it hands each event to whichever runtime polls first.
+    processes.stop("keywatch")
+    processes.start("keywatch-org", [binary], env={
+        **function_env,
+        "ACCOUNTS": "organization",
+        "WORK_QUEUE_URL": queue,
+        "MAX_RECEIVE_COUNT": MAX_RECEIVE_COUNT,
+    })
+    print(
+        f"\nkeywatch restarted with ACCOUNTS=organization WORK_QUEUE_URL={queue} "
+        f"MAX_RECEIVE_COUNT={MAX_RECEIVE_COUNT}"
+    )
+
+    banner("Invoke 3: events/scheduled.json dispatches one work message per ACTIVE account")
+    dispatched = invoke(processes, api_port, "scheduled.json", "keywatch-org")
+    print(json.dumps(dispatched))
+    if sorted(dispatched["accounts"]) != sorted(names):
+        raise DemoFailed(f"dispatched {dispatched['accounts']}, expected {sorted(names)}")
+
+    banner("Lambda's SQS poller (played by this script): one invocation per work message")
+    counts = pump(moto, api_port, queue, queue_arn, names)
+    sqs = clients(moto)("sqs")
+    print(f"{counts}; left in the work queue: {queue_depth(sqs, queue)}, in its DLQ: {queue_depth(sqs, dlq)}")
+
+    banner("(d) Each account's own alert, as the SQS subscriber got it")
+    alerted = {}
+    for envelope in drain(moto, alerts):
+        document = json.loads(envelope["Message"])
+        alerted[document["account_id"]] = document
+        keys = ", ".join(f"{f['user_name']} {f['access_key_id']}" for f in document["findings"])
+        print(f"Subject: {envelope['Subject']}\n  run {document['run_id']}: {keys}")
+    if sorted(alerted) != sorted(names) or counts["failed"] or queue_depth(sqs, dlq):
+        raise DemoFailed(f"expected one alert per account {sorted(names)}, got {sorted(alerted)}; {counts}")
+    if any(document["run_id"] != dispatched["run_id"] for document in alerted.values()):
+        raise DemoFailed("an alert does not carry the dispatch run's run_id")
 
 
 def main() -> int:
