@@ -1,21 +1,36 @@
-//! template.yaml proven: the function's policy grants exactly the actions `src/permissions.rs` says the code
-//! calls (both directions, no wildcards, each on the right resource), and the SAM-transformed template deploys
-//! as a CloudFormation stack on moto with every resource complete.
+//! template.yaml and member-role.yaml proven: the function's policy grants exactly the actions
+//! `src/permissions.rs` says the code calls (both directions, no wildcards, each on the right resource, the
+//! organization's only when `Accounts` asks for them), the member role grants exactly the IAM reads and trusts
+//! only the function's role, and the SAM-transformed template deploys as a CloudFormation stack on moto with
+//! every resource complete, for a single account and for an organization.
 
 mod support;
 
 use std::collections::BTreeSet;
 
-use keywatch::permissions::{IAM_ACTIONS, SNS_ACTIONS, UNGATED_ACTIONS};
+use keywatch::config::fleet::DEFAULT_MAX_RECEIVE_COUNT;
+use keywatch::config::{MemberRole, Scope, Settings};
+use keywatch::permissions::{
+    IAM_ACTIONS, MEMBER_ROLE_ACTIONS, ORGANIZATION_ACTIONS, QUEUE_CONSUME_ACTIONS,
+    QUEUE_SEND_ACTIONS, SNS_ACTIONS, UNGATED_ACTIONS,
+};
 use serde_json::Value as Json;
 use serde_yaml_ng::Value;
-use support::{deploy_template, project_dir, Moto};
+use support::{deploy_template, project_dir, venv_tool, Moto};
+
+fn yaml(file: &str) -> Value {
+    let path = project_dir().join(file);
+    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{file} is readable: {e}"));
+    // serde_yaml_ng keeps short-form tags (!Ref, !If, !Sub) as `Value::Tagged`, so nothing is lost.
+    serde_yaml_ng::from_str(&text).unwrap_or_else(|e| panic!("{file} is valid YAML: {e}"))
+}
 
 fn template() -> Value {
-    let path = project_dir().join("template.yaml");
-    let text = std::fs::read_to_string(&path).expect("template.yaml is readable");
-    // serde_yaml_ng keeps SAM's short-form tags (!Ref, !If, !Sub) as `Value::Tagged`, so nothing is lost.
-    serde_yaml_ng::from_str(&text).expect("template.yaml is valid YAML")
+    yaml("template.yaml")
+}
+
+fn member_template() -> Value {
+    yaml("member-role.yaml")
 }
 
 fn function(template: &Value) -> &Value {
@@ -24,12 +39,36 @@ fn function(template: &Value) -> &Value {
     &function["Properties"]
 }
 
-/// Every statement of the function's policies. Only inline policy documents are allowed: a SAM policy
-/// template or a managed policy name would grant actions this test cannot see.
-fn statements(template: &Value) -> Vec<&Value> {
-    let policies = function(template)["Policies"]
+/// The value under a short-form tag (`!If [...]` gives the list), if `value` carries that tag.
+fn tagged<'a>(value: &'a Value, tag: &str) -> Option<&'a Value> {
+    match value {
+        Value::Tagged(t) if t.tag == tag => Some(&t.value),
+        _ => None,
+    }
+}
+
+fn list(value: &Value) -> &Vec<Value> {
+    value
         .as_sequence()
-        .expect("KeywatchFunction.Policies is a list");
+        .unwrap_or_else(|| panic!("a list: {value:?}"))
+}
+
+/// `!Ref AWS::NoValue`.
+fn is_no_value(value: &Value) -> bool {
+    tagged(value, "Ref").and_then(Value::as_str) == Some("AWS::NoValue")
+}
+
+/// One statement of the function's policy, and the template condition it exists under (`None`: always).
+struct Grant<'a> {
+    condition: Option<&'a str>,
+    statement: &'a Value,
+}
+
+/// Every statement of the function's policies. Only inline policy documents are allowed: a SAM policy
+/// template or a managed policy name would grant actions this test cannot see. A statement is either plain
+/// or `!If [Condition, statement, !Ref AWS::NoValue]`, which exists only under that condition.
+fn grants(template: &Value) -> Vec<Grant<'_>> {
+    let policies = list(&function(template)["Policies"]);
     assert!(!policies.is_empty(), "KeywatchFunction has no policies");
     policies
         .iter()
@@ -38,15 +77,34 @@ fn statements(template: &Value) -> Vec<&Value> {
                 policy.get("Statement").is_some(),
                 "only inline policy documents are allowed in KeywatchFunction.Policies, found {policy:?}"
             );
-            policy["Statement"]
-                .as_sequence()
-                .expect("Statement is a list")
+            list(&policy["Statement"])
+        })
+        .map(|item| match tagged(item, "If") {
+            None => Grant {
+                condition: None,
+                statement: item,
+            },
+            Some(branches) => {
+                let branches = list(branches);
+                assert!(
+                    branches.len() == 3 && is_no_value(&branches[2]),
+                    "a conditional statement is !If [Condition, statement, !Ref AWS::NoValue]: {item:?}"
+                );
+                Grant {
+                    condition: Some(branches[0].as_str().expect("a condition name")),
+                    statement: &branches[1],
+                }
+            }
         })
         .collect()
 }
 
+fn statements(template: &Value) -> Vec<&Value> {
+    grants(template).into_iter().map(|g| g.statement).collect()
+}
+
 fn actions(statement: &Value) -> Vec<&str> {
-    for forbidden in ["NotAction", "NotResource"] {
+    for forbidden in ["NotAction", "NotResource", "NotPrincipal"] {
         assert!(
             statement.get(forbidden).is_none(),
             "{forbidden} makes the grant unreadable for this test: {statement:?}"
@@ -67,23 +125,164 @@ fn granted(template: &Value) -> BTreeSet<&str> {
     statements(template).into_iter().flat_map(actions).collect()
 }
 
-fn called() -> BTreeSet<&'static str> {
-    IAM_ACTIONS.iter().chain(SNS_ACTIONS).copied().collect()
+/// A parameter's value: the one given, else the template's default.
+fn parameter(template: &Value, name: &str, given: &[(&str, &str)]) -> String {
+    if let Some((_, value)) = given.iter().find(|(k, _)| *k == name) {
+        return value.to_string();
+    }
+    match &template["Parameters"][name]["Default"] {
+        Value::String(s) => s.clone(),
+        Value::Number(n) => n.to_string(),
+        other => panic!("parameter {name} has no usable default: {other:?}"),
+    }
 }
 
-/// The statement that grants `action`; exactly one must.
-fn statement_for<'a>(template: &'a Value, action: &str) -> &'a Value {
-    let matching: Vec<&Value> = statements(template)
-        .into_iter()
-        .filter(|s| actions(s).contains(&action))
-        .collect();
-    assert_eq!(
-        matching.len(),
-        1,
-        "{action} must be granted by exactly one statement"
-    );
-    matching[0]
+/// Whether the template's condition `name` holds for these parameters (defaults for the rest), evaluated as
+/// CloudFormation does: `!Equals`, `!Not`, `!And`, `!Or`, `!Condition`, `!Ref`.
+fn condition(template: &Value, name: &str, given: &[(&str, &str)]) -> bool {
+    fn holds(template: &Value, node: &Value, given: &[(&str, &str)]) -> bool {
+        if let Some(name) = tagged(node, "Condition") {
+            return condition(template, name.as_str().expect("a condition name"), given);
+        }
+        if let Some(operands) = tagged(node, "Equals") {
+            let operands = list(operands);
+            return scalar(template, &operands[0], given) == scalar(template, &operands[1], given);
+        }
+        if let Some(operands) = tagged(node, "Not") {
+            return !holds(template, &list(operands)[0], given);
+        }
+        if let Some(operands) = tagged(node, "And") {
+            return list(operands).iter().all(|o| holds(template, o, given));
+        }
+        if let Some(operands) = tagged(node, "Or") {
+            return list(operands).iter().any(|o| holds(template, o, given));
+        }
+        panic!("unsupported condition expression {node:?}")
+    }
+    fn scalar(template: &Value, node: &Value, given: &[(&str, &str)]) -> String {
+        match (tagged(node, "Ref"), node) {
+            (Some(name), _) => parameter(template, name.as_str().expect("a name"), given),
+            (None, Value::String(s)) => s.clone(),
+            (None, Value::Number(n)) => n.to_string(),
+            (None, other) => panic!("unsupported operand {other:?}"),
+        }
+    }
+    let node = &template["Conditions"][name];
+    assert!(!node.is_null(), "template.yaml has no condition {name}");
+    holds(template, node, given)
 }
+
+/// The actions the function's policy grants for these parameters: plain statements, and conditional ones
+/// whose condition holds.
+fn granted_with(template: &Value, given: &[(&str, &str)]) -> BTreeSet<String> {
+    grants(template)
+        .into_iter()
+        .filter(|g| g.condition.is_none_or(|c| condition(template, c, given)))
+        .flat_map(|g| actions(g.statement))
+        .map(str::to_string)
+        .collect()
+}
+
+/// The keywatch settings for `ACCOUNTS=accounts`, read exactly as the Lambda reads them at cold start.
+fn scope(accounts: &str) -> keywatch::Result<Scope> {
+    let vars = [
+        ("DRY_RUN", "true"),
+        ("ACCOUNTS", accounts),
+        (
+            "WORK_QUEUE_URL",
+            "https://sqs.us-east-1.amazonaws.com/123456789012/work",
+        ),
+    ];
+    Settings::from_lookup(|name| {
+        vars.iter()
+            .find(|(k, _)| *k == name)
+            .map(|(_, v)| v.to_string())
+    })
+    .map(|settings| settings.fleet.scope)
+}
+
+/// What the code may call for one scope (src/permissions.rs), plus what Lambda's mapping needs of the role.
+fn called_for(scope: &Scope) -> BTreeSet<String> {
+    let mut lists = vec![IAM_ACTIONS, SNS_ACTIONS];
+    if *scope != Scope::Own {
+        lists.extend([
+            MEMBER_ROLE_ACTIONS,
+            QUEUE_SEND_ACTIONS,
+            QUEUE_CONSUME_ACTIONS,
+        ]);
+    }
+    if *scope == Scope::Organization {
+        lists.push(ORGANIZATION_ACTIONS);
+    }
+    lists.into_iter().flatten().map(|a| a.to_string()).collect()
+}
+
+/// Every action in src/permissions.rs that a grant may name.
+fn every_listed() -> BTreeSet<&'static str> {
+    [
+        IAM_ACTIONS,
+        SNS_ACTIONS,
+        ORGANIZATION_ACTIONS,
+        MEMBER_ROLE_ACTIONS,
+        QUEUE_SEND_ACTIONS,
+        QUEUE_CONSUME_ACTIONS,
+    ]
+    .concat()
+    .into_iter()
+    .collect()
+}
+
+/// The values of `Accounts` the tests resolve the template with: one of each kind.
+const ACCOUNTS: [&str; 3] = ["self", "organization", "111111111111,222222222222"];
+
+/// How `template.yaml` must grant one list of src/permissions.rs: under which condition, on which resource.
+struct Expected {
+    list: &'static [&'static str],
+    condition: Option<&'static str>,
+    resource: Resource,
+}
+
+enum Resource {
+    Star,
+    FindingsTopic,
+    /// A short-form intrinsic, e.g. `!GetAtt WorkQueue.Arn`.
+    Tagged(&'static str, &'static str),
+}
+
+const EXPECTED: [Expected; 6] = [
+    // The credential report has no resource ARN, so IAM reads cannot be scoped.
+    Expected {
+        list: IAM_ACTIONS,
+        condition: None,
+        resource: Resource::Star,
+    },
+    Expected {
+        list: SNS_ACTIONS,
+        condition: None,
+        resource: Resource::FindingsTopic,
+    },
+    // Organizations has no resource ARN for the account list.
+    Expected {
+        list: ORGANIZATION_ACTIONS,
+        condition: Some("ListOrganization"),
+        resource: Resource::Star,
+    },
+    Expected {
+        list: MEMBER_ROLE_ACTIONS,
+        condition: Some("CheckAccounts"),
+        resource: Resource::Tagged("Sub", "arn:${AWS::Partition}:iam::*:role/${MemberRoleName}"),
+    },
+    Expected {
+        list: QUEUE_SEND_ACTIONS,
+        condition: Some("CheckAccounts"),
+        resource: Resource::Tagged("GetAtt", "WorkQueue.Arn"),
+    },
+    Expected {
+        list: QUEUE_CONSUME_ACTIONS,
+        condition: Some("CheckAccounts"),
+        resource: Resource::Tagged("GetAtt", "WorkQueue.Arn"),
+    },
+];
 
 /// `!If [CreateTopic, !Ref FindingsTopic, !Ref ExistingTopicArn]`: the findings topic either way.
 fn assert_is_the_findings_topic(value: &Value, what: &str) {
@@ -115,7 +314,7 @@ fn assert_is_the_findings_topic(value: &Value, what: &str) {
 fn policy_grants_exactly_the_actions_the_code_calls() {
     let template = template();
     let granted = granted(&template);
-    let called = called();
+    let called = every_listed();
     let missing: Vec<_> = called.difference(&granted).collect();
     let unused: Vec<_> = granted.difference(&called).collect();
     assert!(
@@ -134,6 +333,29 @@ fn policy_grants_exactly_the_actions_the_code_calls() {
     }
 }
 
+/// Resolved for each kind of `Accounts`, the policy is exactly what the code calls for the scope the code
+/// reads from that same value: nothing of the organization's for a single account, and ListAccounts only for
+/// `organization`.
+#[test]
+fn policy_for_each_accounts_value_is_exactly_what_that_scope_calls() {
+    let template = template();
+    for accounts in ACCOUNTS {
+        let scope = scope(accounts).unwrap_or_else(|e| panic!("ACCOUNTS={accounts}: {e}"));
+        let granted = granted_with(&template, &[("Accounts", accounts)]);
+        assert_eq!(
+            granted,
+            called_for(&scope),
+            "Accounts={accounts} ({scope:?})"
+        );
+    }
+    // Read for self: what a single account needs and nothing more.
+    assert_eq!(
+        granted_with(&template, &[]),
+        called_for(&Scope::Own),
+        "the defaults"
+    );
+}
+
 #[test]
 fn no_action_is_a_wildcard_or_listed_twice() {
     let template = template();
@@ -143,41 +365,460 @@ fn no_action_is_a_wildcard_or_listed_twice() {
         assert!(seen.insert(action), "template.yaml grants {action} twice");
     }
     let mut listed = BTreeSet::new();
-    for action in IAM_ACTIONS.iter().chain(SNS_ACTIONS).chain(UNGATED_ACTIONS) {
+    for action in every_listed().iter().chain(UNGATED_ACTIONS) {
         assert!(!action.contains('*'), "src/permissions.rs lists {action}");
         assert!(
             listed.insert(action),
             "src/permissions.rs lists {action} twice"
         );
     }
-    assert!(IAM_ACTIONS.iter().all(|a| a.starts_with("iam:")));
-    assert!(SNS_ACTIONS.iter().all(|a| a.starts_with("sns:")));
+    let prefixed = |list: &[&str], prefix: &str| list.iter().all(|a| a.starts_with(prefix));
+    assert!(prefixed(IAM_ACTIONS, "iam:"));
+    assert!(prefixed(SNS_ACTIONS, "sns:"));
+    assert!(prefixed(ORGANIZATION_ACTIONS, "organizations:"));
+    assert!(prefixed(MEMBER_ROLE_ACTIONS, "sts:"));
+    assert!(prefixed(QUEUE_SEND_ACTIONS, "sqs:"));
+    assert!(prefixed(QUEUE_CONSUME_ACTIONS, "sqs:"));
 }
 
+/// Each statement grants exactly one list of src/permissions.rs, under that list's condition and on its
+/// resource: IAM and ListAccounts on `*`, Publish on the findings topic, AssumeRole on the member role's ARN
+/// in any account, the queue actions on the work queue.
 #[test]
-fn iam_is_granted_on_star_and_publish_only_on_the_findings_topic() {
+fn each_statement_grants_one_list_under_its_condition_on_its_resource() {
     let template = template();
-    for action in IAM_ACTIONS {
-        let statement = statement_for(&template, action);
-        // The credential report has no resource ARN, so IAM reads cannot be scoped.
-        assert_eq!(statement["Resource"], "*", "{action}");
-        assert!(
-            actions(statement).iter().all(|a| a.starts_with("iam:")),
-            "the IAM statement on * must hold only IAM actions: {statement:?}"
+    for grant in grants(&template) {
+        let statement = grant.statement;
+        let actions: BTreeSet<&str> = actions(statement).into_iter().collect();
+        let expected = EXPECTED
+            .iter()
+            .find(|e| e.list.iter().any(|a| actions.contains(a)))
+            .unwrap_or_else(|| panic!("no list of src/permissions.rs in {statement:?}"));
+        assert_eq!(
+            actions,
+            expected.list.iter().copied().collect(),
+            "a statement holds exactly one list: {statement:?}"
         );
-    }
-    for action in SNS_ACTIONS {
-        let statement = statement_for(&template, action);
-        assert_is_the_findings_topic(&statement["Resource"], &format!("{action}'s Resource"));
-        assert!(
-            actions(statement).iter().all(|a| a.starts_with("sns:")),
-            "the topic statement must hold only SNS actions: {statement:?}"
+        assert_eq!(
+            grant.condition, expected.condition,
+            "{actions:?} exists only under this condition"
         );
+        let resource = &statement["Resource"];
+        match expected.resource {
+            Resource::Star => assert_eq!(resource, "*", "{actions:?}"),
+            Resource::FindingsTopic => {
+                assert_is_the_findings_topic(resource, &format!("{actions:?}'s Resource"))
+            }
+            Resource::Tagged(tag, value) => assert_eq!(
+                tagged(resource, tag).and_then(Value::as_str),
+                Some(value),
+                "{actions:?}'s Resource must be !{tag} {value}, found {resource:?}"
+            ),
+        }
     }
     // And the function publishes to the very topic it may publish to.
     assert_is_the_findings_topic(
         &function(&template)["Environment"]["Variables"]["FINDINGS_TOPIC_ARN"],
         "FINDINGS_TOPIC_ARN",
+    );
+}
+
+/// The conditions mean what the code reads from the same `Accounts` value: the organization's resources and
+/// grants exist exactly when the code leaves its own account, ListAccounts exactly for `organization`, and a
+/// reserved concurrency only for a single account.
+#[test]
+fn conditions_follow_the_scope_the_code_reads() {
+    let template = template();
+    for accounts in ACCOUNTS {
+        let scope = scope(accounts).unwrap_or_else(|e| panic!("ACCOUNTS={accounts}: {e}"));
+        let given = [("Accounts", accounts)];
+        assert_eq!(
+            condition(&template, "CheckAccounts", &given),
+            scope != Scope::Own,
+            "{accounts}"
+        );
+        assert_eq!(
+            condition(&template, "ListOrganization", &given),
+            scope == Scope::Organization,
+            "{accounts}"
+        );
+        // A reserved concurrency of 1 would throttle the work queue's mapping (MaximumConcurrency >= 2), and
+        // throttled records come back as receives, pushing accounts toward the dead-letter queue.
+        assert_eq!(
+            condition(&template, "ReserveConcurrency", &given),
+            scope == Scope::Own,
+            "{accounts}"
+        );
+        let unreserved = [("Accounts", accounts), ("ReservedConcurrency", "0")];
+        assert!(!condition(&template, "ReserveConcurrency", &unreserved));
+    }
+    let fleet = [
+        "WorkQueue",
+        "WorkDeadLetterQueue",
+        "WorkQueueMapping",
+        "WorkDeadLetterAlarm",
+    ];
+    for name in fleet {
+        assert_eq!(
+            template["Resources"][name]["Condition"], "CheckAccounts",
+            "{name} exists only when Accounts is not self"
+        );
+    }
+    for name in ["WorkQueueUrl", "DeadLetterQueueUrl"] {
+        assert_eq!(template["Outputs"][name]["Condition"], "CheckAccounts");
+    }
+    let reserved = &function(&template)["ReservedConcurrentExecutions"];
+    let branches = list(tagged(reserved, "If").expect("ReservedConcurrentExecutions is an !If"));
+    assert_eq!(branches[0], "ReserveConcurrency");
+    assert_eq!(branches[1], 1);
+    assert!(is_no_value(&branches[2]), "{reserved:?}");
+}
+
+/// The parameters reach the function as the variables the code reads, with the code's defaults and ranges.
+#[test]
+fn accounts_parameters_are_the_functions_settings() {
+    let template = template();
+    let variables = &function(&template)["Environment"]["Variables"];
+    for (variable, parameter) in [
+        ("ACCOUNTS", "Accounts"),
+        ("EXCLUDE_ACCOUNTS", "ExcludeAccounts"),
+        ("MEMBER_ROLE_NAME", "MemberRoleName"),
+        ("MAX_RECEIVE_COUNT", "MaxReceiveCount"),
+    ] {
+        assert_eq!(
+            tagged(&variables[variable], "Ref").and_then(Value::as_str),
+            Some(parameter),
+            "{variable}"
+        );
+    }
+    let queue_url =
+        list(tagged(&variables["WORK_QUEUE_URL"], "If").expect("WORK_QUEUE_URL is an !If"));
+    assert_eq!(queue_url[0], "CheckAccounts");
+    assert_eq!(
+        tagged(&queue_url[1], "Ref").and_then(Value::as_str),
+        Some("WorkQueue")
+    );
+    assert!(
+        is_no_value(&queue_url[2]),
+        "no WORK_QUEUE_URL for a single account"
+    );
+
+    let parameters = &template["Parameters"];
+    assert_eq!(parameters["Accounts"]["Default"], "self");
+    assert_eq!(parameters["ExcludeAccounts"]["Default"], "");
+    assert_eq!(parameters["MemberRoleName"]["Default"], MemberRole::DEFAULT);
+    assert_eq!(
+        parameters["MaxReceiveCount"]["Default"],
+        DEFAULT_MAX_RECEIVE_COUNT
+    );
+    // The code accepts MAX_RECEIVE_COUNT from 1 to 1000.
+    assert_eq!(parameters["MaxReceiveCount"]["MinValue"], 1);
+    assert_eq!(parameters["MaxReceiveCount"]["MaxValue"], 1000);
+    // Lambda's MaximumConcurrency for SQS: 2 to 1000.
+    assert_eq!(parameters["AccountConcurrency"]["Default"], 10);
+    assert_eq!(parameters["AccountConcurrency"]["MinValue"], 2);
+    assert_eq!(parameters["AccountConcurrency"]["MaxValue"], 1000);
+    assert_eq!(
+        tagged(&template["Outputs"]["FunctionRoleArn"]["Value"], "GetAtt").and_then(Value::as_str),
+        Some("KeywatchFunctionRole.Arn"),
+        "member-role.yaml's KeywatchRoleArn comes from this output"
+    );
+}
+
+/// Every value the template's AllowedPattern lets through, the code reads without error (the Lambda would
+/// otherwise fail its init after a clean deploy), and with the meaning the template's conditions give it.
+/// The template is stricter: `Self` would read as self in the code but create the organization's resources.
+#[test]
+fn allowed_patterns_let_through_only_what_the_code_reads() {
+    let template = template();
+    let samples: &[(&str, &[&str], &[&str])] = &[
+        (
+            "Accounts",
+            &[
+                "self",
+                "organization",
+                "111111111111",
+                "111111111111,222222222222",
+                "111111111111, 222222222222",
+            ],
+            &[
+                "Self",
+                "ORGANIZATION",
+                "organisation",
+                "",
+                "11111111111",
+                "1111111111111",
+                "111111111111;222222222222",
+                "111111111111,",
+                "self,111111111111",
+            ],
+        ),
+        (
+            "ExcludeAccounts",
+            &["", "111111111111", "111111111111,222222222222"],
+            &["self", "11111111111", "111111111111,", "abc"],
+        ),
+        (
+            "MemberRoleName",
+            &[
+                "keywatch-member",
+                "security/keywatch-member",
+                "a/b/keywatch+=,.@_-member",
+            ],
+            &[
+                "",
+                "/keywatch-member",
+                "security//keywatch-member",
+                "keywatch member",
+                &"x".repeat(65),
+            ],
+        ),
+    ];
+    let python = venv_tool("python");
+    for (parameter, accepted, rejected) in samples {
+        let pattern = template["Parameters"][*parameter]["AllowedPattern"]
+            .as_str()
+            .unwrap_or_else(|| panic!("{parameter} has an AllowedPattern"));
+        let values: Vec<&str> = accepted.iter().chain(rejected.iter()).copied().collect();
+        // CloudFormation matches the whole value; these patterns are anchored and use no Java-only syntax.
+        let output = std::process::Command::new(&python)
+            .args([
+                "-c",
+                "import json, re, sys; p, vs = json.loads(sys.argv[1]); print(json.dumps([re.fullmatch(p, v) is not None for v in vs]))",
+            ])
+            .arg(serde_json::json!([pattern, values]).to_string())
+            .output()
+            .expect("run python");
+        assert!(output.status.success(), "{output:?}");
+        let matched: Vec<bool> = serde_json::from_slice(&output.stdout).expect("a JSON list");
+        for (value, matched) in values.iter().zip(matched) {
+            assert_eq!(
+                matched,
+                accepted.contains(value),
+                "{parameter}'s AllowedPattern {pattern:?} on {value:?}"
+            );
+            if !matched {
+                continue;
+            }
+            let variable = match *parameter {
+                "Accounts" => "ACCOUNTS",
+                "ExcludeAccounts" => "EXCLUDE_ACCOUNTS",
+                _ => "MEMBER_ROLE_NAME",
+            };
+            let vars = [
+                ("DRY_RUN", "true"),
+                ("ACCOUNTS", "organization"),
+                (
+                    "WORK_QUEUE_URL",
+                    "https://sqs.us-east-1.amazonaws.com/123456789012/work",
+                ),
+                (variable, *value),
+            ];
+            let read = Settings::from_lookup(|name| {
+                vars.iter()
+                    .rev()
+                    .find(|(k, _)| *k == name)
+                    .map(|(_, v)| v.trim().to_string())
+                    .filter(|v| !v.is_empty())
+            });
+            let settings = read.unwrap_or_else(|e| {
+                panic!("{parameter}={value:?} passes the template but the code rejects it: {e}")
+            });
+            if *parameter == "Accounts" {
+                let given = [("Accounts", *value)];
+                assert_eq!(
+                    condition(&template, "CheckAccounts", &given),
+                    settings.fleet.scope != Scope::Own,
+                    "{value:?}"
+                );
+                assert_eq!(
+                    condition(&template, "ListOrganization", &given),
+                    settings.fleet.scope == Scope::Organization,
+                    "{value:?}"
+                );
+            }
+        }
+    }
+}
+
+/// The work queue is encrypted and outlasts six function timeouts; its dead-letter queue keeps messages 14
+/// days and alarms on the findings topic; the mapping hands each account its own invocation.
+#[test]
+fn accounts_get_a_work_queue_a_dead_letter_queue_and_a_mapping() {
+    let template = template();
+    let resources = &template["Resources"];
+    let timeout = function(&template)["Timeout"]
+        .as_u64()
+        .expect("a function Timeout");
+
+    let queue = &resources["WorkQueue"];
+    assert_eq!(queue["Type"], "AWS::SQS::Queue");
+    let properties = &queue["Properties"];
+    assert_eq!(properties["SqsManagedSseEnabled"], true, "encrypted");
+    let visibility = properties["VisibilityTimeout"]
+        .as_u64()
+        .expect("a VisibilityTimeout");
+    assert!(
+        visibility >= 6 * timeout,
+        "VisibilityTimeout {visibility} must be at least 6 x the function Timeout {timeout}"
+    );
+    let redrive = &properties["RedrivePolicy"];
+    assert_eq!(
+        tagged(&redrive["deadLetterTargetArn"], "GetAtt").and_then(Value::as_str),
+        Some("WorkDeadLetterQueue.Arn")
+    );
+    assert_eq!(
+        tagged(&redrive["maxReceiveCount"], "Ref").and_then(Value::as_str),
+        Some("MaxReceiveCount")
+    );
+
+    let dead_letters = &resources["WorkDeadLetterQueue"];
+    assert_eq!(dead_letters["Type"], "AWS::SQS::Queue");
+    assert_eq!(dead_letters["Properties"]["SqsManagedSseEnabled"], true);
+    assert_eq!(
+        dead_letters["Properties"]["MessageRetentionPeriod"], 1_209_600,
+        "14 days"
+    );
+
+    let mapping = &resources["WorkQueueMapping"];
+    assert_eq!(mapping["Type"], "AWS::Lambda::EventSourceMapping");
+    let properties = &mapping["Properties"];
+    assert_eq!(
+        tagged(&properties["EventSourceArn"], "GetAtt").and_then(Value::as_str),
+        Some("WorkQueue.Arn")
+    );
+    assert_eq!(
+        tagged(&properties["FunctionName"], "Ref").and_then(Value::as_str),
+        Some("KeywatchFunction")
+    );
+    // One account per invocation: its own deadline, retries and place in the dead-letter queue.
+    assert_eq!(properties["BatchSize"], 1);
+    assert_eq!(
+        properties["FunctionResponseTypes"],
+        serde_yaml_ng::from_str::<Value>("[ReportBatchItemFailures]").expect("yaml")
+    );
+    assert_eq!(
+        tagged(&properties["ScalingConfig"]["MaximumConcurrency"], "Ref").and_then(Value::as_str),
+        Some("AccountConcurrency")
+    );
+
+    let alarm = &resources["WorkDeadLetterAlarm"];
+    assert_eq!(alarm["Type"], "AWS::CloudWatch::Alarm");
+    let properties = &alarm["Properties"];
+    assert_eq!(properties["Namespace"], "AWS/SQS");
+    assert_eq!(
+        properties["MetricName"],
+        "ApproximateNumberOfMessagesVisible"
+    );
+    let dimensions = list(&properties["Dimensions"]);
+    assert_eq!(dimensions.len(), 1);
+    assert_eq!(dimensions[0]["Name"], "QueueName");
+    assert_eq!(
+        tagged(&dimensions[0]["Value"], "GetAtt").and_then(Value::as_str),
+        Some("WorkDeadLetterQueue.QueueName")
+    );
+    assert_eq!(properties["Threshold"], 0);
+    assert_eq!(properties["ComparisonOperator"], "GreaterThanThreshold");
+    let actions = list(&properties["AlarmActions"]);
+    assert_eq!(actions.len(), 1);
+    assert_is_the_findings_topic(&actions[0], "WorkDeadLetterAlarm's action");
+}
+
+/// member-role.yaml: one role, granting exactly the IAM reads of an account check on `*`, assumable only by
+/// the function's role (the central account's root narrowed to KeywatchRoleArn), with the same default name
+/// the code and template.yaml use.
+#[test]
+fn member_role_reads_exactly_the_iam_actions_and_trusts_only_the_function_role() {
+    let member = member_template();
+    assert!(
+        member.get("Transform").is_none(),
+        "plain CloudFormation, for StackSets"
+    );
+    let resources = member["Resources"].as_mapping().expect("Resources");
+    assert_eq!(
+        resources.len(),
+        1,
+        "one role and nothing else: {resources:?}"
+    );
+    let role = &member["Resources"]["MemberRole"];
+    assert_eq!(role["Type"], "AWS::IAM::Role");
+    let properties = &role["Properties"];
+    for absent in ["ManagedPolicyArns", "PermissionsBoundary"] {
+        assert!(
+            properties.get(absent).is_none(),
+            "{absent}: only the inline policy grants"
+        );
+    }
+    assert_eq!(
+        tagged(&properties["RoleName"], "Ref").and_then(Value::as_str),
+        Some("MemberRoleName")
+    );
+    assert_eq!(
+        tagged(&properties["Path"], "Ref").and_then(Value::as_str),
+        Some("MemberRolePath")
+    );
+    assert_eq!(
+        member["Parameters"]["MemberRoleName"]["Default"],
+        MemberRole::DEFAULT
+    );
+    assert_eq!(
+        member["Parameters"]["MemberRoleName"]["Default"],
+        template()["Parameters"]["MemberRoleName"]["Default"]
+    );
+    assert_eq!(member["Parameters"]["MemberRolePath"]["Default"], "/");
+    assert!(
+        member["Parameters"]["KeywatchRoleArn"]
+            .get("Default")
+            .is_none(),
+        "KeywatchRoleArn has no default: a member role must name the role it trusts"
+    );
+
+    // Policy = code: exactly IAM_ACTIONS, on "*", in one statement.
+    let policies = list(&properties["Policies"]);
+    assert_eq!(policies.len(), 1);
+    let statements = list(&policies[0]["PolicyDocument"]["Statement"]);
+    assert_eq!(statements.len(), 1, "{statements:?}");
+    let granted: Vec<&str> = actions(&statements[0]);
+    assert_eq!(
+        granted.iter().copied().collect::<BTreeSet<_>>(),
+        IAM_ACTIONS.iter().copied().collect::<BTreeSet<_>>(),
+        "member-role.yaml grants exactly IAM_ACTIONS"
+    );
+    assert_eq!(granted.len(), IAM_ACTIONS.len(), "no action twice");
+    assert_eq!(statements[0]["Resource"], "*");
+
+    // Trust: one statement, sts:AssumeRole for the central account narrowed to the function's role ARN.
+    let trust = list(&properties["AssumeRolePolicyDocument"]["Statement"]);
+    assert_eq!(trust.len(), 1, "{trust:?}");
+    let trust = &trust[0];
+    assert_eq!(trust["Effect"], "Allow");
+    assert_eq!(trust["Action"], "sts:AssumeRole");
+    let principal = trust["Principal"].as_mapping().expect("Principal");
+    assert_eq!(principal.len(), 1, "an AWS principal only: {principal:?}");
+    let sub = list(tagged(&trust["Principal"]["AWS"], "Sub").expect("Principal.AWS is !Sub [...]"));
+    assert_eq!(sub[0], "arn:${Partition}:iam::${Account}:root");
+    for (variable, index) in [("Partition", 1), ("Account", 4)] {
+        let select = list(tagged(&sub[1][variable], "Select").expect("!Select"));
+        assert_eq!(
+            select[0], index,
+            "{variable} is field {index} of KeywatchRoleArn"
+        );
+        let split = list(tagged(&select[1], "Split").expect("!Split"));
+        assert_eq!(split[0], ":");
+        assert_eq!(
+            tagged(&split[1], "Ref").and_then(Value::as_str),
+            Some("KeywatchRoleArn")
+        );
+    }
+    let conditions = trust["Condition"].as_mapping().expect("a Condition");
+    assert_eq!(conditions.len(), 1, "{conditions:?}");
+    let arn_equals = trust["Condition"]["ArnEquals"]
+        .as_mapping()
+        .expect("ArnEquals");
+    assert_eq!(arn_equals.len(), 1, "{arn_equals:?}");
+    assert_eq!(
+        tagged(&trust["Condition"]["ArnEquals"]["aws:PrincipalArn"], "Ref").and_then(Value::as_str),
+        Some("KeywatchRoleArn")
     );
 }
 
@@ -238,7 +879,17 @@ fn assert_deployed(summary: &Json, complete: &[&str], unsupported: &[(&str, &str
         assert_eq!(deployed[key].as_u64(), Some(wanted), "{key}: {deployed}");
     }
 
-    // The deployed role grants what permissions.rs lists, the topic statement on the stack's topic.
+    // The deployed role grants what permissions.rs lists for the scope these parameters give, each on its
+    // resource as deployed.
+    let given: Vec<(&str, &str)> = summary["parameters"]
+        .as_object()
+        .expect("parameters")
+        .iter()
+        .map(|(k, v)| (k.as_str(), v.as_str().expect("a string")))
+        .collect();
+    let accounts = parameter(&template, "Accounts", &given);
+    let member_role = parameter(&template, "MemberRoleName", &given);
+    let scope = scope(&accounts).expect("a valid Accounts");
     let role = &summary["role"];
     let policies = role["inline_policies"]
         .as_object()
@@ -255,47 +906,106 @@ fn assert_deployed(summary: &Json, complete: &[&str], unsupported: &[(&str, &str
             .iter()
             .map(|a| a.as_str().expect("action"))
             .collect();
-        let wanted = if actions.iter().all(|a| a.starts_with("sns:")) {
-            summary["outputs"]["TopicArn"].clone()
-        } else {
-            Json::from("*")
+        let service = actions[0].split(':').next().expect("a service");
+        assert!(
+            actions
+                .iter()
+                .all(|a| a.starts_with(&format!("{service}:"))),
+            "one service per statement: {statement}"
+        );
+        let wanted = match service {
+            "iam" | "organizations" => Json::from("*"),
+            "sns" => summary["outputs"]["TopicArn"].clone(),
+            "sts" => Json::from(format!("arn:aws:iam::*:role/{member_role}")),
+            "sqs" => summary["queues"]["WorkQueue.Arn"].clone(),
+            other => panic!("no resource known for {other} actions: {statement}"),
         };
+        assert!(!wanted.is_null(), "{statement}");
         assert_eq!(statement["Resource"], wanted, "{statement}");
-        granted.extend(actions);
+        granted.extend(actions.into_iter().map(str::to_string));
     }
-    assert_eq!(granted, called());
+    assert_eq!(granted, called_for(&scope), "Accounts={accounts}");
     // SAM adds the basic execution role (CloudWatch Logs only) and nothing else.
     assert_eq!(
         role["managed_policy_arns_in_template"],
         serde_json::json!(["arn:aws:iam::aws:policy/service-role/AWSLambdaBasicExecutionRole"])
     );
+    assert_eq!(summary["outputs"]["FunctionRoleArn"], role["arn"]);
+
+    // The function's settings as Lambda holds them.
+    let function = &summary["function"];
+    let environment = &function["environment"];
+    assert_eq!(environment["ACCOUNTS"], accounts.as_str());
+    assert_eq!(environment["MEMBER_ROLE_NAME"], member_role.as_str());
+    for (variable, parameter_name) in [
+        ("EXCLUDE_ACCOUNTS", "ExcludeAccounts"),
+        ("MAX_RECEIVE_COUNT", "MaxReceiveCount"),
+    ] {
+        assert_eq!(
+            environment[variable],
+            parameter(&template, parameter_name, &given).as_str(),
+            "{variable}"
+        );
+    }
+    let mappings = function["event_source_mappings"]
+        .as_array()
+        .expect("mappings");
+    if scope == Scope::Own {
+        assert!(environment.get("WORK_QUEUE_URL").is_none(), "{environment}");
+        assert!(mappings.is_empty(), "{mappings:?}");
+        let reserved = parameter(&template, "ReservedConcurrency", &given);
+        let wanted = (reserved == "1").then_some(1);
+        assert_eq!(function["reserved_concurrency"].as_u64(), wanted);
+    } else {
+        assert_eq!(
+            environment["WORK_QUEUE_URL"],
+            summary["outputs"]["WorkQueueUrl"]
+        );
+        assert_eq!(
+            summary["queues"]["WorkQueue.QueueUrl"],
+            summary["outputs"]["WorkQueueUrl"]
+        );
+        // Never reserved: the mapping's MaximumConcurrency bounds the function.
+        assert!(function["reserved_concurrency"].is_null(), "{function}");
+        let concurrency: u64 = parameter(&template, "AccountConcurrency", &given)
+            .parse()
+            .expect("a number");
+        assert_eq!(
+            mappings,
+            &vec![serde_json::json!({
+                "EventSourceArn": summary["queues"]["WorkQueue.Arn"],
+                "BatchSize": 1,
+                "FunctionResponseTypes": ["ReportBatchItemFailures"],
+                "ScalingConfig": { "MaximumConcurrency": concurrency },
+                "State": "Enabled",
+            })]
+        );
+    }
 }
+
+const SINGLE_ACCOUNT: [&str; 7] = [
+    "TopicKey",
+    "FindingsTopic",
+    "KeywatchLogs",
+    "KeywatchFunction",
+    "KeywatchFunctionRole",
+    "KeywatchFunctionSchedule",
+    "KeywatchFunctionSchedulePermission",
+];
+
+const ALARM: (&str, &str) = ("KeywatchErrorsAlarm", "AWS::CloudWatch::Alarm");
+const INVOKE_CONFIG: (&str, &str) = (
+    "KeywatchFunctionEventInvokeConfig",
+    "AWS::Lambda::EventInvokeConfig",
+);
 
 #[tokio::test]
 async fn template_deploys_on_moto() {
     let moto = Moto::start();
 
-    // Defaults: a new KMS-encrypted topic, no email subscription.
+    // Defaults: a new KMS-encrypted topic, no email subscription, this account only.
     let summary = deploy_template(&moto, "keywatch", &[]);
-    assert_deployed(
-        &summary,
-        &[
-            "TopicKey",
-            "FindingsTopic",
-            "KeywatchLogs",
-            "KeywatchFunction",
-            "KeywatchFunctionRole",
-            "KeywatchFunctionSchedule",
-            "KeywatchFunctionSchedulePermission",
-        ],
-        &[
-            ("KeywatchErrorsAlarm", "AWS::CloudWatch::Alarm"),
-            (
-                "KeywatchFunctionEventInvokeConfig",
-                "AWS::Lambda::EventInvokeConfig",
-            ),
-        ],
-    );
+    assert_deployed(&summary, &SINGLE_ACCOUNT, &[ALARM, INVOKE_CONFIG]);
 
     // An existing topic and an email subscriber: no topic or key is created.
     let existing = moto
@@ -315,25 +1025,48 @@ async fn template_deploys_on_moto() {
         &[
             ("ExistingTopicArn", &existing),
             ("AlertEmail", "security@example.com"),
+            ("ReservedConcurrency", "0"),
         ],
     );
     assert_eq!(summary["outputs"]["TopicArn"], existing.as_str());
     assert_deployed(
         &summary,
+        &SINGLE_ACCOUNT[2..],
         &[
-            "KeywatchLogs",
-            "KeywatchFunction",
-            "KeywatchFunctionRole",
-            "KeywatchFunctionSchedule",
-            "KeywatchFunctionSchedulePermission",
-        ],
-        &[
-            ("KeywatchErrorsAlarm", "AWS::CloudWatch::Alarm"),
+            ALARM,
             ("EmailSubscription", "AWS::SNS::Subscription"),
-            (
-                "KeywatchFunctionEventInvokeConfig",
-                "AWS::Lambda::EventInvokeConfig",
-            ),
+            INVOKE_CONFIG,
         ],
     );
+}
+
+/// `Accounts=organization` and a list: the work queue, its dead-letter queue and the mapping are created,
+/// the DLQ alarm notifies the findings topic, and the role gains exactly the organization's actions (no
+/// ListAccounts for a list), each on its resource. No reserved concurrency, even when asked for.
+#[tokio::test]
+async fn template_for_accounts_deploys_on_moto() {
+    let moto = Moto::start();
+    let fleet: Vec<&str> = SINGLE_ACCOUNT
+        .iter()
+        .copied()
+        .chain(["WorkQueue", "WorkDeadLetterQueue", "WorkQueueMapping"])
+        .collect();
+    let dead_letter_alarm = ("WorkDeadLetterAlarm", "AWS::CloudWatch::Alarm");
+
+    let summary = deploy_template(&moto, "keywatch-org", &[("Accounts", "organization")]);
+    assert_deployed(&summary, &fleet, &[ALARM, dead_letter_alarm, INVOKE_CONFIG]);
+
+    let summary = deploy_template(
+        &moto,
+        "keywatch-list",
+        &[
+            ("Accounts", "111111111111,222222222222"),
+            ("ExcludeAccounts", "222222222222"),
+            ("MemberRoleName", "security/keywatch-member"),
+            ("AccountConcurrency", "25"),
+            ("MaxReceiveCount", "5"),
+            ("ReservedConcurrency", "1"),
+        ],
+    );
+    assert_deployed(&summary, &fleet, &[ALARM, dead_letter_alarm, INVOKE_CONFIG]);
 }

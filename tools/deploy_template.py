@@ -1,11 +1,18 @@
 #!/usr/bin/env python3
-"""Deploys template.yaml as a CloudFormation stack on a running moto server, and checks what it created.
+"""Deploys template.yaml (or member-role.yaml) as a CloudFormation stack on a running moto server, and checks
+what it created.
 
     .venv/bin/python tools/deploy_template.py --endpoint http://127.0.0.1:5000 [--stack-name keywatch]
         [--parameter ExistingTopicArn=arn:...] [--parameter AlertEmail=ops@example.com]
+        [--parameter Accounts=organization]
+    .venv/bin/python tools/deploy_template.py --endpoint http://127.0.0.1:5000 --template member-role.yaml \
+        --stack-name keywatch-member --parameter KeywatchRoleArn=<FunctionRoleArn output> \
+        --assume-role-arn arn:aws:iam::<member account>:role/OrganizationAccountAccessRole
 
-The SAM transform runs locally (aws-sam-translator, what CloudFormation runs for `Transform:
+For template.yaml the SAM transform runs locally (aws-sam-translator, what CloudFormation runs for `Transform:
 AWS::Serverless-2016-10-31`); the transformed template is created as a stack through the CloudFormation API.
+member-role.yaml is plain CloudFormation, created as it is. --assume-role-arn deploys as that role (moto gives
+every account its own state, so a member account's role deploys into that account), as a StackSet instance would.
 The script starts nothing: it only talks to the moto endpoint it is given (loopback only, dummy credentials),
 so it can never touch real AWS. Progress goes to stderr; a JSON summary goes to stdout. Exit status 1, with
 every problem listed, if a resource the template should create is missing or not CREATE_COMPLETE.
@@ -16,9 +23,13 @@ moto 5.2.5 limits, handled in the open (each one is listed under "moto_workaroun
   and AWS::Lambda::EventInvokeConfig (which SAM makes from the function's EventInvokeConfig) are skipped. They
   are listed under "unsupported", and created through their own API (PutMetricAlarm, Subscribe,
   PutFunctionEventInvokeConfig) from the same resolved properties, so botocore still checks their property
-  names and types against the service model.
+  names and types against the service model. (AWS::SQS::Queue and AWS::Lambda::EventSourceMapping it creates;
+  the script reads them back and compares them with the template.)
 - moto stores an AWS::IAM::Role's inline `Policies` as a Python dict instead of a JSON string, and its IAM
   enforcement then fails with an internal error. The script puts the same documents back with PutRolePolicy.
+- moto keeps a list item that resolves to AWS::NoValue as null, where CloudFormation drops it: the function's
+  conditional statements become null statements when their condition is false. The documents put back drop
+  them, as CloudFormation would; every other statement is kept as moto resolved it.
 """
 
 from __future__ import annotations
@@ -55,6 +66,10 @@ def main() -> int:
     parser.add_argument(
         "--parameter", action="append", default=[], metavar="KEY=VALUE", help="a template parameter"
     )
+    parser.add_argument(
+        "--assume-role-arn",
+        help="deploy as this role, e.g. a member account's OrganizationAccountAccessRole (moto only)",
+    )
     args = parser.parse_args()
 
     host = urlparse(args.endpoint).hostname
@@ -80,11 +95,30 @@ def main() -> int:
         return 2
 
     parameters = dict(p.split("=", 1) for p in args.parameter)
+    session = boto3.Session(region_name=REGION)
+    if args.assume_role_arn:
+        sts = session.client("sts", endpoint_url=args.endpoint)
+        credentials = sts.assume_role(RoleArn=args.assume_role_arn, RoleSessionName="deploy-template")[
+            "Credentials"
+        ]
+        session = boto3.Session(
+            region_name=REGION,
+            aws_access_key_id=credentials["AccessKeyId"],
+            aws_secret_access_key=credentials["SecretAccessKey"],
+            aws_session_token=credentials["SessionToken"],
+        )
 
     def client(service: str) -> Any:
-        return boto3.client(service, endpoint_url=args.endpoint, region_name=REGION)
+        return session.client(service, endpoint_url=args.endpoint)
 
+    account_id = client("sts").get_caller_identity()["Account"]
     template = yaml_parse(Path(args.template).read_text())
+    if "Transform" not in template:
+        summary = deploy_plain(client, template, args.stack_name, parameters, account_id)
+        print(json.dumps(summary, indent=2))
+        for problem in summary["problems"]:
+            log(f"FAILED: {problem}")
+        return 1 if summary["problems"] else 0
     upload_code(client("s3"), template, args.stack_name)
     transformed = transform(template, parameters, ManagedPolicyLoader(client("iam")))
     log(f"transformed: {', '.join(sorted(transformed['Resources']))}")
@@ -100,9 +134,10 @@ def main() -> int:
     summaries = cfn.list_stack_resources(StackName=args.stack_name)["StackResourceSummaries"]
     created = {r["LogicalResourceId"]: r for r in summaries if r.get("LogicalResourceId")}
 
-    values = parameter_values(transformed, parameters, args.stack_name)
+    values = parameter_values(transformed, parameters, args.stack_name, account_id)
     conditions = evaluate_conditions(transformed.get("Conditions", {}), values)
     physical = {name: r.get("PhysicalResourceId", "") for name, r in created.items()}
+    attributes = queue_attributes(client("sqs"), transformed, physical)
     problems: list[str] = []
     if stack["StackStatus"] != "CREATE_COMPLETE":
         problems.append(f"stack is {stack['StackStatus']}: {stack.get('StackStatusReason', '')}")
@@ -121,7 +156,7 @@ def main() -> int:
                 problems.append(f"{name} ({kind}) is {status}: {created[name].get('ResourceStatusReason')}")
         elif kind in MOTO_UNSUPPORTED:
             unsupported[name] = kind
-            props = resolve(resource.get("Properties", {}), values, conditions, physical, {})
+            props = resolve(resource.get("Properties", {}), values, conditions, physical, attributes)
             workarounds.append(create_unsupported(client, args.stack_name, name, kind, props))
         else:
             problems.append(f"{name} ({kind}) was not created")
@@ -130,23 +165,32 @@ def main() -> int:
     role = None
     if "KeywatchFunctionRole" in resources:
         role = repair_role_policies(client("iam"), physical["KeywatchFunctionRole"])
-        workarounds.append(f"put {role['name']}'s inline policies back as JSON (moto stored them as dicts)")
+        workarounds.append(
+            f"put {role['name']}'s inline policies back as JSON (moto stored them as dicts), without the"
+            " null statements moto left for AWS::NoValue"
+        )
         # moto's CloudFormation does not attach a role's ManagedPolicyArns: report what the template asks for.
         role["managed_policy_arns_in_template"] = transformed["Resources"]["KeywatchFunctionRole"][
             "Properties"
         ].get("ManagedPolicyArns", [])
     if "KeywatchFunction" in resources:
-        attributes = {"KeywatchFunctionRole.Arn": role["arn"] if role else ""}
+        attributes["KeywatchFunctionRole.Arn"] = role["arn"] if role else ""
         function = transformed["Resources"]["KeywatchFunction"]["Properties"]
         function_properties = resolve(function, values, conditions, physical, attributes)
         problems += check_created(client, resources, physical, outputs, values, function_properties, role)
+        problems += check_work_queues(client, transformed, resources, physical, values, conditions, attributes)
+        expect_output = outputs.get("FunctionRoleArn")
+        if role and expect_output != role["arn"]:
+            problems.append(f"output FunctionRoleArn: expected {role['arn']!r}, got {expect_output!r}")
         # What Lambda does with a failed scheduled (asynchronous) run: SAM names the resource after the function.
         invoke = transformed["Resources"].get("KeywatchFunctionEventInvokeConfig")
         wanted_invoke = resolve(invoke["Properties"], values, conditions, physical, {}) if invoke else None
         event_invoke_config = deployed_event_invoke_config(client("lambda"), physical["KeywatchFunction"])
         problems += check_event_invoke_config(event_invoke_config, wanted_invoke)
+        function = deployed_function(client("lambda"), physical["KeywatchFunction"])
     else:
         event_invoke_config = None
+        function = None
         problems.append("KeywatchFunction was not created, so nothing about it was checked")
 
     summary = {
@@ -159,6 +203,8 @@ def main() -> int:
         "outputs": outputs,
         "role": role,
         "event_invoke_config": event_invoke_config,
+        "function": function,
+        "queues": {k: v for k, v in attributes.items() if not k.startswith("KeywatchFunctionRole.")},
         "problems": problems,
     }
     print(json.dumps(summary, indent=2))
@@ -197,11 +243,13 @@ def wait_for_stack(cfn: Any, stack_name: str) -> dict:
         time.sleep(0.5)
 
 
-def parameter_values(template: dict, given: dict[str, str], stack_name: str) -> dict[str, Any]:
+def parameter_values(
+    template: dict, given: dict[str, str], stack_name: str, account_id: str
+) -> dict[str, Any]:
     values: dict[str, Any] = {
         "AWS::Region": REGION,
         "AWS::Partition": "aws",
-        "AWS::AccountId": "123456789012",
+        "AWS::AccountId": account_id,
         "AWS::StackName": stack_name,
         "AWS::URLSuffix": "amazonaws.com",
     }
@@ -250,31 +298,60 @@ def resolve(
     physical: dict[str, str],
     attributes: dict[str, str],
 ) -> Any:
-    """Resolves Ref, Fn::If, Fn::Sub and Fn::GetAtt (from `attributes`) as CloudFormation would for these
-    parameters: enough for this template's properties."""
+    """Resolves Ref, Fn::If, Fn::Sub, Fn::Select, Fn::Split and Fn::GetAtt (from `attributes`) as CloudFormation
+    would for these parameters, dropping what resolves to AWS::NoValue: enough for these templates' properties."""
 
-    def ref(name: str) -> Any:
+    def ref(name: str, local: dict[str, Any] | None = None) -> Any:
+        if local and name in local:
+            return local[name]
+        if name == "AWS::NoValue":
+            return NO_VALUE
+        if "." in name and name in attributes:
+            return attributes[name]
         return physical[name] if name in physical else values[name]
 
     def again(child: Any) -> Any:
         return resolve(child, values, conditions, physical, attributes)
 
     if isinstance(node, list):
-        return [again(item) for item in node]
+        return [item for item in (again(item) for item in node) if item is not NO_VALUE]
     if isinstance(node, dict):
         if set(node) == {"Ref"}:
             return ref(node["Ref"])
         if set(node) == {"Fn::If"}:
             condition, when_true, when_false = node["Fn::If"]
             return again(when_true if conditions[condition] else when_false)
-        if set(node) == {"Fn::Sub"} and isinstance(node["Fn::Sub"], str):
-            return re.sub(r"\$\{([^}!]+)\}", lambda m: str(ref(m.group(1))), node["Fn::Sub"])
+        if set(node) == {"Fn::Sub"}:
+            text, local = (node["Fn::Sub"], {}) if isinstance(node["Fn::Sub"], str) else node["Fn::Sub"]
+            local = {k: again(v) for k, v in local.items()}
+            return re.sub(r"\$\{([^}!]+)\}", lambda m: str(ref(m.group(1), local)), text)
+        if set(node) == {"Fn::Select"}:
+            index, items = node["Fn::Select"]
+            return again(items)[int(again(index))]
+        if set(node) == {"Fn::Split"}:
+            separator, text = node["Fn::Split"]
+            return str(again(text)).split(separator)
         if set(node) == {"Fn::GetAtt"}:
             return attributes[".".join(node["Fn::GetAtt"])]
         if any(key.startswith("Fn::") for key in node):
             raise ValueError(f"unsupported intrinsic function: {node!r}")
-        return {k: again(v) for k, v in node.items()}
+        return {k: v for k, v in ((k, again(v)) for k, v in node.items()) if v is not NO_VALUE}
     return node
+
+
+# What AWS::NoValue resolves to: dropped from the list or object holding it, as CloudFormation drops it.
+NO_VALUE = object()
+
+
+def queue_attributes(sqs: Any, template: dict, physical: dict[str, str]) -> dict[str, str]:
+    """Fn::GetAtt values of the stack's queues (Arn, QueueName, QueueUrl), read from SQS."""
+    attributes = {}
+    for name, resource in template["Resources"].items():
+        if resource["Type"] == "AWS::SQS::Queue" and physical.get(name):
+            url = physical[name]
+            arn = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+            attributes.update({f"{name}.Arn": arn, f"{name}.QueueName": url.rsplit("/", 1)[-1], f"{name}.QueueUrl": url})
+    return attributes
 
 
 def create_unsupported(client: Any, stack_name: str, name: str, kind: str, props: dict) -> str:
@@ -307,6 +384,20 @@ def deployed_event_invoke_config(aws_lambda: Any, function_name: str) -> dict | 
     return {key: config[key] for key in keys if key in config}
 
 
+def deployed_function(aws_lambda: Any, function_name: str) -> dict:
+    """What Lambda holds for the function that the fleet settings change: environment, reserved concurrency
+    (None when unreserved) and event source mappings."""
+    config = aws_lambda.get_function(FunctionName=function_name)["Configuration"]
+    concurrency = aws_lambda.get_function_concurrency(FunctionName=function_name)
+    mappings = aws_lambda.list_event_source_mappings(FunctionName=function_name)["EventSourceMappings"]
+    keys = ("EventSourceArn", "BatchSize", "FunctionResponseTypes", "ScalingConfig", "State")
+    return {
+        "environment": {k: str(v) for k, v in config.get("Environment", {}).get("Variables", {}).items()},
+        "reserved_concurrency": concurrency.get("ReservedConcurrentExecutions"),
+        "event_source_mappings": [{k: m[k] for k in keys if k in m} for m in mappings],
+    }
+
+
 def check_event_invoke_config(deployed: dict | None, wanted: dict | None) -> list[str]:
     """The deployed settings are the template's resolved EventInvokeConfig properties (none if it has none)."""
     if wanted is None:
@@ -330,6 +421,8 @@ def repair_role_policies(iam: Any, role_name: str) -> dict:
         document = iam.get_role_policy(RoleName=role_name, PolicyName=policy_name)["PolicyDocument"]
         if isinstance(document, str):
             document = ast.literal_eval(document)  # moto returns str(dict) for these
+        if isinstance(document.get("Statement"), list):
+            document["Statement"] = [s for s in document["Statement"] if s is not None]
         iam.put_role_policy(RoleName=role_name, PolicyName=policy_name, PolicyDocument=json.dumps(document))
         policies[policy_name] = document
     role = iam.get_role(RoleName=role_name)["Role"]
@@ -378,7 +471,11 @@ def check_created(
         expect("function environment", variables, {k: str(v) for k, v in wanted["Environment"]["Variables"].items()})
         expect("FINDINGS_TOPIC_ARN", variables.get("FINDINGS_TOPIC_ARN"), topic_arn)
         concurrency = aws_lambda.get_function_concurrency(FunctionName=function_name)
-        expect("reserved concurrency", concurrency.get("ReservedConcurrentExecutions"), wanted["ReservedConcurrentExecutions"])
+        expect(
+            "reserved concurrency",
+            concurrency.get("ReservedConcurrentExecutions"),
+            wanted.get("ReservedConcurrentExecutions"),
+        )
 
     if "KeywatchFunctionSchedule" in resources:
         events = client("events")
@@ -397,7 +494,8 @@ def check_created(
         expect("topic KMS key", attributes.get("KmsMasterKeyId"), physical.get("TopicKey"))
 
     if function_name:  # the alarm is unconditional and watches the function
-        alarms = client("cloudwatch").describe_alarms(AlarmNamePrefix=values["AWS::StackName"])["MetricAlarms"]
+        alarm_name = f"{values['AWS::StackName']}-KeywatchErrorsAlarm"
+        alarms = client("cloudwatch").describe_alarms(AlarmNames=[alarm_name])["MetricAlarms"]
         expect("alarm actions", [a["AlarmActions"] for a in alarms], [[topic_arn]])
         expect("alarm dimensions", [a["Dimensions"] for a in alarms], [[{"Name": "FunctionName", "Value": function_name}]])
 
@@ -415,6 +513,146 @@ def check_created(
         ]
         expect("role trust", services, [["lambda.amazonaws.com"]])
     return problems
+
+
+def check_work_queues(
+    client: Any,
+    template: dict,
+    resources: dict,
+    physical: dict,
+    values: dict,
+    conditions: dict,
+    attributes: dict,
+) -> list[str]:
+    """The work queue, its dead-letter queue, the mapping and the DLQ alarm, as SQS, Lambda and CloudWatch hold
+    them, against the template's resolved properties. None of them may exist when Accounts is self."""
+    problems: list[str] = []
+
+    def expect(what: str, actual: Any, wanted: Any) -> None:
+        if actual != wanted:
+            problems.append(f"{what}: expected {wanted!r}, got {actual!r}")
+
+    aws_lambda = client("lambda")
+    mappings = aws_lambda.list_event_source_mappings(FunctionName=physical["KeywatchFunction"])["EventSourceMappings"]
+    alarm_name = f"{values['AWS::StackName']}-WorkDeadLetterAlarm"
+    alarms = client("cloudwatch").describe_alarms(AlarmNames=[alarm_name])["MetricAlarms"]
+    if values["Accounts"] == "self":
+        for name in ("WorkQueue", "WorkDeadLetterQueue", "WorkQueueMapping"):
+            if name in resources:
+                problems.append(f"{name} exists with Accounts=self")
+        expect("event source mappings with Accounts=self", mappings, [])
+        expect("dead-letter alarm with Accounts=self", alarms, [])
+        return problems
+    for name in ("WorkQueue", "WorkDeadLetterQueue", "WorkQueueMapping"):
+        if name not in resources:
+            problems.append(f"{name} was not created with Accounts={values['Accounts']}")
+    if problems:
+        return problems
+
+    def wanted(name: str) -> dict:
+        return resolve(template["Resources"][name]["Properties"], values, conditions, physical, attributes)
+
+    sqs = client("sqs")
+    for name in ("WorkQueue", "WorkDeadLetterQueue"):
+        held = sqs.get_queue_attributes(QueueUrl=physical[name], AttributeNames=["All"])["Attributes"]
+        props = wanted(name)
+        for key, value in props.items():
+            if key == "RedrivePolicy":
+                policy = json.loads(held.get("RedrivePolicy", "{}"))
+                expect(f"{name} RedrivePolicy", policy, {k: (int(v) if k == "maxReceiveCount" else v) for k, v in value.items()})
+            else:
+                expect(f"{name} {key}", held.get(key), str(value).lower() if isinstance(value, bool) else str(value))
+
+    mapping = [m for m in mappings if m["EventSourceArn"] == attributes["WorkQueue.Arn"]]
+    expect("event source mappings of the work queue", len(mapping), 1)
+    if len(mapping) == 1:
+        held = mapping[0]
+        props = wanted("WorkQueueMapping")
+        expect("mapping function", held["FunctionArn"].rsplit(":", 1)[-1], props["FunctionName"])
+        expect("mapping BatchSize", held.get("BatchSize"), int(props["BatchSize"]))
+        expect("mapping FunctionResponseTypes", held.get("FunctionResponseTypes"), props["FunctionResponseTypes"])
+        expect(
+            "mapping MaximumConcurrency",
+            int(held.get("ScalingConfig", {}).get("MaximumConcurrency", 0)),
+            int(props["ScalingConfig"]["MaximumConcurrency"]),
+        )
+
+    expect(
+        "dead-letter alarm dimensions",
+        [a["Dimensions"] for a in alarms],
+        [[{"Name": "QueueName", "Value": attributes["WorkDeadLetterQueue.QueueName"]}]],
+    )
+    topic = values.get("ExistingTopicArn") or physical.get("FindingsTopic")
+    expect("dead-letter alarm actions", [a["AlarmActions"] for a in alarms], [[topic]])
+    return problems
+
+
+def deploy_plain(client: Any, template: dict, stack_name: str, parameters: dict, account_id: str) -> dict:
+    """Creates a plain CloudFormation template (member-role.yaml) as a stack, and compares each IAM role it
+    created with the template's resolved properties: name, path, trust policy and inline policies."""
+    cfn = client("cloudformation")
+    cfn.create_stack(
+        StackName=stack_name,
+        TemplateBody=json.dumps(template),
+        Parameters=[{"ParameterKey": k, "ParameterValue": v} for k, v in parameters.items()],
+        Capabilities=["CAPABILITY_NAMED_IAM"],
+    )
+    stack = wait_for_stack(cfn, stack_name)
+    summaries = cfn.list_stack_resources(StackName=stack_name)["StackResourceSummaries"]
+    created = {r["LogicalResourceId"]: r for r in summaries if r.get("LogicalResourceId")}
+    values = parameter_values(template, parameters, stack_name, account_id)
+    conditions = evaluate_conditions(template.get("Conditions", {}), values)
+    physical = {name: r.get("PhysicalResourceId", "") for name, r in created.items()}
+    problems: list[str] = []
+    if stack["StackStatus"] != "CREATE_COMPLETE":
+        problems.append(f"stack is {stack['StackStatus']}: {stack.get('StackStatusReason', '')}")
+
+    def expect(what: str, actual: Any, wanted: Any) -> None:
+        if actual != wanted:
+            problems.append(f"{what}: expected {wanted!r}, got {actual!r}")
+
+    resources: dict[str, dict[str, str]] = {}
+    roles: dict[str, dict] = {}
+    iam = client("iam")
+    for name, resource in template["Resources"].items():
+        if not conditions.get(resource.get("Condition", ""), True):
+            continue
+        kind = resource["Type"]
+        if name not in created:
+            problems.append(f"{name} ({kind}) was not created")
+            continue
+        status = created[name]["ResourceStatus"]
+        resources[name] = {"type": kind, "status": status, "physical_id": physical[name]}
+        if status != "CREATE_COMPLETE":
+            problems.append(f"{name} ({kind}) is {status}: {created[name].get('ResourceStatusReason')}")
+        if kind != "AWS::IAM::Role":
+            problems.append(f"{name}: no check for {kind}; add one to deploy_plain")
+            continue
+        props = resolve(resource["Properties"], values, conditions, physical, {})
+        role = repair_role_policies(iam, physical[name])
+        held = iam.get_role(RoleName=physical[name])["Role"]
+        expect(f"{name} name", held["RoleName"], props.get("RoleName", held["RoleName"]))
+        expect(f"{name} path", held["Path"], props.get("Path", "/"))
+        expect(f"{name} trust policy", role["trust_policy"], props["AssumeRolePolicyDocument"])
+        expect(
+            f"{name} inline policies",
+            role["inline_policies"],
+            {p["PolicyName"]: p["PolicyDocument"] for p in props.get("Policies", [])},
+        )
+        expect(f"{name} managed policies", role["managed_policy_arns"], props.get("ManagedPolicyArns", []))
+        roles[name] = role
+    outputs = {o["OutputKey"]: o["OutputValue"] for o in stack.get("Outputs", [])}
+    return {
+        "stack_name": stack_name,
+        "stack_status": stack["StackStatus"],
+        "account_id": account_id,
+        "parameters": parameters,
+        "resources": resources,
+        "moto_workarounds": [f"put {r['name']}'s inline policies back as JSON (moto stored them as dicts)" for r in roles.values()],
+        "outputs": outputs,
+        "roles": roles,
+        "problems": problems,
+    }
 
 
 if __name__ == "__main__":
