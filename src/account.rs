@@ -15,6 +15,8 @@ use crate::evaluate::{self, Policy};
 use crate::event::Invocation;
 use crate::handler::Keywatch;
 use crate::inventory::elapsed_ms;
+use crate::metrics;
+use crate::notify::security_hub::{self, Hub};
 use crate::notify::sns::SnsSink;
 use crate::notify::Sink;
 use crate::remediate::{self, Remediation};
@@ -39,8 +41,36 @@ impl Keywatch {
             .await
     }
 
-    /// Checks `account_id` with `clients` (counted for this check alone) and publishes its alert.
+    /// Checks `account_id` with `clients` (counted for this check alone), publishes its alert, and writes its
+    /// metrics line, whether the check succeeds or fails.
     pub(crate) async fn check_account(
+        &self,
+        clients: &Clients,
+        account_id: &str,
+        invocation: &Invocation,
+        run_id: &str,
+        deadline: &Deadline,
+    ) -> Result<Report> {
+        let start = Instant::now();
+        // On the heap: a check's future is large, and a test thread's stack is small.
+        let result =
+            Box::pin(self.check_account_inner(clients, account_id, invocation, run_id, deadline))
+                .await;
+        let outcome = match &result {
+            Ok(report) => Ok(report),
+            Err(_) => Err(clients.calls.take().values().sum()),
+        };
+        metrics::emit(&metrics::line(
+            account_id,
+            run_id,
+            outcome,
+            elapsed_ms(start),
+            OffsetDateTime::now_utc(),
+        ));
+        result
+    }
+
+    async fn check_account_inner(
         &self,
         clients: &Clients,
         account_id: &str,
@@ -63,13 +93,16 @@ impl Keywatch {
         let grace_period_hours = invocation
             .grace_period_hours
             .unwrap_or(self.settings.grace_period_hours);
-        let iam = self.iam_for(clients, account_id, run_id, deadline).await?;
+        let account = self
+            .clients_for(clients, account_id, run_id, deadline)
+            .await?;
+        let iam = &account.iam;
 
         let source = invocation
             .inventory_source
             .unwrap_or(self.settings.inventory_source);
         let inventory = source
-            .collect(&iam, self.settings.concurrency, deadline)
+            .collect(iam, self.settings.concurrency, deadline)
             .await?;
         let mut phase_ms: BTreeMap<&'static str, u64> =
             inventory.phase_ms.iter().copied().collect();
@@ -79,7 +112,7 @@ impl Keywatch {
             .run(
                 "live verification",
                 verify::verify(
-                    &iam,
+                    iam,
                     &candidates,
                     &self.settings.exemptions,
                     self.settings.concurrency,
@@ -120,6 +153,7 @@ impl Keywatch {
                 Remediation::Off => None,
                 Remediation::Deactivate { after_days } => Some(after_days),
             },
+            security_hub: None,
             notifications: Vec::new(),
         };
         report.apply(evaluation);
@@ -133,7 +167,7 @@ impl Keywatch {
             let start = Instant::now();
             let due = self.settings.remediation.due(&report.findings, checked_at);
             if !due.is_empty() {
-                let outcome = remediate::deactivate(&iam, &due, deadline).await;
+                let outcome = remediate::deactivate(iam, &due, deadline).await;
                 report.remediated = outcome.remediated;
                 report.remediation_skipped = outcome.skipped;
                 report.remediation_failed = outcome.failed;
@@ -147,6 +181,18 @@ impl Keywatch {
             let start = Instant::now();
             report.notifications = sink.publish(&report, deadline).await?;
             report.phase_ms.insert("publish", elapsed_ms(start));
+        }
+        // Only after a check that got this far: a check that could not look never archives a finding.
+        if let (Some(region), false) = (&self.settings.security_hub, dry_run) {
+            let start = Instant::now();
+            let hub = Hub {
+                partition: self.settings.partition.to_string(),
+                region: region.clone(),
+                account_id: account_id.to_string(),
+            };
+            let sync = security_hub::sync(&account.security_hub, &hub, &report, deadline);
+            report.security_hub = Some(Box::pin(sync).await?);
+            report.phase_ms.insert("security_hub", elapsed_ms(start));
         }
         // After the alert, which names them: a key that could not be deactivated fails the run.
         if let Some(error) = remediate::failure(&report.remediation_failed) {
@@ -182,17 +228,17 @@ impl Keywatch {
         })
     }
 
-    /// The IAM client for `account_id`: the function's own, or the member role's for every other account.
-    async fn iam_for(
+    /// The clients for `account_id`: the function's own, or the member role's for every other account.
+    async fn clients_for(
         &self,
         clients: &Clients,
         account_id: &str,
         run_id: &str,
         deadline: &Deadline,
-    ) -> Result<aws_sdk_iam::Client> {
+    ) -> Result<Clients> {
         let own = self.own_account(clients, deadline).await?;
         let Some(role_arn) = self.role_arn(own, account_id) else {
-            return Ok(clients.iam.clone());
+            return Ok(clients.clone());
         };
         let assumed = deadline
             .run("assuming the member role", async {
@@ -226,7 +272,7 @@ impl Keywatch {
             None,
             "keywatch-member-role",
         );
-        Ok(clients.iam_as(credentials))
+        Ok(clients.assumed(credentials))
     }
 }
 

@@ -70,6 +70,7 @@ pub struct Clients {
     pub sts: aws_sdk_sts::Client,
     pub sqs: aws_sdk_sqs::Client,
     pub organizations: aws_sdk_organizations::Client,
+    pub security_hub: aws_sdk_securityhub::Client,
     pub calls: CallCounter,
 }
 
@@ -97,12 +98,16 @@ impl Clients {
         let organizations = aws_sdk_organizations::config::Builder::from(config)
             .interceptor(calls.clone())
             .build();
+        let security_hub = aws_sdk_securityhub::config::Builder::from(config)
+            .interceptor(calls.clone())
+            .build();
         Clients {
             iam: aws_sdk_iam::Client::from_conf(iam),
             sns: aws_sdk_sns::Client::from_conf(sns),
             sts: aws_sdk_sts::Client::from_conf(sts),
             sqs: aws_sdk_sqs::Client::from_conf(sqs),
             organizations: aws_sdk_organizations::Client::from_conf(organizations),
+            security_hub: aws_sdk_securityhub::Client::from_conf(security_hub),
             calls,
         }
     }
@@ -147,19 +152,37 @@ impl Clients {
                     .interceptor(calls.clone())
                     .build(),
             ),
+            security_hub: aws_sdk_securityhub::Client::from_conf(
+                self.security_hub
+                    .config()
+                    .to_builder()
+                    .interceptor(calls.clone())
+                    .build(),
+            ),
             calls,
         }
     }
 
-    /// An IAM client that signs with another account's assumed-role credentials, counted with these clients.
-    pub fn iam_as(&self, credentials: aws_sdk_iam::config::Credentials) -> aws_sdk_iam::Client {
-        aws_sdk_iam::Client::from_conf(
-            self.iam
-                .config()
-                .to_builder()
-                .credentials_provider(credentials)
-                .build(),
-        )
+    /// The clients of a check of another account: IAM and Security Hub sign with that account's assumed-role
+    /// credentials, and count with these clients.
+    pub fn assumed(&self, credentials: aws_sdk_iam::config::Credentials) -> Clients {
+        Clients {
+            iam: aws_sdk_iam::Client::from_conf(
+                self.iam
+                    .config()
+                    .to_builder()
+                    .credentials_provider(credentials.clone())
+                    .build(),
+            ),
+            security_hub: aws_sdk_securityhub::Client::from_conf(
+                self.security_hub
+                    .config()
+                    .to_builder()
+                    .credentials_provider(credentials)
+                    .build(),
+            ),
+            ..self.clone()
+        }
     }
 }
 

@@ -36,6 +36,8 @@ pub struct Settings {
     pub partition: &'static str,
     /// `REMEDIATION` and `DEACTIVATE_AFTER_DAYS`.
     pub remediation: Remediation,
+    /// `SECURITY_HUB=true`: findings into each checked account's hub in this region.
+    pub security_hub: Option<String>,
 }
 
 /// Which users are exempt: by name, path or ARN glob, or by a tag key.
@@ -158,6 +160,19 @@ impl Settings {
             },
             concurrency: parse_number("CONCURRENCY", var("CONCURRENCY"), 8, 1, 64)? as usize,
             fleet: Fleet::from_vars(var)?,
+            security_hub: match (
+                parse_bool("SECURITY_HUB", var("SECURITY_HUB"), false)?,
+                &region,
+            ) {
+                (false, _) => None,
+                (true, Some(region)) => Some(region.clone()),
+                (true, None) => return Err(Error::Config {
+                    variable: "SECURITY_HUB",
+                    reason:
+                        "needs AWS_REGION (Lambda sets it): findings go to the hub of this region"
+                            .to_string(),
+                }),
+            },
             remediation: match var("REMEDIATION")
                 .map(|m| m.to_ascii_lowercase())
                 .as_deref()

@@ -90,6 +90,13 @@ pub enum Error {
     #[error("account {0} is in EXCLUDE_ACCOUNTS, which are never checked")]
     Excluded(String),
 
+    #[error("Security Hub rejected finding(s) {}: {cause}. Enable Security Hub in this account and region, or set SECURITY_HUB=false; if it persists, report a bug with this message", .failed.join(", "))]
+    SecurityHub {
+        /// The IDs of the findings not imported.
+        failed: Vec<String>,
+        cause: String,
+    },
+
     #[error("could not deactivate access key(s) {}: {cause}. The alert, already published, lists them; the other keys were handled. Grant iam:UpdateAccessKey (Remediation=deactivate in the templates), or deactivate them by hand", .keys.join(", "))]
     RemediationFailed {
         /// `AKIA... (user)`, one per key.
@@ -161,6 +168,7 @@ impl Error {
             Error::Dispatch { .. } => "Keywatch.DispatchFailed",
             Error::Excluded(_) => "Keywatch.InvalidEvent",
             Error::RemediationFailed { .. } => "Keywatch.RemediationFailed",
+            Error::SecurityHub { .. } => "Keywatch.SecurityHubFailed",
         }
     }
 }

@@ -16,6 +16,7 @@ pub mod event;
 pub mod handler;
 pub mod inventory;
 pub mod logging;
+pub mod metrics;
 pub mod model;
 pub mod notify;
 pub mod permissions;

@@ -7,8 +7,26 @@ use keywatch::handler::Keywatch;
 use lambda_runtime::{service_fn, Diagnostic, LambdaEvent};
 use serde_json::Value;
 
-#[tokio::main(flavor = "current_thread")]
-async fn main() -> Result<(), lambda_runtime::Error> {
+/// The runtime's thread stack. The Security Hub SDK decodes its very large finding type on the stack; 32 MiB of
+/// address space costs only the pages touched.
+const STACK_BYTES: usize = 32 << 20;
+
+fn main() -> Result<(), lambda_runtime::Error> {
+    let runtime = std::thread::Builder::new()
+        .name("keywatch".into())
+        .stack_size(STACK_BYTES)
+        .spawn(|| {
+            tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()?
+                .block_on(serve())
+        })?;
+    runtime
+        .join()
+        .unwrap_or_else(|_| Err("the keywatch runtime thread panicked".into()))
+}
+
+async fn serve() -> Result<(), lambda_runtime::Error> {
     keywatch::logging::init();
     let settings = match Settings::from_env() {
         Ok(settings) => settings,

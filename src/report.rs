@@ -7,6 +7,7 @@ use time::OffsetDateTime;
 
 use crate::evaluate::{Evaluation, Exempted, Finding, Pending};
 use crate::inventory::Source;
+use crate::notify::security_hub::HubSync;
 use crate::remediate::{Failed, Remediated, Skipped};
 
 #[derive(Debug, Clone, Serialize)]
@@ -38,6 +39,8 @@ pub struct Report {
     pub remediation_failed: Vec<Failed>,
     /// `DEACTIVATE_AFTER_DAYS` when `REMEDIATION=deactivate`, else `null`.
     pub deactivate_after_days: Option<u32>,
+    /// What went to Security Hub (`SECURITY_HUB=true`, not a dry run), else `null`.
+    pub security_hub: Option<HubSync>,
     /// SNS message IDs, one per alert part; empty on a dry run or when nothing was published.
     pub notifications: Vec<Notification>,
 }

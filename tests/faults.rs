@@ -1037,6 +1037,182 @@ async fn a_denied_deactivation_is_alerted_then_fails_the_run() {
     );
 }
 
+/// keywatch's findings in the account's own Security Hub (moto ignores GetFindings filters; keywatch
+/// filters again, and so does this): Id → (RecordState, Compliance status, CreatedAt).
+async fn hub_findings(
+    hub: &aws_sdk_securityhub::Client,
+) -> BTreeMap<String, (String, String, String)> {
+    let findings = hub
+        .get_findings()
+        .send()
+        .await
+        .expect("GetFindings")
+        .findings
+        .unwrap_or_default();
+    findings
+        .into_iter()
+        .map(|f| {
+            (
+                f.id.unwrap_or_default(),
+                (
+                    f.record_state
+                        .map(|s| s.as_str().to_string())
+                        .unwrap_or_default(),
+                    f.compliance
+                        .and_then(|c| c.status)
+                        .map(|s| s.as_str().to_string())
+                        .unwrap_or_default(),
+                    f.created_at.unwrap_or_default(),
+                ),
+            )
+        })
+        .collect()
+}
+
+/// Security Hub's lifecycle: the first run imports complete findings; after a key is deleted, a failed run
+/// archives nothing; the next successful run archives that finding while the others keep their CreatedAt; an
+/// exempted key's finding is archived; a dry run writes nothing.
+#[tokio::test]
+async fn security_hub_findings_are_imported_kept_and_archived_only_after_a_successful_check() {
+    let bench = Bench::start().await;
+    let a = &bench.account;
+    let mut keys = BTreeMap::new();
+    for user in ["ann", "bob", "cy"] {
+        a.console_user(user).await;
+        keys.insert(user, a.key(user).await);
+    }
+    let loader = bench.proxy.configure(config_loader(3));
+    let vars = [
+        ("FINDINGS_TOPIC_ARN", TOPIC),
+        ("AWS_REGION", "us-east-1"),
+        ("SECURITY_HUB", "true"),
+    ];
+    let keywatch = Keywatch::new(settings(&vars), isolated_clients(&loader.load().await));
+    let hub = aws_sdk_securityhub::Client::new(&bench.moto.sdk_config().await);
+    let deadline = Deadline::after(Duration::from_secs(30));
+    let id = |user: &str| format!("123456789012/{user}/{}", keys[user].id);
+
+    // A dry run writes nothing.
+    keywatch
+        .run(&dry(Source::CredentialReport), "dry", &deadline)
+        .await
+        .expect("a dry run");
+    assert!(
+        hub_findings(&hub).await.is_empty(),
+        "a dry run imported findings"
+    );
+
+    let first = keywatch
+        .run(&scheduled(Source::CredentialReport), "first", &deadline)
+        .await
+        .expect("a clean run");
+    assert_eq!(
+        first
+            .security_hub
+            .as_ref()
+            .map(|s| (s.imported, s.archived)),
+        Some((3, 0))
+    );
+    let imported = hub_findings(&hub).await;
+    assert_eq!(
+        imported.keys().cloned().collect::<Vec<_>>(),
+        ["ann", "bob", "cy"].map(id)
+    );
+    assert!(imported
+        .values()
+        .all(|(state, status, _)| state == "ACTIVE" && status == "FAILED"));
+    // Complete ASFF, as Security Hub stores it.
+    let stored = hub.get_findings().send().await.unwrap().findings.unwrap();
+    for finding in &stored {
+        assert_eq!(finding.schema_version.as_deref(), Some("2018-10-08"));
+        assert_eq!(
+            finding.product_arn.as_deref(),
+            Some("arn:aws:securityhub:us-east-1:123456789012:product/123456789012/default")
+        );
+        assert_eq!(
+            finding.generator_id.as_deref(),
+            Some("cis-1.11-never-used-key-on-console-user")
+        );
+        let resources = finding.resources.as_ref().unwrap();
+        assert_eq!(resources[0].r#type.as_deref(), Some("AwsIamAccessKey"));
+        assert_eq!(resources[1].r#type.as_deref(), Some("AwsIamUser"));
+        assert!(
+            finding.title.is_some()
+                && finding.description.is_some()
+                && finding.updated_at.is_some()
+        );
+    }
+
+    // bob's key is deleted; then a run that fails before it could look archives nothing.
+    a.iam
+        .delete_access_key()
+        .user_name("bob")
+        .access_key_id(&keys["bob"].id)
+        .send()
+        .await
+        .unwrap();
+    bench
+        .proxy
+        .add(Rule::on("iam:GetCredentialReport", Fault::AccessDenied));
+    keywatch
+        .run(&scheduled(Source::CredentialReport), "failed", &deadline)
+        .await
+        .expect_err("a denied report fails the run");
+    assert_eq!(
+        hub_findings(&hub).await,
+        imported,
+        "a failed check changed the hub"
+    );
+    bench.proxy.clear();
+
+    // cy is exempted since; the next successful run archives bob's and cy's findings and keeps ann's CreatedAt.
+    a.iam
+        .tag_user()
+        .user_name("cy")
+        .tags(
+            aws_sdk_iam::types::Tag::builder()
+                .key("keywatch:exempt")
+                .value("SEC-7")
+                .build()
+                .unwrap(),
+        )
+        .send()
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(1_100)).await;
+    let next = keywatch
+        .run(&scheduled(Source::CredentialReport), "next", &deadline)
+        .await
+        .expect("a clean run");
+    assert_eq!(
+        next.security_hub.as_ref().map(|s| (s.imported, s.archived)),
+        Some((1, 2))
+    );
+    let after = hub_findings(&hub).await;
+    assert_eq!(after[&id("ann")].0, "ACTIVE");
+    assert_eq!(
+        after[&id("ann")].2,
+        imported[&id("ann")].2,
+        "CreatedAt is kept"
+    );
+    for user in ["bob", "cy"] {
+        assert_eq!(
+            (after[&id(user)].0.as_str(), after[&id(user)].1.as_str()),
+            ("ARCHIVED", "PASSED"),
+            "{user}"
+        );
+    }
+    let updated = hub.get_findings().send().await.unwrap().findings.unwrap();
+    let ann = updated
+        .iter()
+        .find(|f| f.id.as_deref() == Some(id("ann").as_str()))
+        .unwrap();
+    assert_ne!(
+        ann.updated_at, ann.created_at,
+        "UpdatedAt is the run's time"
+    );
+}
+
 /// Report data may skip a live lookup only for a key it identifies beyond doubt. The report has no key IDs, so
 /// two keys created in the same second, one used and one never used, must both be looked up live.
 #[tokio::test]

@@ -703,3 +703,85 @@ async fn remediation_deactivates_exactly_the_reported_keys_after_the_notice_peri
     let report = run(&moto, with(&now), SCHEDULED).await.expect("run");
     assert!(report.findings.is_empty() && report.remediated.is_empty());
 }
+
+/// With SECURITY_HUB=true, a member account's findings go into the member's own hub (through the member role),
+/// under the member's default product, and none into the management account's.
+#[tokio::test]
+async fn a_member_accounts_findings_land_in_its_own_security_hub() {
+    use aws_sdk_organizations::types::OrganizationFeatureSet;
+
+    let moto = Moto::start();
+    let config = moto.sdk_config().await;
+    let own = moto.account().await;
+    let organizations = aws_sdk_organizations::Client::new(&config);
+    organizations
+        .create_organization()
+        .feature_set(OrganizationFeatureSet::All)
+        .send()
+        .await
+        .unwrap();
+    let member_id = organizations
+        .create_account()
+        .account_name("dev")
+        .email("dev@example.com")
+        .send()
+        .await
+        .unwrap()
+        .create_account_status
+        .unwrap()
+        .account_id
+        .unwrap();
+    let member = support::member_account(&moto, &member_id).await;
+    member.console_user("dev-admin").await;
+    let key = member.key("dev-admin").await;
+    let (topic, _) = own.topic_with_queue().await;
+    let vars = [
+        ("FINDINGS_TOPIC_ARN", topic.as_str()),
+        ("AWS_REGION", "us-east-1"),
+        ("SECURITY_HUB", "true"),
+    ];
+    let report = run(
+        &moto,
+        settings(&vars),
+        Invocation {
+            account_id: Some(member_id.clone()),
+            ..SCHEDULED
+        },
+    )
+    .await
+    .expect("the member check");
+    assert_eq!(report.security_hub.map(|s| s.imported), Some(1));
+
+    let member_hub = aws_sdk_securityhub::Client::new(&member.config);
+    let findings = member_hub
+        .get_findings()
+        .send()
+        .await
+        .unwrap()
+        .findings
+        .unwrap();
+    let [finding] = &findings[..] else {
+        panic!("one finding in the member's hub: {findings:?}")
+    };
+    assert_eq!(
+        finding.id.as_deref(),
+        Some(format!("{member_id}/dev-admin/{}", key.id).as_str())
+    );
+    assert_eq!(finding.aws_account_id.as_deref(), Some(member_id.as_str()));
+    assert_eq!(
+        finding.product_arn.as_deref(),
+        Some(
+            format!("arn:aws:securityhub:us-east-1:{member_id}:product/{member_id}/default")
+                .as_str()
+        )
+    );
+    let own_hub = aws_sdk_securityhub::Client::new(&config);
+    let own_findings = own_hub
+        .get_findings()
+        .send()
+        .await
+        .unwrap()
+        .findings
+        .unwrap_or_default();
+    assert!(own_findings.is_empty(), "{own_findings:?}");
+}

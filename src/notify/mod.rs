@@ -2,6 +2,7 @@
 
 pub mod notice;
 pub mod render;
+pub mod security_hub;
 pub mod sns;
 
 use std::future::Future;

@@ -387,12 +387,12 @@ pub fn email_text(report: &Report, findings: &[Finding], part: usize, parts: usi
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::report::ApiCalls;
     use time::macros::datetime;
 
-    pub(super) fn report_with(findings: Vec<Finding>) -> Report {
+    pub(crate) fn report_with(findings: Vec<Finding>) -> Report {
         Report {
             run_id: "8f14e45f-ceea-467f-a8e9-2e3b1c9b9a01".into(),
             account_id: "123456789012".into(),
@@ -413,11 +413,12 @@ mod tests {
             remediation_skipped: vec![],
             remediation_failed: vec![],
             deactivate_after_days: None,
+            security_hub: None,
             notifications: vec![],
         }
     }
 
-    pub(super) fn finding(user: &str, key: &str) -> Finding {
+    pub(crate) fn finding(user: &str, key: &str) -> Finding {
         Finding {
             finding_id: format!("123456789012/{user}/{key}"),
             rule: "cis-1.11-never-used-key-on-console-user",

@@ -161,6 +161,7 @@ impl Moto {
             iam: aws_sdk_iam::Client::new(&config),
             sns: aws_sdk_sns::Client::new(&config),
             sqs: aws_sdk_sqs::Client::new(&config),
+            config,
             moto_endpoint: self.endpoint.clone(),
         }
     }
@@ -210,6 +211,8 @@ pub struct Account {
     pub iam: aws_sdk_iam::Client,
     pub sns: aws_sdk_sns::Client,
     pub sqs: aws_sdk_sqs::Client,
+    /// This account's credentials and endpoint, for any other client.
+    pub config: SdkConfig,
     moto_endpoint: String,
 }
 
@@ -414,6 +417,7 @@ pub async fn member_account(moto: &Moto, account_id: &str) -> Account {
         iam: aws_sdk_iam::Client::new(&config),
         sns: aws_sdk_sns::Client::new(&config),
         sqs: aws_sdk_sqs::Client::new(&config),
+        config,
         moto_endpoint: moto.endpoint.clone(),
     }
 }

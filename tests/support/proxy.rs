@@ -367,6 +367,12 @@ pub fn isolated_clients(config: &SdkConfig) -> Clients {
                 .retry_partition(partition("organizations"))
                 .build(),
         ),
+        security_hub: aws_sdk_securityhub::Client::from_conf(
+            aws_sdk_securityhub::config::Builder::from(config)
+                .interceptor(calls.clone())
+                .retry_partition(partition("securityhub"))
+                .build(),
+        ),
         calls,
     }
 }

@@ -1,0 +1,176 @@
+//! One CloudWatch Embedded Metric Format line per account check, success or failure: CloudWatch Logs turns it
+//! into metrics, so no permission and no API call is needed. Built from serde types.
+
+use std::io::Write as _;
+
+use serde::Serialize;
+use time::OffsetDateTime;
+
+use crate::report::Report;
+
+pub const NAMESPACE: &str = "keywatch";
+pub const DIMENSION: &str = "AccountId";
+
+/// Every metric a line may carry, with its unit: what the template's dashboard may plot.
+pub const METRICS: [(&str, &str); 7] = [
+    ("Findings", "Count"),
+    ("Pending", "Count"),
+    ("Exempted", "Count"),
+    ("UsersExamined", "Count"),
+    ("ApiCalls", "Count"),
+    ("DurationMs", "Milliseconds"),
+    ("CheckFailed", "Count"),
+];
+
+/// The metrics a failed check can vouch for; it writes no `Findings`, so a graph of findings shows a gap, not a
+/// false zero.
+const FAILED_METRICS: [&str; 3] = ["ApiCalls", "DurationMs", "CheckFailed"];
+
+#[derive(Debug, Serialize)]
+pub struct EmfLine<'a> {
+    #[serde(rename = "_aws")]
+    pub aws: Metadata,
+    #[serde(rename = "AccountId")]
+    pub account_id: &'a str,
+    pub run_id: &'a str,
+    #[serde(rename = "Findings", skip_serializing_if = "Option::is_none")]
+    pub findings: Option<usize>,
+    #[serde(rename = "Pending", skip_serializing_if = "Option::is_none")]
+    pub pending: Option<usize>,
+    #[serde(rename = "Exempted", skip_serializing_if = "Option::is_none")]
+    pub exempted: Option<usize>,
+    #[serde(rename = "UsersExamined", skip_serializing_if = "Option::is_none")]
+    pub users_examined: Option<usize>,
+    #[serde(rename = "ApiCalls")]
+    pub api_calls: u64,
+    #[serde(rename = "DurationMs")]
+    pub duration_ms: u64,
+    #[serde(rename = "CheckFailed")]
+    pub check_failed: u8,
+}
+
+#[derive(Debug, Serialize)]
+pub struct Metadata {
+    /// Milliseconds since the epoch.
+    #[serde(rename = "Timestamp")]
+    pub timestamp: i64,
+    #[serde(rename = "CloudWatchMetrics")]
+    pub cloud_watch_metrics: [Directive; 1],
+}
+
+#[derive(Debug, Serialize)]
+pub struct Directive {
+    #[serde(rename = "Namespace")]
+    pub namespace: &'static str,
+    /// Per account, and a roll-up without dimensions.
+    #[serde(rename = "Dimensions")]
+    pub dimensions: [Vec<&'static str>; 2],
+    #[serde(rename = "Metrics")]
+    pub metrics: Vec<Metric>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct Metric {
+    #[serde(rename = "Name")]
+    pub name: &'static str,
+    #[serde(rename = "Unit")]
+    pub unit: &'static str,
+}
+
+/// The line for one check: the report's figures, or, for a failed check, only what is known.
+pub fn line<'a>(
+    account_id: &'a str,
+    run_id: &'a str,
+    outcome: Result<&Report, u64>,
+    duration_ms: u64,
+    now: OffsetDateTime,
+) -> EmfLine<'a> {
+    let (report, api_calls) = match outcome {
+        Ok(report) => (Some(report), report.api_calls.total),
+        Err(api_calls) => (None, api_calls),
+    };
+    let metrics = METRICS
+        .iter()
+        .filter(|(name, _)| report.is_some() || FAILED_METRICS.contains(name))
+        .map(|&(name, unit)| Metric { name, unit })
+        .collect();
+    EmfLine {
+        aws: Metadata {
+            timestamp: i64::try_from(now.unix_timestamp_nanos() / 1_000_000).unwrap_or(0),
+            cloud_watch_metrics: [Directive {
+                namespace: NAMESPACE,
+                dimensions: [vec![DIMENSION], vec![]],
+                metrics,
+            }],
+        },
+        account_id,
+        run_id,
+        findings: report.map(|r| r.findings.len()),
+        pending: report.map(|r| r.pending.len()),
+        exempted: report.map(|r| r.exempted.len()),
+        users_examined: report.map(|r| r.users_examined),
+        api_calls,
+        duration_ms,
+        check_failed: u8::from(report.is_none()),
+    }
+}
+
+/// Writes the line to stdout on its own, as CloudWatch Logs expects an EMF event; a write error is ignored, as
+/// a metric is not worth failing a check for.
+pub fn emit(line: &EmfLine) {
+    if let Ok(json) = serde_json::to_string(line) {
+        let mut stdout = std::io::stdout().lock();
+        let _ = writeln!(stdout, "{json}");
+        let _ = stdout.flush();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use time::macros::datetime;
+
+    #[test]
+    fn lines_follow_the_embedded_metric_format() {
+        let report =
+            crate::notify::render::tests::report_with(vec![crate::notify::render::tests::finding(
+                "ann", "AKIAANN",
+            )]);
+        let now = datetime!(2026-11-30 12:00 UTC);
+        let ok = serde_json::to_value(line("123456789012", "r1", Ok(&report), 1500, now)).unwrap();
+        let directive = &ok["_aws"]["CloudWatchMetrics"][0];
+        assert_eq!(ok["_aws"]["Timestamp"], 1_796_040_000_000i64);
+        assert_eq!(directive["Namespace"], "keywatch");
+        assert_eq!(
+            directive["Dimensions"],
+            serde_json::json!([["AccountId"], []])
+        );
+        let names: Vec<&str> = directive["Metrics"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|m| m["Name"].as_str().unwrap())
+            .collect();
+        assert_eq!(names, METRICS.map(|(name, _)| name));
+        // Every declared metric has a value at the top level, as EMF requires.
+        for name in &names {
+            assert!(ok[name].is_number(), "{name}: {ok}");
+        }
+        assert_eq!(
+            (ok["Findings"].as_u64(), ok["CheckFailed"].as_u64()),
+            (Some(1), Some(0))
+        );
+        assert_eq!(ok["AccountId"], "123456789012");
+
+        let failed = serde_json::to_value(line("123456789012", "r1", Err(7), 900, now)).unwrap();
+        let names: Vec<&str> = failed["_aws"]["CloudWatchMetrics"][0]["Metrics"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|m| m["Name"].as_str().unwrap())
+            .collect();
+        assert_eq!(names, ["ApiCalls", "DurationMs", "CheckFailed"]);
+        assert_eq!(failed["CheckFailed"], 1);
+        assert!(failed.get("Findings").is_none(), "no false zero: {failed}");
+    }
+}
