@@ -3,25 +3,34 @@
 //! without any single action of it the run fails loudly, naming the denied action: never a quiet success with
 //! fewer findings.
 //!
-//! One moto server for the whole file: each case swaps the role's inline policy (PutRolePolicy) while
-//! enforcement is off, then turns enforcement on for the run. Seeding also happens with enforcement off:
-//! moto's default credentials are no IAM principal, so they would be denied too.
+//! The same for an organization (`Accounts=organization`): the dispatch run, and a member account checked
+//! through `member-role.yaml`'s role deployed into it, whose policy alone authorizes the IAM reads there.
+//!
+//! One moto server per test: each case swaps a role's inline policy (PutRolePolicy) while enforcement is off,
+//! then turns enforcement on for the run. Seeding also happens with enforcement off: moto's default credentials
+//! are no IAM principal, so they would be denied too.
 
 mod support;
 
 use std::collections::BTreeSet;
 use std::time::Duration;
 
-use keywatch::aws::{http_client, Clients};
+use keywatch::aws::{http_client, CallCounter, Clients};
 use keywatch::deadline::Deadline;
 use keywatch::error::Error;
-use keywatch::event::Invocation;
+use keywatch::event::{Event, Invocation, SqsRecord, WorkItem};
 use keywatch::handler::Keywatch;
 use keywatch::inventory::Source;
-use keywatch::permissions::{IAM_ACTIONS, SNS_ACTIONS, UNGATED_ACTIONS};
+use keywatch::permissions::{
+    policy_action, IAM_ACTIONS, MEMBER_ROLE_ACTIONS, ORGANIZATION_ACTIONS, QUEUE_CONSUME_ACTIONS,
+    QUEUE_SEND_ACTIONS, SNS_ACTIONS, UNGATED_ACTIONS,
+};
 use keywatch::report::Report;
+use keywatch::route::Response;
 use serde_json::{json, Value};
-use support::{deploy_template, settings, Account, Moto};
+use support::{
+    deploy_template, member_account, project_dir, settings, venv_tool, Account, Moto, INSTALL_HINT,
+};
 
 fn scheduled() -> Invocation {
     Invocation {
@@ -49,7 +58,10 @@ struct Role {
 }
 
 async fn deploy_and_assume(moto: &Moto) -> Role {
-    let summary = deploy_template(moto, "keywatch", &[]);
+    assume(moto, &deploy_template(moto, "keywatch", &[])).await
+}
+
+async fn assume(moto: &Moto, summary: &Value) -> Role {
     let role = &summary["role"];
     let (policy_name, policy) = role["inline_policies"]
         .as_object()
@@ -89,16 +101,44 @@ async fn run_as_role(
     policy: &Value,
     invocation: Invocation,
 ) -> keywatch::Result<Report> {
-    moto.set_auth(false);
+    put_policy(account, &role.name, &role.policy_name, policy).await;
+    let (keywatch, _) = keywatch_as(moto, role, &[("FINDINGS_TOPIC_ARN", &role.topic_arn)]).await;
+    enforced(
+        moto,
+        keywatch.run(
+            &invocation,
+            "least-privilege",
+            &Deadline::after(Duration::from_secs(60)),
+        ),
+    )
+    .await
+}
+
+/// Replaces a role's inline policy, with enforcement off.
+async fn put_policy(account: &Account, role_name: &str, policy_name: &str, policy: &Value) {
     account
         .iam
         .put_role_policy()
-        .role_name(&role.name)
-        .policy_name(&role.policy_name)
+        .role_name(role_name)
+        .policy_name(policy_name)
         .policy_document(policy.to_string())
         .send()
         .await
         .expect("swap the role policy");
+}
+
+/// `future` with moto's IAM enforcement on, and off again after it.
+async fn enforced<T>(moto: &Moto, future: impl std::future::Future<Output = T>) -> T {
+    moto.set_auth(true);
+    let result = future.await;
+    moto.set_auth(false);
+    result
+}
+
+/// A new Keywatch (as a cold start: sts:GetCallerIdentity is called every time) with the role's credentials
+/// and these settings, and the counter of every call its clients make.
+async fn keywatch_as(moto: &Moto, role: &Role, vars: &[(&str, &str)]) -> (Keywatch, CallCounter) {
+    moto.set_auth(false);
     let (key, secret, token) = role.credentials.clone();
     let config = moto
         .sdk_config_with(&key, &secret, Some(token))
@@ -114,30 +154,24 @@ async fn run_as_role(
             .interceptor(moto_quirks::QuotePlusForm)
             .build(),
     );
-    // A new Keywatch per run, as a cold start: sts:GetCallerIdentity is called every time.
-    let keywatch = Keywatch::new(
-        settings(&[("FINDINGS_TOPIC_ARN", &role.topic_arn)]),
-        clients,
-    );
-    moto.set_auth(true);
-    let result = keywatch
-        .run(
-            &invocation,
-            "least-privilege",
-            &Deadline::after(Duration::from_secs(60)),
-        )
-        .await;
-    moto.set_auth(false);
-    result
+    let calls = clients.calls.clone();
+    (Keywatch::new(settings(vars), clients), calls)
 }
 
 /// moto 5.2.5 matches SNS permissions only against Resource `*`, never a topic ARN, so a statement scoped to
 /// the topic (as deployed) would be denied there. This copy widens the SNS statement to `*` for moto only; the
 /// deployed scope is checked statically (tests/template.rs) and on the deployed role below.
+///
+/// moto also authorizes SendMessageBatch as an action of its own, where AWS authorizes it as `sqs:SendMessage`
+/// (IAM has no `sqs:SendMessageBatch` action), so this copy adds it next to `sqs:SendMessage`, on the same
+/// queue. [`without`] removes both together.
 fn relaxed_for_moto(policy: &Value) -> Value {
     let mut policy = policy.clone();
     for statement in policy["Statement"].as_array_mut().expect("statements") {
-        let actions = statement["Action"].as_array().expect("actions");
+        let actions = statement["Action"].as_array_mut().expect("actions");
+        if actions.iter().any(|a| a == "sqs:SendMessage") {
+            actions.push(json!("sqs:SendMessageBatch"));
+        }
         if actions
             .iter()
             .all(|a| a.as_str().is_some_and(|a| a.starts_with("sns:")))
@@ -148,23 +182,24 @@ fn relaxed_for_moto(policy: &Value) -> Value {
     policy
 }
 
+/// `policy` without `action`, and without the calls it authorizes on AWS (the moto-only batch alias).
 fn without(policy: &Value, action: &str) -> Value {
     let mut policy = policy.clone();
     let statements = policy["Statement"].as_array_mut().expect("statements");
     for statement in statements.iter_mut() {
         let actions = statement["Action"].as_array_mut().expect("actions");
-        actions.retain(|a| a != action);
+        actions.retain(|a| a.as_str().is_some_and(|a| policy_action(a) != action));
     }
     // IAM rejects a statement with no action; drop it like an operator would.
     statements.retain(|s| !s["Action"].as_array().is_some_and(Vec::is_empty));
     policy
 }
 
-/// The action whose denial failed the run, looking through a failed publish to its cause.
+/// The action whose denial failed the run, looking through a failed publish or member role to its cause.
 fn denied_action(error: &Error) -> Option<&str> {
     match error {
         Error::Aws { action, .. } if error.error_type() == "Keywatch.AccessDenied" => Some(action),
-        Error::Publish { cause, .. } => denied_action(cause),
+        Error::Publish { cause, .. } | Error::AssumeRole { cause, .. } => denied_action(cause),
         _ => None,
     }
 }
@@ -330,6 +365,378 @@ async fn assert_denied_each(
             }
         }
     }
+}
+
+/// Deploys member-role.yaml into `account_id` as a StackSet would: a plain stack created there, through the
+/// member's `OrganizationAccountAccessRole` (tools/deploy_template.py compares the role it created with the
+/// template). Returns the script's JSON summary.
+fn deploy_member_role(moto: &Moto, account_id: &str, parameters: &[(&str, &str)]) -> Value {
+    let python = venv_tool("python");
+    let mut command = std::process::Command::new(&python);
+    command
+        .arg(project_dir().join("tools/deploy_template.py"))
+        .args([
+            "--endpoint",
+            &moto.endpoint,
+            "--stack-name",
+            "keywatch-member",
+        ])
+        .args(["--template", "member-role.yaml"])
+        .arg("--assume-role-arn")
+        .arg(format!(
+            "arn:aws:iam::{account_id}:role/OrganizationAccountAccessRole"
+        ))
+        .current_dir(project_dir());
+    for (key, value) in parameters {
+        command.args(["--parameter", &format!("{key}={value}")]);
+    }
+    let output = command
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {}: {e}; {INSTALL_HINT}", python.display()));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        output.status.success(),
+        "deploying member-role.yaml into {account_id} failed ({}):\n{stderr}\n{}",
+        output.status,
+        String::from_utf8_lossy(&output.stdout)
+    );
+    serde_json::from_slice(&output.stdout)
+        .unwrap_or_else(|e| panic!("no JSON summary ({e}):\n{stderr}"))
+}
+
+/// moto's SQS hands every message sent to a mapped queue to the function at once, running its code through
+/// Docker; the stand-in code is no function. The mapping is disabled so the dispatched messages stay in the
+/// queue, where this test reads them as Lambda's poller would (tests/template.rs checks the mapping itself).
+fn disable_mappings(moto: &Moto, function_name: &str) {
+    let script = r#"
+import sys, boto3
+aws = boto3.client("lambda", endpoint_url=sys.argv[1], region_name="us-east-1",
+                   aws_access_key_id="testing", aws_secret_access_key="testing")
+for mapping in aws.list_event_source_mappings(FunctionName=sys.argv[2])["EventSourceMappings"]:
+    aws.update_event_source_mapping(UUID=mapping["UUID"], Enabled=False)
+"#;
+    let output = std::process::Command::new(venv_tool("python"))
+        .args(["-c", script, &moto.endpoint, function_name])
+        .output()
+        .expect("run python");
+    assert!(output.status.success(), "{output:?}");
+}
+
+/// Every message waiting in the work queue, as the SQS records Lambda's poller would hand over (enforcement
+/// off: the poller is Lambda's, not the code's).
+async fn receive_all(account: &Account, queue_url: &str) -> Vec<SqsRecord> {
+    let mut records = Vec::new();
+    loop {
+        let received = account
+            .sqs
+            .receive_message()
+            .queue_url(queue_url)
+            .max_number_of_messages(10)
+            .send()
+            .await
+            .expect("receive");
+        let messages = received.messages.unwrap_or_default();
+        if messages.is_empty() {
+            return records;
+        }
+        for message in messages {
+            account
+                .sqs
+                .delete_message()
+                .queue_url(queue_url)
+                .set_receipt_handle(message.receipt_handle)
+                .send()
+                .await
+                .expect("delete");
+            records.push(SqsRecord {
+                message_id: message.message_id.expect("a message ID"),
+                body: message.body.expect("a body"),
+                receive_count: 1,
+            });
+        }
+    }
+}
+
+/// `Accounts=organization`, with the member role under a path. As the deployed function role, under
+/// enforcement: dispatch lists the organization and sends one message per account; a member account is
+/// checked through member-role.yaml's role, whose policy alone authorizes the IAM reads there; the SQS records
+/// check both accounts. Without any one action of either role, the run fails naming it.
+#[tokio::test]
+async fn organization_least_privilege_under_enforcement() {
+    use aws_sdk_organizations::types::OrganizationFeatureSet;
+
+    let moto = Moto::start();
+    let own = moto.account().await;
+    let organizations = aws_sdk_organizations::Client::new(&moto.sdk_config().await);
+    organizations
+        .create_organization()
+        .feature_set(OrganizationFeatureSet::All)
+        .send()
+        .await
+        .expect("organization");
+    let member_id = organizations
+        .create_account()
+        .account_name("dev")
+        .email("dev@example.com")
+        .send()
+        .await
+        .expect("member account")
+        .create_account_status
+        .and_then(|s| s.account_id)
+        .expect("account ID");
+    let member = member_account(&moto, &member_id).await;
+    let member_key = seed(&member).await;
+    let own_key = seed(&own).await;
+
+    let summary = deploy_template(
+        &moto,
+        "keywatch",
+        &[
+            ("Accounts", "organization"),
+            ("MemberRoleName", "security/keywatch-member"),
+        ],
+    );
+    let role = assume(&moto, &summary).await;
+    let member_summary = deploy_member_role(
+        &moto,
+        &member_id,
+        &[
+            ("KeywatchRoleArn", role_arn(&summary)),
+            ("MemberRolePath", "/security/"),
+        ],
+    );
+    let environment = &summary["function"]["environment"];
+    let queue_url = environment["WORK_QUEUE_URL"]
+        .as_str()
+        .expect("WORK_QUEUE_URL");
+    disable_mappings(
+        &moto,
+        summary["outputs"]["FunctionName"]
+            .as_str()
+            .expect("FunctionName"),
+    );
+    let vars: Vec<(&str, &str)> = [
+        "FINDINGS_TOPIC_ARN",
+        "ACCOUNTS",
+        "MEMBER_ROLE_NAME",
+        "WORK_QUEUE_URL",
+        "MAX_RECEIVE_COUNT",
+    ]
+    .into_iter()
+    .map(|k| (k, environment[k].as_str().expect("deployed variable")))
+    .chain([("AWS_REGION", "us-east-1")])
+    .collect();
+
+    // The function role as deployed: the organization's actions, each on its resource.
+    let listed_for_organization = listed(&[
+        IAM_ACTIONS,
+        SNS_ACTIONS,
+        ORGANIZATION_ACTIONS,
+        MEMBER_ROLE_ACTIONS,
+        QUEUE_SEND_ACTIONS,
+        QUEUE_CONSUME_ACTIONS,
+    ]);
+    assert_eq!(actions(&role.policy), listed_for_organization);
+
+    // The member role as deployed: exactly the IAM reads on *, and trusted only by the function's role.
+    let member_role = &member_summary["roles"]["MemberRole"];
+    let member_arn = member_role["arn"].as_str().expect("member role ARN");
+    let (member_policy_name, member_policy) = member_role["inline_policies"]
+        .as_object()
+        .and_then(|p| p.iter().next())
+        .expect("the member role's inline policy");
+    assert_eq!(actions(member_policy), listed(&[IAM_ACTIONS]));
+    for statement in member_policy["Statement"].as_array().expect("statements") {
+        assert_eq!(statement["Resource"], "*", "{statement}");
+    }
+    assert_eq!(
+        member_role["trust_policy"]["Statement"],
+        json!([{
+            "Sid": "OnlyTheKeywatchFunction",
+            "Effect": "Allow",
+            "Principal": { "AWS": "arn:aws:iam::123456789012:root" },
+            "Action": "sts:AssumeRole",
+            "Condition": { "ArnEquals": { "aws:PrincipalArn": role_arn(&summary) } },
+        }])
+    );
+    // The ARN the code assumes is the role the member stack created (moto's AssumeRole would not notice a
+    // role that does not exist).
+    assert_eq!(
+        settings(&vars).fleet.member_role.arn("aws", &member_id),
+        member_arn
+    );
+    assert_eq!(
+        member_arn,
+        format!("arn:aws:iam::{member_id}:role/security/keywatch-member")
+    );
+
+    let relaxed = relaxed_for_moto(&role.policy);
+    let deadline = Deadline::after(Duration::from_secs(60));
+    let scheduled_event = || Event::Check(scheduled());
+
+    // Dispatch with the deployed policy: every account of the organization, one message each.
+    put_policy(&own, &role.name, &role.policy_name, &relaxed).await;
+    let (keywatch, calls) = keywatch_as(&moto, &role, &vars).await;
+    let dispatched = enforced(
+        &moto,
+        keywatch.route(scheduled_event(), "dispatch", &deadline),
+    )
+    .await
+    .unwrap_or_else(|e| panic!("dispatch with the deployed policy: {e}"));
+    let Response::Dispatched(dispatched) = dispatched else {
+        panic!("a dispatch: {dispatched:?}")
+    };
+    let mut accounts = vec!["123456789012".to_string(), member_id.clone()];
+    accounts.sort();
+    assert_eq!(dispatched.accounts, accounts);
+    let dispatch_calls: BTreeSet<String> = calls.take().into_keys().collect();
+    assert_eq!(
+        dispatch_calls,
+        [
+            "organizations:ListAccounts",
+            "sqs:SendMessageBatch",
+            "sts:GetCallerIdentity"
+        ]
+        .map(String::from)
+        .into(),
+        "dispatch calls exactly these"
+    );
+    let records = receive_all(&own, queue_url).await;
+    let mut sent: Vec<String> = records
+        .iter()
+        .map(|r| WorkItem::decode(&r.body).expect("a work item").account_id)
+        .collect();
+    sent.sort();
+    assert_eq!(sent, accounts, "one message per account");
+
+    // Each record checks its account as Lambda's mapping would hand it over: the own account with the
+    // function's role, the member through its member role.
+    let (keywatch, _) = keywatch_as(&moto, &role, &vars).await;
+    let batch = enforced(&moto, keywatch.work(records, &deadline)).await;
+    assert!(batch.batch_item_failures.is_empty(), "{batch:?}");
+
+    // Without each dispatch action, dispatch fails naming it.
+    for action in ORGANIZATION_ACTIONS.iter().chain(QUEUE_SEND_ACTIONS) {
+        put_policy(
+            &own,
+            &role.name,
+            &role.policy_name,
+            &without(&relaxed, action),
+        )
+        .await;
+        let (keywatch, _) = keywatch_as(&moto, &role, &vars).await;
+        let result = enforced(
+            &moto,
+            keywatch.route(scheduled_event(), "dispatch", &deadline),
+        )
+        .await;
+        let error = match result {
+            Ok(response) => {
+                panic!("without {action} dispatch must fail, but answered {response:?}")
+            }
+            Err(error) => error,
+        };
+        let message = error.to_string();
+        match &error {
+            // A failed batch names its call (SendMessageBatch, authorized as SendMessage) and the accounts.
+            Error::Dispatch { failed, cause, .. } => {
+                assert_eq!(failed, &accounts, "{message}");
+                let named = cause
+                    .split_whitespace()
+                    .find(|word| word.starts_with("sqs:"))
+                    .unwrap_or_else(|| panic!("the cause names the call: {message}"));
+                assert_eq!(policy_action(named), *action, "{message}");
+                assert!(
+                    cause.contains(&format!("Grant {named}")),
+                    "access denied: {message}"
+                );
+            }
+            _ => assert_eq!(denied_action(&error), Some(*action), "{message}"),
+        }
+        assert_eq!(receive_all(&own, queue_url).await.len(), 0, "nothing sent");
+    }
+
+    // The member account with the deployed policies: every IAM read runs as the member role. The function
+    // role needs none of them for it: its IAM statement is removed for this run.
+    let without_iam = IAM_ACTIONS
+        .iter()
+        .fold(relaxed.clone(), |policy, action| without(&policy, action));
+    put_policy(&own, &role.name, &role.policy_name, &without_iam).await;
+    let check_member = Invocation {
+        account_id: Some(member_id.clone()),
+        ..scheduled()
+    };
+    let (keywatch, _) = keywatch_as(&moto, &role, &vars).await;
+    let report = enforced(&moto, keywatch.run(&check_member, "member", &deadline))
+        .await
+        .unwrap_or_else(|e| panic!("checking the member with the deployed member role: {e}"));
+    assert_eq!(report.account_id, member_id);
+    let findings: Vec<(&str, &str)> = report
+        .findings
+        .iter()
+        .map(|f| (f.user_name.as_str(), f.access_key_id.as_str()))
+        .collect();
+    assert_eq!(findings, [("alice", member_key.as_str())]);
+    assert_ne!(member_key, own_key);
+    assert_eq!(report.exempted.len(), 1, "ivy is exempted by her tag");
+    assert_eq!(
+        called(&report),
+        listed(&[
+            IAM_ACTIONS,
+            MEMBER_ROLE_ACTIONS,
+            SNS_ACTIONS,
+            UNGATED_ACTIONS
+        ]),
+        "a member check calls exactly these"
+    );
+
+    // Without the function role's AssumeRole, the member check fails naming it.
+    for action in MEMBER_ROLE_ACTIONS {
+        put_policy(
+            &own,
+            &role.name,
+            &role.policy_name,
+            &without(&without_iam, action),
+        )
+        .await;
+        let (keywatch, _) = keywatch_as(&moto, &role, &vars).await;
+        let error = enforced(&moto, keywatch.run(&check_member, "member", &deadline))
+            .await
+            .map(|r| r.findings.len())
+            .expect_err("without AssumeRole the member check must fail");
+        assert_eq!(error.error_type(), "Keywatch.AssumeRoleFailed", "{error}");
+        assert_eq!(denied_action(&error), Some(*action), "{error}");
+        assert!(error.to_string().contains(action), "{error}");
+    }
+
+    // Without any one action of the member role, the member check fails naming it.
+    put_policy(&own, &role.name, &role.policy_name, &without_iam).await;
+    for action in IAM_ACTIONS {
+        put_policy(
+            &member,
+            member_role["name"].as_str().expect("name"),
+            member_policy_name,
+            &without(member_policy, action),
+        )
+        .await;
+        let (keywatch, _) = keywatch_as(&moto, &role, &vars).await;
+        let error = enforced(&moto, keywatch.run(&check_member, "member", &deadline))
+            .await
+            .map(|r| r.findings.len())
+            .expect_err("without a member role action the member check must fail");
+        assert_eq!(
+            denied_action(&error),
+            Some(*action),
+            "without {action}: {error}"
+        );
+        assert!(error.to_string().contains(action), "{error}");
+    }
+}
+
+fn role_arn(summary: &Value) -> &str {
+    summary["role"]["arn"]
+        .as_str()
+        .expect("the function role's ARN")
 }
 
 /// Two ways moto 5.2.5's IAM enforcement differs from AWS on the wire, corrected around the SDK so that what
