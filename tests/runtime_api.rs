@@ -1,6 +1,7 @@
 //! The built binary under a real Lambda Runtime API (cargo-lambda's emulator) against moto: what Lambda does
-//! with `events/*.json`, with bad events, and with a bad configuration at init. The other tests call the
-//! handler in-process; this one covers the bootstrap, the runtime loop and the error responses.
+//! with `events/*.json`, with bad events, with a bad configuration at init, and with an organization's work
+//! queue (`support::pump` plays Lambda's SQS poller). The other tests call the handler in-process; this one
+//! covers the bootstrap, the runtime loop and the error responses.
 
 mod support;
 
