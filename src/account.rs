@@ -9,6 +9,7 @@ use aws_sdk_iam::config::Credentials;
 use time::OffsetDateTime;
 
 use crate::aws::{aws_error, Clients};
+use crate::config::Scope;
 use crate::deadline::Deadline;
 use crate::error::{Error, Result};
 use crate::evaluate::{self, Policy};
@@ -36,9 +37,42 @@ impl Keywatch {
     ) -> Result<Report> {
         let clients = self.clients.counted();
         let own = self.own_account(&clients, deadline).await?.to_string();
-        let target = invocation.account_id.clone().unwrap_or(own);
+        let target = match &invocation.account_id {
+            None => own,
+            Some(account_id) => {
+                self.in_scope(&own, account_id)?;
+                account_id.clone()
+            }
+        };
         self.check_account(&clients, &target, invocation, run_id, deadline)
             .await
+    }
+
+    /// A manual check names an account this deployment covers: its own, one `ACCOUNTS` lists, or, for
+    /// `organization`, any (the member role's trust decides).
+    fn in_scope(&self, own: &str, account_id: &str) -> Result<()> {
+        if self.settings.fleet.exclude.contains(account_id) {
+            return Err(Error::Excluded(account_id.to_string()));
+        }
+        let covered = account_id == own
+            || match &self.settings.fleet.scope {
+                Scope::Own => false,
+                Scope::Listed(accounts) => accounts.iter().any(|a| a == account_id),
+                Scope::Organization => true,
+            };
+        if covered {
+            Ok(())
+        } else {
+            Err(Error::InvalidEvent(format!(
+                "field `account_id`: {account_id} is not an account this deployment checks (ACCOUNTS is {}); \
+                 add it to ACCOUNTS, or use ACCOUNTS=organization",
+                match &self.settings.fleet.scope {
+                    Scope::Own => "self".to_string(),
+                    Scope::Listed(accounts) => accounts.join(","),
+                    Scope::Organization => "organization".to_string(),
+                }
+            )))
+        }
     }
 
     /// Checks `account_id` with `clients` (counted for this check alone), publishes its alert, and writes its

@@ -93,9 +93,14 @@ impl Keywatch {
         }
     }
 
-    async fn work_one(&self, record: &SqsRecord, deadline: &Deadline) -> Result<Report> {
+    async fn work_one(&self, record: &SqsRecord, deadline: &Deadline) -> Result<()> {
         let item = WorkItem::decode(&record.body);
         let result = match &item {
+            // Excluded since it was dispatched: done, not failed, so it never reaches the dead-letter queue.
+            Ok(item) if self.settings.fleet.exclude.contains(&item.account_id) => {
+                tracing::info!(message_id = %record.message_id, account_id = %item.account_id, "account is in EXCLUDE_ACCOUNTS; not checked");
+                return Ok(());
+            }
             Ok(item) => {
                 let clients = self.clients.counted();
                 let invocation = Invocation {
@@ -110,6 +115,7 @@ impl Keywatch {
                     deadline,
                 )
                 .await
+                .map(|_| ())
             }
             Err(error) => Err(Error::InvalidEvent(error.to_string())),
         };

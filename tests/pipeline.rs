@@ -785,3 +785,67 @@ async fn a_member_accounts_findings_land_in_its_own_security_hub() {
         .unwrap_or_default();
     assert!(own_findings.is_empty(), "{own_findings:?}");
 }
+
+/// A manual check names an account the deployment covers; a work message for an account excluded since it was
+/// dispatched is done (deleted), never retried into the dead-letter queue.
+#[tokio::test]
+async fn manual_checks_stay_in_scope_and_excluded_work_is_acknowledged() {
+    use keywatch::event::SqsRecord;
+
+    let moto = Moto::start();
+    let config = moto.sdk_config().await;
+    let deadline = keywatch::deadline::Deadline::after(std::time::Duration::from_secs(30));
+    let keywatch_with = |vars: &[(&str, &str)]| {
+        keywatch::handler::Keywatch::new(
+            settings(vars),
+            keywatch::aws::Clients::from_config(&config),
+        )
+    };
+    let manual = |account: &str| Invocation {
+        account_id: Some(account.to_string()),
+        ..DRY_RUN
+    };
+    let own = keywatch_with(&[("DRY_RUN", "true"), ("AWS_REGION", "us-east-1")]);
+    own.run(&manual("123456789012"), "own", &deadline)
+        .await
+        .expect("the own account is always in scope");
+    let error = own
+        .run(&manual("111122223333"), "other", &deadline)
+        .await
+        .expect_err("ACCOUNTS=self covers only the own account");
+    assert_eq!(error.error_type(), "Keywatch.InvalidEvent");
+    assert!(error.to_string().contains("ACCOUNTS is self"), "{error}");
+
+    let queue = "http://127.0.0.1:1/123456789012/unused";
+    let listed = keywatch_with(&[
+        ("DRY_RUN", "true"),
+        ("AWS_REGION", "us-east-1"),
+        ("ACCOUNTS", "111122223333"),
+        ("EXCLUDE_ACCOUNTS", "444455556666"),
+        ("WORK_QUEUE_URL", queue),
+    ]);
+    let error = listed
+        .run(&manual("222233334444"), "unlisted", &deadline)
+        .await
+        .expect_err("not in ACCOUNTS");
+    assert!(
+        error.to_string().contains("ACCOUNTS is 111122223333"),
+        "{error}"
+    );
+    let error = listed
+        .run(&manual("444455556666"), "excluded", &deadline)
+        .await
+        .expect_err("excluded");
+    assert!(error.to_string().contains("EXCLUDE_ACCOUNTS"), "{error}");
+    let batch = listed
+        .work(
+            vec![SqsRecord {
+                message_id: "m1".into(),
+                body: r#"{"account_id":"444455556666","run_id":"r"}"#.into(),
+                receive_count: 1,
+            }],
+            &deadline,
+        )
+        .await;
+    assert!(batch.batch_item_failures.is_empty(), "{batch:?}");
+}
