@@ -121,6 +121,20 @@ impl Drop for Function {
     }
 }
 
+/// The one EMF line the function printed for `run_id`, parsed from its real output.
+fn emf_line(function: &Function, run_id: &str) -> Value {
+    let logs = function.logs();
+    let lines: Vec<Value> = logs
+        .lines()
+        .filter_map(|line| serde_json::from_str::<Value>(line).ok())
+        .filter(|line| line.get("_aws").is_some() && line["run_id"] == run_id)
+        .collect();
+    match &lines[..] {
+        [line] => line.clone(),
+        other => panic!("expected one EMF line for {run_id}, got {other:?} in:\n{logs}"),
+    }
+}
+
 fn event_file(name: &str) -> String {
     let path = project_dir().join("events").join(name);
     std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
@@ -172,6 +186,21 @@ async fn the_binary_serves_events_through_the_runtime_api() {
     // The run ID is the Lambda request ID the emulator assigned: the alert ties back to the invocation.
     assert_eq!(document["run_id"], report["run_id"]);
     assert!(!report["run_id"].as_str().unwrap_or_default().is_empty());
+    // The metrics line the process printed for this check (CloudWatch Embedded Metric Format), from its output.
+    let emf = emf_line(&function, report["run_id"].as_str().unwrap_or_default());
+    assert_eq!(emf["_aws"]["CloudWatchMetrics"][0]["Namespace"], "keywatch");
+    assert_eq!(
+        emf["_aws"]["CloudWatchMetrics"][0]["Dimensions"],
+        serde_json::json!([["AccountId"], []])
+    );
+    assert_eq!(emf["AccountId"], "123456789012");
+    assert_eq!(
+        emf["Findings"].as_u64(),
+        report["findings"].as_array().map(|f| f.len() as u64)
+    );
+    assert_eq!(emf["UsersExamined"], report["users_examined"]);
+    assert_eq!(emf["ApiCalls"], report["api_calls"]["total"]);
+    assert_eq!(emf["CheckFailed"], 0);
 
     // Bad events: a clear Lambda error each time, and the same process serves the next event.
     let rejected = [
