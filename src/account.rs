@@ -127,17 +127,20 @@ impl Keywatch {
         let grace_period_hours = invocation
             .grace_period_hours
             .unwrap_or(self.settings.grace_period_hours);
-        let account = self
+        let (account, member_role) = self
             .clients_for(clients, account_id, run_id, deadline)
             .await?;
         let iam = &account.iam;
+        // What the member role is denied is granted in member-role.yaml, not the function's role: say so.
+        let as_member = |error: Error| error.as_member_role(member_role.as_deref());
 
         let source = invocation
             .inventory_source
             .unwrap_or(self.settings.inventory_source);
         let inventory = source
             .collect(iam, self.settings.concurrency, deadline)
-            .await?;
+            .await
+            .map_err(as_member)?;
         let mut phase_ms: BTreeMap<&'static str, u64> =
             inventory.phase_ms.iter().copied().collect();
         let candidates = evaluate::candidates(&inventory);
@@ -152,7 +155,8 @@ impl Keywatch {
                     self.settings.concurrency,
                 ),
             )
-            .await?;
+            .await
+            .map_err(as_member)?;
         phase_ms.insert("verification", elapsed_ms(start));
         // Taken after the live reads: a key created during the run is never younger than `now`.
         let checked_at = OffsetDateTime::now_utc();
@@ -201,7 +205,8 @@ impl Keywatch {
             let start = Instant::now();
             let due = self.settings.remediation.due(&report.findings, checked_at);
             if !due.is_empty() {
-                let outcome = remediate::deactivate(iam, &due, deadline).await;
+                let outcome =
+                    remediate::deactivate(iam, &due, member_role.as_deref(), deadline).await;
                 report.remediated = outcome.remediated;
                 report.remediation_skipped = outcome.skipped;
                 report.remediation_failed = outcome.failed;
@@ -225,7 +230,7 @@ impl Keywatch {
                 account_id: account_id.to_string(),
             };
             let sync = security_hub::sync(&account.security_hub, &hub, &report, deadline);
-            report.security_hub = Some(Box::pin(sync).await?);
+            report.security_hub = Some(Box::pin(sync).await.map_err(as_member)?);
             report.phase_ms.insert("security_hub", elapsed_ms(start));
         }
         // After the alert, which names them: a key that could not be deactivated fails the run.
@@ -262,17 +267,18 @@ impl Keywatch {
         })
     }
 
-    /// The clients for `account_id`: the function's own, or the member role's for every other account.
+    /// The clients for `account_id`: the function's own, or the member role's (and its ARN) for every other
+    /// account.
     async fn clients_for(
         &self,
         clients: &Clients,
         account_id: &str,
         run_id: &str,
         deadline: &Deadline,
-    ) -> Result<Clients> {
+    ) -> Result<(Clients, Option<String>)> {
         let own = self.own_account(clients, deadline).await?;
         let Some(role_arn) = self.role_arn(own, account_id) else {
-            return Ok(clients.clone());
+            return Ok((clients.clone(), None));
         };
         let assumed = deadline
             .run("assuming the member role", async {
@@ -306,7 +312,7 @@ impl Keywatch {
             None,
             "keywatch-member-role",
         );
-        Ok(clients.assumed(credentials))
+        Ok((clients.assumed(credentials), Some(role_arn)))
     }
 }
 

@@ -261,6 +261,7 @@ where
             code
         },
         message,
+        member_role: None,
     }
 }
 

@@ -23,13 +23,15 @@ pub enum Error {
     #[error("invalid event: {0}. Send an EventBridge Scheduled Event or a manual event such as {{\"dry_run\": true}} (see events/)")]
     InvalidEvent(String),
 
-    #[error("{action} failed ({code}): {message}. {}", hint(*.failure, action))]
+    #[error("{action} failed ({code}): {message}. {}", hint(*.failure, action, .member_role.as_deref()))]
     Aws {
-        /// The IAM-policy name of the call, e.g. `iam:ListAccessKeys`.
+        /// The name of the call, e.g. `iam:ListAccessKeys`.
         action: String,
         failure: AwsFailure,
         code: String,
         message: String,
+        /// The member role the call ran as, in another account; `None` for the function's own role.
+        member_role: Option<String>,
     },
 
     #[error("the credential report was not ready before the deadline after {attempts} attempts (last state: {last_state}). Run again; IAM may be busy generating reports for this account")]
@@ -106,20 +108,24 @@ pub enum Error {
     },
 }
 
-fn hint(failure: AwsFailure, action: &str) -> String {
-    match failure {
-        AwsFailure::AccessDenied => {
+fn hint(failure: AwsFailure, action: &str, member_role: Option<&str>) -> String {
+    let action = crate::permissions::policy_action(action);
+    match (failure, member_role) {
+        (AwsFailure::AccessDenied, Some(role)) => format!(
+            "Grant {action} to the member role {role} (member-role.yaml lists every action it needs; update the StackSet)"
+        ),
+        (AwsFailure::AccessDenied, None) => {
             format!("Grant {action} to the function's role (template.yaml lists every action keywatch needs)")
         }
-        AwsFailure::Throttled => {
+        (AwsFailure::Throttled, _) => {
             "IAM throttling outlasted every retry; run again later, or raise AWS_MAX_ATTEMPTS"
                 .to_string()
         }
-        AwsFailure::Timeout => {
+        (AwsFailure::Timeout, _) => {
             "The call timed out; check the network path to the AWS endpoint and run again"
                 .to_string()
         }
-        AwsFailure::Other => {
+        (AwsFailure::Other, _) => {
             "Run again; if it persists, check the AWS Health dashboard".to_string()
         }
     }
@@ -137,6 +143,29 @@ fn part_list(parts: &[usize]) -> String {
 }
 
 impl Error {
+    /// The same error, said of a call made as the member role `role` (for its hint); `None` changes nothing.
+    pub fn as_member_role(self, role: Option<&str>) -> Error {
+        match (self, role) {
+            (
+                Error::Aws {
+                    action,
+                    failure,
+                    code,
+                    message,
+                    ..
+                },
+                Some(role),
+            ) => Error::Aws {
+                action,
+                failure,
+                code,
+                message,
+                member_role: Some(role.to_string()),
+            },
+            (other, _) => other,
+        }
+    }
+
     /// The Lambda `errorType`: stable, so alarms and callers can match on it.
     pub fn error_type(&self) -> &'static str {
         match self {
@@ -183,3 +212,41 @@ impl From<Error> for Diagnostic {
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn denied(action: &str) -> Error {
+        Error::Aws {
+            action: action.into(),
+            failure: AwsFailure::AccessDenied,
+            code: "AccessDenied".into(),
+            message: "not authorized".into(),
+            member_role: None,
+        }
+    }
+
+    #[test]
+    fn a_denial_names_the_role_and_the_action_to_grant() {
+        let own = denied("iam:ListUsers").to_string();
+        assert!(
+            own.contains("Grant iam:ListUsers to the function's role"),
+            "{own}"
+        );
+        let batch = denied("sqs:SendMessageBatch").to_string();
+        assert!(
+            batch.contains("Grant sqs:SendMessage to"),
+            "IAM has no SendMessageBatch action: {batch}"
+        );
+        let role = "arn:aws:iam::111122223333:role/keywatch-member";
+        let member = denied("iam:ListUsers").as_member_role(Some(role));
+        assert_eq!(member.error_type(), "Keywatch.AccessDenied");
+        let member = member.to_string();
+        assert!(
+            member.contains(&format!("Grant iam:ListUsers to the member role {role}"))
+                && member.contains("member-role.yaml"),
+            "{member}"
+        );
+    }
+}

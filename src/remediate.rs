@@ -87,7 +87,12 @@ enum Acted {
 
 /// Deactivates each due finding, one at a time. A failure does not stop the others: it is collected, so the
 /// alert can say which key failed before the run fails.
-pub async fn deactivate(iam: &IamClient, due: &[&Finding], deadline: &Deadline) -> Outcome {
+pub async fn deactivate(
+    iam: &IamClient,
+    due: &[&Finding],
+    member_role: Option<&str>,
+    deadline: &Deadline,
+) -> Outcome {
     let mut outcome = Outcome::default();
     for finding in due {
         let acted = deadline
@@ -119,6 +124,7 @@ pub async fn deactivate(iam: &IamClient, due: &[&Finding], deadline: &Deadline) 
                 })
             }
             Err(error) => {
+                let error = error.as_member_role(member_role);
                 tracing::error!(finding_id, access_key_id, %error, "access key not deactivated");
                 outcome.failed.push(Failed {
                     finding_id,

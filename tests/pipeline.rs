@@ -739,6 +739,8 @@ async fn a_member_accounts_findings_land_in_its_own_security_hub() {
         ("FINDINGS_TOPIC_ARN", topic.as_str()),
         ("AWS_REGION", "us-east-1"),
         ("SECURITY_HUB", "true"),
+        ("ACCOUNTS", "organization"),
+        ("WORK_QUEUE_URL", "http://127.0.0.1:1/123456789012/unused"),
     ];
     let report = run(
         &moto,

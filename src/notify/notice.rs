@@ -77,6 +77,7 @@ mod tests {
                 failure: crate::error::AwsFailure::AccessDenied,
                 code: "AccessDenied".into(),
                 message: "not authorized".into(),
+                member_role: None,
             }),
         };
         let part = render(&Notice {
