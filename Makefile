@@ -18,8 +18,10 @@ test: tools
 demo: tools
 	$(PY) tools/demo.py
 
-## bench: account-scale benchmark (100, 1,000 and 5,000 users, 3 runs of each configuration). Writes docs/benchmarks.md
-## and draws docs/benchmarks.svg. Smaller runs: BENCH_SIZES=100 BENCH_RUNS=1 make bench (also BENCH_LATENCY_MS).
+## bench: account-scale benchmark (100, 1,000 and 5,000 users, 3 runs of each configuration), then an organization of
+## 50 accounts x 100 users through the work queue and 1 or 4 workers. Writes docs/benchmarks.md and draws
+## docs/benchmarks.svg. Smaller runs: BENCH_SIZES=100 BENCH_RUNS=1 BENCH_ORG_ACCOUNTS=5 BENCH_ORG_USERS=10 make bench
+## (also BENCH_LATENCY_MS; BENCH_ORG_ACCOUNTS=0 skips the organization).
 bench: tools
 	cargo build --release --locked --bin keywatch
 	cargo test --locked --test scale

@@ -11,26 +11,37 @@
 //! candidate count and call counts with what the seed plan implies. It writes `docs/benchmarks.md` and draws
 //! `docs/benchmarks.svg`; every figure and verdict in them comes from this run.
 //!
+//! Then an organization (issue 9's scale): `BENCH_ORG_ACCOUNTS` accounts of `BENCH_ORG_USERS` users each, in moto's
+//! Organizations. Each drain dispatches every account to a work queue with the binary (`ACCOUNTS=organization`),
+//! then `tests/support/pump.rs` works the queue off through 1 or 4 worker processes, each the binary under a Runtime
+//! API of its own. It records the dispatch time, account checks per second, each check's calls and findings (from
+//! the workers' EMF and log lines) and the workers' peak RSS; any failed record or wrong finding fails the bench.
+//!
 //! Sizes: `BENCH_SIZES=100,1000,5000` (default). Runs per configuration: `BENCH_RUNS=3`. Latency:
-//! `BENCH_LATENCY_MS=10`. Binary: `BENCH_BINARY` (default `target/release/keywatch`).
+//! `BENCH_LATENCY_MS=10`. Binary: `BENCH_BINARY` (default `target/release/keywatch`). Organization:
+//! `BENCH_ORG_ACCOUNTS=50` (0: none), `BENCH_ORG_USERS=100`.
 
 #[path = "../tests/support/mod.rs"]
 mod support;
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use aws_sdk_organizations::types::OrganizationFeatureSet;
 use futures_util::StreamExt;
 use plotters::prelude::*;
 use serde_json::Value;
 use support::proxy::{Fault, Proxy, Rule};
-use support::{http, project_dir, Moto};
+use support::pump::{queue_depth, take_bodies, Pump, Pumped, Stop, WorkQueue};
+use support::{http, project_dir, Account, Moto};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{mpsc, oneshot};
 
 /// One way of running keywatch, and the largest account it is run on.
 struct Config {
@@ -128,6 +139,8 @@ async fn main() {
     let latency = Duration::from_millis(env_number("BENCH_LATENCY_MS", 10));
     let runs = env_number("BENCH_RUNS", 3) as usize;
     assert!(runs >= 1, "BENCH_RUNS must be at least 1");
+    let org_accounts = env_number("BENCH_ORG_ACCOUNTS", 50) as usize;
+    let org_users = env_number("BENCH_ORG_USERS", 100) as usize;
 
     let moto = Moto::start();
     let proxy = Proxy::start(&moto.endpoint);
@@ -143,7 +156,7 @@ async fn main() {
         );
         let plan = Plan::new(size);
         let started = Instant::now();
-        seed(&moto, &plan).await;
+        seed(&[(&moto.account().await, &plan)]).await;
         let seeding = started.elapsed();
         eprintln!(
             "seeded {size} users in {seeding:.1?}: {} findings, {} candidates (old rule {})",
@@ -180,11 +193,19 @@ async fn main() {
         });
     }
 
+    // Last: it resets moto for an organization of its own.
+    let org = if org_accounts > 0 {
+        Some(bench_organization(&moto, &proxy, &binary, org_accounts, org_users, runs).await)
+    } else {
+        None
+    };
+
     let bench = Bench {
         runs: &results,
         sizes: &seeded,
         rounds: runs,
         latency,
+        org: org.as_ref(),
     };
     let plot_path = project_dir().join("docs/benchmarks.svg");
     plot(&bench, &plot_path).expect("draw docs/benchmarks.svg");
@@ -194,7 +215,7 @@ async fn main() {
     eprintln!("wrote docs/benchmarks.md and docs/benchmarks.svg");
     if !mismatches.is_empty() {
         eprintln!(
-            "MISMATCH between keywatch and the seed plan (see docs/benchmarks.md):\n  {}",
+            "MISMATCH between keywatch and the seed plan, or a failed organization run (see docs/benchmarks.md):\n  {}",
             mismatches.join("\n  ")
         );
         std::process::exit(1);
@@ -269,7 +290,17 @@ struct Plan {
 
 impl Plan {
     fn new(size: usize) -> Plan {
-        let mut rng = Seeded(0x5EED_0000 + size as u64);
+        Plan::seeded(size, 0x5EED_0000 + size as u64)
+    }
+
+    /// The plan of the organization's account number `index` (0: the management account, whose plan is the
+    /// single account's of that size); every member gets a mix of its own.
+    fn for_account(size: usize, index: usize) -> Plan {
+        Plan::seeded(size, 0x5EED_0000 + size as u64 + ((index as u64) << 32))
+    }
+
+    fn seeded(size: usize, seed: u64) -> Plan {
+        let mut rng = Seeded(seed);
         let users = (0..size)
             .map(|i| {
                 let console = rng.chance(CONSOLE_USERS);
@@ -350,34 +381,33 @@ impl Plan {
     }
 }
 
-/// Creates the plan's users and keys in moto: each key is created, used if planned (a signed request), then
-/// deactivated if planned.
-async fn seed(moto: &Moto, plan: &Plan) {
-    let account = Arc::new(moto.account().await);
+/// Creates each plan's users and keys in its account: each key is created, used if planned (a signed request),
+/// then deactivated if planned. Accounts are seeded together, a few requests in flight in all: moto is one process.
+async fn seed(accounts: &[(&Account, &Plan)]) {
     // Two passes, so a user's second key is created in a later second than its first: real keys are created
     // apart, and keywatch matches report slots to live keys by creation second.
     for pass in 0..2 {
         if pass == 1 {
             tokio::time::sleep(Duration::from_millis(1_100)).await;
         }
-        futures_util::stream::iter(plan.users.iter())
-            .map(|user| {
-                let account = account.clone();
-                async move {
-                    if pass == 0 {
-                        account.user(&user.name).await;
-                        if user.console {
-                            account.password(&user.name).await;
-                        }
+        let users = accounts
+            .iter()
+            .flat_map(|&(account, plan)| plan.users.iter().map(move |user| (account, user)));
+        futures_util::stream::iter(users)
+            .map(|(account, user)| async move {
+                if pass == 0 {
+                    account.user(&user.name).await;
+                    if user.console {
+                        account.password(&user.name).await;
                     }
-                    if let Some(planned) = user.keys.get(pass) {
-                        let key = account.key(&user.name).await;
-                        if planned.used {
-                            account.use_key(&key).await;
-                        }
-                        if !planned.active {
-                            account.deactivate(&user.name, &key).await;
-                        }
+                }
+                if let Some(planned) = user.keys.get(pass) {
+                    let key = account.key(&user.name).await;
+                    if planned.used {
+                        account.use_key(&key).await;
+                    }
+                    if !planned.active {
+                        account.deactivate(&user.name, &key).await;
                     }
                 }
             })
@@ -446,20 +476,7 @@ async fn invoke(binary: &Path, endpoint: &str, size: usize, config: usize) -> Ru
         tokio::time::sleep(Duration::from_millis(5)).await;
     };
     // Read the high-water mark while the process is still alive, waiting for its next event.
-    let peak_rss_kib = std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .ok()
-        .and_then(|status| {
-            status
-                .lines()
-                .find(|l| l.starts_with("VmHWM:"))
-                .map(str::to_string)
-        })
-        .and_then(|line| {
-            line.split_whitespace()
-                .nth(1)
-                .and_then(|kib| kib.parse().ok())
-        })
-        .unwrap_or(0);
+    let peak_rss_kib = peak_rss_kib(pid);
     let _ = child.kill();
     let _ = child.wait();
     server.abort();
@@ -488,6 +505,19 @@ async fn invoke(binary: &Path, endpoint: &str, size: usize, config: usize) -> Ru
         calls,
         requests: 0,
     }
+}
+
+/// VmHWM: the process's peak resident set, in KiB (0 if it cannot be read).
+fn peak_rss_kib(pid: u32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|status| {
+            status
+                .lines()
+                .find_map(|l| l.strip_prefix("VmHWM:").map(str::to_string))
+        })
+        .and_then(|kib| kib.split_whitespace().next().and_then(|k| k.parse().ok()))
+        .unwrap_or(0)
 }
 
 const EVENT: &str = include_str!("../events/scheduled.json");
@@ -655,6 +685,8 @@ struct Bench<'a> {
     sizes: &'a [SeededSize],
     rounds: usize,
     latency: Duration,
+    /// `None` with `BENCH_ORG_ACCOUNTS=0`.
+    org: Option<&'a OrgBench>,
 }
 
 impl Bench<'_> {
@@ -1125,7 +1157,935 @@ fn render(bench: &Bench, binary: &Path) -> (String, Vec<String>) {
             );
         }
     }
+    if let Some(org) = bench.org {
+        render_org(&mut out, org, bench.latency, &mut mismatches);
+    }
     (out, mismatches)
+}
+
+/// Pollers of the pump in the measured drains, each with a worker process of its own.
+const ORG_CONCURRENCY: [usize; 2] = [1, 4];
+/// The function's own account: moto's default, and the organization's management account.
+const MANAGEMENT: &str = "123456789012";
+/// Longer than any account's check, so a message never comes back while it is being checked.
+const WORK_VISIBILITY_S: u32 = 120;
+
+/// The emulated organization, seeded.
+struct Org {
+    own: Account,
+    /// Every ACTIVE account, sorted: what each dispatch must list.
+    accounts: Vec<String>,
+    plans: BTreeMap<String, Plan>,
+    users: usize,
+    topic: String,
+    work: WorkQueue,
+    seeding: Duration,
+}
+
+/// An organization of `accounts` accounts (the management account and members from `create_account`), each
+/// seeded with `users` users of a plan of its own; members through their `OrganizationAccountAccessRole`.
+async fn organization(moto: &Moto, accounts: usize, users: usize) -> Org {
+    let started = Instant::now();
+    let own = moto.account().await;
+    let organizations = aws_sdk_organizations::Client::new(&own.config);
+    organizations
+        .create_organization()
+        .feature_set(OrganizationFeatureSet::All)
+        .send()
+        .await
+        .expect("create organization");
+    let mut members = Vec::new();
+    for i in 1..accounts {
+        let id = organizations
+            .create_account()
+            .account_name(format!("member-{i:03}"))
+            .email(format!("member-{i:03}@example.com"))
+            .send()
+            .await
+            .expect("create account")
+            .create_account_status
+            .and_then(|status| status.account_id)
+            .expect("account id");
+        members.push((id.clone(), support::member_account(moto, &id).await));
+    }
+    let mut plans = BTreeMap::new();
+    plans.insert(MANAGEMENT.to_string(), Plan::for_account(users, 0));
+    for (i, (id, _)) in members.iter().enumerate() {
+        plans.insert(id.clone(), Plan::for_account(users, i + 1));
+    }
+    {
+        let seeded: Vec<(&Account, &Plan)> = std::iter::once((&own, &plans[MANAGEMENT]))
+            .chain(members.iter().map(|(id, account)| (account, &plans[id])))
+            .collect();
+        seed(&seeded).await;
+    }
+    let topic = own
+        .sns
+        .create_topic()
+        .name("keywatch-findings")
+        .send()
+        .await
+        .expect("topic")
+        .topic_arn
+        .expect("topic arn");
+    // One receive: a failed check goes to the DLQ at its next receive, and fails the bench.
+    let work = WorkQueue::create(&own.sqs, "keywatch-work", WORK_VISIBILITY_S, 1).await;
+    Org {
+        own,
+        accounts: plans.keys().cloned().collect(),
+        plans,
+        users,
+        topic,
+        work,
+        seeding: started.elapsed(),
+    }
+}
+
+/// One event for an [`Instance`], and where its answer goes.
+struct Job {
+    payload: String,
+    answer: oneshot::Sender<Answer>,
+}
+
+/// What the function answered: status 200 for a response, 500 for a function error, as the pump reads them.
+struct Answer {
+    status: u16,
+    body: String,
+    /// From the event handed over at `next` to the answer: the invocation's duration, init excluded.
+    took: Duration,
+}
+
+/// An instance's Runtime API: the events waiting, and the invocations in flight.
+struct Runtime {
+    jobs: tokio::sync::Mutex<mpsc::UnboundedReceiver<Job>>,
+    in_flight: Mutex<BTreeMap<String, (oneshot::Sender<Answer>, Instant)>>,
+    polled: AtomicBool,
+}
+
+static INVOCATIONS: AtomicUsize = AtomicUsize::new(1);
+
+/// One Lambda instance: the release binary under a Runtime API of its own, handed one event at a time. Its
+/// stdout (JSON logs and EMF lines) goes to a log file.
+struct Instance {
+    child: Mutex<std::process::Child>,
+    pid: u32,
+    log: PathBuf,
+    jobs: mpsc::UnboundedSender<Job>,
+    server: tokio::task::JoinHandle<()>,
+}
+
+impl Instance {
+    /// Starts the binary and waits for its first poll, so init is not in any measurement.
+    async fn start(binary: &Path, endpoint: &str, vars: &[(&str, String)], name: &str) -> Instance {
+        let listener = TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind runtime api");
+        let port = listener.local_addr().expect("runtime address").port();
+        let (jobs, waiting) = mpsc::unbounded_channel();
+        let runtime = Arc::new(Runtime {
+            jobs: tokio::sync::Mutex::new(waiting),
+            in_flight: Mutex::new(BTreeMap::new()),
+            polled: AtomicBool::new(false),
+        });
+        let server = tokio::spawn(serve_instance(listener, runtime.clone()));
+        let (file, log) = support::log_file(name);
+        let child = Command::new(binary)
+            .env_clear()
+            .env("AWS_LAMBDA_RUNTIME_API", format!("127.0.0.1:{port}"))
+            .env("AWS_LAMBDA_FUNCTION_NAME", "keywatch")
+            .env("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "128")
+            .env("AWS_LAMBDA_FUNCTION_VERSION", "$LATEST")
+            .env("AWS_ENDPOINT_URL", endpoint)
+            .env("AWS_REGION", "us-east-1")
+            .env("AWS_ACCESS_KEY_ID", "testing")
+            .env("AWS_SECRET_ACCESS_KEY", "testing")
+            .envs(vars.iter().map(|(k, v)| (k, v)))
+            .stdin(Stdio::null())
+            .stdout(file.try_clone().expect("log file handle"))
+            .stderr(file)
+            .spawn()
+            .expect("start keywatch");
+        let instance = Instance {
+            pid: child.id(),
+            child: Mutex::new(child),
+            log,
+            jobs,
+            server,
+        };
+        let started = Instant::now();
+        while !runtime.polled.load(Ordering::SeqCst) {
+            instance.assert_running();
+            assert!(
+                started.elapsed() < Duration::from_secs(30),
+                "keywatch did not poll its Runtime API within 30 s; see {}",
+                instance.log.display()
+            );
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        instance
+    }
+
+    fn assert_running(&self) {
+        if let Ok(Some(status)) = self.child.lock().expect("child").try_wait() {
+            panic!(
+                "keywatch exited with {status}; its log: {}",
+                self.log.display()
+            );
+        }
+    }
+
+    /// One invocation, waited for; a process that dies meanwhile fails the bench at once.
+    async fn invoke(&self, payload: String) -> Answer {
+        let (answer, mut answered) = oneshot::channel();
+        self.jobs
+            .send(Job { payload, answer })
+            .expect("the Runtime API is serving");
+        loop {
+            tokio::select! {
+                answer = &mut answered => return answer.expect("an answer for every event"),
+                _ = tokio::time::sleep(Duration::from_millis(200)) => self.assert_running(),
+            }
+        }
+    }
+
+    /// Kills the process; returns its peak RSS (read while it was alive) and its log file.
+    fn stop(self) -> (u64, PathBuf) {
+        let peak = peak_rss_kib(self.pid);
+        let mut child = self.child.into_inner().expect("child");
+        let _ = child.kill();
+        let _ = child.wait();
+        self.server.abort();
+        (peak, self.log)
+    }
+}
+
+/// The Runtime API of one instance: `next` waits for an event, `response` and `error` answer it.
+async fn serve_instance(listener: TcpListener, runtime: Arc<Runtime>) {
+    loop {
+        let Ok((mut stream, _)) = listener.accept().await else {
+            continue;
+        };
+        let runtime = runtime.clone();
+        tokio::spawn(async move {
+            let mut buffer = Vec::new();
+            while let Some((head, body)) = read_request(&mut stream, &mut buffer).await {
+                let path = head.split_whitespace().nth(1).unwrap_or("").to_string();
+                let reply = if path.ends_with("/invocation/next") {
+                    runtime.polled.store(true, Ordering::SeqCst);
+                    let Some(job) = runtime.jobs.lock().await.recv().await else {
+                        return;
+                    };
+                    // Unique across instances, as Lambda's request IDs are: a dispatch's run ID is its request ID.
+                    let n = INVOCATIONS.fetch_add(1, Ordering::SeqCst);
+                    let id = format!("bench-{n}");
+                    runtime
+                        .in_flight
+                        .lock()
+                        .expect("in flight")
+                        .insert(id.clone(), (job.answer, Instant::now()));
+                    let deadline = std::time::SystemTime::now()
+                        .duration_since(std::time::UNIX_EPOCH)
+                        .map(|d| d.as_millis() + 900_000)
+                        .unwrap_or(0);
+                    format!(
+                        "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nLambda-Runtime-Aws-Request-Id: {id}\r\n\
+                         Lambda-Runtime-Deadline-Ms: {deadline}\r\n\
+                         Lambda-Runtime-Invoked-Function-Arn: arn:aws:lambda:us-east-1:{MANAGEMENT}:function:keywatch\r\n\
+                         Content-Length: {}\r\n\r\n{}",
+                        job.payload.len(),
+                        job.payload
+                    )
+                } else {
+                    // `/runtime/invocation/{id}/response` or `/error`.
+                    let mut parts = path.rsplit('/');
+                    let status = match parts.next() {
+                        Some("response") => 200,
+                        _ => 500,
+                    };
+                    let id = parts.next().unwrap_or_default();
+                    let waiting = runtime.in_flight.lock().expect("in flight").remove(id);
+                    if let Some((answer, started)) = waiting {
+                        let _ = answer.send(Answer {
+                            status,
+                            body,
+                            took: started.elapsed(),
+                        });
+                    }
+                    "HTTP/1.1 202 Accepted\r\nContent-Length: 0\r\n\r\n".to_string()
+                };
+                if stream.write_all(reply.as_bytes()).await.is_err() {
+                    return;
+                }
+            }
+        });
+    }
+}
+
+/// Instances behind the pump's pollers: each invocation goes to an idle one. The pump never has more in
+/// flight than it has pollers, and there are as many instances.
+struct Fleet {
+    instances: Vec<Instance>,
+    idle: Mutex<Vec<usize>>,
+}
+
+impl Fleet {
+    async fn start(
+        binary: &Path,
+        endpoint: &str,
+        vars: &[(&str, String)],
+        name: &str,
+        n: usize,
+    ) -> Fleet {
+        let instances = futures_util::future::join_all((0..n).map(|i| async move {
+            Instance::start(binary, endpoint, vars, &format!("{name}-worker-{i}")).await
+        }))
+        .await;
+        Fleet {
+            instances,
+            idle: Mutex::new((0..n).rev().collect()),
+        }
+    }
+
+    async fn invoke(&self, payload: String) -> Answer {
+        let index = self
+            .idle
+            .lock()
+            .expect("idle")
+            .pop()
+            .expect("no more invocations in flight than instances");
+        let answer = self.instances[index].invoke(payload).await;
+        self.idle.lock().expect("idle").push(index);
+        answer
+    }
+}
+
+/// One account check, from a worker's stdout: its EMF line, and its "keywatch run complete" log line.
+#[derive(Debug, Clone)]
+struct Check {
+    account_id: String,
+    run_id: String,
+    failed: bool,
+    findings: Option<u64>,
+    /// Every AWS call of the check (the EMF `ApiCalls`).
+    api_calls: u64,
+    duration_ms: u64,
+    /// By operation, from the log line; empty when the check failed.
+    calls: BTreeMap<String, u64>,
+    candidates: Option<u64>,
+}
+
+fn checks_in(log: &str) -> Vec<Check> {
+    let mut checks = Vec::new();
+    let mut complete = BTreeMap::new();
+    for line in log.lines() {
+        let Ok(line) = serde_json::from_str::<Value>(line) else {
+            continue;
+        };
+        let text = |value: &Value| value.as_str().unwrap_or_default().to_string();
+        if line.get("_aws").is_some() {
+            checks.push(Check {
+                account_id: text(&line["AccountId"]),
+                run_id: text(&line["run_id"]),
+                failed: line["CheckFailed"].as_u64() != Some(0),
+                findings: line["Findings"].as_u64(),
+                api_calls: line["ApiCalls"].as_u64().unwrap_or(0),
+                duration_ms: line["DurationMs"].as_u64().unwrap_or(0),
+                calls: BTreeMap::new(),
+                candidates: None,
+            });
+        } else if line["fields"]["message"] == "keywatch run complete" {
+            let fields = &line["fields"];
+            let calls: BTreeMap<String, u64> =
+                serde_json::from_str(fields["api_calls_by_operation"].as_str().unwrap_or("{}"))
+                    .unwrap_or_default();
+            complete.insert(
+                (text(&fields["run_id"]), text(&fields["account_id"])),
+                (calls, fields["candidates_verified"].as_u64()),
+            );
+        }
+    }
+    for check in &mut checks {
+        if let Some((calls, candidates)) =
+            complete.get(&(check.run_id.clone(), check.account_id.clone()))
+        {
+            check.calls = calls.clone();
+            check.candidates = *candidates;
+        }
+    }
+    checks
+}
+
+/// A scheduled event through a fresh instance with `ACCOUNTS=organization`.
+struct Dispatch {
+    status: u16,
+    body: String,
+    took: Duration,
+    run_id: String,
+    accounts: Vec<String>,
+    /// The requests the proxy saw, by action.
+    requests: BTreeMap<String, u64>,
+}
+
+/// A dispatch, then the pump working the queue off through `concurrency` worker processes.
+struct Drain {
+    concurrency: usize,
+    dispatch: Dispatch,
+    /// From the pump's start to the last answer (the pump's own quiet time after it is not included).
+    wall: Duration,
+    checks: Vec<Check>,
+    /// The highest of the workers'.
+    peak_rss_kib: u64,
+    pumped: Pumped,
+    /// The work queue after the drain: (visible, in flight, delayed).
+    left: (u64, u64, u64),
+    /// What the DLQ held after the drain (and no longer does).
+    dead: Vec<String>,
+    /// Requests the proxy saw from the workers, retries included.
+    requests: usize,
+}
+
+impl Drain {
+    fn checks_per_second(&self) -> f64 {
+        self.checks.len() as f64 / self.wall.as_secs_f64().max(f64::EPSILON)
+    }
+
+    /// Requests beyond the calls the checks counted.
+    fn retries(&self) -> f64 {
+        let counted: u64 = self.checks.iter().map(|c| c.api_calls).sum();
+        self.requests.saturating_sub(counted as usize) as f64
+    }
+
+    /// Everything that makes the drain not a clean run of every account, once, as the seed plans say.
+    fn problems(&self, org: &Org) -> Vec<String> {
+        let mut problems = Vec::new();
+        let label = format!(
+            "organization, concurrency {}, run {}",
+            self.concurrency, self.dispatch.run_id
+        );
+        let dispatch = &self.dispatch;
+        if dispatch.status != 200 || dispatch.accounts != org.accounts {
+            problems.push(format!(
+                "{label}: the dispatch answered {} listing {} accounts, not the {} ACTIVE ones: {}",
+                dispatch.status,
+                dispatch.accounts.len(),
+                org.accounts.len(),
+                dispatch.body
+            ));
+        }
+        let pumped = &self.pumped;
+        if pumped.stopped != Stop::Drained || pumped.failed > 0 || pumped.function_errors > 0 {
+            problems.push(format!(
+                "{label}: the pump stopped ({:?}) after {} records, {} failed ({} function errors)",
+                pumped.stopped, pumped.records, pumped.failed, pumped.function_errors
+            ));
+        }
+        if self.left != (0, 0, 0) || !self.dead.is_empty() {
+            problems.push(format!(
+                "{label}: left in the work queue {:?} (visible, in flight, delayed); in the DLQ: {:?}",
+                self.left, self.dead
+            ));
+        }
+        let mut checked: Vec<&str> = self.checks.iter().map(|c| c.account_id.as_str()).collect();
+        checked.sort_unstable();
+        if checked != org.accounts {
+            problems.push(format!(
+                "{label}: {} checks, not one for each of the {} accounts: {checked:?}",
+                checked.len(),
+                org.accounts.len()
+            ));
+        }
+        for check in &self.checks {
+            let account = &check.account_id;
+            if check.run_id != dispatch.run_id {
+                problems.push(format!(
+                    "{label}: {account} checked for run {}",
+                    check.run_id
+                ));
+            }
+            if check.failed {
+                problems.push(format!("{label}: the check of {account} failed"));
+                continue;
+            }
+            let Some(plan) = org.plans.get(account) else {
+                problems.push(format!(
+                    "{label}: {account} is no account of the organization"
+                ));
+                continue;
+            };
+            if check.findings != Some(plan.findings() as u64) {
+                problems.push(format!(
+                    "{label}: {account}: {:?} findings, the plan has {}",
+                    check.findings,
+                    plan.findings()
+                ));
+            }
+            if check.candidates != Some(plan.candidates() as u64) {
+                problems.push(format!(
+                    "{label}: {account}: {:?} candidates verified, the new rule gives {}",
+                    check.candidates,
+                    plan.candidates()
+                ));
+            }
+        }
+        problems
+    }
+}
+
+/// The variables of every instance of the organization's deployment. Not a dry run: alerts are published.
+fn org_vars(org: &Org) -> Vec<(&'static str, String)> {
+    vec![
+        ("ACCOUNTS", "organization".to_string()),
+        ("WORK_QUEUE_URL", org.work.url.clone()),
+        ("FINDINGS_TOPIC_ARN", org.topic.clone()),
+        ("MAX_RECEIVE_COUNT", "1".to_string()),
+        ("AWS_LAMBDA_LOG_LEVEL", "INFO".to_string()),
+    ]
+}
+
+fn by_action(seen: &[support::proxy::Seen]) -> BTreeMap<String, u64> {
+    let mut requests = BTreeMap::new();
+    for request in seen {
+        *requests.entry(request.action.clone()).or_insert(0) += 1;
+    }
+    requests
+}
+
+async fn drain(org: &Org, binary: &Path, proxy: &Proxy, concurrency: usize, name: &str) -> Drain {
+    let vars = org_vars(org);
+    proxy.take_log();
+    let dispatcher = Instance::start(binary, &proxy.url, &vars, &format!("{name}-dispatch")).await;
+    let answer = dispatcher.invoke(EVENT.to_string()).await;
+    let (_, log) = dispatcher.stop();
+    let requests = by_action(&proxy.take_log());
+    let response: Value = serde_json::from_str(&answer.body).unwrap_or(Value::Null);
+    let dispatch = Dispatch {
+        status: answer.status,
+        took: answer.took,
+        run_id: response["run_id"].as_str().unwrap_or_default().to_string(),
+        accounts: response["accounts"]
+            .as_array()
+            .map(|a| {
+                a.iter()
+                    .filter_map(|v| v.as_str().map(str::to_string))
+                    .collect()
+            })
+            .unwrap_or_default(),
+        body: answer.body,
+        requests,
+    };
+
+    let fleet = Fleet::start(binary, &proxy.url, &vars, name, concurrency).await;
+    let pump = Pump::new(&org.own.sqs, &org.work.url)
+        .await
+        .batch_size(1)
+        .workers(concurrency)
+        .max_invocations(org.accounts.len() * 2 + 10)
+        .time_limit(Duration::from_secs(1_800));
+    let last = Mutex::new(None);
+    let started = Instant::now();
+    let pumped = {
+        let invoker = |payload: String| {
+            let (fleet, last) = (&fleet, &last);
+            async move {
+                let answer = fleet.invoke(payload).await;
+                *last.lock().expect("last answer") = Some(Instant::now());
+                (answer.status, answer.body)
+            }
+        };
+        pump.run(&invoker).await
+    };
+    let wall = last
+        .into_inner()
+        .expect("last answer")
+        .map_or(pumped.elapsed, |at: Instant| at - started);
+    let mut peak_rss_kib = 0;
+    let mut logs = vec![log];
+    let mut checks = Vec::new();
+    for instance in fleet.instances {
+        let (peak, log) = instance.stop();
+        peak_rss_kib = peak_rss_kib.max(peak);
+        checks.extend(checks_in(
+            &std::fs::read_to_string(&log).unwrap_or_default(),
+        ));
+        logs.push(log);
+    }
+    let drain = Drain {
+        concurrency,
+        dispatch,
+        wall,
+        checks,
+        peak_rss_kib,
+        requests: proxy.take_log().len(),
+        left: queue_depth(&org.own.sqs, &org.work.url).await,
+        dead: take_bodies(&org.own.sqs, &org.work.dlq_url).await,
+        pumped,
+    };
+    let problems = drain.problems(org);
+    if problems.is_empty() {
+        for log in logs {
+            let _ = std::fs::remove_file(log);
+        }
+    } else {
+        eprintln!(
+            "  PROBLEMS (the bench will fail):\n    {}\n  logs: {}",
+            problems.join("\n    "),
+            logs.iter()
+                .map(|l| l.display().to_string())
+                .collect::<Vec<_>>()
+                .join(" ")
+        );
+    }
+    drain
+}
+
+/// The organization's runs: a warm-up drain, then rounds of every concurrency.
+struct OrgBench {
+    org: Org,
+    warmup: Drain,
+    drains: Vec<Drain>,
+    /// A drain went wrong, and the rest did not run.
+    stopped_early: bool,
+}
+
+impl OrgBench {
+    fn drains_at(&self, concurrency: usize) -> Vec<&Drain> {
+        self.drains
+            .iter()
+            .filter(|d| d.concurrency == concurrency)
+            .collect()
+    }
+
+    fn all_drains(&self) -> impl Iterator<Item = &Drain> {
+        std::iter::once(&self.warmup).chain(&self.drains)
+    }
+}
+
+async fn bench_organization(
+    moto: &Moto,
+    proxy: &Proxy,
+    binary: &Path,
+    accounts: usize,
+    users: usize,
+    rounds: usize,
+) -> OrgBench {
+    assert_eq!(
+        http(moto.port, "POST", "/moto-api/reset", "").map(|r| r.0),
+        Some(200)
+    );
+    let org = organization(moto, accounts, users).await;
+    let planned: usize = org.plans.values().map(Plan::findings).sum();
+    eprintln!(
+        "organization of {accounts} accounts × {users} users seeded in {:.1?}: {planned} findings planned",
+        org.seeding
+    );
+    let show = |what: &str, d: &Drain| {
+        eprintln!(
+            "  {what:<13} c={}: dispatch {:>6.1?}, drain {:>7.2?} ({:.1} checks/s), {} IAM calls, {} findings, {} KiB peak RSS",
+            d.concurrency,
+            d.dispatch.took,
+            d.wall,
+            d.checks_per_second(),
+            d.checks.iter().map(|c| iam_calls(&c.calls)).sum::<u64>(),
+            d.checks.iter().filter_map(|c| c.findings).sum::<u64>(),
+            d.peak_rss_kib
+        );
+    };
+    let most = *ORG_CONCURRENCY.iter().max().expect("a concurrency");
+    let warmup = drain(&org, binary, proxy, most, "org-warmup").await;
+    show("warm-up", &warmup);
+    // A drain that went wrong ends the organization's runs: the bench fails now, not after more of them.
+    let mut stopped_early = !warmup.problems(&org).is_empty();
+    let mut drains = Vec::new();
+    'rounds: for round in 1..=rounds {
+        for concurrency in ORG_CONCURRENCY {
+            if stopped_early {
+                break 'rounds;
+            }
+            let name = format!("org-{round}-c{concurrency}");
+            let drained = drain(&org, binary, proxy, concurrency, &name).await;
+            show(&format!("run {round}/{rounds}"), &drained);
+            stopped_early = !drained.problems(&org).is_empty();
+            drains.push(drained);
+        }
+    }
+    OrgBench {
+        org,
+        warmup,
+        drains,
+        stopped_early,
+    }
+}
+
+/// The single-account bounds of IAM calls for an account of `plan`: (fixed, per-candidate).
+fn call_bounds(plan: &Plan) -> (usize, usize) {
+    (
+        3 + plan.users.len().div_ceil(1_000),
+        3 * plan.candidates() + plan.live_lookups(),
+    )
+}
+
+fn milliseconds(value: f64) -> String {
+    format!("{value:.0}")
+}
+
+/// The organization's section of the document; whatever went wrong goes to `mismatches`.
+fn render_org(out: &mut String, bench: &OrgBench, latency: Duration, mismatches: &mut Vec<String>) {
+    let org = &bench.org;
+    let accounts = org.accounts.len();
+    let rounds = bench.drains.len() / ORG_CONCURRENCY.len();
+    let plans = || org.plans.values();
+    let planned: usize = plans().map(Plan::findings).sum();
+    let most = *ORG_CONCURRENCY.iter().max().expect("a concurrency");
+    let plural = |n: usize| if n == 1 { "" } else { "s" };
+    let _ = writeln!(
+        out,
+        "\n## Organization: {} accounts × {} users\n",
+        count(accounts as f64),
+        count(org.users as f64)
+    );
+    let _ = writeln!(
+        out,
+        "An AWS Organization in moto (`create_organization`): the management account, which is the function's own \
+         ({MANAGEMENT}), and {} member{} from `create_account`, each seeded through its \
+         `OrganizationAccountAccessRole`. Every account holds {} users of the mix above, from a seed plan of its own \
+         (the management account's is the {}-user account's): {} users and {} keys ({} Inactive) in all, and the \
+         plans' findings: {}. Creating and seeding the organization took {:.0} s.\n",
+        count(accounts.saturating_sub(1) as f64),
+        plural(accounts.saturating_sub(1)),
+        count(org.users as f64),
+        count(org.users as f64),
+        count((accounts * org.users) as f64),
+        count(plans().map(|p| p.keys(None, None, None)).sum::<usize>() as f64),
+        count(plans().map(|p| p.keys(None, Some(false), None)).sum::<usize>() as f64),
+        count(planned as f64),
+        org.seeding.as_secs_f64()
+    );
+    let _ = writeln!(
+        out,
+        "A drain: first the dispatch, a fresh release binary with `ACCOUNTS=organization` given the scheduled event, \
+         which sends one work message per ACTIVE account to a work queue with a dead-letter queue \
+         (`WorkQueue::create`; visibility {WORK_VISIBILITY_S} s, and one receive before the DLQ, so no failure is \
+         retried away). Then the pump (`tests/support/pump.rs`, Lambda's SQS poller, batch size 1 as in the \
+         template) with N pollers hands the records to N worker processes: the release binary, each under a Runtime \
+         API of its own and given one event at a time, as N Lambda instances are. The workers start fresh for each \
+         drain and are polling before the clock starts; a drain's wall time runs from the pump's start to the last \
+         answer, and account checks per second are the accounts over it. Not a dry run: each check publishes its \
+         alert to an SNS topic in moto, reads a member through `sts:AssumeRole` into the member role, and otherwise \
+         runs with the defaults (credential-report source, `CONCURRENCY` 8). Dispatcher and workers reach moto \
+         through the proxy ({} ms per request); the pump talks to moto directly. Per-check figures come from the \
+         workers' stdout: each check's EMF line (`src/metrics.rs`) and its `keywatch run complete` log line (calls by \
+         operation). A first drain at concurrency {most}, not measured, has every account generate its credential \
+         report; the measured drains ({rounds} round{} of concurrency {}) find it ready, as any run within 4 hours \
+         of the last would.\n",
+        latency.as_millis(),
+        plural(rounds),
+        ORG_CONCURRENCY
+            .iter()
+            .map(|c| c.to_string())
+            .collect::<Vec<_>>()
+            .join(" and ")
+    );
+
+    let _ = writeln!(
+        out,
+        "| pollers = worker processes | drain wall time | account checks/s | one check (EMF `DurationMs`, all checks) | peak RSS of a worker (highest of the drain's) | retries |"
+    );
+    let _ = writeln!(out, "|---|---:|---:|---:|---:|---:|");
+    let mut row = |label: String, drains: &[&Drain]| {
+        if drains.is_empty() {
+            return;
+        }
+        let stat = |f: &dyn Fn(&Drain) -> f64| Stat::of(drains.iter().map(|d| f(d)));
+        let durations = Stat::of(
+            drains
+                .iter()
+                .flat_map(|d| d.checks.iter().map(|c| c.duration_ms as f64)),
+        );
+        let _ = writeln!(
+            out,
+            "| {label} | {} | {} | {} | {} | {} |",
+            stat(&|d| d.wall.as_secs_f64()).show(seconds, " s"),
+            stat(&Drain::checks_per_second).show(one_decimal, ""),
+            durations.show(milliseconds, " ms"),
+            stat(&|d| d.peak_rss_kib as f64 / 1024.0).show(one_decimal, " MiB"),
+            stat(&Drain::retries).count(),
+        );
+    };
+    row(
+        format!("{most}, first drain (credential reports generated; not measured)"),
+        &[&bench.warmup],
+    );
+    for concurrency in ORG_CONCURRENCY {
+        row(concurrency.to_string(), &bench.drains_at(concurrency));
+    }
+    let _ = writeln!(out);
+
+    // Dispatch.
+    let drains: Vec<&Drain> = bench.all_drains().collect();
+    let dispatch = Stat::of(
+        drains
+            .iter()
+            .map(|d| d.dispatch.took.as_secs_f64() * 1000.0),
+    );
+    let mut actions: Vec<&String> = drains
+        .iter()
+        .flat_map(|d| d.dispatch.requests.keys())
+        .collect();
+    actions.sort();
+    actions.dedup();
+    let requests: Vec<String> = actions
+        .iter()
+        .map(|action| {
+            let stat = Stat::of(
+                drains
+                    .iter()
+                    .map(|d| d.dispatch.requests.get(*action).copied().unwrap_or(0) as f64),
+            );
+            format!("{action} {}", stat.count())
+        })
+        .collect();
+    let listed = drains
+        .iter()
+        .all(|d| d.dispatch.status == 200 && d.dispatch.accounts == org.accounts);
+    let _ = writeln!(
+        out,
+        "- Dispatch, from the scheduled event handed over to the response, median of the {} dispatch{} (one before \
+         each drain): {}. Requests per dispatch: {}. Every response listed exactly the {} ACTIVE accounts: {}.",
+        drains.len(),
+        if drains.len() == 1 { "" } else { "es" },
+        dispatch.show(one_decimal, " ms"),
+        requests.join(", "),
+        count(accounts as f64),
+        if listed { "yes" } else { "**no**" }
+    );
+
+    // Throughput.
+    let wall = |c: usize| {
+        let drains = bench.drains_at(c);
+        (!drains.is_empty()).then(|| Stat::of(drains.iter().map(|d| d.wall.as_secs_f64())))
+    };
+    let (least, most_measured) = (
+        ORG_CONCURRENCY[0],
+        ORG_CONCURRENCY[ORG_CONCURRENCY.len() - 1],
+    );
+    if let (Some(one), Some(many)) = (wall(least), wall(most_measured)) {
+        let _ = writeln!(
+            out,
+            "- Concurrency {most_measured} against {least} (median drain wall times): {:.1}x. No target: on these {} \
+             cores moto (one Python process), the proxy, the pump and the workers share the CPU.",
+            one.median / many.median.max(f64::EPSILON),
+            std::thread::available_parallelism()
+                .map(|n| n.get())
+                .unwrap_or(0)
+        );
+    }
+
+    // Calls per account check, over the measured drains.
+    let checks: Vec<&Check> = bench
+        .drains
+        .iter()
+        .flat_map(|d| d.checks.iter())
+        .filter(|c| !c.failed)
+        .collect();
+    if !checks.is_empty() {
+        let iam = Stat::of(checks.iter().map(|c| iam_calls(&c.calls) as f64));
+        let all = Stat::of(checks.iter().map(|c| c.api_calls as f64));
+        let mut ops: Vec<&String> = checks
+            .iter()
+            .flat_map(|c| c.calls.keys())
+            .filter(|op| op.starts_with("iam:"))
+            .collect();
+        ops.sort();
+        ops.dedup();
+        let ops: Vec<String> = ops
+            .into_iter()
+            .map(|op| {
+                let stat = Stat::of(
+                    checks
+                        .iter()
+                        .map(|c| c.calls.get(op).copied().unwrap_or(0) as f64),
+                );
+                format!("{op} {}", stat.count())
+            })
+            .collect();
+        let per_drain = Stat::of(
+            bench
+                .drains
+                .iter()
+                .map(|d| d.checks.iter().map(|c| iam_calls(&c.calls)).sum::<u64>() as f64),
+        );
+        let _ = writeln!(
+            out,
+            "- IAM calls per account check, over the {} checks of the measured drains: {} (by operation: {}); per \
+             drain {}. All AWS calls per check, the member role's `sts:AssumeRole`, the alert's `sns:Publish` and \
+             each worker's one `sts:GetCallerIdentity` included: {}.",
+            count(checks.len() as f64),
+            iam.count(),
+            ops.join(", "),
+            per_drain.count(),
+            all.count()
+        );
+    }
+    // Failed checks are the last bullet's.
+    let succeeded = || {
+        drains
+            .iter()
+            .flat_map(|d| d.checks.iter())
+            .filter(|c| !c.failed)
+    };
+    let within = succeeded().all(|c| {
+        let Some(plan) = org.plans.get(&c.account_id) else {
+            return false;
+        };
+        let (fixed, per) = call_bounds(plan);
+        calls_of(&c.calls, &FIXED_OPS) as usize <= fixed
+            && calls_of(&c.calls, &PER_CANDIDATE_OPS) as usize <= per
+    });
+    let _ = writeln!(
+        out,
+        "- Every successful check of every drain within the single-account IAM call bounds of its account's plan (fixed calls \
+         at most 3 + ⌈users / 1,000⌉, per-candidate calls at most 3 × candidates + lookups): {}.",
+        verdict(within)
+    );
+
+    // Correctness.
+    let findings = Stat::of(
+        drains
+            .iter()
+            .map(|d| d.checks.iter().filter_map(|c| c.findings).sum::<u64>() as f64),
+    );
+    let as_planned = succeeded().all(|c| {
+        org.plans.get(&c.account_id).is_some_and(|plan| {
+            c.findings == Some(plan.findings() as u64)
+                && c.candidates == Some(plan.candidates() as u64)
+        })
+    });
+    let _ = writeln!(
+        out,
+        "- Findings per drain: {} (the plans: {}); every successful check's findings and verified candidates \
+         equal to its account's plan's: {}.",
+        findings.count(),
+        count(planned as f64),
+        if as_planned { "yes" } else { "**MISMATCH**" }
+    );
+    let mut problems: Vec<String> = drains.iter().flat_map(|d| d.problems(org)).collect();
+    if bench.stopped_early {
+        problems
+            .push("the organization's runs stopped after the first drain that went wrong".into());
+    }
+    let _ = writeln!(
+        out,
+        "- Every account checked exactly once per drain, every record a success (no `batchItemFailures`, no \
+         function error), work queue and DLQ empty after every drain ({} drain{}): {}.",
+        drains.len(),
+        plural(drains.len()),
+        if problems.is_empty() {
+            "yes".to_string()
+        } else {
+            format!("**no**: {}", problems.join("; "))
+        }
+    );
+    mismatches.append(&mut problems);
 }
 
 /// Line colour per configuration (by index in [`CONFIGS`]), and whether its markers are hollow: a hollow, larger
