@@ -647,8 +647,8 @@ async fn organization_least_privilege_under_enforcement() {
                     .unwrap_or_else(|| panic!("the cause names the call: {message}"));
                 assert_eq!(policy_action(named), *action, "{message}");
                 assert!(
-                    cause.contains(&format!("Grant {named}")),
-                    "access denied: {message}"
+                    cause.contains(&format!("Grant {}", policy_action(named))),
+                    "access denied, naming the IAM action to grant: {message}"
                 );
             }
             _ => assert_eq!(denied_action(&error), Some(*action), "{message}"),
