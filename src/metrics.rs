@@ -1,8 +1,6 @@
 //! One CloudWatch Embedded Metric Format line per account check, success or failure: CloudWatch Logs turns it
 //! into metrics, so no permission and no API call is needed. Built from serde types.
 
-use std::io::Write as _;
-
 use serde::Serialize;
 use time::OffsetDateTime;
 
@@ -115,13 +113,11 @@ pub fn line<'a>(
     }
 }
 
-/// Writes the line to stdout on its own, as CloudWatch Logs expects an EMF event; a write error is ignored, as
-/// a metric is not worth failing a check for.
+/// Writes the line to stdout on its own, as CloudWatch Logs expects an EMF event. Through `println!`, so test
+/// harnesses capture it like any other output.
 pub fn emit(line: &EmfLine) {
     if let Ok(json) = serde_json::to_string(line) {
-        let mut stdout = std::io::stdout().lock();
-        let _ = writeln!(stdout, "{json}");
-        let _ = stdout.flush();
+        println!("{json}");
     }
 }
 

@@ -39,10 +39,8 @@ pub const REMEDIATION_ACTIONS: &[&str] = &["iam:UpdateAccessKey"];
 
 /// `SECURITY_HUB=true` only: the checked account's own hub. In the function's role and in `member-role.yaml`,
 /// behind the `EnableSecurityHub` condition, on `*` (findings have no resource ARN before import).
-pub const SECURITY_HUB_ACTIONS: &[&str] = &[
-    "securityhub:BatchImportFindings",
-    "securityhub:GetFindings",
-];
+pub const SECURITY_HUB_ACTIONS: &[&str] =
+    &["securityhub:BatchImportFindings", "securityhub:GetFindings"];
 
 /// Needs no grant: AWS allows every principal to ask who it is. Used once per container for the account ID.
 pub const UNGATED_ACTIONS: &[&str] = &["sts:GetCallerIdentity"];

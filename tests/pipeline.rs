@@ -418,20 +418,13 @@ async fn response_contract_and_call_accounting() {
 /// its account and carrying only its findings.
 #[tokio::test]
 async fn an_organization_is_dispatched_and_each_account_checked_on_its_own() {
-    use aws_sdk_organizations::types::OrganizationFeatureSet;
     use keywatch::event::{Event, SqsRecord};
     use keywatch::route::Response;
 
     let moto = Moto::start();
     let config = moto.sdk_config().await;
     let own = moto.account().await;
-    let organizations = aws_sdk_organizations::Client::new(&config);
-    organizations
-        .create_organization()
-        .feature_set(OrganizationFeatureSet::All)
-        .send()
-        .await
-        .unwrap();
+    let organizations = support::create_organization(&moto).await;
     let mut expected = std::collections::BTreeMap::new();
     own.console_user("root-admin").await;
     expected.insert(
@@ -439,16 +432,7 @@ async fn an_organization_is_dispatched_and_each_account_checked_on_its_own() {
         ("root-admin".to_string(), own.key("root-admin").await.id),
     );
     for name in ["dev", "prod", "closed"] {
-        let status = organizations
-            .create_account()
-            .account_name(name)
-            .email(format!("{name}@example.com"))
-            .send()
-            .await
-            .unwrap()
-            .create_account_status
-            .unwrap();
-        let account_id = status.account_id.unwrap();
+        let account_id = support::create_member(&organizations, name).await;
         if name == "closed" {
             organizations
                 .close_account()
@@ -708,29 +692,11 @@ async fn remediation_deactivates_exactly_the_reported_keys_after_the_notice_peri
 /// under the member's default product, and none into the management account's.
 #[tokio::test]
 async fn a_member_accounts_findings_land_in_its_own_security_hub() {
-    use aws_sdk_organizations::types::OrganizationFeatureSet;
-
     let moto = Moto::start();
     let config = moto.sdk_config().await;
     let own = moto.account().await;
-    let organizations = aws_sdk_organizations::Client::new(&config);
-    organizations
-        .create_organization()
-        .feature_set(OrganizationFeatureSet::All)
-        .send()
-        .await
-        .unwrap();
-    let member_id = organizations
-        .create_account()
-        .account_name("dev")
-        .email("dev@example.com")
-        .send()
-        .await
-        .unwrap()
-        .create_account_status
-        .unwrap()
-        .account_id
-        .unwrap();
+    let organizations = support::create_organization(&moto).await;
+    let member_id = support::create_member(&organizations, "dev").await;
     let member = support::member_account(&moto, &member_id).await;
     member.console_user("dev-admin").await;
     let key = member.key("dev-admin").await;

@@ -285,14 +285,7 @@ async fn organization(
     std::collections::BTreeMap<&'static str, String>,
     std::collections::BTreeMap<String, Vec<(String, String)>>,
 ) {
-    use aws_sdk_organizations::types::OrganizationFeatureSet;
-    let organizations = aws_sdk_organizations::Client::new(&moto.sdk_config().await);
-    organizations
-        .create_organization()
-        .feature_set(OrganizationFeatureSet::All)
-        .send()
-        .await
-        .expect("create organization");
+    let organizations = support::create_organization(moto).await;
     let mut ids = std::collections::BTreeMap::new();
     ids.insert("management", MANAGEMENT.to_string());
     let mut findings = std::collections::BTreeMap::new();
@@ -308,16 +301,7 @@ async fn organization(
         let account = if name == "management" {
             own
         } else {
-            let status = organizations
-                .create_account()
-                .account_name(name)
-                .email(format!("{name}@example.com"))
-                .send()
-                .await
-                .expect("create account")
-                .create_account_status
-                .expect("status");
-            let id = status.account_id.expect("account id");
+            let id = support::create_member(&organizations, name).await;
             ids.insert(name, id.clone());
             if name == "closed" {
                 organizations

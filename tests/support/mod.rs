@@ -391,6 +391,32 @@ impl Account {
     }
 }
 
+/// moto's default account (123456789012) as the management account of a new organization, all features on.
+pub async fn create_organization(moto: &Moto) -> aws_sdk_organizations::Client {
+    let organizations = aws_sdk_organizations::Client::new(&moto.sdk_config().await);
+    organizations
+        .create_organization()
+        .feature_set(aws_sdk_organizations::types::OrganizationFeatureSet::All)
+        .send()
+        .await
+        .expect("create organization");
+    organizations
+}
+
+/// A new member account of that organization: its ID (moto creates it at once).
+pub async fn create_member(organizations: &aws_sdk_organizations::Client, name: &str) -> String {
+    organizations
+        .create_account()
+        .account_name(name)
+        .email(format!("{name}@example.com"))
+        .send()
+        .await
+        .expect("create account")
+        .create_account_status
+        .and_then(|status| status.account_id)
+        .expect("an account ID")
+}
+
 /// A member account of the emulated organization, seeded through `OrganizationAccountAccessRole`, as AWS
 /// Organizations creates it in every new account.
 pub async fn member_account(moto: &Moto, account_id: &str) -> Account {
