@@ -24,10 +24,6 @@ impl Keywatch {
         }
     }
 
-    pub fn settings(&self) -> &Settings {
-        &self.settings
-    }
-
     /// The function's own account, asked once per container (`sts:GetCallerIdentity` needs no permission).
     pub(crate) async fn own_account(&self, clients: &Clients, deadline: &Deadline) -> Result<&str> {
         let account = self

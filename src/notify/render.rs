@@ -9,7 +9,7 @@ use time::OffsetDateTime;
 
 use crate::error::{Error, Result};
 use crate::evaluate::Finding;
-use crate::remediate::{Failed, Remediated, Skipped};
+use crate::remediate::{Failed, Remediated, Remediation, Skipped};
 use crate::report::Report;
 
 /// SNS's limit for one publish: message, subject and attributes together, in bytes.
@@ -84,8 +84,7 @@ fn action_for<'a>(report: &'a Report, finding: &Finding) -> KeyAction<'a> {
         KeyAction::Skipped(skipped)
     } else if let Some(due) = report
         .deactivate_after_days
-        .zip(finding.key_created)
-        .map(|(days, created)| created + time::Duration::days(days.into()))
+        .and_then(|after_days| Remediation::Deactivate { after_days }.due_at(finding))
     {
         KeyAction::Due(due)
     } else {

@@ -18,6 +18,7 @@ use crate::aws::aws_error;
 use crate::deadline::Deadline;
 use crate::error::{Error, Result};
 use crate::evaluate::{Finding, RULES};
+use crate::model::path_from_arn;
 use crate::report::Report;
 
 pub const SCHEMA_VERSION: &str = "2018-10-08";
@@ -158,11 +159,6 @@ fn rfc3339(time: OffsetDateTime) -> Result<String> {
         .map_err(|e| Error::Render(format!("a finding time: {e}")))
 }
 
-/// The path of a user ARN (`arn:aws:iam::1:user/ops/frank` → `/ops/`).
-fn user_path(arn: &str) -> String {
-    crate::model::path_from_arn(arn)
-}
-
 impl Asff {
     /// The ASFF of one finding. `created_at` is when keywatch first reported it (kept across runs).
     pub fn of(
@@ -221,7 +217,7 @@ impl Asff {
                         aws_iam_access_key: None,
                         aws_iam_user: Some(UserDetails {
                             user_name: finding.user_name.clone(),
-                            path: user_path(&finding.user_arn),
+                            path: path_from_arn(&finding.user_arn),
                             create_date: rfc3339(finding.user_created)?,
                         }),
                     },
