@@ -10,7 +10,8 @@ use crate::aws::{aws_error, error_code};
 use crate::deadline::Deadline;
 use crate::error::{Error, Result};
 use crate::evaluate::Finding;
-use crate::model::from_smithy;
+use crate::inventory::api::{last_use, LastUse};
+use time::format_description::well_known::Rfc3339;
 
 /// `REMEDIATION` and `DEACTIVATE_AFTER_DAYS`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -140,30 +141,15 @@ pub async fn deactivate(
 
 /// Looks at the key's last use once more, right before acting: a key used since verification is left alone.
 async fn deactivate_one(iam: &IamClient, finding: &Finding) -> Result<Acted> {
-    let last_used = match iam
-        .get_access_key_last_used()
-        .access_key_id(&finding.access_key_id)
-        .send()
-        .await
-    {
-        Ok(out) => out
-            .access_key_last_used
-            .and_then(|u| u.last_used_date)
-            .as_ref()
-            .and_then(from_smithy),
-        Err(e) if error_code(&e) == Some("NoSuchEntity") => {
-            return Ok(Acted::Skipped(
-                "the key was deleted since it was verified".to_string(),
-            ))
+    match last_use(iam, &finding.access_key_id).await? {
+        LastUse::Never => {}
+        LastUse::KeyGone => return Ok(Acted::Skipped(KEY_GONE.to_string())),
+        LastUse::At(used) => {
+            let used = used.format(&Rfc3339).unwrap_or_else(|_| used.to_string());
+            return Ok(Acted::Skipped(format!(
+                "the key was used at {used} since it was verified; it is no longer a finding"
+            )));
         }
-        Err(e) => return Err(aws_error("iam:GetAccessKeyLastUsed", e)),
-    };
-    if let Some(used) = last_used {
-        return Ok(Acted::Skipped(format!(
-            "the key was used at {} since it was verified; it is no longer a finding",
-            used.format(&time::format_description::well_known::Rfc3339)
-                .unwrap_or_else(|_| used.to_string())
-        )));
     }
     match iam
         .update_access_key()
@@ -174,12 +160,14 @@ async fn deactivate_one(iam: &IamClient, finding: &Finding) -> Result<Acted> {
         .await
     {
         Ok(_) => Ok(Acted::Deactivated(OffsetDateTime::now_utc())),
-        Err(e) if error_code(&e) == Some("NoSuchEntity") => Ok(Acted::Skipped(
-            "the key was deleted since it was verified".to_string(),
-        )),
+        Err(e) if error_code(&e) == Some("NoSuchEntity") => {
+            Ok(Acted::Skipped(KEY_GONE.to_string()))
+        }
         Err(e) => Err(aws_error("iam:UpdateAccessKey", e)),
     }
 }
+
+const KEY_GONE: &str = "the key was deleted since it was verified";
 
 /// The run's error once the alert is out: every key that could not be deactivated, by name.
 pub fn failure(failed: &[Failed]) -> Option<Error> {

@@ -107,20 +107,11 @@ pub async fn live_snapshot(
         let last_used = if let Some((_, used)) = seen_used {
             Some(*used)
         } else if active && password_enabled {
-            match iam
-                .get_access_key_last_used()
-                .access_key_id(&id)
-                .send()
-                .await
-            {
-                Ok(out) => out
-                    .access_key_last_used
-                    .and_then(|u| u.last_used_date)
-                    .as_ref()
-                    .and_then(from_smithy),
+            match last_use(iam, &id).await? {
+                LastUse::Never => None,
+                LastUse::At(used) => Some(used),
                 // Deleted between the two calls: it can no longer be a finding.
-                Err(e) if error_code(&e) == Some("NoSuchEntity") => continue,
-                Err(e) => return Err(aws_error("iam:GetAccessKeyLastUsed", e)),
+                LastUse::KeyGone => continue,
             }
         } else {
             None
@@ -142,6 +133,32 @@ pub async fn live_snapshot(
         password_last_used: identity.password_last_used,
         keys,
     }))
+}
+
+/// What `GetAccessKeyLastUsed` says of a key.
+pub enum LastUse {
+    Never,
+    At(OffsetDateTime),
+    /// `NoSuchEntity`: the key was deleted since it was listed.
+    KeyGone,
+}
+
+pub async fn last_use(iam: &IamClient, access_key_id: &str) -> Result<LastUse> {
+    match iam
+        .get_access_key_last_used()
+        .access_key_id(access_key_id)
+        .send()
+        .await
+    {
+        Ok(out) => Ok(out
+            .access_key_last_used
+            .and_then(|u| u.last_used_date)
+            .as_ref()
+            .and_then(from_smithy)
+            .map_or(LastUse::Never, LastUse::At)),
+        Err(e) if error_code(&e) == Some("NoSuchEntity") => Ok(LastUse::KeyGone),
+        Err(e) => Err(aws_error("iam:GetAccessKeyLastUsed", e)),
+    }
 }
 
 fn is_active(key: &AccessKeyMetadata) -> bool {
