@@ -87,27 +87,6 @@ impl Bench {
         Keywatch::new(settings(&vars), isolated_clients(&loader.load().await))
     }
 
-    /// Each key's status in moto, read directly.
-    async fn statuses(&self, user: &str) -> BTreeMap<String, String> {
-        let keys = self
-            .account
-            .iam
-            .list_access_keys()
-            .user_name(user)
-            .send()
-            .await
-            .unwrap()
-            .access_key_metadata;
-        keys.into_iter()
-            .map(|k| {
-                (
-                    k.access_key_id.unwrap(),
-                    k.status.map(|s| s.as_str().to_string()).unwrap_or_default(),
-                )
-            })
-            .collect()
-    }
-
     /// Everything delivered to the queue for `run_id`, as (user, key) pairs, and the parts seen.
     async fn delivered(
         &self,
@@ -980,8 +959,8 @@ async fn a_key_used_between_verification_and_remediation_is_skipped() {
     };
     assert_eq!(skipped.access_key_id, ann.id);
     assert!(skipped.reason.contains("was used at"), "{}", skipped.reason);
-    assert_eq!(bench.statuses("ann").await[&ann.id], "Active");
-    assert_eq!(bench.statuses("bob").await[&bob.id], "Inactive");
+    assert_eq!(bench.account.key_statuses().await[&ann.id], "Active");
+    assert_eq!(bench.account.key_statuses().await[&bob.id], "Inactive");
     let (_, documents) = bench.delivered("used-meanwhile").await;
     assert_eq!(
         documents[0]["remediated"][0]["access_key_id"],
@@ -1019,8 +998,8 @@ async fn a_denied_deactivation_is_alerted_then_fails_the_run() {
     let message = error.to_string();
     assert!(message.contains(&format!("{} (ann)", ann.id)), "{message}");
     assert!(!message.contains(&bob.id), "{message}");
-    assert_eq!(bench.statuses("ann").await[&ann.id], "Active");
-    assert_eq!(bench.statuses("bob").await[&bob.id], "Inactive");
+    assert_eq!(bench.account.key_statuses().await[&ann.id], "Active");
+    assert_eq!(bench.account.key_statuses().await[&bob.id], "Inactive");
     let (findings, documents) = bench.delivered("denied").await;
     assert_eq!(
         findings.len(),

@@ -524,28 +524,6 @@ async fn an_organization_is_dispatched_and_each_account_checked_on_its_own() {
     assert_eq!(delivered, expected);
 }
 
-/// Every key of the account and its status, read directly from moto.
-async fn key_statuses(a: &Account) -> std::collections::BTreeMap<String, String> {
-    let mut statuses = std::collections::BTreeMap::new();
-    for user in a.iam.list_users().send().await.unwrap().users {
-        let keys = a
-            .iam
-            .list_access_keys()
-            .user_name(&user.user_name)
-            .send()
-            .await
-            .unwrap()
-            .access_key_metadata;
-        for key in keys {
-            statuses.insert(
-                key.access_key_id.unwrap(),
-                key.status.unwrap().as_str().to_string(),
-            );
-        }
-    }
-    statuses
-}
-
 /// REMEDIATION: off by default nothing changes; with the default notice period keys created today are only
 /// alerted, with the day they will be deactivated; a dry run and pending keys change nothing; with no notice
 /// period exactly the reported keys become Inactive, none is deleted, and the report and the delivered alert
@@ -574,7 +552,7 @@ async fn remediation_deactivates_exactly_the_reported_keys_after_the_notice_peri
     let inactive = a.key("erin").await;
     a.deactivate("erin", &inactive).await;
     let (topic, queue) = a.topic_with_queue().await;
-    let before = key_statuses(&a).await;
+    let before = a.key_statuses().await;
     reported.sort();
 
     let base = [
@@ -601,7 +579,7 @@ async fn remediation_deactivates_exactly_the_reported_keys_after_the_notice_peri
     let report = run(&moto, with(&[]), SCHEDULED).await.expect("run");
     assert_eq!(reported_by(&report), reported);
     assert!(report.remediated.is_empty() && report.deactivate_after_days.is_none());
-    assert_eq!(key_statuses(&a).await, before);
+    assert_eq!(a.key_statuses().await, before);
 
     // On, with the default notice period: keys created today are only alerted.
     let report = run(&moto, with(&[("REMEDIATION", "deactivate")]), SCHEDULED)
@@ -609,7 +587,7 @@ async fn remediation_deactivates_exactly_the_reported_keys_after_the_notice_peri
         .expect("run");
     assert!(report.remediated.is_empty());
     assert_eq!(report.deactivate_after_days, Some(7));
-    assert_eq!(key_statuses(&a).await, before);
+    assert_eq!(a.key_statuses().await, before);
     let emails = moto.published_emails(&topic);
     let (_, email) = emails.last().unwrap();
     assert!(
@@ -631,7 +609,7 @@ async fn remediation_deactivates_exactly_the_reported_keys_after_the_notice_peri
     ] {
         let report = run(&moto, with(&now), invocation).await.expect("run");
         assert!(report.remediated.is_empty());
-        assert_eq!(key_statuses(&a).await, before);
+        assert_eq!(a.key_statuses().await, before);
     }
     a.delivered(&queue).await;
 
@@ -647,7 +625,7 @@ async fn remediation_deactivates_exactly_the_reported_keys_after_the_notice_peri
         .collect();
     remediated.sort();
     assert_eq!(remediated, reported);
-    let after = key_statuses(&a).await;
+    let after = a.key_statuses().await;
     assert_eq!(
         after.keys().collect::<Vec<_>>(),
         before.keys().collect::<Vec<_>>(),

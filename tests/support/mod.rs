@@ -311,6 +311,36 @@ impl Account {
             .expect("deactivate key");
     }
 
+    /// Every key of the account and its status (`Active`, `Inactive`), read directly.
+    pub async fn key_statuses(&self) -> std::collections::BTreeMap<String, String> {
+        let mut statuses = std::collections::BTreeMap::new();
+        for user in self
+            .iam
+            .list_users()
+            .send()
+            .await
+            .expect("list users")
+            .users
+        {
+            let keys = self
+                .iam
+                .list_access_keys()
+                .user_name(&user.user_name)
+                .send()
+                .await
+                .expect("list keys")
+                .access_key_metadata;
+            for key in keys {
+                let status = key
+                    .status
+                    .map(|s| s.as_str().to_string())
+                    .unwrap_or_default();
+                statuses.insert(key.access_key_id.expect("a key ID"), status);
+            }
+        }
+        statuses
+    }
+
     /// A findings topic with an SQS queue subscribed, as an automation subscriber would have.
     pub async fn topic_with_queue(&self) -> (String, String) {
         let topic = self
