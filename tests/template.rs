@@ -1,19 +1,23 @@
 //! template.yaml and member-role.yaml proven: the function's policy grants exactly the actions
 //! `src/permissions.rs` says the code calls (both directions, no wildcards, each on the right resource, the
-//! organization's only when `Accounts` asks for them), the member role grants exactly the IAM reads and trusts
-//! only the function's role, and the SAM-transformed template deploys as a CloudFormation stack on moto with
-//! every resource complete, for a single account and for an organization.
+//! organization's only when `Accounts` asks for them, Security Hub's and `iam:UpdateAccessKey` only when
+//! `EnableSecurityHub` and `Remediation` ask for them), the member role grants exactly what a member check calls
+//! for the same settings and trusts only the function's role, the dashboard plots only metrics the code emits,
+//! and the SAM-transformed template deploys as a CloudFormation stack on moto with every resource complete, for
+//! a single account, for an organization, and with Security Hub and remediation on.
 
 mod support;
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 
 use keywatch::config::fleet::DEFAULT_MAX_RECEIVE_COUNT;
 use keywatch::config::{MemberRole, Scope, Settings};
+use keywatch::metrics;
 use keywatch::permissions::{
     IAM_ACTIONS, MEMBER_ROLE_ACTIONS, ORGANIZATION_ACTIONS, QUEUE_CONSUME_ACTIONS,
-    QUEUE_SEND_ACTIONS, SNS_ACTIONS, UNGATED_ACTIONS,
+    QUEUE_SEND_ACTIONS, REMEDIATION_ACTIONS, SECURITY_HUB_ACTIONS, SNS_ACTIONS, UNGATED_ACTIONS,
 };
+use keywatch::remediate::{Remediation, DEFAULT_DEACTIVATE_AFTER_DAYS, MAX_DEACTIVATE_AFTER_DAYS};
 use serde_json::Value as Json;
 use serde_yaml_ng::Value;
 use support::{deploy_template, project_dir, venv_tool, Moto};
@@ -58,7 +62,7 @@ fn is_no_value(value: &Value) -> bool {
     tagged(value, "Ref").and_then(Value::as_str) == Some("AWS::NoValue")
 }
 
-/// One statement of the function's policy, and the template condition it exists under (`None`: always).
+/// One statement of a policy, and the template condition it exists under (`None`: always).
 struct Grant<'a> {
     condition: Option<&'a str>,
     statement: &'a Value,
@@ -70,15 +74,27 @@ struct Grant<'a> {
 fn grants(template: &Value) -> Vec<Grant<'_>> {
     let policies = list(&function(template)["Policies"]);
     assert!(!policies.is_empty(), "KeywatchFunction has no policies");
-    policies
-        .iter()
-        .flat_map(|policy| {
-            assert!(
-                policy.get("Statement").is_some(),
-                "only inline policy documents are allowed in KeywatchFunction.Policies, found {policy:?}"
-            );
-            list(&policy["Statement"])
-        })
+    conditional(policies.iter().flat_map(|policy| {
+        assert!(
+            policy.get("Statement").is_some(),
+            "only inline policy documents are allowed in KeywatchFunction.Policies, found {policy:?}"
+        );
+        list(&policy["Statement"])
+    }))
+}
+
+/// Every statement of member-role.yaml's one inline policy, plain or `!If [Condition, statement, !Ref
+/// AWS::NoValue]` as in [`grants`].
+fn member_grants(member: &Value) -> Vec<Grant<'_>> {
+    let properties = &member["Resources"]["MemberRole"]["Properties"];
+    let policies = list(&properties["Policies"]);
+    assert_eq!(policies.len(), 1, "one inline policy: {policies:?}");
+    conditional(list(&policies[0]["PolicyDocument"]["Statement"]))
+}
+
+fn conditional<'a>(statements: impl IntoIterator<Item = &'a Value>) -> Vec<Grant<'a>> {
+    statements
+        .into_iter()
         .map(|item| match tagged(item, "If") {
             None => Grant {
                 condition: None,
@@ -168,14 +184,23 @@ fn condition(template: &Value, name: &str, given: &[(&str, &str)]) -> bool {
         }
     }
     let node = &template["Conditions"][name];
-    assert!(!node.is_null(), "template.yaml has no condition {name}");
+    assert!(!node.is_null(), "the template has no condition {name}");
     holds(template, node, given)
 }
 
 /// The actions the function's policy grants for these parameters: plain statements, and conditional ones
 /// whose condition holds.
 fn granted_with(template: &Value, given: &[(&str, &str)]) -> BTreeSet<String> {
-    grants(template)
+    resolved(template, grants(template), given)
+}
+
+/// The same for member-role.yaml's policy.
+fn member_granted_with(member: &Value, given: &[(&str, &str)]) -> BTreeSet<String> {
+    resolved(member, member_grants(member), given)
+}
+
+fn resolved(template: &Value, grants: Vec<Grant<'_>>, given: &[(&str, &str)]) -> BTreeSet<String> {
+    grants
         .into_iter()
         .filter(|g| g.condition.is_none_or(|c| condition(template, c, given)))
         .flat_map(|g| actions(g.statement))
@@ -201,8 +226,64 @@ fn scope(accounts: &str) -> keywatch::Result<Scope> {
     .map(|settings| settings.fleet.scope)
 }
 
-/// What the code may call for one scope (src/permissions.rs), plus what Lambda's mapping needs of the role.
-fn called_for(scope: &Scope) -> BTreeSet<String> {
+/// The function's environment for these parameters (defaults for the rest), resolved from the template's own
+/// `Environment.Variables`, plus what Lambda sets: so the test follows the template's wiring of parameter to
+/// variable. A variable that refers to a resource gets a stand-in of that resource's kind.
+fn environment(template: &Value, given: &[(&str, &str)]) -> Vec<(String, String)> {
+    fn value(template: &Value, node: &Value, given: &[(&str, &str)]) -> Option<String> {
+        if let Some(branches) = tagged(node, "If") {
+            let branches = list(branches);
+            let holds = condition(template, branches[0].as_str().expect("a condition"), given);
+            return value(template, &branches[if holds { 1 } else { 2 }], given);
+        }
+        let name = tagged(node, "Ref")
+            .and_then(Value::as_str)
+            .unwrap_or_else(|| panic!("a variable is !Ref or !If: {node:?}"));
+        if name == "AWS::NoValue" {
+            return None;
+        }
+        if !template["Parameters"][name].is_null() {
+            return Some(parameter(template, name, given));
+        }
+        let stand_in = match template["Resources"][name]["Type"].as_str() {
+            Some("AWS::SNS::Topic") => "arn:aws:sns:us-east-1:123456789012:keywatch-findings",
+            Some("AWS::SQS::Queue") => "https://sqs.us-east-1.amazonaws.com/123456789012/work",
+            other => panic!("no stand-in for !Ref {name} ({other:?})"),
+        };
+        Some(stand_in.to_string())
+    }
+    function(template)["Environment"]["Variables"]
+        .as_mapping()
+        .expect("Environment.Variables")
+        .iter()
+        .filter_map(|(name, node)| {
+            let name = name.as_str().expect("a variable name").to_string();
+            value(template, node, given).map(|v| (name, v))
+        })
+        .chain([("AWS_REGION".to_string(), "us-east-1".to_string())])
+        .collect()
+}
+
+/// The settings the function reads at cold start from an environment (as `Settings::from_env` would).
+fn read(environment: &[(String, String)]) -> keywatch::Result<Settings> {
+    Settings::from_lookup(|name| {
+        environment
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.clone())
+    })
+}
+
+/// The settings the function reads when deployed with these parameters.
+fn settings_with(template: &Value, given: &[(&str, &str)]) -> Settings {
+    read(&environment(template, given))
+        .unwrap_or_else(|e| panic!("deployed with {given:?}, the function fails its init: {e}"))
+}
+
+/// What the code may call with these settings (src/permissions.rs), plus what Lambda's mapping needs of the
+/// role.
+fn called_for(settings: &Settings) -> BTreeSet<String> {
+    let scope = &settings.fleet.scope;
     let mut lists = vec![IAM_ACTIONS, SNS_ACTIONS];
     if *scope != Scope::Own {
         lists.extend([
@@ -214,6 +295,27 @@ fn called_for(scope: &Scope) -> BTreeSet<String> {
     if *scope == Scope::Organization {
         lists.push(ORGANIZATION_ACTIONS);
     }
+    lists.extend(feature_actions(settings));
+    lists.into_iter().flatten().map(|a| a.to_string()).collect()
+}
+
+/// What a check calls in the checked account for these settings beyond the IAM reads: in the function's role
+/// for its own account, in the member role for every other.
+fn feature_actions(settings: &Settings) -> Vec<&'static [&'static str]> {
+    let mut lists = Vec::new();
+    if settings.security_hub.is_some() {
+        lists.push(SECURITY_HUB_ACTIONS);
+    }
+    if settings.remediation != Remediation::Off {
+        lists.push(REMEDIATION_ACTIONS);
+    }
+    lists
+}
+
+/// What a member check calls as the member role with these settings.
+fn member_called_for(settings: &Settings) -> BTreeSet<String> {
+    let mut lists = vec![IAM_ACTIONS];
+    lists.extend(feature_actions(settings));
     lists.into_iter().flatten().map(|a| a.to_string()).collect()
 }
 
@@ -226,6 +328,8 @@ fn every_listed() -> BTreeSet<&'static str> {
         MEMBER_ROLE_ACTIONS,
         QUEUE_SEND_ACTIONS,
         QUEUE_CONSUME_ACTIONS,
+        SECURITY_HUB_ACTIONS,
+        REMEDIATION_ACTIONS,
     ]
     .concat()
     .into_iter()
@@ -249,7 +353,7 @@ enum Resource {
     Tagged(&'static str, &'static str),
 }
 
-const EXPECTED: [Expected; 6] = [
+const EXPECTED: [Expected; 8] = [
     // The credential report has no resource ARN, so IAM reads cannot be scoped.
     Expected {
         list: IAM_ACTIONS,
@@ -281,6 +385,18 @@ const EXPECTED: [Expected; 6] = [
         list: QUEUE_CONSUME_ACTIONS,
         condition: Some("CheckAccounts"),
         resource: Resource::Tagged("GetAtt", "WorkQueue.Arn"),
+    },
+    // A finding has no ARN to scope to before it is imported.
+    Expected {
+        list: SECURITY_HUB_ACTIONS,
+        condition: Some("UseSecurityHub"),
+        resource: Resource::Star,
+    },
+    // Like the IAM reads: an identity policy reaches only its own account's users.
+    Expected {
+        list: REMEDIATION_ACTIONS,
+        condition: Some("DeactivateKeys"),
+        resource: Resource::Star,
     },
 ];
 
@@ -341,18 +457,140 @@ fn policy_for_each_accounts_value_is_exactly_what_that_scope_calls() {
     let template = template();
     for accounts in ACCOUNTS {
         let scope = scope(accounts).unwrap_or_else(|e| panic!("ACCOUNTS={accounts}: {e}"));
-        let granted = granted_with(&template, &[("Accounts", accounts)]);
+        let given = [("Accounts", accounts)];
+        let settings = settings_with(&template, &given);
+        assert_eq!(settings.fleet.scope, scope, "Accounts={accounts}");
         assert_eq!(
-            granted,
-            called_for(&scope),
+            granted_with(&template, &given),
+            called_for(&settings),
             "Accounts={accounts} ({scope:?})"
         );
     }
-    // Read for self: what a single account needs and nothing more.
+    // The defaults: what a single account needs and nothing more.
     assert_eq!(
         granted_with(&template, &[]),
-        called_for(&Scope::Own),
+        listed(&[IAM_ACTIONS, SNS_ACTIONS]),
         "the defaults"
+    );
+}
+
+/// Every combination of `Accounts`, `EnableSecurityHub` and `Remediation`: the policy is exactly what the code
+/// calls with the settings it reads from the environment the template gives it. Security Hub's actions exist
+/// only with `EnableSecurityHub=true`, `iam:UpdateAccessKey` only with `Remediation=deactivate`, and no
+/// combination grants a delete.
+#[test]
+fn policy_for_every_combination_of_features_is_exactly_what_the_code_calls() {
+    let template = template();
+    let hub_values = allowed_values(&template, "EnableSecurityHub");
+    let remediation_values = allowed_values(&template, "Remediation");
+    assert_eq!(hub_values, ["true", "false"]);
+    assert_eq!(remediation_values, ["off", "deactivate"]);
+    for accounts in ACCOUNTS {
+        for hub in &hub_values {
+            for remediation in &remediation_values {
+                let given = [
+                    ("Accounts", accounts),
+                    ("EnableSecurityHub", hub.as_str()),
+                    ("Remediation", remediation.as_str()),
+                ];
+                let settings = settings_with(&template, &given);
+                // The code reads what the parameters say; else the comparison below would prove nothing.
+                assert_eq!(settings.security_hub.is_some(), hub == "true", "{given:?}");
+                assert_eq!(
+                    settings.remediation != Remediation::Off,
+                    remediation == "deactivate",
+                    "{given:?}"
+                );
+                let granted = granted_with(&template, &given);
+                assert_eq!(granted, called_for(&settings), "{given:?}");
+                for action in SECURITY_HUB_ACTIONS {
+                    assert_eq!(
+                        granted.contains(*action),
+                        hub == "true",
+                        "{action}, {given:?}"
+                    );
+                }
+                for action in REMEDIATION_ACTIONS {
+                    assert_eq!(
+                        granted.contains(*action),
+                        remediation == "deactivate",
+                        "{action}, {given:?}"
+                    );
+                }
+                assert!(
+                    !granted.iter().any(|a| a.starts_with("iam:Delete")),
+                    "keywatch never deletes: {granted:?}"
+                );
+            }
+        }
+    }
+}
+
+fn allowed_values(template: &Value, parameter: &str) -> Vec<String> {
+    list(&template["Parameters"][parameter]["AllowedValues"])
+        .iter()
+        .map(|v| v.as_str().expect("a string value").to_string())
+        .collect()
+}
+
+fn listed(lists: &[&[&str]]) -> BTreeSet<String> {
+    lists
+        .iter()
+        .flat_map(|l| l.iter())
+        .map(|a| a.to_string())
+        .collect()
+}
+
+/// `EnableSecurityHub`, `Remediation` and `DeactivateAfterDays` reach the function as the variables the code
+/// reads, with the code's defaults and range.
+#[test]
+fn security_hub_and_remediation_parameters_are_the_functions_settings() {
+    let template = template();
+    let variables = &function(&template)["Environment"]["Variables"];
+    for (variable, parameter) in [
+        ("SECURITY_HUB", "EnableSecurityHub"),
+        ("REMEDIATION", "Remediation"),
+        ("DEACTIVATE_AFTER_DAYS", "DeactivateAfterDays"),
+    ] {
+        assert_eq!(
+            tagged(&variables[variable], "Ref").and_then(Value::as_str),
+            Some(parameter),
+            "{variable}"
+        );
+    }
+    // The defaults are the code's: nothing into Security Hub, nothing deactivated.
+    let defaults = settings_with(&template, &[]);
+    assert_eq!(defaults.security_hub, None);
+    assert_eq!(defaults.remediation, Remediation::Off);
+    let parameters = &template["Parameters"];
+    let days = &parameters["DeactivateAfterDays"];
+    assert_eq!(days["Type"], "Number");
+    assert_eq!(days["Default"], DEFAULT_DEACTIVATE_AFTER_DAYS);
+    assert_eq!(days["MinValue"], 0);
+    assert_eq!(days["MaxValue"], MAX_DEACTIVATE_AFTER_DAYS);
+    // Every value the range lets through, the code reads as that many days; one more it refuses.
+    for after_days in [0, DEFAULT_DEACTIVATE_AFTER_DAYS, MAX_DEACTIVATE_AFTER_DAYS] {
+        let days = after_days.to_string();
+        let given = [
+            ("Remediation", "deactivate"),
+            ("DeactivateAfterDays", &days),
+        ];
+        assert_eq!(
+            settings_with(&template, &given).remediation,
+            Remediation::Deactivate { after_days }
+        );
+    }
+    let beyond = (MAX_DEACTIVATE_AFTER_DAYS + 1).to_string();
+    let given = [
+        ("Remediation", "deactivate"),
+        ("DeactivateAfterDays", &beyond),
+    ];
+    assert!(read(&environment(&template, &given)).is_err());
+    assert_eq!(
+        settings_with(&template, &[("Remediation", "deactivate")]).remediation,
+        Remediation::Deactivate {
+            after_days: DEFAULT_DEACTIVATE_AFTER_DAYS
+        }
     );
 }
 
@@ -379,11 +617,18 @@ fn no_action_is_a_wildcard_or_listed_twice() {
     assert!(prefixed(MEMBER_ROLE_ACTIONS, "sts:"));
     assert!(prefixed(QUEUE_SEND_ACTIONS, "sqs:"));
     assert!(prefixed(QUEUE_CONSUME_ACTIONS, "sqs:"));
+    assert!(prefixed(SECURITY_HUB_ACTIONS, "securityhub:"));
+    assert_eq!(
+        REMEDIATION_ACTIONS,
+        ["iam:UpdateAccessKey"],
+        "never a delete"
+    );
 }
 
 /// Each statement grants exactly one list of src/permissions.rs, under that list's condition and on its
-/// resource: IAM and ListAccounts on `*`, Publish on the findings topic, AssumeRole on the member role's ARN
-/// in any account, the queue actions on the work queue.
+/// resource: IAM (reads, and UpdateAccessKey under `DeactivateKeys`), ListAccounts and Security Hub (under
+/// `UseSecurityHub`) on `*`, Publish on the findings topic, AssumeRole on the member role's ARN in any account,
+/// the queue actions on the work queue.
 #[test]
 fn each_statement_grants_one_list_under_its_condition_on_its_resource() {
     let template = template();
@@ -773,19 +1018,27 @@ fn member_role_reads_exactly_the_iam_actions_and_trusts_only_the_function_role()
         "KeywatchRoleArn has no default: a member role must name the role it trusts"
     );
 
-    // Policy = code: exactly IAM_ACTIONS, on "*", in one statement.
-    let policies = list(&properties["Policies"]);
-    assert_eq!(policies.len(), 1);
-    let statements = list(&policies[0]["PolicyDocument"]["Statement"]);
-    assert_eq!(statements.len(), 1, "{statements:?}");
-    let granted: Vec<&str> = actions(&statements[0]);
+    // Policy = code: exactly IAM_ACTIONS, on "*", in one statement that always exists (the others are
+    // conditional: see member_role_grants_each_feature_only_when_its_parameter_asks).
+    let always: Vec<&Value> = member_grants(&member)
+        .into_iter()
+        .filter(|g| g.condition.is_none())
+        .map(|g| g.statement)
+        .collect();
+    assert_eq!(always.len(), 1, "{always:?}");
+    let granted: Vec<&str> = actions(always[0]);
     assert_eq!(
         granted.iter().copied().collect::<BTreeSet<_>>(),
         IAM_ACTIONS.iter().copied().collect::<BTreeSet<_>>(),
         "member-role.yaml grants exactly IAM_ACTIONS"
     );
     assert_eq!(granted.len(), IAM_ACTIONS.len(), "no action twice");
-    assert_eq!(statements[0]["Resource"], "*");
+    assert_eq!(always[0]["Resource"], "*");
+    assert_eq!(
+        member_granted_with(&member, &[]),
+        listed(&[IAM_ACTIONS]),
+        "the defaults: the IAM reads only"
+    );
 
     // Trust: one statement, sts:AssumeRole for the central account narrowed to the function's role ARN.
     let trust = list(&properties["AssumeRolePolicyDocument"]["Statement"]);
@@ -822,6 +1075,58 @@ fn member_role_reads_exactly_the_iam_actions_and_trusts_only_the_function_role()
     );
 }
 
+/// member-role.yaml's `EnableSecurityHub` and `Remediation` (the keywatch stack's parameters, with the same
+/// defaults and values): for each combination the member role grants exactly what a member check calls as it
+/// with the settings the keywatch stack reads from the same values, each feature's actions in a statement of
+/// their own, under their condition, on `*`.
+#[test]
+fn member_role_grants_each_feature_only_when_its_parameter_asks() {
+    let member = member_template();
+    let template = template();
+    for name in ["EnableSecurityHub", "Remediation"] {
+        for key in ["Type", "Default", "AllowedValues"] {
+            assert!(!member["Parameters"][name][key].is_null(), "{name}.{key}");
+            assert_eq!(
+                member["Parameters"][name][key], template["Parameters"][name][key],
+                "member-role.yaml's {name}.{key} is template.yaml's"
+            );
+        }
+    }
+    for hub in allowed_values(&member, "EnableSecurityHub") {
+        for remediation in allowed_values(&member, "Remediation") {
+            let given = [
+                ("EnableSecurityHub", hub.as_str()),
+                ("Remediation", remediation.as_str()),
+            ];
+            let organization = [("Accounts", "organization"), given[0], given[1]];
+            let settings = settings_with(&template, &organization);
+            let granted = member_granted_with(&member, &given);
+            assert_eq!(granted, member_called_for(&settings), "{given:?}");
+            assert!(
+                !granted.iter().any(|a| a.starts_with("iam:Delete")),
+                "keywatch never deletes: {granted:?}"
+            );
+        }
+    }
+    let expected: [(&[&str], Option<&str>); 3] = [
+        (IAM_ACTIONS, None),
+        (SECURITY_HUB_ACTIONS, Some("UseSecurityHub")),
+        (REMEDIATION_ACTIONS, Some("DeactivateKeys")),
+    ];
+    let grants = member_grants(&member);
+    assert_eq!(grants.len(), expected.len(), "one statement per list");
+    for grant in grants {
+        let actions: BTreeSet<&str> = actions(grant.statement).into_iter().collect();
+        let (list, condition) = expected
+            .iter()
+            .find(|(list, _)| list.iter().any(|a| actions.contains(a)))
+            .unwrap_or_else(|| panic!("no list of src/permissions.rs in {:?}", grant.statement));
+        assert_eq!(actions, list.iter().copied().collect(), "{actions:?}");
+        assert_eq!(grant.condition, *condition, "{actions:?}");
+        assert_eq!(grant.statement["Resource"], "*", "{actions:?}");
+    }
+}
+
 /// Issue 8: a failed scheduled run is retried once, not Lambda's default twice (every retry of a run that
 /// failed after publishing publishes every alert part again), and an event an hour old is dropped rather than
 /// run late (the next scheduled run supersedes it). No destination: the Errors alarm reports failures.
@@ -840,6 +1145,202 @@ fn a_failed_run_is_retried_once_and_not_after_an_hour() {
     assert!(
         config.get("DestinationConfig").is_none(),
         "no destination: {config:?}"
+    );
+}
+
+/// One metric a dashboard widget plots.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Plotted {
+    namespace: String,
+    name: String,
+    dimensions: Vec<String>,
+    stat: String,
+    /// A SEARCH expression: every metric of that schema, whatever its dimension values.
+    search: bool,
+}
+
+/// The metrics a widget plots: explicit metric arrays `[namespace, name, (dimension, value)*, {options}]` and
+/// `SEARCH('{namespace,dimension...} MetricName="name"', 'stat', period)` expressions. Anything else (a metric
+/// math expression, the `"..."` shorthand) fails the test: it could not vouch for what that plots.
+fn plotted(widget: &Json) -> Vec<Plotted> {
+    let properties = &widget["properties"];
+    let widget_stat = properties["stat"].as_str();
+    properties["metrics"]
+        .as_array()
+        .unwrap_or_else(|| panic!("a metric widget lists its metrics: {widget}"))
+        .iter()
+        .map(|entry| {
+            let entry = entry.as_array().expect("a metric entry is a list");
+            if let Some(expression) = entry[0].get("expression") {
+                assert_eq!(entry.len(), 1, "{entry:?}");
+                return search(expression.as_str().expect("an expression string"));
+            }
+            let (options, fields) = match entry.last() {
+                Some(Json::Object(options)) => (Some(options), &entry[..entry.len() - 1]),
+                _ => (None, &entry[..]),
+            };
+            let fields: Vec<&str> = fields
+                .iter()
+                .map(|f| f.as_str().unwrap_or_else(|| panic!("{entry:?}")))
+                .collect();
+            assert!(
+                fields.len() >= 2 && fields.len() % 2 == 0 && !fields.contains(&"..."),
+                "[namespace, name, (dimension, value)*]: {entry:?}"
+            );
+            let stat = options
+                .and_then(|o| o.get("stat"))
+                .and_then(Json::as_str)
+                .or(widget_stat)
+                .unwrap_or_else(|| panic!("no stat for {entry:?}"));
+            Plotted {
+                namespace: fields[0].to_string(),
+                name: fields[1].to_string(),
+                dimensions: fields[2..].chunks(2).map(|d| d[0].to_string()).collect(),
+                stat: stat.to_string(),
+                search: false,
+            }
+        })
+        .collect()
+}
+
+/// `SEARCH('{keywatch,AccountId} MetricName="Findings"', 'Maximum', 86400)`.
+fn search(expression: &str) -> Plotted {
+    let unsupported = || -> ! {
+        panic!("only SEARCH('{{schema}} MetricName=\"name\"', 'stat', period): {expression}")
+    };
+    let Some(arguments) = expression
+        .strip_prefix("SEARCH('")
+        .and_then(|e| e.strip_suffix(')'))
+    else {
+        unsupported()
+    };
+    let Some((term, rest)) = arguments.split_once("', '") else {
+        unsupported()
+    };
+    let Some((stat, _period)) = rest.split_once("', ") else {
+        unsupported()
+    };
+    let Some((schema, metric)) = term.strip_prefix('{').and_then(|t| t.split_once("} ")) else {
+        unsupported()
+    };
+    let Some(name) = metric
+        .strip_prefix("MetricName=\"")
+        .and_then(|m| m.strip_suffix('"'))
+    else {
+        unsupported()
+    };
+    let mut schema = schema.split(',');
+    Plotted {
+        namespace: schema.next().expect("a namespace").to_string(),
+        name: name.to_string(),
+        dimensions: schema.map(str::to_string).collect(),
+        stat: stat.to_string(),
+        search: true,
+    }
+}
+
+/// Every metric the dashboard plots is one the code emits (src/metrics.rs: its namespace, a name of METRICS,
+/// per account or rolled up), in the stack's region; and the three widgets of issue 10 are there: findings
+/// per account (a SEARCH, as accounts come and go), failed checks (the roll-up's sum) and check duration (the
+/// roll-up's maximum). Returns the widgets by title.
+fn assert_dashboard_plots_what_the_code_emits(
+    body: &Json,
+    region: &str,
+) -> BTreeMap<String, Vec<Plotted>> {
+    let names: BTreeSet<&str> = metrics::METRICS.iter().map(|(name, _)| *name).collect();
+    let widgets = body["widgets"].as_array().expect("widgets");
+    let mut by_title = BTreeMap::new();
+    for widget in widgets {
+        assert_eq!(widget["type"], "metric", "only metric widgets: {widget}");
+        assert_eq!(widget["properties"]["region"], region, "{widget}");
+        let title = widget["properties"]["title"]
+            .as_str()
+            .expect("a title")
+            .to_string();
+        let plotted = plotted(widget);
+        assert!(!plotted.is_empty(), "{title}: plots nothing");
+        for metric in &plotted {
+            assert_eq!(metric.namespace, metrics::NAMESPACE, "{title}: {metric:?}");
+            assert!(
+                names.contains(metric.name.as_str()),
+                "{title}: {} is not a metric the code emits ({names:?})",
+                metric.name
+            );
+            assert!(
+                metric.dimensions.is_empty() || metric.dimensions == [metrics::DIMENSION],
+                "{title}: the code emits {} or no dimension, not {:?}",
+                metrics::DIMENSION,
+                metric.dimensions
+            );
+        }
+        by_title.insert(title, plotted);
+    }
+    let plots = |wanted: &dyn Fn(&Plotted) -> bool| by_title.values().any(|p| p.iter().any(wanted));
+    assert!(
+        plots(&|m| m.name == "Findings" && m.search && m.dimensions == [metrics::DIMENSION]),
+        "findings per account: a SEARCH over {{{},{}}}: {body}",
+        metrics::NAMESPACE,
+        metrics::DIMENSION
+    );
+    assert!(
+        plots(&|m| m.name == "CheckFailed" && m.dimensions.is_empty() && m.stat == "Sum"),
+        "failed checks: the roll-up's Sum: {body}"
+    );
+    assert!(
+        plots(&|m| m.name == "DurationMs" && m.dimensions.is_empty() && m.stat == "Maximum"),
+        "check duration: the roll-up's Maximum: {body}"
+    );
+    by_title
+}
+
+/// The dashboard body as the template writes it (`!Sub` over a JSON string), resolved for `region`. Only
+/// `${AWS::Region}` is substituted; `${!...}` is a literal `${...}` (CloudWatch's dynamic labels).
+fn dashboard_body(template: &Value, region: &str) -> Json {
+    let dashboard = &template["Resources"]["KeywatchDashboard"];
+    assert_eq!(dashboard["Type"], "AWS::CloudWatch::Dashboard");
+    assert!(
+        dashboard.get("Condition").is_none(),
+        "every deployment has the dashboard"
+    );
+    let text = tagged(&dashboard["Properties"]["DashboardBody"], "Sub")
+        .and_then(Value::as_str)
+        .expect("DashboardBody is !Sub over a JSON string");
+    let text = text.replace("${AWS::Region}", region);
+    let leftover: Vec<&str> = text
+        .match_indices("${")
+        .map(|(at, _)| &text[at..(at + 12).min(text.len())])
+        .filter(|s| !s.starts_with("${!"))
+        .collect();
+    assert!(
+        leftover.is_empty(),
+        "substitutions the test does not resolve: {leftover:?}"
+    );
+    serde_json::from_str(&text.replace("${!", "${"))
+        .unwrap_or_else(|e| panic!("DashboardBody is JSON once substituted: {e}\n{text}"))
+}
+
+/// Issue 10: the dashboard plots findings per account over time, failed checks and check duration, and only
+/// metrics, namespace and dimensions the code emits. Its duration graph marks the function's timeout.
+#[test]
+fn dashboard_plots_only_what_the_code_emits() {
+    let template = template();
+    let body = dashboard_body(&template, "eu-west-3");
+    let widgets = assert_dashboard_plots_what_the_code_emits(&body, "eu-west-3");
+    assert_eq!(widgets.len(), 3, "{:?}", widgets.keys());
+    let timeout_ms = function(&template)["Timeout"].as_u64().expect("Timeout") * 1000;
+    let duration = body["widgets"]
+        .as_array()
+        .expect("widgets")
+        .iter()
+        .find(|w| plotted(w).iter().any(|m| m.name == "DurationMs"))
+        .expect("the duration widget");
+    assert_eq!(
+        duration["properties"]["annotations"]["horizontal"][0]["value"], timeout_ms,
+        "the timeout line is the function's Timeout"
+    );
+    assert_eq!(
+        tagged(&template["Outputs"]["DashboardName"]["Value"], "Ref").and_then(Value::as_str),
+        Some("KeywatchDashboard")
     );
 }
 
@@ -879,8 +1380,8 @@ fn assert_deployed(summary: &Json, complete: &[&str], unsupported: &[(&str, &str
         assert_eq!(deployed[key].as_u64(), Some(wanted), "{key}: {deployed}");
     }
 
-    // The deployed role grants what permissions.rs lists for the scope these parameters give, each on its
-    // resource as deployed.
+    // The deployed role grants what permissions.rs lists for the settings the deployed function reads (its
+    // environment as Lambda holds it), each on its resource as deployed.
     let given: Vec<(&str, &str)> = summary["parameters"]
         .as_object()
         .expect("parameters")
@@ -889,7 +1390,23 @@ fn assert_deployed(summary: &Json, complete: &[&str], unsupported: &[(&str, &str
         .collect();
     let accounts = parameter(&template, "Accounts", &given);
     let member_role = parameter(&template, "MemberRoleName", &given);
-    let scope = scope(&accounts).expect("a valid Accounts");
+    let function = &summary["function"];
+    let environment = &function["environment"];
+    let deployed: Vec<(String, String)> = environment
+        .as_object()
+        .expect("the function's environment")
+        .iter()
+        .map(|(k, v)| (k.clone(), v.as_str().expect("a string").to_string()))
+        .chain([("AWS_REGION".to_string(), "us-east-1".to_string())])
+        .collect();
+    let settings = read(&deployed)
+        .unwrap_or_else(|e| panic!("the deployed function fails its init ({given:?}): {e}"));
+    assert_eq!(
+        Some(&settings.fleet.scope),
+        scope(&accounts).ok().as_ref(),
+        "{given:?}"
+    );
+    let scope = &settings.fleet.scope;
     let role = &summary["role"];
     let policies = role["inline_policies"]
         .as_object()
@@ -914,7 +1431,7 @@ fn assert_deployed(summary: &Json, complete: &[&str], unsupported: &[(&str, &str
             "one service per statement: {statement}"
         );
         let wanted = match service {
-            "iam" | "organizations" => Json::from("*"),
+            "iam" | "organizations" | "securityhub" => Json::from("*"),
             "sns" => summary["outputs"]["TopicArn"].clone(),
             "sts" => Json::from(format!("arn:aws:iam::*:role/{member_role}")),
             "sqs" => summary["queues"]["WorkQueue.Arn"].clone(),
@@ -924,7 +1441,14 @@ fn assert_deployed(summary: &Json, complete: &[&str], unsupported: &[(&str, &str
         assert_eq!(statement["Resource"], wanted, "{statement}");
         granted.extend(actions.into_iter().map(str::to_string));
     }
-    assert_eq!(granted, called_for(&scope), "Accounts={accounts}");
+    assert_eq!(granted, called_for(&settings), "{given:?}");
+    // The dashboard as CloudWatch holds it (the script compared it with the template's): only what the code
+    // emits.
+    assert_dashboard_plots_what_the_code_emits(&summary["dashboard"]["body"], "us-east-1");
+    assert_eq!(
+        summary["outputs"]["DashboardName"],
+        summary["dashboard"]["name"]
+    );
     // SAM adds the basic execution role (CloudWatch Logs only) and nothing else.
     assert_eq!(
         role["managed_policy_arns_in_template"],
@@ -933,13 +1457,14 @@ fn assert_deployed(summary: &Json, complete: &[&str], unsupported: &[(&str, &str
     assert_eq!(summary["outputs"]["FunctionRoleArn"], role["arn"]);
 
     // The function's settings as Lambda holds them.
-    let function = &summary["function"];
-    let environment = &function["environment"];
     assert_eq!(environment["ACCOUNTS"], accounts.as_str());
     assert_eq!(environment["MEMBER_ROLE_NAME"], member_role.as_str());
     for (variable, parameter_name) in [
         ("EXCLUDE_ACCOUNTS", "ExcludeAccounts"),
         ("MAX_RECEIVE_COUNT", "MaxReceiveCount"),
+        ("SECURITY_HUB", "EnableSecurityHub"),
+        ("REMEDIATION", "Remediation"),
+        ("DEACTIVATE_AFTER_DAYS", "DeactivateAfterDays"),
     ] {
         assert_eq!(
             environment[variable],
@@ -950,7 +1475,7 @@ fn assert_deployed(summary: &Json, complete: &[&str], unsupported: &[(&str, &str
     let mappings = function["event_source_mappings"]
         .as_array()
         .expect("mappings");
-    if scope == Scope::Own {
+    if *scope == Scope::Own {
         assert!(environment.get("WORK_QUEUE_URL").is_none(), "{environment}");
         assert!(mappings.is_empty(), "{mappings:?}");
         let reserved = parameter(&template, "ReservedConcurrency", &given);
@@ -983,10 +1508,11 @@ fn assert_deployed(summary: &Json, complete: &[&str], unsupported: &[(&str, &str
     }
 }
 
-const SINGLE_ACCOUNT: [&str; 7] = [
+const SINGLE_ACCOUNT: [&str; 8] = [
     "TopicKey",
     "FindingsTopic",
     "KeywatchLogs",
+    "KeywatchDashboard",
     "KeywatchFunction",
     "KeywatchFunctionRole",
     "KeywatchFunctionSchedule",
@@ -1066,7 +1592,43 @@ async fn template_for_accounts_deploys_on_moto() {
             ("AccountConcurrency", "25"),
             ("MaxReceiveCount", "5"),
             ("ReservedConcurrency", "1"),
+            ("EnableSecurityHub", "true"),
+            ("Remediation", "deactivate"),
+            ("DeactivateAfterDays", "30"),
         ],
     );
     assert_deployed(&summary, &fleet, &[ALARM, dead_letter_alarm, INVOKE_CONFIG]);
+}
+
+/// `EnableSecurityHub=true` and `Remediation=deactivate` for a single account: the role gains exactly Security
+/// Hub's two actions and `iam:UpdateAccessKey`, on `*`, and the function reads the settings the parameters
+/// give (assert_deployed compares the deployed policy with the code for the deployed environment).
+#[tokio::test]
+async fn template_with_security_hub_and_remediation_deploys_on_moto() {
+    let moto = Moto::start();
+    let summary = deploy_template(
+        &moto,
+        "keywatch-features",
+        &[
+            ("EnableSecurityHub", "true"),
+            ("Remediation", "deactivate"),
+            ("DeactivateAfterDays", "0"),
+        ],
+    );
+    assert_deployed(&summary, &SINGLE_ACCOUNT, &[ALARM, INVOKE_CONFIG]);
+    let statements = summary["role"]["inline_policies"]
+        .as_object()
+        .and_then(|p| p.values().next())
+        .expect("the inline policy")["Statement"]
+        .as_array()
+        .expect("statements")
+        .clone();
+    for list in [SECURITY_HUB_ACTIONS, REMEDIATION_ACTIONS] {
+        let wanted: Vec<&str> = list.to_vec();
+        let statement = statements
+            .iter()
+            .find(|s| s["Action"] == serde_json::json!(wanted))
+            .unwrap_or_else(|| panic!("a statement of exactly {wanted:?}: {statements:?}"));
+        assert_eq!(statement["Resource"], "*");
+    }
 }

@@ -4,7 +4,7 @@ what it created.
 
     .venv/bin/python tools/deploy_template.py --endpoint http://127.0.0.1:5000 [--stack-name keywatch]
         [--parameter ExistingTopicArn=arn:...] [--parameter AlertEmail=ops@example.com]
-        [--parameter Accounts=organization]
+        [--parameter Accounts=organization] [--parameter EnableSecurityHub=true] [--parameter Remediation=deactivate]
     .venv/bin/python tools/deploy_template.py --endpoint http://127.0.0.1:5000 --template member-role.yaml \
         --stack-name keywatch-member --parameter KeywatchRoleArn=<FunctionRoleArn output> \
         --assume-role-arn arn:aws:iam::<member account>:role/OrganizationAccountAccessRole
@@ -23,8 +23,8 @@ moto 5.2.5 limits, handled in the open (each one is listed under "moto_workaroun
   and AWS::Lambda::EventInvokeConfig (which SAM makes from the function's EventInvokeConfig) are skipped. They
   are listed under "unsupported", and created through their own API (PutMetricAlarm, Subscribe,
   PutFunctionEventInvokeConfig) from the same resolved properties, so botocore still checks their property
-  names and types against the service model. (AWS::SQS::Queue and AWS::Lambda::EventSourceMapping it creates;
-  the script reads them back and compares them with the template.)
+  names and types against the service model. (AWS::SQS::Queue, AWS::Lambda::EventSourceMapping and
+  AWS::CloudWatch::Dashboard it creates; the script reads them back and compares them with the template.)
 - moto stores an AWS::IAM::Role's inline `Policies` as a Python dict instead of a JSON string, and its IAM
   enforcement then fails with an internal error. The script puts the same documents back with PutRolePolicy.
 - moto keeps a list item that resolves to AWS::NoValue as null, where CloudFormation drops it: the function's
@@ -179,6 +179,8 @@ def main() -> int:
         function_properties = resolve(function, values, conditions, physical, attributes)
         problems += check_created(client, resources, physical, outputs, values, function_properties, role)
         problems += check_work_queues(client, transformed, resources, physical, values, conditions, attributes)
+        dashboard, dashboard_problems = check_dashboard(client("cloudwatch"), transformed, resources, physical, values, conditions)
+        problems += dashboard_problems
         expect_output = outputs.get("FunctionRoleArn")
         if role and expect_output != role["arn"]:
             problems.append(f"output FunctionRoleArn: expected {role['arn']!r}, got {expect_output!r}")
@@ -191,6 +193,7 @@ def main() -> int:
     else:
         event_invoke_config = None
         function = None
+        dashboard = None
         problems.append("KeywatchFunction was not created, so nothing about it was checked")
 
     summary = {
@@ -204,6 +207,7 @@ def main() -> int:
         "role": role,
         "event_invoke_config": event_invoke_config,
         "function": function,
+        "dashboard": dashboard,
         "queues": {k: v for k, v in attributes.items() if not k.startswith("KeywatchFunctionRole.")},
         "problems": problems,
     }
@@ -324,7 +328,8 @@ def resolve(
         if set(node) == {"Fn::Sub"}:
             text, local = (node["Fn::Sub"], {}) if isinstance(node["Fn::Sub"], str) else node["Fn::Sub"]
             local = {k: again(v) for k, v in local.items()}
-            return re.sub(r"\$\{([^}!]+)\}", lambda m: str(ref(m.group(1), local)), text)
+            text = re.sub(r"\$\{([^}!]+)\}", lambda m: str(ref(m.group(1), local)), text)
+            return text.replace("${!", "${")  # a literal ${...}, e.g. a dashboard's dynamic label
         if set(node) == {"Fn::Select"}:
             index, items = node["Fn::Select"]
             return again(items)[int(again(index))]
@@ -585,6 +590,28 @@ def check_work_queues(
     topic = values.get("ExistingTopicArn") or physical.get("FindingsTopic")
     expect("dead-letter alarm actions", [a["AlarmActions"] for a in alarms], [[topic]])
     return problems
+
+
+def check_dashboard(
+    cloudwatch: Any, template: dict, resources: dict, physical: dict, values: dict, conditions: dict
+) -> tuple[dict | None, list[str]]:
+    """The dashboard as CloudWatch holds it: its name and body (parsed) are the template's, resolved. Returns it
+    (name, body) for the caller to check its metrics against the code."""
+    if "KeywatchDashboard" not in resources:
+        return None, ["KeywatchDashboard was not created"]
+    wanted = resolve(template["Resources"]["KeywatchDashboard"]["Properties"], values, conditions, physical, {})
+    name = physical["KeywatchDashboard"]
+    problems = []
+    if name != wanted["DashboardName"]:
+        problems.append(f"dashboard name: expected {wanted['DashboardName']!r}, got {name!r}")
+    try:
+        held = cloudwatch.get_dashboard(DashboardName=name)
+        body = json.loads(held["DashboardBody"])
+    except (cloudwatch.exceptions.ResourceNotFound, ValueError) as error:
+        return None, problems + [f"dashboard {name}: {error}"]
+    if body != json.loads(wanted["DashboardBody"]):
+        problems.append(f"dashboard body: expected {wanted['DashboardBody']}, got {held['DashboardBody']}")
+    return {"name": name, "body": body}, problems
 
 
 def deploy_plain(client: Any, template: dict, stack_name: str, parameters: dict, account_id: str) -> dict:
