@@ -6,6 +6,10 @@
 //! The same for an organization (`Accounts=organization`): the dispatch run, and a member account checked
 //! through `member-role.yaml`'s role deployed into it, whose policy alone authorizes the IAM reads there.
 //!
+//! And with Security Hub and remediation on (`EnableSecurityHub=true`, `Remediation=deactivate` in both
+//! templates): a run imports its findings and deactivates the key, in the function's account with the function
+//! role and in a member account with the member role alone; without any one of those actions it fails naming it.
+//!
 //! One moto server per test: each case swaps a role's inline policy (PutRolePolicy) while enforcement is off,
 //! then turns enforcement on for the run. Seeding also happens with enforcement off: moto's default credentials
 //! are no IAM principal, so they would be denied too.
@@ -23,13 +27,14 @@ use keywatch::handler::Keywatch;
 use keywatch::inventory::Source;
 use keywatch::permissions::{
     policy_action, IAM_ACTIONS, MEMBER_ROLE_ACTIONS, ORGANIZATION_ACTIONS, QUEUE_CONSUME_ACTIONS,
-    QUEUE_SEND_ACTIONS, SNS_ACTIONS, UNGATED_ACTIONS,
+    QUEUE_SEND_ACTIONS, REMEDIATION_ACTIONS, SECURITY_HUB_ACTIONS, SNS_ACTIONS, UNGATED_ACTIONS,
 };
 use keywatch::report::Report;
 use keywatch::route::Response;
 use serde_json::{json, Value};
 use support::{
-    deploy_template, member_account, project_dir, settings, venv_tool, Account, Moto, INSTALL_HINT,
+    create_member, create_organization, deploy_template, member_account, project_dir, settings,
+    venv_tool, Account, Moto, INSTALL_HINT,
 };
 
 fn scheduled() -> Invocation {
@@ -101,8 +106,21 @@ async fn run_as_role(
     policy: &Value,
     invocation: Invocation,
 ) -> keywatch::Result<Report> {
+    let vars = [("FINDINGS_TOPIC_ARN", role.topic_arn.as_str())];
+    run_as_role_with(moto, account, role, policy, &vars, invocation).await
+}
+
+/// [`run_as_role`] with these settings.
+async fn run_as_role_with(
+    moto: &Moto,
+    account: &Account,
+    role: &Role,
+    policy: &Value,
+    vars: &[(&str, &str)],
+    invocation: Invocation,
+) -> keywatch::Result<Report> {
     put_policy(account, &role.name, &role.policy_name, policy).await;
-    let (keywatch, _) = keywatch_as(moto, role, &[("FINDINGS_TOPIC_ARN", &role.topic_arn)]).await;
+    let (keywatch, _) = keywatch_as(moto, role, vars).await;
     enforced(
         moto,
         keywatch.run(
@@ -463,28 +481,9 @@ async fn receive_all(account: &Account, queue_url: &str) -> Vec<SqsRecord> {
 /// check both accounts. Without any one action of either role, the run fails naming it.
 #[tokio::test]
 async fn organization_least_privilege_under_enforcement() {
-    use aws_sdk_organizations::types::OrganizationFeatureSet;
-
     let moto = Moto::start();
     let own = moto.account().await;
-    let organizations = aws_sdk_organizations::Client::new(&moto.sdk_config().await);
-    organizations
-        .create_organization()
-        .feature_set(OrganizationFeatureSet::All)
-        .send()
-        .await
-        .expect("organization");
-    let member_id = organizations
-        .create_account()
-        .account_name("dev")
-        .email("dev@example.com")
-        .send()
-        .await
-        .expect("member account")
-        .create_account_status
-        .and_then(|s| s.account_id)
-        .expect("account ID");
-    let member = member_account(&moto, &member_id).await;
+    let (member_id, member) = organization_with_member(&moto).await;
     let member_key = seed(&member).await;
     let own_key = seed(&own).await;
 
@@ -730,6 +729,371 @@ async fn organization_least_privilege_under_enforcement() {
             "without {action}: {error}"
         );
         assert!(error.to_string().contains(action), "{error}");
+    }
+}
+
+/// An organization of moto's default account (its management account) and one member account.
+async fn organization_with_member(moto: &Moto) -> (String, Account) {
+    let organizations = create_organization(moto).await;
+    let member_id = create_member(&organizations, "dev").await;
+    let member = member_account(moto, &member_id).await;
+    (member_id, member)
+}
+
+/// The deployed function's variables (as Lambda holds them) and the region Lambda sets.
+fn deployed_vars<'a>(summary: &'a Value, names: &[&'a str]) -> Vec<(&'a str, &'a str)> {
+    let environment = &summary["function"]["environment"];
+    names
+        .iter()
+        .map(|&k| (k, environment[k].as_str().expect("a deployed variable")))
+        .chain([("AWS_REGION", "us-east-1")])
+        .collect()
+}
+
+/// An access key's status as IAM holds it (enforcement off).
+async fn key_status(account: &Account, key_id: &str) -> String {
+    account
+        .key_statuses()
+        .await
+        .remove(key_id)
+        .unwrap_or_else(|| panic!("no key {key_id}"))
+}
+
+/// A queue subscribed to `topic_arn` (enforcement off), to read the alerts as a subscriber does.
+async fn subscribe_queue(account: &Account, topic_arn: &str) -> String {
+    let queue = account
+        .sqs
+        .create_queue()
+        .queue_name("alerts")
+        .send()
+        .await
+        .expect("queue")
+        .queue_url
+        .expect("url");
+    let arn = account
+        .sqs
+        .get_queue_attributes()
+        .queue_url(&queue)
+        .attribute_names(aws_sdk_sqs::types::QueueAttributeName::QueueArn)
+        .send()
+        .await
+        .expect("queue attributes")
+        .attributes
+        .and_then(|mut a| a.remove(&aws_sdk_sqs::types::QueueAttributeName::QueueArn))
+        .expect("queue ARN");
+    account
+        .sns
+        .subscribe()
+        .topic_arn(topic_arn)
+        .protocol("sqs")
+        .endpoint(arn)
+        .send()
+        .await
+        .expect("subscribe");
+    queue
+}
+
+/// Makes a deactivated key Active again (enforcement off), so the next run finds it again.
+async fn reactivate(account: &Account, user: &str, key_id: &str) {
+    account
+        .iam
+        .update_access_key()
+        .user_name(user)
+        .access_key_id(key_id)
+        .status(aws_sdk_iam::types::StatusType::Active)
+        .send()
+        .await
+        .expect("reactivate the key");
+}
+
+/// The IDs of the findings in an account's Security Hub (enforcement off).
+async fn hub_finding_ids(account: &Account) -> Vec<String> {
+    aws_sdk_securityhub::Client::new(&account.config)
+        .get_findings()
+        .send()
+        .await
+        .expect("GetFindings")
+        .findings
+        .unwrap_or_default()
+        .into_iter()
+        .filter_map(|f| f.id)
+        .collect()
+}
+
+/// A run that failed only because a key could not be deactivated: `Keywatch.RemediationFailed`, naming the key,
+/// with the denial of `iam:UpdateAccessKey` (and the role to grant it to) as its cause.
+fn assert_remediation_denied(error: &Error, key: &str, user: &str, role_to_grant: &str) {
+    let Error::RemediationFailed { keys, cause } = error else {
+        panic!(
+            "without iam:UpdateAccessKey: expected Keywatch.RemediationFailed, got {} {error}",
+            error.error_type()
+        )
+    };
+    assert_eq!(error.error_type(), "Keywatch.RemediationFailed");
+    assert_eq!(keys, &[format!("{key} ({user})")], "{error}");
+    assert!(
+        cause.starts_with("iam:UpdateAccessKey failed (AccessDenied"),
+        "the cause is the denial: {cause}"
+    );
+    assert!(
+        cause.contains(&format!("Grant iam:UpdateAccessKey to {role_to_grant}")),
+        "the cause names the role to grant it to: {cause}"
+    );
+    let message = error.to_string();
+    assert!(
+        message.contains(key) && message.contains("iam:UpdateAccessKey"),
+        "{message}"
+    );
+}
+
+/// `EnableSecurityHub=true`, `Remediation=deactivate` and `DeactivateAfterDays=0` (a new key is due at once). As
+/// the deployed function role, under enforcement: a run deactivates the finding's key and imports the finding
+/// into the account's own hub, calling exactly the listed actions. Without `iam:UpdateAccessKey` the key stays
+/// Active, the alert names the denial, and the run fails with `Keywatch.RemediationFailed` naming the key and
+/// the action; without either Security Hub action the run fails naming it.
+#[tokio::test]
+async fn security_hub_and_remediation_least_privilege_under_enforcement() {
+    let moto = Moto::start();
+    let account = moto.account().await;
+    let alice_key = seed(&account).await;
+    let summary = deploy_template(
+        &moto,
+        "keywatch",
+        &[
+            ("EnableSecurityHub", "true"),
+            ("Remediation", "deactivate"),
+            ("DeactivateAfterDays", "0"),
+        ],
+    );
+    let role = assume(&moto, &summary).await;
+    assert_eq!(
+        actions(&role.policy),
+        listed(&[
+            IAM_ACTIONS,
+            SNS_ACTIONS,
+            SECURITY_HUB_ACTIONS,
+            REMEDIATION_ACTIONS
+        ])
+    );
+    let vars = deployed_vars(
+        &summary,
+        &[
+            "FINDINGS_TOPIC_ARN",
+            "SECURITY_HUB",
+            "REMEDIATION",
+            "DEACTIVATE_AFTER_DAYS",
+        ],
+    );
+    let relaxed = relaxed_for_moto(&role.policy);
+    let alerts = subscribe_queue(&account, &role.topic_arn).await;
+
+    // As deployed: the key is deactivated, its finding imported.
+    let report = run_as_role_with(&moto, &account, &role, &relaxed, &vars, scheduled())
+        .await
+        .unwrap_or_else(|e| panic!("a run with the deployed policy (SNS on *): {e}"));
+    let remediated: Vec<&str> = report
+        .remediated
+        .iter()
+        .map(|r| r.access_key_id.as_str())
+        .collect();
+    assert_eq!(remediated, [alice_key.as_str()]);
+    assert_eq!(key_status(&account, &alice_key).await, "Inactive");
+    assert_eq!(report.security_hub.as_ref().map(|s| s.imported), Some(1));
+    assert_eq!(
+        hub_finding_ids(&account).await,
+        [format!("123456789012/alice/{alice_key}")]
+    );
+    assert_eq!(
+        called(&report),
+        listed(&[
+            IAM_ACTIONS,
+            SNS_ACTIONS,
+            SECURITY_HUB_ACTIONS,
+            REMEDIATION_ACTIONS,
+            UNGATED_ACTIONS
+        ]),
+        "a run with both features calls exactly these"
+    );
+
+    // Without iam:UpdateAccessKey: the key stays Active, the alert says why, and the run fails naming both.
+    reactivate(&account, "alice", &alice_key).await;
+    let denied = without(&relaxed, "iam:UpdateAccessKey");
+    let error = run_as_role_with(&moto, &account, &role, &denied, &vars, scheduled())
+        .await
+        .map(|r| r.remediated.len())
+        .expect_err("without iam:UpdateAccessKey the run must fail");
+    assert_remediation_denied(&error, &alice_key, "alice", "the function's role");
+    assert_eq!(key_status(&account, &alice_key).await, "Active");
+    let (_, alert) = account
+        .delivered(&alerts)
+        .await
+        .pop()
+        .expect("the alert was published before the run failed");
+    let failed = &alert["remediation_failed"];
+    assert_eq!(failed[0]["access_key_id"], alice_key.as_str(), "{alert}");
+    assert!(
+        failed[0]["error"]
+            .as_str()
+            .is_some_and(|e| e.starts_with("iam:UpdateAccessKey failed (AccessDenied")),
+        "the alert names the denial: {failed}"
+    );
+
+    // Without either Security Hub action the run fails naming it.
+    for action in SECURITY_HUB_ACTIONS {
+        reactivate(&account, "alice", &alice_key).await;
+        let policy = without(&relaxed, action);
+        let error = run_as_role_with(&moto, &account, &role, &policy, &vars, scheduled())
+            .await
+            .map(|r| r.findings.len())
+            .expect_err("without a Security Hub action the run must fail");
+        assert_eq!(
+            denied_action(&error),
+            Some(*action),
+            "without {action}: {} {error}",
+            error.error_type()
+        );
+        assert!(
+            error
+                .to_string()
+                .contains(&format!("Grant {action} to the function's role")),
+            "{error}"
+        );
+    }
+}
+
+/// Both features in both templates, for an organization: a member check, as a function role that holds no IAM,
+/// Security Hub or remediation action of its own, deactivates the member's key and imports its finding into the
+/// member's own hub through the member role alone. Without any one feature action of the member role the
+/// check fails naming it, and the member role as the role to grant it to.
+#[tokio::test]
+async fn member_role_features_least_privilege_under_enforcement() {
+    let moto = Moto::start();
+    let own = moto.account().await;
+    let (member_id, member) = organization_with_member(&moto).await;
+    let member_key = seed(&member).await;
+    let summary = deploy_template(
+        &moto,
+        "keywatch",
+        &[
+            ("Accounts", "organization"),
+            ("EnableSecurityHub", "true"),
+            ("Remediation", "deactivate"),
+            ("DeactivateAfterDays", "0"),
+        ],
+    );
+    let role = assume(&moto, &summary).await;
+    let member_summary = deploy_member_role(
+        &moto,
+        &member_id,
+        &[
+            ("KeywatchRoleArn", role_arn(&summary)),
+            ("EnableSecurityHub", "true"),
+            ("Remediation", "deactivate"),
+        ],
+    );
+    let member_role = &member_summary["roles"]["MemberRole"];
+    let member_role_name = member_role["name"].as_str().expect("name");
+    let member_arn = member_role["arn"].as_str().expect("member role ARN");
+    let (member_policy_name, member_policy) = member_role["inline_policies"]
+        .as_object()
+        .and_then(|p| p.iter().next())
+        .expect("the member role's inline policy");
+    assert_eq!(
+        actions(member_policy),
+        listed(&[IAM_ACTIONS, SECURITY_HUB_ACTIONS, REMEDIATION_ACTIONS])
+    );
+    let vars = deployed_vars(
+        &summary,
+        &[
+            "FINDINGS_TOPIC_ARN",
+            "ACCOUNTS",
+            "MEMBER_ROLE_NAME",
+            "WORK_QUEUE_URL",
+            "SECURITY_HUB",
+            "REMEDIATION",
+            "DEACTIVATE_AFTER_DAYS",
+        ],
+    );
+
+    // The function role keeps only what a member check needs of it: AssumeRole and Publish.
+    let in_account: Vec<&str> = [IAM_ACTIONS, SECURITY_HUB_ACTIONS, REMEDIATION_ACTIONS].concat();
+    let function_policy = in_account
+        .iter()
+        .fold(relaxed_for_moto(&role.policy), |policy, action| {
+            without(&policy, action)
+        });
+    put_policy(&own, &role.name, &role.policy_name, &function_policy).await;
+    let check_member = Invocation {
+        account_id: Some(member_id.clone()),
+        ..scheduled()
+    };
+    let deadline = Deadline::after(Duration::from_secs(60));
+    let (keywatch, _) = keywatch_as(&moto, &role, &vars).await;
+    let report = enforced(&moto, keywatch.run(&check_member, "member", &deadline))
+        .await
+        .unwrap_or_else(|e| panic!("the member check with the deployed member role: {e}"));
+    let remediated: Vec<&str> = report
+        .remediated
+        .iter()
+        .map(|r| r.access_key_id.as_str())
+        .collect();
+    assert_eq!(remediated, [member_key.as_str()]);
+    assert_eq!(key_status(&member, &member_key).await, "Inactive");
+    assert_eq!(report.security_hub.as_ref().map(|s| s.imported), Some(1));
+    assert_eq!(
+        hub_finding_ids(&member).await,
+        [format!("{member_id}/alice/{member_key}")]
+    );
+    assert!(
+        hub_finding_ids(&own).await.is_empty(),
+        "nothing in the function's own hub"
+    );
+    assert_eq!(
+        called(&report),
+        listed(&[
+            IAM_ACTIONS,
+            MEMBER_ROLE_ACTIONS,
+            SNS_ACTIONS,
+            SECURITY_HUB_ACTIONS,
+            REMEDIATION_ACTIONS,
+            UNGATED_ACTIONS
+        ]),
+        "a member check with both features calls exactly these"
+    );
+
+    // Without any one feature action of the member role, the member check fails naming it.
+    let to_member_role = format!("the member role {member_arn}");
+    for action in SECURITY_HUB_ACTIONS.iter().chain(REMEDIATION_ACTIONS) {
+        reactivate(&member, "alice", &member_key).await;
+        put_policy(
+            &member,
+            member_role_name,
+            member_policy_name,
+            &without(member_policy, action),
+        )
+        .await;
+        let (keywatch, _) = keywatch_as(&moto, &role, &vars).await;
+        let error = enforced(&moto, keywatch.run(&check_member, "member", &deadline))
+            .await
+            .map(|r| r.findings.len())
+            .expect_err("without a member role action the member check must fail");
+        if REMEDIATION_ACTIONS.contains(action) {
+            assert_remediation_denied(&error, &member_key, "alice", &to_member_role);
+            assert_eq!(key_status(&member, &member_key).await, "Active");
+        } else {
+            assert_eq!(
+                denied_action(&error),
+                Some(*action),
+                "without {action}: {} {error}",
+                error.error_type()
+            );
+            assert!(
+                error
+                    .to_string()
+                    .contains(&format!("Grant {action} to {to_member_role}")),
+                "{error}"
+            );
+        }
     }
 }
 
