@@ -44,18 +44,30 @@ $(TOOLS_STAMP): tools/requirements.txt
 
 ## checkov: policy scan of template.yaml and member-role.yaml. A skipped check carries its reason in the template
 ## (Metadata: checkov). Its own venv: checkov pins boto3 and friends, which would clash with moto's. No calls to
-## Prisma Cloud or PyPI. checkov drops resources whose Condition is false for the parameter defaults, so template.yaml
-## is also scanned as a copy whose Accounts default is organization: the work queues exist only then.
+## Prisma Cloud or PyPI. checkov drops what a Condition or !If leaves out for the parameter defaults, so both
+## templates are also scanned as copies with every option on: Accounts=organization (the work queues),
+## EnableSecurityHub=true and Remediation=deactivate (their grants).
 CHECKOV_VENV := .venv-checkov
 CHECKOV_STAMP := $(CHECKOV_VENV)/.installed-$(shell cat tools/requirements-checkov.txt | cksum | cut -d' ' -f1)
-ORGANIZATION_TEMPLATE := target/lint/template-organization.yaml
+ALL_OPTIONS_TEMPLATE := target/lint/template-all-options.yaml
+ALL_OPTIONS_MEMBER_ROLE := target/lint/member-role-all-options.yaml
+# Each range ends at the parameter's own Default line.
+ALL_OPTIONS := -e 's/^    Default: self$$/    Default: organization/' \
+	-e '/^  EnableSecurityHub:$$/,/^    Default:/s/^    Default: "false"$$/    Default: "true"/' \
+	-e '/^  Remediation:$$/,/^    Default:/s/^    Default: "off"$$/    Default: deactivate/'
 
 checkov: $(CHECKOV_STAMP)
-	mkdir -p $(dir $(ORGANIZATION_TEMPLATE))
-	sed 's/^    Default: self$$/    Default: organization/' template.yaml > $(ORGANIZATION_TEMPLATE)
-	grep -q '^    Default: organization$$' $(ORGANIZATION_TEMPLATE) || { echo "no Accounts default to replace"; exit 1; }
-	CKV_SKIP_PACKAGE_UPDATE_CHECK=true $(CHECKOV_VENV)/bin/checkov --file template.yaml \
-		--file $(ORGANIZATION_TEMPLATE) --file member-role.yaml \
+	mkdir -p $(dir $(ALL_OPTIONS_TEMPLATE))
+	sed $(ALL_OPTIONS) template.yaml > $(ALL_OPTIONS_TEMPLATE)
+	sed $(ALL_OPTIONS) member-role.yaml > $(ALL_OPTIONS_MEMBER_ROLE)
+	grep -q '^    Default: organization$$' $(ALL_OPTIONS_TEMPLATE) || { echo "no Accounts default to replace"; exit 1; }
+	for copy in $(ALL_OPTIONS_TEMPLATE) $(ALL_OPTIONS_MEMBER_ROLE); do \
+		grep -A3 '^  EnableSecurityHub:$$' $$copy | grep -q '^    Default: "true"$$' && \
+		grep -A3 '^  Remediation:$$' $$copy | grep -q '^    Default: deactivate$$' || \
+		{ echo "$$copy: EnableSecurityHub or Remediation default not replaced"; exit 1; }; \
+	done
+	CKV_SKIP_PACKAGE_UPDATE_CHECK=true $(CHECKOV_VENV)/bin/checkov --file template.yaml --file member-role.yaml \
+		--file $(ALL_OPTIONS_TEMPLATE) --file $(ALL_OPTIONS_MEMBER_ROLE) \
 		--framework cloudformation --skip-download --compact --quiet
 
 $(CHECKOV_STAMP): tools/requirements-checkov.txt
