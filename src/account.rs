@@ -230,7 +230,17 @@ impl Keywatch {
                 account_id: account_id.to_string(),
             };
             let sync = security_hub::sync(&account.security_hub, &hub, &report, deadline);
-            report.security_hub = Some(Box::pin(sync).await.map_err(as_member)?);
+            match (
+                Box::pin(sync).await,
+                remediate::failure(&report.remediation_failed),
+            ) {
+                (Ok(sync), _) => report.security_hub = Some(sync),
+                // A key left active outweighs a hub out of date: that error is the run's, this one is logged.
+                (Err(error), Some(_)) => {
+                    tracing::error!(run_id, account_id, error = %as_member(error), "Security Hub not updated")
+                }
+                (Err(error), None) => return Err(as_member(error)),
+            }
             report.phase_ms.insert("security_hub", elapsed_ms(start));
         }
         // After the alert, which names them: a key that could not be deactivated fails the run.

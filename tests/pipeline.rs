@@ -795,3 +795,35 @@ async fn manual_checks_stay_in_scope_and_excluded_work_is_acknowledged() {
         .await;
     assert!(batch.batch_item_failures.is_empty(), "{batch:?}");
 }
+
+/// With remediation and Security Hub both on, a key deactivated in the run shows as Inactive in its finding.
+#[tokio::test]
+async fn a_key_deactivated_in_the_run_shows_inactive_in_security_hub() {
+    let moto = Moto::start();
+    let a = moto.account().await;
+    a.console_user("ann").await;
+    let key = a.key("ann").await;
+    let (topic, _) = a.topic_with_queue().await;
+    let vars = [
+        ("FINDINGS_TOPIC_ARN", topic.as_str()),
+        ("AWS_REGION", "us-east-1"),
+        ("SECURITY_HUB", "true"),
+        ("REMEDIATION", "deactivate"),
+        ("DEACTIVATE_AFTER_DAYS", "0"),
+    ];
+    let report = run(&moto, settings(&vars), SCHEDULED).await.expect("run");
+    assert_eq!(report.remediated.len(), 1);
+    let hub = aws_sdk_securityhub::Client::new(&a.config);
+    let findings = hub.get_findings().send().await.unwrap().findings.unwrap();
+    let status = findings[0].resources.as_ref().unwrap()[0]
+        .details
+        .as_ref()
+        .and_then(|d| d.aws_iam_access_key.as_ref())
+        .and_then(|k| k.status.clone());
+    assert_eq!(
+        status,
+        Some(aws_sdk_securityhub::types::AwsIamAccessKeyStatus::Inactive),
+        "{key:?}",
+        key = key.id
+    );
+}

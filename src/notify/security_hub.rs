@@ -39,6 +39,23 @@ pub const RELATED_REQUIREMENTS: [&str; 7] = [
 const REMEDIATION_URL: &str =
     "https://docs.aws.amazon.com/IAM/latest/UserGuide/id_credentials_access-keys.html#Using_CreateAccessKey";
 
+/// The key's status as the finding shows it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KeyStatus {
+    Active,
+    /// Deactivated by keywatch in this run.
+    Inactive,
+}
+
+impl KeyStatus {
+    fn as_str(self) -> &'static str {
+        match self {
+            KeyStatus::Active => "Active",
+            KeyStatus::Inactive => "Inactive",
+        }
+    }
+}
+
 /// Where findings go: the checked account's hub in the function's region.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Hub {
@@ -163,6 +180,7 @@ impl Asff {
     /// The ASFF of one finding. `created_at` is when keywatch first reported it (kept across runs).
     pub fn of(
         finding: &Finding,
+        key_status: KeyStatus,
         hub: &Hub,
         created_at: OffsetDateTime,
         now: OffsetDateTime,
@@ -202,7 +220,7 @@ impl Asff {
                             principal_name: finding.user_name.clone(),
                             principal_type: "IAMUser",
                             account_id: hub.account_id.clone(),
-                            status: "Active",
+                            status: key_status.as_str(),
                             created_at: finding.key_created.map(rfc3339).transpose()?,
                         }),
                         aws_iam_user: None,
@@ -417,7 +435,17 @@ pub async fn sync(
                 .get(finding.finding_id.as_str())
                 .copied()
                 .unwrap_or(now);
-            Asff::of(finding, hub, created, now)
+            // A key deactivated in this run is a finding still, and shows its true status until it is archived.
+            let status = if report
+                .remediated
+                .iter()
+                .any(|r| r.finding_id == finding.finding_id)
+            {
+                KeyStatus::Inactive
+            } else {
+                KeyStatus::Active
+            };
+            Asff::of(finding, status, hub, created, now)
         })
         .collect::<Result<_>>()?;
     let reported: BTreeSet<&str> = current.iter().map(|f| f.id.as_str()).collect();
@@ -530,7 +558,7 @@ mod tests {
         };
         let first = datetime!(2026-11-01 00:00 UTC);
         let now = datetime!(2026-11-30 12:00 UTC);
-        let asff = Asff::of(&finding, &hub, first, now).unwrap();
+        let asff = Asff::of(&finding, KeyStatus::Active, &hub, first, now).unwrap();
         let json = serde_json::to_value(&asff).unwrap();
         for field in [
             "SchemaVersion",
@@ -598,7 +626,7 @@ mod tests {
             account_id: "123456789012".into(),
         };
         let now = datetime!(2026-11-30 12:00 UTC);
-        let good = Asff::of(&finding, &hub, now, now).unwrap();
+        let good = Asff::of(&finding, KeyStatus::Active, &hub, now, now).unwrap();
         let cases: Vec<Asff> = vec![
             Asff {
                 title: String::new(),
