@@ -1192,6 +1192,49 @@ async fn security_hub_findings_are_imported_kept_and_archived_only_after_a_succe
     );
 }
 
+/// Security Hub answers a batch with `FailedFindings`: the run fails, naming the IDs it did not take.
+#[tokio::test]
+async fn findings_security_hub_rejects_fail_the_run_naming_them() {
+    let bench = Bench::start().await;
+    bench.account.console_user("ann").await;
+    bench.account.key("ann").await;
+    bench.proxy.add(Rule::on(
+        "securityhub:BatchImportFindings",
+        Fault::RespondJson(
+            r#"{"FailedCount":1,"SuccessCount":0,"FailedFindings":[{"Id":"123456789012/ann/AKIAREJECTED","ErrorCode":"InvalidInput","ErrorMessage":"injected"}]}"#,
+        ),
+    ));
+    let loader = bench.proxy.configure(config_loader(3));
+    let vars = [
+        ("FINDINGS_TOPIC_ARN", TOPIC),
+        ("AWS_REGION", "us-east-1"),
+        ("SECURITY_HUB", "true"),
+    ];
+    let keywatch = Keywatch::new(settings(&vars), isolated_clients(&loader.load().await));
+    let error = keywatch
+        .run(
+            &scheduled(Source::CredentialReport),
+            "rejected",
+            &Deadline::after(Duration::from_secs(30)),
+        )
+        .await
+        .expect_err("rejected findings fail the run");
+    assert_eq!(error.error_type(), "Keywatch.SecurityHubFailed");
+    assert!(
+        error.to_string().contains("123456789012/ann/AKIAREJECTED")
+            && error.to_string().contains("InvalidInput"),
+        "{error}"
+    );
+    assert!(
+        bench
+            .proxy
+            .log()
+            .iter()
+            .any(|s| s.action == "securityhub:GetFindings"),
+        "the proxy names Security Hub's REST calls"
+    );
+}
+
 /// Report data may skip a live lookup only for a key it identifies beyond doubt. The report has no key IDs, so
 /// two keys created in the same second, one used and one never used, must both be looked up live.
 #[tokio::test]

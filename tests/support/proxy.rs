@@ -62,6 +62,9 @@ pub enum Fault {
     /// Before forwarding, the key signs one request of its own to moto, which records a use: the key is used
     /// between two of keywatch's calls.
     UseKeyFirst { id: String, secret: String },
+    /// Answered 200 with this JSON body instead of forwarding: a service's own account of partial failure, such
+    /// as Security Hub's `FailedFindings`.
+    RespondJson(&'static str),
 }
 
 impl Fault {
@@ -419,7 +422,7 @@ async fn handle(state: Arc<State>, reset: Arc<AtomicBool>, request: Request<Inco
         Err(_) => return Err(ResetConnection),
     };
     let form = parse_form(&body);
-    let action = action_name(&head.headers, &form);
+    let action = action_name(&head.headers, head.uri.path(), &form);
     let fault = choose_fault(&state, &action, &form);
     lock(&state.log).push(Seen {
         action: action.clone(),
@@ -441,6 +444,15 @@ async fn handle(state: Arc<State>, reset: Arc<AtomicBool>, request: Request<Inco
             }
         }
         Some(Fault::UseKeyFirst { id, secret }) => use_key(&state.upstream, id, secret).await,
+        Some(Fault::RespondJson(body)) => {
+            let mut headers = HeaderMap::new();
+            headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+            return Ok(response(
+                StatusCode::OK,
+                headers,
+                Bytes::from_static(body.as_bytes()),
+            ));
+        }
         _ => {}
     }
 
@@ -668,7 +680,7 @@ fn error_response(status: u16, kind: &str, code: &str, message: &str) -> Respons
 
 /// `iam:ListUsers`: the service from the SigV4 credential scope (`Credential=AKID/DATE/REGION/SERVICE/...`),
 /// the action from the form body.
-fn action_name(headers: &HeaderMap, form: &[(String, String)]) -> String {
+fn action_name(headers: &HeaderMap, path: &str, form: &[(String, String)]) -> String {
     let service = headers
         .get("authorization")
         .and_then(|v| v.to_str().ok())
@@ -681,11 +693,18 @@ fn action_name(headers: &HeaderMap, form: &[(String, String)]) -> String {
         .get("x-amz-target")
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.rsplit('.').next());
+    // REST protocols (Security Hub) in the path.
+    let rest = match path {
+        "/findings/import" => Some("BatchImportFindings"),
+        "/findings" => Some("GetFindings"),
+        _ => None,
+    };
     let action = form
         .iter()
         .find(|(key, _)| key == "Action")
         .map(|(_, value)| value.as_str())
         .or(target)
+        .or(rest)
         .unwrap_or("unknown");
     format!("{service}:{action}")
 }
