@@ -94,8 +94,7 @@ impl Keywatch {
     }
 
     async fn work_one(&self, record: &SqsRecord, deadline: &Deadline) -> Result<()> {
-        let item = WorkItem::decode(&record.body);
-        let result = match &item {
+        let (item, result) = match WorkItem::decode(&record.body) {
             // Excluded since it was dispatched: done, not failed, so it never reaches the dead-letter queue.
             Ok(item) if self.settings.fleet.exclude.contains(&item.account_id) => {
                 tracing::info!(message_id = %record.message_id, account_id = %item.account_id, "account is in EXCLUDE_ACCOUNTS; not checked");
@@ -107,22 +106,24 @@ impl Keywatch {
                     scheduled: true,
                     ..Invocation::default()
                 };
-                self.check_account(
-                    &clients,
-                    &item.account_id,
-                    &invocation,
-                    &item.run_id,
-                    deadline,
-                )
-                .await
-                .map(|_| ())
+                let checked = self
+                    .check_account(
+                        &clients,
+                        &item.account_id,
+                        &invocation,
+                        &item.run_id,
+                        deadline,
+                    )
+                    .await
+                    .map(|_| ());
+                (Some(item), checked)
             }
-            Err(error) => Err(Error::InvalidEvent(error.to_string())),
+            Err(error) => (None, Err(error)),
         };
         let Err(error) = &result else {
             return result;
         };
-        let item = item.as_ref().ok();
+        let item = item.as_ref();
         let last = record.receive_count >= self.settings.fleet.max_receive_count;
         tracing::error!(
             message_id = %record.message_id,
