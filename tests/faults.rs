@@ -598,11 +598,7 @@ async fn stale_report_never_reports_keys_changed_since() {
         .await
         .expect("a clean run on a stale report");
     assert!(
-        bench
-            .proxy
-            .log()
-            .iter()
-            .any(|s| s.fault == Some(Fault::StaleReport)),
+        bench.proxy.served(&Fault::StaleReport),
         "the stale report was served"
     );
     let expected: BTreeSet<(String, String)> = [
@@ -659,11 +655,7 @@ async fn stale_report_still_finds_passwords_added_and_keys_reactivated_since() {
         .await
         .expect("a clean run on a stale report");
     assert!(
-        bench
-            .proxy
-            .log()
-            .iter()
-            .any(|s| s.fault == Some(Fault::StaleReport)),
+        bench.proxy.served(&Fault::StaleReport),
         "the stale report was served"
     );
     let expected: BTreeSet<(String, String)> = [
@@ -845,16 +837,7 @@ async fn answers_missing_a_field_fail_loudly() {
 #[tokio::test]
 async fn a_partial_dispatch_fails_naming_the_accounts_not_sent() {
     let bench = Bench::start().await;
-    let queue = bench
-        .account
-        .sqs
-        .create_queue()
-        .queue_name("keywatch-work")
-        .send()
-        .await
-        .unwrap()
-        .queue_url
-        .unwrap();
+    let queue = bench.account.queue("keywatch-work").await;
     let accounts: Vec<String> = (0..12).map(|i| format!("1000000000{i:02}")).collect();
     let listed = accounts.join(",");
     let vars = [

@@ -447,15 +447,7 @@ async fn an_organization_is_dispatched_and_each_account_checked_on_its_own() {
         member.console_user(&user).await;
         expected.insert(account_id, (user.clone(), member.key(&user).await.id));
     }
-    let work_queue = own
-        .sqs
-        .create_queue()
-        .queue_name("keywatch-work")
-        .send()
-        .await
-        .unwrap()
-        .queue_url
-        .unwrap();
+    let work_queue = own.queue("keywatch-work").await;
     let (topic, alerts) = own.topic_with_queue().await;
     let vars = [
         ("FINDINGS_TOPIC_ARN", topic.as_str()),

@@ -341,6 +341,18 @@ impl Account {
         statuses
     }
 
+    /// A new SQS queue: its URL.
+    pub async fn queue(&self, name: &str) -> String {
+        self.sqs
+            .create_queue()
+            .queue_name(name)
+            .send()
+            .await
+            .expect("queue")
+            .queue_url
+            .expect("url")
+    }
+
     /// A findings topic with an SQS queue subscribed, as an automation subscriber would have.
     pub async fn topic_with_queue(&self) -> (String, String) {
         let topic = self
@@ -352,15 +364,7 @@ impl Account {
             .expect("topic")
             .topic_arn
             .expect("arn");
-        let queue = self
-            .sqs
-            .create_queue()
-            .queue_name("keywatch-findings")
-            .send()
-            .await
-            .expect("queue")
-            .queue_url
-            .expect("url");
+        let queue = self.queue("keywatch-findings").await;
         let attributes = self
             .sqs
             .get_queue_attributes()

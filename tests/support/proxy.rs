@@ -287,6 +287,13 @@ impl Proxy {
         lock(&self.state.log).clone()
     }
 
+    /// Whether some request so far got this fault.
+    pub fn served(&self, fault: &Fault) -> bool {
+        lock(&self.state.log)
+            .iter()
+            .any(|seen| seen.fault.as_ref() == Some(fault))
+    }
+
     /// The log so far, leaving it empty: one run's requests.
     pub fn take_log(&self) -> Vec<Seen> {
         std::mem::take(&mut *lock(&self.state.log))
