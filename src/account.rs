@@ -16,11 +16,13 @@ use crate::evaluate::{self, Policy};
 use crate::event::Invocation;
 use crate::handler::Keywatch;
 use crate::inventory::elapsed_ms;
+use crate::ledger::{Ledger, Table};
 use crate::metrics;
 use crate::notify::security_hub::{self, Hub};
 use crate::notify::sns::SnsSink;
+use crate::notify::when::{self, Memory};
 use crate::notify::Sink;
-use crate::remediate::{self, Remediation};
+use crate::remediate;
 use crate::report::{ApiCalls, Report};
 use crate::verify;
 
@@ -143,7 +145,37 @@ impl Keywatch {
             .map_err(as_member)?;
         let mut phase_ms: BTreeMap<&'static str, u64> =
             inventory.phase_ms.iter().copied().collect();
-        let candidates = evaluate::candidates(&inventory);
+
+        // The ledger, with the function's own credentials. Read before verification, so every user with an open
+        // finding is looked at live again and a resolution has its exact reason. Unreadable, the check goes on
+        // (nothing is deactivated, everything is published) and fails at the end.
+        let table = self.settings.ledger_table.as_ref().map(|name| Table {
+            client: clients.dynamodb.clone(),
+            name: name.clone(),
+        });
+        let mut ledger_error = None;
+        let mut ledger = match &table {
+            None => None,
+            Some(table) => match table.recall(account_id, deadline).await {
+                Ok(items) => Some(Ledger::new(account_id, items)),
+                Err(error) => {
+                    tracing::error!(run_id, account_id, %error, "ledger not read");
+                    ledger_error = Some(error);
+                    None
+                }
+            },
+        };
+        let mut candidates = evaluate::candidates(&inventory);
+        if let Some(ledger) = &ledger {
+            let open = ledger.open_users();
+            let extra: Vec<_> = inventory
+                .users
+                .iter()
+                .filter(|u| open.contains(u.user.name.as_str()))
+                .filter(|u| !candidates.iter().any(|c| c.user.name == u.user.name))
+                .collect();
+            candidates.extend(extra);
+        }
         let start = Instant::now();
         let verified = deadline
             .run(
@@ -166,7 +198,19 @@ impl Keywatch {
             grace_period_hours,
             exemptions: &self.settings.exemptions,
         };
-        let evaluation = evaluate::classify(&verified, &policy);
+        let mut evaluation = evaluate::classify(&verified, &policy);
+        let resolved = ledger.as_mut().map(|ledger| {
+            let mut findings = std::mem::take(&mut evaluation.findings);
+            let resolved = ledger.reconcile(
+                &mut findings,
+                &evaluation,
+                &verified,
+                checked_at,
+                self.settings.remediation.notice_days(),
+            );
+            evaluation.findings = findings;
+            resolved
+        });
 
         let mut report = Report {
             run_id: run_id.to_string(),
@@ -187,20 +231,25 @@ impl Keywatch {
             remediated: Vec::new(),
             remediation_skipped: Vec::new(),
             remediation_failed: Vec::new(),
-            deactivate_after_days: match self.settings.remediation {
-                Remediation::Off => None,
-                Remediation::Deactivate { after_days } => Some(after_days),
-            },
+            deactivate_after_days: self.settings.remediation.notice_days(),
             security_hub: None,
             notifications: Vec::new(),
+            new: None,
+            open: None,
+            resolved: None,
+            alert: String::new(),
         };
         report.apply(evaluation);
+        if let Some(resolved) = resolved {
+            report.apply_history(resolved);
+        }
         // Logged before publishing, so a failed publish loses nothing.
         for finding in &report.findings {
             tracing::warn!(run_id, account_id, finding_id = %finding.finding_id, user = %finding.user_name, access_key_id = %finding.access_key_id, "finding");
         }
 
-        // Never in a dry run: only findings of this successful check, after one more look at each key.
+        // Never in a dry run: only findings of this successful check that a delivered alert named at least the
+        // notice period ago (the ledger says when), after one more look at each key.
         if !dry_run {
             let start = Instant::now();
             let due = self.settings.remediation.due(&report.findings, checked_at);
@@ -212,14 +261,51 @@ impl Keywatch {
                 report.remediation_failed = outcome.failed;
                 report.phase_ms.insert("remediation", elapsed_ms(start));
             }
+            // Stored as not yet announced before anything is published: if the publish fails, the next run
+            // (or this one's retry) still announces them, with the command that undoes each.
+            if let (Some(ledger), Some(table)) = (ledger.as_mut(), &table) {
+                let keys = ledger.deactivated(&report.remediated, run_id);
+                if let Err(error) = save(ledger, table, Some(&keys), deadline).await {
+                    ledger_error.get_or_insert(error);
+                }
+                report.remediated.extend(
+                    ledger
+                        .unannounced()
+                        .into_iter()
+                        .filter(|late| !keys.contains(&late.access_key_id)),
+                );
+            }
         }
 
-        if let Some(sink) =
-            sink.filter(|_| !report.findings.is_empty() || self.settings.notify_when_clean)
-        {
+        let memory = match (&table, &ledger) {
+            (None, _) => Memory::None,
+            (Some(_), None) => Memory::Unreadable,
+            (Some(_), Some(ledger)) => Memory::Ledger {
+                last_alert: ledger.last_alert(),
+            },
+        };
+        let decision = when::decide(
+            self.settings.alerts,
+            &report,
+            memory,
+            self.settings.notify_when_clean,
+        );
+        report.alert = decision.why;
+        if let Some(sink) = sink.filter(|_| decision.publish) {
             let start = Instant::now();
             report.notifications = sink.publish(&report, deadline).await?;
             report.phase_ms.insert("publish", elapsed_ms(start));
+            // SNS accepted every part: mark what it named.
+            if let (Some(ledger), Some(table)) = (ledger.as_mut(), &table) {
+                ledger.announced(
+                    &report.findings,
+                    &report.remediated,
+                    OffsetDateTime::now_utc(),
+                );
+                if let Err(error) = save(ledger, table, None, deadline).await {
+                    ledger_error.get_or_insert(error);
+                }
+            }
         }
         // Only after a check that got this far: a check that could not look never archives a finding.
         if let (Some(region), false) = (&self.settings.security_hub, dry_run) {
@@ -245,6 +331,10 @@ impl Keywatch {
         }
         // After the alert, which names them: a key that could not be deactivated fails the run.
         if let Some(error) = remediate::failure(&report.remediation_failed) {
+            return Err(error);
+        }
+        // After everything that must not be lost (deactivations, the alert, the hub): loudly.
+        if let Some(error) = ledger_error {
             return Err(error);
         }
         report.api_calls = ApiCalls::from(clients.calls.take());
@@ -324,6 +414,22 @@ impl Keywatch {
         );
         Ok((clients.assumed(credentials), Some(role_arn)))
     }
+}
+
+/// Writes the ledger's changed items (only `keys`, when given) and records them as stored.
+async fn save(
+    ledger: &mut Ledger,
+    table: &Table,
+    keys: Option<&[String]>,
+    deadline: &Deadline,
+) -> Result<()> {
+    let changed = ledger.changed(keys);
+    if changed.is_empty() {
+        return Ok(());
+    }
+    table.save(&changed, deadline).await?;
+    ledger.stored_now(&changed);
+    Ok(())
 }
 
 /// `keywatch-` and the run ID, in the characters STS allows, so CloudTrail in the member account shows the run.

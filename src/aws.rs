@@ -71,6 +71,8 @@ pub struct Clients {
     pub sqs: aws_sdk_sqs::Client,
     pub organizations: aws_sdk_organizations::Client,
     pub security_hub: aws_sdk_securityhub::Client,
+    /// The ledger, always with the function's own credentials (never a member role's).
+    pub dynamodb: aws_sdk_dynamodb::Client,
     pub calls: CallCounter,
 }
 
@@ -101,7 +103,11 @@ impl Clients {
         let security_hub = aws_sdk_securityhub::config::Builder::from(config)
             .interceptor(calls.clone())
             .build();
+        let dynamodb = aws_sdk_dynamodb::config::Builder::from(config)
+            .interceptor(calls.clone())
+            .build();
         Clients {
+            dynamodb: aws_sdk_dynamodb::Client::from_conf(dynamodb),
             iam: aws_sdk_iam::Client::from_conf(iam),
             sns: aws_sdk_sns::Client::from_conf(sns),
             sts: aws_sdk_sts::Client::from_conf(sts),
@@ -154,6 +160,13 @@ impl Clients {
             ),
             security_hub: aws_sdk_securityhub::Client::from_conf(
                 self.security_hub
+                    .config()
+                    .to_builder()
+                    .interceptor(calls.clone())
+                    .build(),
+            ),
+            dynamodb: aws_sdk_dynamodb::Client::from_conf(
+                self.dynamodb
                     .config()
                     .to_builder()
                     .interceptor(calls.clone())

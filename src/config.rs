@@ -38,7 +38,23 @@ pub struct Settings {
     pub remediation: Remediation,
     /// `SECURITY_HUB=true`: findings into each checked account's hub in this region.
     pub security_hub: Option<String>,
+    /// `LEDGER_TABLE`: the DynamoDB table that remembers what was alerted; `None` for a local run by hand.
+    pub ledger_table: Option<String>,
+    /// `ALERTS` and `REMIND_EVERY_DAYS`.
+    pub alerts: Alerts,
 }
+
+/// When a check publishes (`ALERTS`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Alerts {
+    /// Every run with findings publishes all of them (the default without the variable).
+    EveryRun,
+    /// Only what changed since the last delivered alert (new, deactivated, resolved), plus a reminder of what is
+    /// still open every `remind_every_days`. Needs the ledger.
+    Changes { remind_every_days: u32 },
+}
+
+pub const DEFAULT_REMIND_EVERY_DAYS: u32 = 7;
 
 /// Which users are exempt: by name, path or ARN glob, or by a tag key.
 #[derive(Debug, Clone)]
@@ -137,8 +153,28 @@ impl Settings {
             Some(key) => Some(key.trim().to_string()),
         };
         let exemptions = Exemptions::new(&patterns, tag_key.as_deref())?;
+        let ledger_table = var("LEDGER_TABLE")
+            .map(|name| validate_table_name(&name))
+            .transpose()?;
+        let remind_every_days = parse_number(
+            "REMIND_EVERY_DAYS",
+            var("REMIND_EVERY_DAYS"),
+            DEFAULT_REMIND_EVERY_DAYS,
+            1,
+            MAX_DEACTIVATE_AFTER_DAYS,
+        )?;
+        let alerts = match var("ALERTS").map(|m| m.to_ascii_lowercase()).as_deref() {
+            None | Some("every-run") => Alerts::EveryRun,
+            Some("changes") => Alerts::Changes { remind_every_days },
+            Some(other) => {
+                return Err(Error::Config {
+                    variable: "ALERTS",
+                    reason: format!("{other:?} is not every-run or changes"),
+                })
+            }
+        };
 
-        Ok(Settings {
+        let settings = Settings {
             topic_arn,
             dry_run_only,
             grace_period_hours,
@@ -204,7 +240,29 @@ impl Settings {
                     reason: format!("{name:?} is not {}", Source::NAMES),
                 })?,
             },
-        })
+            ledger_table,
+            alerts,
+        };
+        // Both promise something across runs ("after N days of alerts", "only what changed"): only the ledger
+        // can keep that promise.
+        if settings.ledger_table.is_none() {
+            let needs = match (settings.remediation, settings.alerts) {
+                (Remediation::Deactivate { .. }, _) => Some("REMEDIATION=deactivate"),
+                (_, Alerts::Changes { .. }) => Some("ALERTS=changes"),
+                _ => None,
+            };
+            if let Some(needs) = needs {
+                return Err(Error::Config {
+                    variable: "LEDGER_TABLE",
+                    reason: format!(
+                        "not set, and {needs} needs the ledger: it counts the notice period from the first \
+                         delivered alert and remembers what was said. Set LEDGER_TABLE to the ledger table's name \
+                         (template.yaml creates it), or use REMEDIATION=off and ALERTS=every-run"
+                    ),
+                });
+            }
+        }
+        Ok(settings)
     }
 
     pub fn from_env() -> Result<Self> {
@@ -260,6 +318,24 @@ fn partition_of(region: &str) -> &'static str {
         "aws-iso-b"
     } else {
         "aws"
+    }
+}
+
+/// A DynamoDB table name: 3 to 255 of `[A-Za-z0-9_.-]`.
+fn validate_table_name(name: &str) -> Result<String> {
+    let valid = (3..=255).contains(&name.len())
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"_.-".contains(&b));
+    if valid {
+        Ok(name.to_string())
+    } else {
+        Err(Error::Config {
+            variable: "LEDGER_TABLE",
+            reason: format!(
+                "{name:?} is not a DynamoDB table name (3 to 255 letters, digits, `_`, `.` or `-`)"
+            ),
+        })
     }
 }
 
@@ -332,8 +408,25 @@ mod tests {
         );
         assert_eq!((s.max_attempts, s.concurrency), (10, 8));
         assert_eq!(s.remediation, Remediation::Off);
-        let on = settings(&[("FINDINGS_TOPIC_ARN", TOPIC), ("REMEDIATION", "Deactivate")]).unwrap();
+        assert_eq!(
+            (s.alerts, s.ledger_table.as_deref()),
+            (Alerts::EveryRun, None)
+        );
+        let on = settings(&[
+            ("FINDINGS_TOPIC_ARN", TOPIC),
+            ("REMEDIATION", "Deactivate"),
+            ("LEDGER_TABLE", "keywatch-ledger"),
+            ("ALERTS", "changes"),
+        ])
+        .unwrap();
         assert_eq!(on.remediation, Remediation::Deactivate { after_days: 7 });
+        assert_eq!(
+            on.alerts,
+            Alerts::Changes {
+                remind_every_days: 7
+            }
+        );
+        assert_eq!(on.ledger_table.as_deref(), Some("keywatch-ledger"));
     }
 
     #[test]
@@ -406,8 +499,30 @@ mod tests {
                     ("FINDINGS_TOPIC_ARN", TOPIC),
                     ("REMEDIATION", "deactivate"),
                     ("DEACTIVATE_AFTER_DAYS", "3651"),
+                    ("LEDGER_TABLE", "ledger"),
                 ],
                 "DEACTIVATE_AFTER_DAYS",
+            ),
+            // Promises across runs need the ledger.
+            (
+                &[("FINDINGS_TOPIC_ARN", TOPIC), ("REMEDIATION", "deactivate")],
+                "LEDGER_TABLE",
+            ),
+            (
+                &[("FINDINGS_TOPIC_ARN", TOPIC), ("ALERTS", "changes")],
+                "LEDGER_TABLE",
+            ),
+            (
+                &[("FINDINGS_TOPIC_ARN", TOPIC), ("LEDGER_TABLE", "a b")],
+                "LEDGER_TABLE",
+            ),
+            (
+                &[("FINDINGS_TOPIC_ARN", TOPIC), ("ALERTS", "daily")],
+                "ALERTS",
+            ),
+            (
+                &[("FINDINGS_TOPIC_ARN", TOPIC), ("REMIND_EVERY_DAYS", "0")],
+                "REMIND_EVERY_DAYS",
             ),
         ];
         for (vars, variable) in cases {

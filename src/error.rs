@@ -99,6 +99,13 @@ pub enum Error {
         cause: String,
     },
 
+    #[error("the ledger {table} could not be used ({action}): {cause}. The findings of this check were still published where SNS accepted them. Check that the table exists in the function's account and region and that the function's role may call {action} on it (template.yaml grants it); then run again")]
+    LedgerUnavailable {
+        table: String,
+        action: &'static str,
+        cause: Box<Error>,
+    },
+
     #[error("could not deactivate access key(s) {}: {cause}. The alert, already published, lists them; the other keys were handled. Grant iam:UpdateAccessKey (Remediation=deactivate in the templates), or deactivate them by hand", .keys.join(", "))]
     RemediationFailed {
         /// `AKIA... (user)`, one per key.
@@ -198,6 +205,7 @@ impl Error {
             Error::Excluded(_) => "Keywatch.InvalidEvent",
             Error::RemediationFailed { .. } => "Keywatch.RemediationFailed",
             Error::SecurityHub { .. } => "Keywatch.SecurityHubFailed",
+            Error::LedgerUnavailable { .. } => "Keywatch.LedgerUnavailable",
         }
     }
 }

@@ -2,7 +2,8 @@
 //! password (CIS AWS Foundations 1.11), verifies each one live, and alerts through SNS.
 //!
 //! Data flows one way: [`route`] (scheduled | SQS | manual) → [`dispatch`] | [`account`] (check one account) →
-//! [`inventory`] → [`evaluate`] → [`verify`] → [`remediate`] (opt-in) → [`notify`] → [`report`]. [`handler`] holds what a Lambda container
+//! [`inventory`] → [`evaluate`] → [`verify`] → [`ledger`] (what was said before) → [`remediate`] (opt-in) → [`notify`] →
+//! [`report`]. [`handler`] holds what a Lambda container
 //! keeps between invocations; [`event`] and [`config`] read what comes in.
 
 pub mod account;
@@ -15,6 +16,7 @@ pub mod evaluate;
 pub mod event;
 pub mod handler;
 pub mod inventory;
+pub mod ledger;
 pub mod logging;
 pub mod metrics;
 pub mod model;

@@ -10,8 +10,11 @@ pub const NAMESPACE: &str = "keywatch";
 pub const DIMENSION: &str = "AccountId";
 
 /// Every metric a line may carry, with its unit: what the template's dashboard may plot.
-pub const METRICS: [(&str, &str); 7] = [
+pub const METRICS: [(&str, &str); 10] = [
     ("Findings", "Count"),
+    ("NewFindings", "Count"),
+    ("ResolvedFindings", "Count"),
+    ("OldestOpenFindingDays", "Count"),
     ("Pending", "Count"),
     ("Exempted", "Count"),
     ("UsersExamined", "Count"),
@@ -24,6 +27,9 @@ pub const METRICS: [(&str, &str); 7] = [
 /// false zero.
 const FAILED_METRICS: [&str; 3] = ["ApiCalls", "DurationMs", "CheckFailed"];
 
+/// Known only from the ledger: without `LEDGER_TABLE` they are not written at all, never as zero.
+const LEDGER_METRICS: [&str; 3] = ["NewFindings", "ResolvedFindings", "OldestOpenFindingDays"];
+
 #[derive(Debug, Serialize)]
 pub struct EmfLine<'a> {
     #[serde(rename = "_aws")]
@@ -33,6 +39,16 @@ pub struct EmfLine<'a> {
     pub run_id: &'a str,
     #[serde(rename = "Findings", skip_serializing_if = "Option::is_none")]
     pub findings: Option<usize>,
+    #[serde(rename = "NewFindings", skip_serializing_if = "Option::is_none")]
+    pub new_findings: Option<usize>,
+    #[serde(rename = "ResolvedFindings", skip_serializing_if = "Option::is_none")]
+    pub resolved_findings: Option<usize>,
+    /// Days since the oldest open finding was first alerted.
+    #[serde(
+        rename = "OldestOpenFindingDays",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub oldest_open_finding_days: Option<i64>,
     #[serde(rename = "Pending", skip_serializing_if = "Option::is_none")]
     pub pending: Option<usize>,
     #[serde(rename = "Exempted", skip_serializing_if = "Option::is_none")]
@@ -87,9 +103,11 @@ pub fn line<'a>(
         Ok(report) => (Some(report), report.api_calls.total),
         Err(api_calls) => (None, api_calls),
     };
+    let ledger = report.filter(|r| r.resolved.is_some());
     let metrics = METRICS
         .iter()
         .filter(|(name, _)| report.is_some() || FAILED_METRICS.contains(name))
+        .filter(|(name, _)| ledger.is_some() || !LEDGER_METRICS.contains(name))
         .map(|&(name, unit)| Metric { name, unit })
         .collect();
     EmfLine {
@@ -104,6 +122,16 @@ pub fn line<'a>(
         account_id,
         run_id,
         findings: report.map(|r| r.findings.len()),
+        new_findings: ledger.and_then(|r| r.new.as_ref()).map(Vec::len),
+        resolved_findings: ledger.and_then(|r| r.resolved.as_ref()).map(Vec::len),
+        oldest_open_finding_days: ledger.map(|r| {
+            r.findings
+                .iter()
+                .filter_map(|f| f.history.first_alerted_at)
+                .map(|alerted| crate::ledger::days_between(alerted, r.checked_at))
+                .max()
+                .unwrap_or(0)
+        }),
         pending: report.map(|r| r.pending.len()),
         exempted: report.map(|r| r.exempted.len()),
         users_examined: report.map(|r| r.users_examined),
@@ -128,11 +156,20 @@ mod tests {
 
     #[test]
     fn lines_follow_the_embedded_metric_format() {
-        let report =
+        let mut report =
             crate::notify::render::tests::report_with(vec![crate::notify::render::tests::finding(
                 "ann", "AKIAANN",
             )]);
         let now = datetime!(2026-11-30 12:00 UTC);
+        let without_ledger = serde_json::to_value(line("1", "r1", Ok(&report), 1, now)).unwrap();
+        for name in LEDGER_METRICS {
+            assert!(without_ledger.get(name).is_none(), "no ledger, no {name}");
+        }
+        report.findings[0].history.first_alerted_at =
+            Some(report.checked_at - time::Duration::days(9));
+        report.new = Some(vec![]);
+        report.open = Some(vec![report.findings[0].finding_id.clone()]);
+        report.resolved = Some(vec![]);
         let ok = serde_json::to_value(line("123456789012", "r1", Ok(&report), 1500, now)).unwrap();
         let directive = &ok["_aws"]["CloudWatchMetrics"][0];
         assert_eq!(ok["_aws"]["Timestamp"], 1_796_040_000_000i64);
@@ -155,6 +192,11 @@ mod tests {
         assert_eq!(
             (ok["Findings"].as_u64(), ok["CheckFailed"].as_u64()),
             (Some(1), Some(0))
+        );
+        assert_eq!(ok["OldestOpenFindingDays"], 9);
+        assert_eq!(
+            (ok["NewFindings"].as_u64(), ok["ResolvedFindings"].as_u64()),
+            (Some(0), Some(0))
         );
         assert_eq!(ok["AccountId"], "123456789012");
 

@@ -42,6 +42,10 @@ pub const REMEDIATION_ACTIONS: &[&str] = &["iam:UpdateAccessKey"];
 pub const SECURITY_HUB_ACTIONS: &[&str] =
     &["securityhub:BatchImportFindings", "securityhub:GetFindings"];
 
+/// With `LEDGER_TABLE`: one paged query per account check and batched writes, on the ledger table's ARN only,
+/// always as the function's own role (in an Organization, the ledger is in the central account).
+pub const LEDGER_ACTIONS: &[&str] = &["dynamodb:Query", "dynamodb:BatchWriteItem"];
+
 /// Needs no grant: AWS allows every principal to ask who it is. Used once per container for the account ID.
 pub const UNGATED_ACTIONS: &[&str] = &["sts:GetCallerIdentity"];
 
@@ -66,6 +70,7 @@ pub fn is_known(call: &str) -> bool {
         QUEUE_SEND_ACTIONS,
         REMEDIATION_ACTIONS,
         SECURITY_HUB_ACTIONS,
+        LEDGER_ACTIONS,
         UNGATED_ACTIONS,
     ]
     .concat()

@@ -1,5 +1,5 @@
-//! Opt-in remediation (`REMEDIATION=deactivate`): a finding whose key is older than `DEACTIVATE_AFTER_DAYS` is
-//! deactivated, after one more look at its last use. Never deleted: a person undoes it in one command.
+//! Opt-in remediation (`REMEDIATION=deactivate`): a finding that a delivered alert first named at least
+//! `DEACTIVATE_AFTER_DAYS` ago (the ledger says when) is deactivated, after one more look at its last use. Never deleted: a person undoes it in one command.
 
 use aws_sdk_iam::types::StatusType;
 use aws_sdk_iam::Client as IamClient;
@@ -11,6 +11,7 @@ use crate::deadline::Deadline;
 use crate::error::{Error, Result};
 use crate::evaluate::Finding;
 use crate::inventory::api::{last_use, LastUse};
+use crate::ledger::Change;
 use time::format_description::well_known::Rfc3339;
 
 /// `REMEDIATION` and `DEACTIVATE_AFTER_DAYS`.
@@ -26,23 +27,30 @@ pub const DEFAULT_DEACTIVATE_AFTER_DAYS: u32 = 7;
 pub const MAX_DEACTIVATE_AFTER_DAYS: u32 = 3_650;
 
 impl Remediation {
-    /// When this finding's key is (or was) due for deactivation; `None` when remediation is off or the key's
-    /// creation time is unknown.
-    pub fn due_at(&self, finding: &Finding) -> Option<OffsetDateTime> {
-        match self {
-            Remediation::Off => None,
-            Remediation::Deactivate { after_days } => finding
-                .key_created
-                .map(|created| created + Duration::days((*after_days).into())),
-        }
-    }
-
-    /// The findings to deactivate now: the notice period is over.
+    /// The findings to deactivate now: an alert SNS accepted named each one at least `after_days` ago. Only the
+    /// ledger sets `first_alerted_at`, so a key no delivered alert named is never due, whatever its age.
     pub fn due<'a>(&self, findings: &'a [Finding], now: OffsetDateTime) -> Vec<&'a Finding> {
+        let Remediation::Deactivate { after_days } = self else {
+            return Vec::new();
+        };
         findings
             .iter()
-            .filter(|finding| self.due_at(finding).is_some_and(|due| due <= now))
+            .filter(|finding| finding.history.change == Some(Change::Open))
+            .filter(|finding| {
+                finding
+                    .history
+                    .first_alerted_at
+                    .is_some_and(|alerted| alerted + Duration::days((*after_days).into()) <= now)
+            })
             .collect()
+    }
+
+    /// The notice period in days, when keys are deactivated.
+    pub fn notice_days(&self) -> Option<u32> {
+        match self {
+            Remediation::Off => None,
+            Remediation::Deactivate { after_days } => Some(*after_days),
+        }
     }
 }
 
@@ -184,32 +192,42 @@ pub fn failure(failed: &[Failed]) -> Option<Error> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::ledger::History;
     use time::macros::datetime;
 
-    fn finding(key: &str, created: Option<OffsetDateTime>) -> Finding {
+    fn finding(key: &str, change: Option<Change>, alerted: Option<OffsetDateTime>) -> Finding {
         Finding {
             finding_id: format!("123456789012/u/{key}"),
             rule: "r",
             user_name: "u".into(),
             user_arn: "arn:aws:iam::123456789012:user/u".into(),
             access_key_id: key.into(),
-            key_created: created,
-            key_age_days: None,
-            user_created: datetime!(2026-01-01 00:00 UTC),
+            // Old keys: age never makes a key due.
+            key_created: Some(datetime!(2020-01-01 00:00 UTC)),
+            key_age_days: Some(2_000),
+            user_created: datetime!(2020-01-01 00:00 UTC),
             password_last_used: None,
             created_at_user_setup: false,
             exemption_expired_on: None,
+            history: History {
+                change,
+                first_alerted_at: alerted,
+                ..History::default()
+            },
         }
     }
 
     #[test]
-    fn due_after_the_notice_period() {
+    fn due_only_after_the_notice_period_counted_from_the_first_delivered_alert() {
         let now = datetime!(2026-11-30 12:00 UTC);
+        let open = Some(Change::Open);
         let findings = [
-            finding("OLD", Some(now - Duration::days(8))),
-            finding("EXACTLY7", Some(now - Duration::days(7))),
-            finding("NEW", Some(now - Duration::hours(1))),
-            finding("UNKNOWN", None),
+            finding("ALERTED8", open, Some(now - Duration::days(8))),
+            finding("ALERTED7", open, Some(now - Duration::days(7))),
+            finding("ALERTED1H", open, Some(now - Duration::hours(1))),
+            finding("NEVER_ALERTED", open, None),
+            finding("NEW", Some(Change::New), None),
+            finding("NO_LEDGER", None, None),
         ];
         let due = |remediation: Remediation| -> Vec<&str> {
             remediation
@@ -221,15 +239,12 @@ mod tests {
         assert!(due(Remediation::Off).is_empty());
         assert_eq!(
             due(Remediation::Deactivate { after_days: 7 }),
-            ["OLD", "EXACTLY7"]
+            ["ALERTED8", "ALERTED7"]
         );
+        // 0: the first run after the one that first alerted it; never the run that alerts it first.
         assert_eq!(
             due(Remediation::Deactivate { after_days: 0 }),
-            ["OLD", "EXACTLY7", "NEW"]
-        );
-        assert_eq!(
-            Remediation::Deactivate { after_days: 7 }.due_at(&findings[2]),
-            Some(now - Duration::hours(1) + Duration::days(7))
+            ["ALERTED8", "ALERTED7", "ALERTED1H"]
         );
     }
 }

@@ -7,6 +7,7 @@ use time::OffsetDateTime;
 
 use crate::evaluate::{Evaluation, Exempted, Finding, Pending};
 use crate::inventory::Source;
+use crate::ledger::{Change, Resolved};
 use crate::notify::security_hub::HubSync;
 use crate::remediate::{Failed, Remediated, Skipped};
 
@@ -43,6 +44,14 @@ pub struct Report {
     pub security_hub: Option<HubSync>,
     /// SNS message IDs, one per alert part; empty on a dry run or when nothing was published.
     pub notifications: Vec<Notification>,
+    /// From the ledger: the IDs of findings no delivered alert named before; `null` without `LEDGER_TABLE`.
+    pub new: Option<Vec<String>>,
+    /// From the ledger: the IDs of findings an earlier delivered alert named; `null` without `LEDGER_TABLE`.
+    pub open: Option<Vec<String>>,
+    /// From the ledger: findings that stopped being findings since the last delivered alert, with the reason.
+    pub resolved: Option<Vec<Resolved>>,
+    /// Why an alert was published, or why not (`ALERTS=changes` with nothing changed, a dry run, ...).
+    pub alert: String,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
@@ -73,5 +82,21 @@ impl Report {
         self.findings = evaluation.findings;
         self.pending = evaluation.pending;
         self.exempted = evaluation.exempted;
+    }
+
+    /// Fills `new`, `open` and `resolved` from the findings' ledger history; new findings first.
+    pub fn apply_history(&mut self, resolved: Vec<Resolved>) {
+        self.findings
+            .sort_by_key(|f| f.history.change != Some(Change::New));
+        let ids = |change| {
+            self.findings
+                .iter()
+                .filter(|f| f.history.change == Some(change))
+                .map(|f| f.finding_id.clone())
+                .collect()
+        };
+        self.new = Some(ids(Change::New));
+        self.open = Some(ids(Change::Open));
+        self.resolved = Some(resolved);
     }
 }

@@ -11,6 +11,7 @@ use exemption::{read_tag, TagExemption};
 
 use crate::config::Exemptions;
 use crate::inventory::{Freshness, Inventory, InventoryUser};
+use crate::ledger::History;
 use crate::model::{KeySnapshot, UserSnapshot};
 
 /// A check on one key of one user. Adding a rule is one new file implementing this, listed in [`RULES`].
@@ -76,6 +77,9 @@ pub struct Finding {
     /// The last day (UTC) of the user's exemption tag, when that day has passed: the key is a finding again.
     #[serde(with = "day::option")]
     pub exemption_expired_on: Option<Date>,
+    /// What the ledger knows of it: new or open, first seen, first alerted, when it is deactivated.
+    #[serde(flatten)]
+    pub history: History,
 }
 
 time::serde::format_description!(day, Date, "[year]-[month]-[day]");
@@ -151,6 +155,7 @@ pub fn classify(users: &[VerifiedUser], policy: &Policy) -> Evaluation {
                     .created
                     .is_some_and(|c| (c - user.created).abs() <= USER_SETUP_WINDOW),
                 exemption_expired_on,
+                history: History::default(),
             };
             // Grace 0 is strict: no key is pending, even one created while the run was going.
             let grace_ends = key

@@ -4,6 +4,7 @@ pub mod notice;
 pub mod render;
 pub mod security_hub;
 pub mod sns;
+pub mod when;
 
 use std::future::Future;
 

@@ -9,7 +9,8 @@ use time::OffsetDateTime;
 
 use crate::error::{Error, Result};
 use crate::evaluate::Finding;
-use crate::remediate::{Failed, Remediated, Remediation, Skipped};
+use crate::ledger::{days_between, Change, Resolved};
+use crate::remediate::{Failed, Remediated, Skipped};
 use crate::report::Report;
 
 /// SNS's limit for one publish: message, subject and attributes together, in bytes.
@@ -48,10 +49,19 @@ pub struct AlertDocument<'a> {
     pub total_findings: usize,
     pub pending_count: usize,
     pub exempted_count: usize,
+    /// This part's findings, each with its history (`change`, `first_seen_at`, `first_alerted_at`,
+    /// `deactivate_on`) when there is a ledger.
     pub findings: &'a [Finding],
+    /// The finding IDs of this part that are new since the last delivered alert; `null` without a ledger.
+    pub new: Option<Vec<&'a str>>,
+    /// The finding IDs of this part that earlier alerts named already; `null` without a ledger.
+    pub open: Option<Vec<&'a str>>,
+    /// Findings resolved since the last delivered alert (in part 1); `null` without a ledger.
+    pub resolved: Option<&'a [Resolved]>,
     /// `DEACTIVATE_AFTER_DAYS` when keywatch deactivates due findings, else `null`.
     pub deactivate_after_days: Option<u32>,
-    /// What remediation did to this part's findings.
+    /// Keys keywatch deactivated: this part's findings, and in part 1 any deactivation an earlier alert could
+    /// not announce.
     pub remediated: Vec<&'a Remediated>,
     pub remediation_skipped: Vec<&'a Skipped>,
     pub remediation_failed: Vec<&'a Failed>,
@@ -84,12 +94,20 @@ fn action_for<'a>(report: &'a Report, finding: &Finding) -> KeyAction<'a> {
         KeyAction::Skipped(skipped)
     } else if let Some(due) = report
         .deactivate_after_days
-        .and_then(|after_days| Remediation::Deactivate { after_days }.due_at(finding))
+        .and(finding.history.deactivate_on)
     {
         KeyAction::Due(due)
     } else {
         KeyAction::None
     }
+}
+
+/// Deactivations that are not this run's findings: announced late, after an earlier publish failed.
+fn earlier_deactivations(report: &Report) -> impl Iterator<Item = &Remediated> {
+    report
+        .remediated
+        .iter()
+        .filter(|r| !report.findings.iter().any(|f| f.finding_id == r.finding_id))
 }
 
 #[derive(Serialize)]
@@ -98,9 +116,11 @@ struct Envelope<'a> {
     email: &'a str,
 }
 
-pub const SCHEMA: &str = "keywatch.alert/v1";
+/// v2 added `new`, `open`, `resolved` and each finding's history, from the ledger.
+pub const SCHEMA: &str = "keywatch.alert/v2";
 
-/// Splits the findings into as few parts as fit, and renders each. With no findings, one "all clear" part.
+/// Splits the findings into as few parts as fit, and renders each. With no findings, one part (an all-clear, or
+/// what was resolved or deactivated).
 pub fn render_parts(report: &Report) -> Result<Vec<AlertPart>> {
     let chunks = chunk_findings(report)?;
     let parts = chunks.len();
@@ -121,12 +141,22 @@ pub fn render_parts(report: &Report) -> Result<Vec<AlertPart>> {
         .collect()
 }
 
+fn ids_with<'a>(findings: &'a [Finding], change: Change) -> Vec<&'a str> {
+    findings
+        .iter()
+        .filter(|f| f.history.change == Some(change))
+        .map(|f| f.finding_id.as_str())
+        .collect()
+}
+
 fn render_part(
     report: &Report,
     findings: &[Finding],
     part: usize,
     parts: usize,
 ) -> Result<AlertPart> {
+    let first = part == 1;
+    let ledger = report.resolved.is_some();
     let document = AlertDocument {
         schema: SCHEMA,
         run_id: &report.run_id,
@@ -140,6 +170,12 @@ fn render_part(
         pending_count: report.pending.len(),
         exempted_count: report.exempted.len(),
         findings,
+        new: ledger.then(|| ids_with(findings, Change::New)),
+        open: ledger.then(|| ids_with(findings, Change::Open)),
+        resolved: report
+            .resolved
+            .as_deref()
+            .map(|resolved| if first { resolved } else { &[] }),
         deactivate_after_days: report.deactivate_after_days,
         remediated: findings
             .iter()
@@ -147,6 +183,7 @@ fn render_part(
                 KeyAction::Deactivated(done) => Some(done),
                 _ => None,
             })
+            .chain(earlier_deactivations(report).filter(|_| first))
             .collect(),
         remediation_skipped: findings
             .iter()
@@ -180,22 +217,36 @@ fn render_part(
 
 /// Greedy packing by an exact-enough size estimate: JSON string escaping is per character, so a finding adds
 /// the escaped length of its JSON and its email block to the envelope. `render_parts` checks the real size.
+/// Part 1 also carries what was resolved and any late-announced deactivation, so its overhead is its own.
 fn chunk_findings(report: &Report) -> Result<Vec<&[Finding]>> {
-    let overhead = render_part(report, &[], usize::MAX, usize::MAX)?
-        .message
-        .len();
-    let budget = PART_BUDGET_BYTES.saturating_sub(overhead);
+    let overhead =
+        |part| -> Result<usize> { Ok(render_part(report, &[], part, usize::MAX)?.message.len()) };
+    let first_budget = PART_BUDGET_BYTES.saturating_sub(overhead(1)?);
+    let budget = PART_BUDGET_BYTES.saturating_sub(overhead(usize::MAX)?);
+    if first_budget == 0 {
+        return Err(Error::Render(
+            "what was resolved or deactivated since the last alert is larger than one SNS message; \
+             please report this as a bug"
+                .to_string(),
+        ));
+    }
     let mut chunks = Vec::new();
     let (mut start, mut used) = (0, 0);
     for (index, finding) in report.findings.iter().enumerate() {
         let cost = finding_cost(finding, report)?;
+        let room = if chunks.is_empty() {
+            first_budget
+        } else {
+            budget
+        };
         if cost > budget {
             return Err(Error::Render(format!(
                 "finding {} alone is larger than one SNS message",
                 finding.finding_id
             )));
         }
-        if used + cost > budget {
+        // Past part 1's room, even an empty part 1 goes alone: it carries what was resolved or deactivated.
+        if used + cost > room {
             chunks.push(&report.findings[start..index]);
             (start, used) = (index, 0);
         }
@@ -214,8 +265,9 @@ fn finding_cost(finding: &Finding, report: &Report) -> Result<usize> {
     };
     let mut block = String::new();
     write_finding(&mut block, finding, report);
-    // Escaped lengths inside the envelope, plus a comma between array items (finding and action).
-    Ok(json_len(finding)? + action + escaped_len(&block)? + 4)
+    // Escaped lengths inside the envelope, plus a comma between array items (finding and action), plus its ID
+    // in `new` or `open`.
+    Ok(json_len(finding)? + action + escaped_len(&block)? + json_len(&finding.finding_id)? + 6)
 }
 
 /// The escaped length of a value's JSON inside the envelope.
@@ -244,6 +296,17 @@ pub fn subject(report: &Report, part: usize, parts: usize) -> String {
         1 => format!("keywatch: 1 never-used access key on a console user in {account}"),
         _ => format!("keywatch: {n} never-used access keys on console users in {account}"),
     };
+    let changes: Vec<String> = [
+        (report.new.as_ref().map_or(0, Vec::len), "new"),
+        (report.resolved.as_ref().map_or(0, Vec::len), "resolved"),
+    ]
+    .iter()
+    .filter(|(count, _)| *count > 0)
+    .map(|(count, what)| format!("{count} {what}"))
+    .collect();
+    if !changes.is_empty() {
+        subject.push_str(&format!(" ({})", changes.join(", ")));
+    }
     if !report.remediated.is_empty() {
         subject.push_str(&format!(", {} deactivated", report.remediated.len()));
     }
@@ -272,6 +335,16 @@ fn shell_quote(value: &str) -> String {
     }
 }
 
+fn undo_line(out: &mut String, done: &Remediated) {
+    let _ = writeln!(
+        out,
+        "    deactivated by keywatch at {}; to undo: aws iam update-access-key --user-name {} --access-key-id {} --status Active",
+        date(Some(done.at)),
+        shell_quote(&done.user_name),
+        done.access_key_id,
+    );
+}
+
 fn write_finding(out: &mut String, finding: &Finding, report: &Report) {
     let age = finding
         .key_age_days
@@ -285,23 +358,32 @@ fn write_finding(out: &mut String, finding: &Finding, report: &Report) {
         .exemption_expired_on
         .map(|day| format!("  exemption expired after {day}"))
         .unwrap_or_default();
+    let open_for = match (finding.history.change, finding.history.first_alerted_at) {
+        (Some(Change::Open), Some(alerted)) => format!(
+            "  open for {} days (first alerted {})",
+            days_between(alerted, report.checked_at),
+            date(Some(alerted))
+        ),
+        _ => String::new(),
+    };
     let _ = writeln!(
         out,
-        "- {user}  key {key}  {age}  created at user setup: {setup}{expired}\n    aws iam delete-access-key --user-name {quoted} --access-key-id {key}",
+        "- {user}  key {key}  {age}  created at user setup: {setup}{expired}{open_for}\n    aws iam delete-access-key --user-name {quoted} --access-key-id {key}",
         user = finding.user_name,
         key = finding.access_key_id,
         quoted = shell_quote(&finding.user_name),
     );
-    let quoted = shell_quote(&finding.user_name);
-    let key = &finding.access_key_id;
     let _ = match action_for(report, finding) {
-        KeyAction::Deactivated(done) => writeln!(
-            out,
-            "    deactivated by keywatch at {}; to undo: aws iam update-access-key --user-name {quoted} --access-key-id {key} --status Active",
-            date(Some(done.at))
-        ),
+        KeyAction::Deactivated(done) => {
+            undo_line(out, done);
+            Ok(())
+        }
         KeyAction::Failed(failed) => {
-            writeln!(out, "    keywatch could NOT deactivate it: {}", failed.error)
+            writeln!(
+                out,
+                "    keywatch could NOT deactivate it: {}",
+                failed.error
+            )
         }
         KeyAction::Skipped(skipped) => {
             writeln!(out, "    not deactivated: {}", skipped.reason)
@@ -315,7 +397,8 @@ fn write_finding(out: &mut String, finding: &Finding, report: &Report) {
     };
 }
 
-/// The email body: readable with no mailer in between.
+/// The email body: readable with no mailer in between. In this order: what keywatch deactivated, new findings,
+/// those still open, and what was resolved since the last alert.
 pub fn email_text(report: &Report, findings: &[Finding], part: usize, parts: usize) -> String {
     let mut out = String::new();
     let account = &report.account_id;
@@ -335,6 +418,30 @@ pub fn email_text(report: &Report, findings: &[Finding], part: usize, parts: usi
         report.run_id
     );
 
+    let deactivated = |f: &&Finding| matches!(action_for(report, f), KeyAction::Deactivated(_));
+    let earlier: Vec<&Remediated> = earlier_deactivations(report)
+        .filter(|_| part == 1)
+        .collect();
+    if findings.iter().any(|f| deactivated(&f)) || !earlier.is_empty() {
+        let _ = writeln!(
+            out,
+            "Deactivated by keywatch (REMEDIATION=deactivate): Inactive now, not deleted; the command under each\n\
+             one undoes it.\n"
+        );
+        for finding in findings.iter().filter(deactivated) {
+            write_finding(&mut out, finding, report);
+        }
+        for done in earlier {
+            let _ = writeln!(
+                out,
+                "- {}  key {}  (an earlier alert could not say so)",
+                done.user_name, done.access_key_id
+            );
+            undo_line(&mut out, done);
+        }
+        out.push('\n');
+    }
+
     if report.findings.is_empty() {
         let _ = writeln!(
             out,
@@ -348,29 +455,47 @@ pub fn email_text(report: &Report, findings: &[Finding], part: usize, parts: usi
             findings.len(),
             report.findings.len()
         );
-        let deactivated = |f: &&Finding| matches!(action_for(report, f), KeyAction::Deactivated(_));
-        if findings.iter().any(|f| deactivated(&f)) {
-            let _ = writeln!(
-                out,
-                "Deactivated by keywatch in this run (REMEDIATION=deactivate): Inactive now, not deleted; the command\n\
-                 under each one undoes it.\n"
-            );
-            for finding in findings.iter().filter(deactivated) {
+        let sections: [(Option<Change>, &str); 3] = [
+            (Some(Change::New), "New since the last alert:"),
+            (Some(Change::Open), "Still open:"),
+            (None, "Findings:"),
+        ];
+        for (change, heading) in sections {
+            let listed: Vec<&Finding> = findings
+                .iter()
+                .filter(|f| f.history.change == change && !deactivated(f))
+                .collect();
+            if listed.is_empty() {
+                continue;
+            }
+            let _ = writeln!(out, "{heading}\n");
+            for finding in listed {
                 write_finding(&mut out, finding, report);
             }
-            let _ = writeln!(out, "\nThe others:\n");
-        }
-        for finding in findings.iter().filter(|f| !deactivated(f)) {
-            write_finding(&mut out, finding, report);
+            out.push('\n');
         }
         let _ = writeln!(
             out,
-            "\nWhat to do:\n\
+            "What to do:\n\
              - Delete each key with the command under it: it has never been used, so nothing depends on it.\n\
              - Or deactivate it first: aws iam update-access-key --user-name USER --access-key-id KEY --status Inactive\n\
              - Stop creating access keys when you create console users: leave \"access key\" unticked in the console,\n\
              \x20 drop create-access-key from onboarding scripts, and let people create their own keys when they need one."
         );
+    }
+    let resolved = report.resolved.as_deref().unwrap_or_default();
+    if part == 1 && !resolved.is_empty() {
+        let _ = writeln!(out, "\nResolved since the last alert:\n");
+        for r in resolved {
+            let _ = writeln!(
+                out,
+                "- {}  key {}  {} (first alerted {})",
+                r.user_name,
+                r.access_key_id,
+                r.reason.describe(),
+                date(r.first_alerted_at)
+            );
+        }
     }
     if !report.pending.is_empty() || !report.exempted.is_empty() {
         let _ = writeln!(
@@ -414,6 +539,10 @@ pub(crate) mod tests {
             deactivate_after_days: None,
             security_hub: None,
             notifications: vec![],
+            new: None,
+            open: None,
+            resolved: None,
+            alert: String::new(),
         }
     }
 
@@ -430,6 +559,7 @@ pub(crate) mod tests {
             password_last_used: None,
             created_at_user_setup: true,
             exemption_expired_on: None,
+            history: Default::default(),
         }
     }
 
@@ -472,23 +602,53 @@ pub(crate) mod tests {
 
     #[test]
     fn remediation_is_shown_with_the_command_that_undoes_it() {
+        use crate::ledger::{Change, History, Reason, Resolved};
         use crate::remediate::{Failed, Remediated};
+        let history = |change, alerted: Option<OffsetDateTime>| History {
+            change: Some(change),
+            first_seen_at: alerted,
+            first_alerted_at: alerted,
+            deactivate_on: Some(
+                alerted.unwrap_or(datetime!(2026-11-29 12:00 UTC)) + time::Duration::days(7),
+            ),
+        };
+        let alerted = Some(datetime!(2026-11-20 12:00 UTC));
         let mut report = report_with(vec![
-            finding("ann", "AKIAANN"),
-            finding("bob", "AKIABOB"),
             Finding {
-                key_created: Some(datetime!(2026-11-29 09:00 UTC)),
+                history: history(Change::Open, alerted),
+                ..finding("ann", "AKIAANN")
+            },
+            Finding {
+                history: history(Change::Open, alerted),
+                ..finding("bob", "AKIABOB")
+            },
+            Finding {
+                history: history(Change::New, None),
                 ..finding("cy", "AKIACY")
             },
+            Finding {
+                history: history(Change::Open, alerted),
+                ..finding("dee", "AKIADEE")
+            },
         ]);
+        report.apply_history(vec![Resolved {
+            finding_id: "123456789012/eve/AKIAEVE".into(),
+            user_name: "eve".into(),
+            access_key_id: "AKIAEVE".into(),
+            reason: Reason::Used,
+            first_alerted_at: alerted,
+            resolved_at: report.checked_at,
+        }]);
         report.deactivate_after_days = Some(7);
-        report.remediated = vec![Remediated {
-            finding_id: "123456789012/ann/AKIAANN".into(),
-            user_name: "ann".into(),
-            access_key_id: "AKIAANN".into(),
+        let deactivated = |user: &str, key: &str| Remediated {
+            finding_id: format!("123456789012/{user}/{key}"),
+            user_name: user.into(),
+            access_key_id: key.into(),
             action: "deactivated",
             at: datetime!(2026-11-29 12:00 UTC),
-        }];
+        };
+        // ann in this run; fay in an earlier run whose alert was never delivered.
+        report.remediated = vec![deactivated("ann", "AKIAANN"), deactivated("fay", "AKIAFAY")];
         report.remediation_failed = vec![Failed {
             finding_id: "123456789012/bob/AKIABOB".into(),
             user_name: "bob".into(),
@@ -498,26 +658,57 @@ pub(crate) mod tests {
         let parts = render_parts(&report).unwrap();
         assert_eq!(
             parts[0].subject,
-            "keywatch: 3 never-used access keys on console users in 123456789012, 1 deactivated"
+            "keywatch: 4 never-used access keys on console users in 123456789012 (1 new, 1 resolved), 2 deactivated"
+                [..MAX_SUBJECT_CHARS]
         );
         let (document, email) = envelope(&parts[0]);
         for needle in [
-            "Deactivated by keywatch in this run",
+            "Deactivated by keywatch (REMEDIATION=deactivate)",
             "aws iam update-access-key --user-name ann --access-key-id AKIAANN --status Active",
+            "aws iam update-access-key --user-name fay --access-key-id AKIAFAY --status Active",
             "keywatch could NOT deactivate it: iam:UpdateAccessKey failed (AccessDenied)",
             "- cy  key AKIACY",
-            "keywatch deactivates it on or after 2026-12-06T09:00:00Z",
+            "keywatch deactivates it on or after 2026-12-06T12:00:00Z",
+            "open for 9 days (first alerted 2026-11-20T12:00:00Z)",
+            "keywatch deactivates it on or after 2026-11-27T12:00:00Z",
+            "- eve  key AKIAEVE  the key was used (first alerted 2026-11-20T12:00:00Z)",
         ] {
             assert!(email.contains(needle), "email lacks {needle:?}:\n{email}");
         }
-        let deactivated_section = email.find("Deactivated by keywatch").unwrap();
-        assert!(email.find("- ann").unwrap() > deactivated_section);
-        assert!(email.find("- bob").unwrap() > email.find("The others:").unwrap());
-        assert_eq!(document["remediated"][0]["access_key_id"], "AKIAANN");
-        assert_eq!(document["remediated"][0]["action"], "deactivated");
+        // Deactivated, new, still open, resolved: in that order.
+        let at = |needle: &str| email.find(needle).unwrap_or_else(|| panic!("{needle}"));
+        assert!(at("Deactivated by keywatch") < at("- ann"));
+        assert!(at("- fay") < at("New since the last alert:"));
+        assert!(at("New since the last alert:") < at("- cy"));
+        assert!(at("- cy") < at("Still open:"));
+        assert!(at("Still open:") < at("- bob"));
+        assert!(at("- dee") < at("Resolved since the last alert:"));
+        assert_eq!(document["schema"], "keywatch.alert/v2");
+        let keys = |name: &str| -> Vec<String> {
+            document[name]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|r| r["access_key_id"].as_str().unwrap().to_string())
+                .collect()
+        };
+        assert_eq!(keys("remediated"), ["AKIAANN", "AKIAFAY"]);
+        assert_eq!(keys("remediation_failed"), ["AKIABOB"]);
+        assert_eq!(keys("resolved"), ["AKIAEVE"]);
         assert_eq!(
-            document["remediation_failed"][0]["access_key_id"],
-            "AKIABOB"
+            document["new"],
+            serde_json::json!(["123456789012/cy/AKIACY"])
+        );
+        assert_eq!(document["open"].as_array().unwrap().len(), 3);
+        let cy = &document["findings"][0];
+        assert_eq!(
+            (cy["access_key_id"].as_str(), cy["change"].as_str()),
+            (Some("AKIACY"), Some("new"))
+        );
+        assert!(cy["first_alerted_at"].is_null() && cy["first_seen_at"].is_null());
+        assert_eq!(
+            document["findings"][1]["first_alerted_at"],
+            "2026-11-20T12:00:00Z"
         );
         assert_eq!(document["deactivate_after_days"], 7);
     }

@@ -383,6 +383,12 @@ pub fn isolated_clients(config: &SdkConfig) -> Clients {
                 .retry_partition(partition("securityhub"))
                 .build(),
         ),
+        dynamodb: aws_sdk_dynamodb::Client::from_conf(
+            aws_sdk_dynamodb::config::Builder::from(config)
+                .interceptor(calls.clone())
+                .retry_partition(partition("dynamodb"))
+                .build(),
+        ),
         calls,
     }
 }

@@ -1,0 +1,193 @@
+//! Whether a check publishes, and why (`ALERTS`): pure, from the report, the ledger's last alert and the settings.
+
+use time::{Duration, OffsetDateTime};
+
+use crate::config::Alerts;
+use crate::report::Report;
+
+/// Publish or not, and the reason the report gives.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Decision {
+    pub publish: bool,
+    pub why: String,
+}
+
+/// What the check knows of earlier alerts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Memory {
+    /// No `LEDGER_TABLE`: every run stands alone.
+    None,
+    /// The ledger could not be read: nothing is known to be already announced, so everything is published.
+    Unreadable,
+    /// The ledger was read; the last alert SNS accepted that named a finding still open.
+    Ledger { last_alert: Option<OffsetDateTime> },
+}
+
+pub fn decide(
+    alerts: Alerts,
+    report: &Report,
+    memory: Memory,
+    notify_when_clean: bool,
+) -> Decision {
+    let publish = |why: String| Decision { publish: true, why };
+    if report.dry_run {
+        return Decision {
+            publish: false,
+            why: "dry run: nothing is published or written".to_string(),
+        };
+    }
+    let count = |list: Option<&Vec<_>>| list.map_or(0, Vec::len);
+    let new = count(report.new.as_ref());
+    let resolved = report.resolved.as_ref().map_or(0, Vec::len);
+    let deactivated = report.remediated.len();
+    let failed = report.remediation_failed.len();
+    let open = count(report.open.as_ref());
+    if new + resolved + deactivated + failed > 0 {
+        return publish(format!(
+            "changes since the last alert: {new} new, {resolved} resolved, {deactivated} deactivated, {failed} not deactivated"
+        ));
+    }
+    let findings = report.findings.len();
+    match (alerts, memory) {
+        (_, Memory::Unreadable) if findings > 0 => publish(format!(
+            "the ledger could not be read: all {findings} finding(s) published"
+        )),
+        (Alerts::EveryRun, _) if findings > 0 => {
+            publish(format!("ALERTS=every-run: {findings} finding(s)"))
+        }
+        (_, _) if findings == 0 && notify_when_clean => {
+            publish("no findings, and NOTIFY_WHEN_CLEAN=true".to_string())
+        }
+        (_, _) if findings == 0 => Decision {
+            publish: false,
+            why: "no findings and nothing resolved: nothing to publish".to_string(),
+        },
+        (Alerts::Changes { remind_every_days }, Memory::Ledger { last_alert }) => {
+            let every = Duration::days(remind_every_days.into());
+            match last_alert {
+                Some(last) if report.checked_at - last < every => Decision {
+                    publish: false,
+                    why: format!(
+                        "ALERTS=changes: nothing changed since the last alert at {}; {open} finding(s) still open, \
+                         next reminder on or after {}",
+                        rfc3339(last),
+                        rfc3339(last + every)
+                    ),
+                },
+                _ => publish(format!(
+                    "ALERTS=changes: a reminder, {remind_every_days} day(s) after the last alert: {open} finding(s) still open"
+                )),
+            }
+        }
+        // Unreachable in practice: ALERTS=changes needs the ledger at start.
+        (_, _) => publish(format!("{findings} finding(s)")),
+    }
+}
+
+fn rfc3339(time: OffsetDateTime) -> String {
+    time.format(&time::format_description::well_known::Rfc3339)
+        .unwrap_or_else(|_| time.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ledger::{Reason, Resolved};
+    use crate::notify::render::tests::{finding, report_with};
+
+    const CHANGES: Alerts = Alerts::Changes {
+        remind_every_days: 7,
+    };
+
+    #[test]
+    fn what_publishes_and_why() {
+        let open = |report: &mut Report| {
+            report.new = Some(vec![]);
+            report.open = Some(vec!["123456789012/ann/AKIAANN".into()]);
+            report.resolved = Some(vec![]);
+        };
+        let mut unchanged = report_with(vec![finding("ann", "AKIAANN")]);
+        open(&mut unchanged);
+        let now = unchanged.checked_at;
+        let ledger = |days: i64| Memory::Ledger {
+            last_alert: Some(now - Duration::days(days)),
+        };
+        let mut new = unchanged.clone();
+        new.new = Some(vec!["123456789012/bob/AKIABOB".into()]);
+        let mut resolved = report_with(vec![]);
+        open(&mut resolved);
+        resolved.open = Some(vec![]);
+        resolved.resolved = Some(vec![Resolved {
+            finding_id: "123456789012/cy/AKIACY".into(),
+            user_name: "cy".into(),
+            access_key_id: "AKIACY".into(),
+            reason: Reason::KeyDeleted,
+            first_alerted_at: Some(now),
+            resolved_at: now,
+        }]);
+        let clean = report_with(vec![]);
+        let mut dry = new.clone();
+        dry.dry_run = true;
+        let cases: &[(&str, Alerts, &Report, Memory, bool, bool)] = &[
+            (
+                "unchanged, alerted yesterday",
+                CHANGES,
+                &unchanged,
+                ledger(1),
+                false,
+                false,
+            ),
+            (
+                "unchanged, reminder due",
+                CHANGES,
+                &unchanged,
+                ledger(7),
+                false,
+                true,
+            ),
+            ("a new finding", CHANGES, &new, ledger(1), false, true),
+            (
+                "a resolved finding",
+                CHANGES,
+                &resolved,
+                ledger(1),
+                false,
+                true,
+            ),
+            ("clean", CHANGES, &clean, ledger(1), false, false),
+            ("clean, heartbeat", CHANGES, &clean, ledger(1), true, true),
+            (
+                "ledger unreadable",
+                CHANGES,
+                &unchanged,
+                Memory::Unreadable,
+                false,
+                true,
+            ),
+            (
+                "every run",
+                Alerts::EveryRun,
+                &unchanged,
+                ledger(1),
+                false,
+                true,
+            ),
+            (
+                "every run, clean",
+                Alerts::EveryRun,
+                &clean,
+                Memory::None,
+                false,
+                false,
+            ),
+            ("dry run", Alerts::EveryRun, &dry, Memory::None, true, false),
+        ];
+        for (name, alerts, report, memory, clean, expected) in cases {
+            let decision = decide(*alerts, report, *memory, *clean);
+            assert_eq!(decision.publish, *expected, "{name}: {}", decision.why);
+            assert!(!decision.why.is_empty());
+        }
+        let quiet = decide(CHANGES, &unchanged, ledger(1), false).why;
+        assert!(quiet.contains("next reminder on or after"), "{quiet}");
+    }
+}
