@@ -18,6 +18,7 @@ use keywatch::event::{Event, Invocation};
 use keywatch::handler::Keywatch;
 use keywatch::inventory::Source;
 use keywatch::report::Report;
+use support::ledger::LedgerTable;
 use support::proxy::{isolated_clients, Fault, Proxy, Rule};
 use support::{settings, Account, Moto};
 
@@ -75,16 +76,31 @@ impl Bench {
         Keywatch::new(settings(&vars), isolated_clients(&loader.load().await))
     }
 
-    /// keywatch with `REMEDIATION=deactivate` and no notice period, through the proxy.
+    /// keywatch with `REMEDIATION=deactivate` and no notice period, through the proxy, after a first run whose
+    /// delivered alert named every finding: the next run deactivates them. Add faults after this.
     async fn deactivating(&self) -> Keywatch {
+        let ledger = LedgerTable::create(&self.account.config).await;
         let loader = self.proxy.configure(config_loader(3));
         let vars = [
             ("FINDINGS_TOPIC_ARN", TOPIC),
             ("AWS_REGION", "us-east-1"),
             ("REMEDIATION", "deactivate"),
             ("DEACTIVATE_AFTER_DAYS", "0"),
+            ("LEDGER_TABLE", ledger.name.as_str()),
         ];
-        Keywatch::new(settings(&vars), isolated_clients(&loader.load().await))
+        let keywatch = Keywatch::new(settings(&vars), isolated_clients(&loader.load().await));
+        let first = keywatch
+            .run(
+                &scheduled(Source::CredentialReport),
+                "first-alert",
+                &Deadline::after(Duration::from_secs(30)),
+            )
+            .await
+            .expect("the first alert");
+        assert!(first.remediated.is_empty() && !first.findings.is_empty());
+        self.account.delivered(&self.queue).await;
+        self.proxy.take_log();
+        keywatch
     }
 
     /// Everything delivered to the queue for `run_id`, as (user, key) pairs, and the parts seen.
@@ -903,6 +919,7 @@ async fn a_key_used_between_verification_and_remediation_is_skipped() {
     let ann = a.key("ann").await;
     a.console_user("bob").await;
     let bob = a.key("bob").await;
+    let keywatch = bench.deactivating().await;
     bench.proxy.add(
         Rule::on(
             "iam:GetAccessKeyLastUsed",
@@ -914,7 +931,6 @@ async fn a_key_used_between_verification_and_remediation_is_skipped() {
         .param("AccessKeyId", &ann.id)
         .nth(2),
     );
-    let keywatch = bench.deactivating().await;
     let report = keywatch
         .run(
             &scheduled(Source::CredentialReport),
@@ -965,10 +981,10 @@ async fn a_denied_deactivation_is_alerted_then_fails_the_run() {
     let ann = a.key("ann").await;
     a.console_user("bob").await;
     let bob = a.key("bob").await;
+    let keywatch = bench.deactivating().await;
     bench
         .proxy
         .add(Rule::on("iam:UpdateAccessKey", Fault::AccessDenied).param("AccessKeyId", &ann.id));
-    let keywatch = bench.deactivating().await;
     let error = keywatch
         .run(
             &scheduled(Source::CredentialReport),

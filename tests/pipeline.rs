@@ -6,6 +6,13 @@ mod support;
 use keywatch::event::Invocation;
 use keywatch::permissions;
 use keywatch::report::Report;
+use std::time::Duration;
+
+use keywatch::deadline::Deadline;
+use keywatch::handler::Keywatch;
+use keywatch::ledger::{Change, Reason, State};
+use support::ledger::LedgerTable;
+use support::proxy::{isolated_clients, Fault, Proxy, Rule};
 use support::{run, settings, Account, Moto};
 
 const SCHEDULED: Invocation = Invocation {
@@ -544,6 +551,7 @@ async fn remediation_deactivates_exactly_the_reported_keys_after_the_notice_peri
     let inactive = a.key("erin").await;
     a.deactivate("erin", &inactive).await;
     let (topic, queue) = a.topic_with_queue().await;
+    let ledger = LedgerTable::create(&a.config).await;
     let before = a.key_statuses().await;
     reported.sort();
 
@@ -551,6 +559,7 @@ async fn remediation_deactivates_exactly_the_reported_keys_after_the_notice_peri
         ("FINDINGS_TOPIC_ARN", topic.as_str()),
         ("AWS_REGION", "us-east-1"),
         ("EXEMPT_USERS", "svc-*"),
+        ("LEDGER_TABLE", ledger.name.as_str()),
     ];
     let with = |extra: &[(&'static str, &'static str)]| {
         let mut vars = base.to_vec();
@@ -605,7 +614,8 @@ async fn remediation_deactivates_exactly_the_reported_keys_after_the_notice_peri
     }
     a.delivered(&queue).await;
 
-    // No notice period: exactly the reported keys become Inactive, and nothing is deleted.
+    // No notice period: the alerts above named every key, so exactly the reported keys become Inactive, and
+    // nothing is deleted.
     let report = run(&moto, with(&now), SCHEDULED).await.expect("run");
     let mut remediated: Vec<String> = report
         .remediated
@@ -796,13 +806,18 @@ async fn a_key_deactivated_in_the_run_shows_inactive_in_security_hub() {
     a.console_user("ann").await;
     let key = a.key("ann").await;
     let (topic, _) = a.topic_with_queue().await;
+    let ledger = LedgerTable::create(&a.config).await;
     let vars = [
         ("FINDINGS_TOPIC_ARN", topic.as_str()),
         ("AWS_REGION", "us-east-1"),
         ("SECURITY_HUB", "true"),
         ("REMEDIATION", "deactivate"),
         ("DEACTIVATE_AFTER_DAYS", "0"),
+        ("LEDGER_TABLE", ledger.name.as_str()),
     ];
+    // The first run alerts the key; the next deactivates it.
+    let report = run(&moto, settings(&vars), SCHEDULED).await.expect("run");
+    assert!(report.remediated.is_empty());
     let report = run(&moto, settings(&vars), SCHEDULED).await.expect("run");
     assert_eq!(report.remediated.len(), 1);
     let hub = aws_sdk_securityhub::Client::new(&a.config);
@@ -818,4 +833,361 @@ async fn a_key_deactivated_in_the_run_shows_inactive_in_security_hub() {
         "{key:?}",
         key = key.id
     );
+}
+
+/// keywatch as the Lambda builds it, talking to moto through the proxy (keys aged, faults injected).
+async fn through(proxy: &Proxy, vars: &[(&str, &str)]) -> Keywatch {
+    Keywatch::new(settings(vars), isolated_clients(&proxy.sdk_config(3).await))
+}
+
+async fn check(keywatch: &Keywatch, run_id: &str) -> keywatch::Result<Report> {
+    keywatch
+        .run(
+            &SCHEDULED,
+            run_id,
+            &Deadline::after(Duration::from_secs(60)),
+        )
+        .await
+}
+
+fn keys_of<T>(list: &[T], key: impl Fn(&T) -> &str) -> Vec<String> {
+    let mut keys: Vec<String> = list.iter().map(|x| key(x).to_string()).collect();
+    keys.sort();
+    keys
+}
+
+fn sorted(keys: &[&str]) -> Vec<String> {
+    let mut keys: Vec<String> = keys.iter().map(|k| k.to_string()).collect();
+    keys.sort();
+    keys
+}
+
+/// The notice period counts from the first delivered alert, never from a key's age: keys 31 days old in an
+/// account keywatch never alerted (with a 30-day grace period, so they become findings only now) are alerted,
+/// each with its deactivation date, and none is deactivated; 7 days after that alert (the ledger moved back),
+/// exactly those keys are deactivated and the alert says so with the undo commands; a password added today to a
+/// user with a 90-day-old never-used key makes a new finding that is alerted, not deactivated.
+#[tokio::test]
+async fn the_notice_period_counts_from_the_first_delivered_alert() {
+    let moto = Moto::start();
+    let a = moto.account().await;
+    let (topic, queue) = a.topic_with_queue().await;
+    let ledger = LedgerTable::create(&a.config).await;
+    let mut old = Vec::new();
+    for user in ["ann", "bob"] {
+        a.console_user(user).await;
+        old.push(a.key(user).await.id);
+    }
+    old.sort();
+    a.user("late").await;
+    let late = a.key("late").await.id;
+    let proxy = Proxy::start(&moto.endpoint);
+    proxy.age_keys(31);
+    let vars = [
+        ("FINDINGS_TOPIC_ARN", topic.as_str()),
+        ("AWS_REGION", "us-east-1"),
+        ("REMEDIATION", "deactivate"),
+        ("GRACE_PERIOD_HOURS", "720"),
+        ("LEDGER_TABLE", ledger.name.as_str()),
+    ];
+    let keywatch = through(&proxy, &vars).await;
+
+    let first = check(&keywatch, "run-1").await.expect("run 1");
+    assert!(first.remediated.is_empty(), "{:?}", first.remediated);
+    assert_eq!(keys_of(&first.findings, |f| &f.access_key_id), old);
+    assert_eq!(first.new.as_deref().map(<[String]>::len), Some(2));
+    let due = first.checked_at + time::Duration::days(7);
+    for finding in &first.findings {
+        assert_eq!(finding.key_age_days, Some(31));
+        assert_eq!(finding.history.change, Some(Change::New));
+        assert_eq!(finding.history.deactivate_on, Some(due));
+    }
+    assert!(a.key_statuses().await.values().all(|s| s == "Active"));
+    let delivered = a.delivered(&queue).await;
+    let [(_, document)] = &delivered[..] else {
+        panic!("one alert: {delivered:?}")
+    };
+    assert_eq!(document["schema"], "keywatch.alert/v2");
+    assert_eq!(document["new"].as_array().unwrap().len(), 2);
+    let (_, email) = moto.published_emails(&topic).pop().expect("an email");
+    let on = due
+        .format(&time::format_description::well_known::Rfc3339)
+        .unwrap();
+    assert!(
+        email.contains(&format!("keywatch deactivates it on or after {on}")),
+        "{email}"
+    );
+    for item in ledger.items().await {
+        assert_eq!((item.state, item.alerts), (State::Open, 1));
+        assert!(item.first_alerted_at.is_some_and(|t| t >= first.checked_at));
+    }
+
+    // The same day: nothing is due yet.
+    let second = check(&keywatch, "run-2").await.expect("run 2");
+    assert!(second.remediated.is_empty());
+    assert_eq!(second.open.as_deref().map(<[String]>::len), Some(2));
+    a.delivered(&queue).await;
+
+    // A week after the first alert; a password added today to a user whose never-used key is 90 days old.
+    ledger.age(7).await;
+    a.password("late").await;
+    proxy.age_keys(90);
+    let third = check(&keywatch, "run-3").await.expect("run 3");
+    assert_eq!(keys_of(&third.remediated, |r| &r.access_key_id), old);
+    let statuses = a.key_statuses().await;
+    for key in &old {
+        assert_eq!(statuses[key], "Inactive", "{key}");
+    }
+    assert_eq!(
+        statuses[&late], "Active",
+        "never alerted before: only alerted"
+    );
+    assert_eq!(
+        third.new.as_deref(),
+        Some(&[format!("123456789012/late/{late}")][..])
+    );
+    let delivered = a.delivered(&queue).await;
+    let [(subject, document)] = &delivered[..] else {
+        panic!("one alert: {delivered:?}")
+    };
+    assert!(subject.ends_with("(1 new), 2 deactivated"), "{subject}");
+    assert_eq!(
+        keys_of(document["remediated"].as_array().unwrap(), |r| r
+            ["access_key_id"]
+            .as_str()
+            .unwrap()),
+        old
+    );
+    let (_, email) = moto.published_emails(&topic).pop().expect("an email");
+    for key in &old {
+        assert!(
+            email.contains(&format!("--access-key-id {key} --status Active")),
+            "the undo command for {key}:\n{email}"
+        );
+    }
+    for key in &old {
+        let item = ledger.item(key).await;
+        assert_eq!(item.state, State::Deactivated);
+        assert!(item.deactivation_announced && item.deactivated_run.as_deref() == Some("run-3"));
+    }
+    assert_eq!(ledger.item(&late).await.state, State::Open);
+}
+
+/// Publish denied once right after a deactivation: the run fails, the ledger holds the deactivation as not
+/// announced, and the next run's alert announces it with its undo command, once.
+#[tokio::test]
+async fn a_deactivation_whose_alert_failed_is_announced_by_the_next_alert_once() {
+    let moto = Moto::start();
+    let a = moto.account().await;
+    let (topic, queue) = a.topic_with_queue().await;
+    let ledger = LedgerTable::create(&a.config).await;
+    a.console_user("ann").await;
+    let ann = a.key("ann").await.id;
+    let proxy = Proxy::start(&moto.endpoint);
+    let vars = [
+        ("FINDINGS_TOPIC_ARN", topic.as_str()),
+        ("AWS_REGION", "us-east-1"),
+        ("REMEDIATION", "deactivate"),
+        ("DEACTIVATE_AFTER_DAYS", "0"),
+        ("LEDGER_TABLE", ledger.name.as_str()),
+    ];
+    let keywatch = through(&proxy, &vars).await;
+    check(&keywatch, "alerts").await.expect("the first alert");
+    a.delivered(&queue).await;
+
+    proxy.add(Rule::on("sns:Publish", Fault::AccessDenied).times(1));
+    let error = check(&keywatch, "deactivates")
+        .await
+        .expect_err("the publish is denied");
+    assert_eq!(error.error_type(), "Keywatch.PublishFailed");
+    assert_eq!(a.key_statuses().await[&ann], "Inactive");
+    assert!(a.delivered(&queue).await.is_empty());
+    let item = ledger.item(&ann).await;
+    assert_eq!(item.state, State::Deactivated);
+    assert!(!item.deactivation_announced, "stored before the publish");
+
+    let next = check(&keywatch, "announces").await.expect("the next run");
+    assert!(next.findings.is_empty(), "Inactive now: no finding");
+    assert_eq!(
+        keys_of(&next.remediated, |r| &r.access_key_id),
+        [ann.clone()]
+    );
+    let delivered = a.delivered(&queue).await;
+    let [(subject, document)] = &delivered[..] else {
+        panic!("one alert: {delivered:?}")
+    };
+    assert!(subject.ends_with(", 1 deactivated"), "{subject}");
+    assert_eq!(document["remediated"][0]["access_key_id"], ann.as_str());
+    let (_, email) = moto.published_emails(&topic).pop().expect("an email");
+    assert!(
+        email.contains(&format!(
+            "aws iam update-access-key --user-name ann --access-key-id {ann} --status Active"
+        )),
+        "{email}"
+    );
+    assert!(ledger.item(&ann).await.deactivation_announced);
+
+    let after = check(&keywatch, "quiet").await.expect("a later run");
+    assert!(after.remediated.is_empty() && after.notifications.is_empty());
+    assert!(a.delivered(&queue).await.is_empty(), "announced once");
+}
+
+/// ALERTS=changes: an unchanged account publishes nothing (and the report says why); a new key is alerted as
+/// new beside the open ones; a deleted key is alerted as resolved once; after REMIND_EVERY_DAYS a reminder.
+#[tokio::test]
+async fn alerts_on_changes_say_what_is_new_open_and_resolved() {
+    let moto = Moto::start();
+    let a = moto.account().await;
+    let (topic, queue) = a.topic_with_queue().await;
+    let ledger = LedgerTable::create(&a.config).await;
+    a.console_user("ann").await;
+    let ann = a.key("ann").await.id;
+    a.console_user("bob").await;
+    let bob = a.key("bob").await.id;
+    let vars = [
+        ("FINDINGS_TOPIC_ARN", topic.as_str()),
+        ("AWS_REGION", "us-east-1"),
+        ("ALERTS", "changes"),
+        ("LEDGER_TABLE", ledger.name.as_str()),
+    ];
+    let run = || run(&moto, settings(&vars), SCHEDULED);
+    let published = |report: &Report| !report.notifications.is_empty();
+
+    let first = run().await.expect("run 1");
+    assert!(published(&first), "{}", first.alert);
+    assert_eq!(first.new.as_ref().unwrap().len(), 2);
+    assert_eq!(a.delivered(&queue).await.len(), 1);
+
+    let unchanged = run().await.expect("run 2");
+    assert!(!published(&unchanged));
+    assert!(
+        unchanged
+            .alert
+            .contains("nothing changed since the last alert"),
+        "{}",
+        unchanged.alert
+    );
+    assert!(a.delivered(&queue).await.is_empty());
+
+    a.console_user("carol").await;
+    let carol = a.key("carol").await.id;
+    let third = run().await.expect("run 3");
+    assert!(published(&third));
+    let delivered = a.delivered(&queue).await;
+    let [(_, document)] = &delivered[..] else {
+        panic!("one alert: {delivered:?}")
+    };
+    assert_eq!(
+        document["new"],
+        serde_json::json!([format!("123456789012/carol/{carol}")])
+    );
+    assert_eq!(document["open"].as_array().unwrap().len(), 2);
+    let (_, email) = moto.published_emails(&topic).pop().expect("an email");
+    assert!(
+        email.find("New since the last alert:").unwrap() < email.find("Still open:").unwrap(),
+        "{email}"
+    );
+
+    a.iam
+        .delete_access_key()
+        .user_name("bob")
+        .access_key_id(&bob)
+        .send()
+        .await
+        .expect("delete bob's key");
+    let fourth = run().await.expect("run 4");
+    assert!(published(&fourth));
+    let resolved = fourth.resolved.as_ref().unwrap();
+    assert_eq!(keys_of(resolved, |r| &r.access_key_id), [bob.clone()]);
+    assert_eq!(resolved[0].reason, Reason::KeyDeleted);
+    let delivered = a.delivered(&queue).await;
+    assert_eq!(delivered[0].1["resolved"][0]["access_key_id"], bob.as_str());
+    assert_eq!(delivered[0].1["resolved"][0]["reason"], "key_deleted");
+    let (_, email) = moto.published_emails(&topic).pop().expect("an email");
+    assert!(
+        email.contains(&format!("- bob  key {bob}  the key was deleted")),
+        "{email}"
+    );
+    assert_eq!(ledger.item(&bob).await.state, State::Resolved);
+    assert!(ledger.item(&bob).await.expires_at.is_some());
+
+    let fifth = run().await.expect("run 5");
+    assert!(!published(&fifth) && fifth.resolved.as_ref().unwrap().is_empty());
+
+    ledger.age(7).await;
+    let reminder = run().await.expect("run 6");
+    assert!(published(&reminder), "{}", reminder.alert);
+    assert!(reminder.alert.contains("reminder"), "{}", reminder.alert);
+    assert_eq!(
+        keys_of(&reminder.findings, |f| &f.access_key_id),
+        sorted(&[&ann, &carol])
+    );
+    let delivered = a.delivered(&queue).await;
+    assert_eq!(delivered.len(), 1);
+    let (_, email) = moto.published_emails(&topic).pop().expect("an email");
+    assert!(email.contains("open for 7 days"), "{email}");
+}
+
+/// A dry run reads the ledger and writes nothing; a failed check writes nothing; a ledger that cannot be read
+/// or written fails the check naming the table and the action, after the alert went out.
+#[tokio::test]
+async fn the_ledger_is_written_only_by_checks_that_completed_and_fails_loudly() {
+    let moto = Moto::start();
+    let a = moto.account().await;
+    let (topic, queue) = a.topic_with_queue().await;
+    let ledger = LedgerTable::create(&a.config).await;
+    a.console_user("ann").await;
+    a.key("ann").await;
+    let proxy = Proxy::start(&moto.endpoint);
+    let vars = [
+        ("FINDINGS_TOPIC_ARN", topic.as_str()),
+        ("AWS_REGION", "us-east-1"),
+        ("LEDGER_TABLE", ledger.name.as_str()),
+    ];
+    let keywatch = through(&proxy, &vars).await;
+    check(&keywatch, "first").await.expect("the first run");
+    a.delivered(&queue).await;
+    let before = ledger.raw().await;
+    assert_eq!(before.len(), 1);
+
+    a.console_user("bob").await;
+    let bob = a.key("bob").await.id;
+    let dry = keywatch
+        .run(&DRY_RUN, "dry", &Deadline::after(Duration::from_secs(60)))
+        .await
+        .expect("a dry run");
+    assert_eq!(
+        dry.new.as_deref(),
+        Some(&[format!("123456789012/bob/{bob}")][..]),
+        "the dry run shows what would be new"
+    );
+    assert_eq!(ledger.raw().await, before, "a dry run writes nothing");
+
+    proxy.add(Rule::on("iam:ListAccessKeys", Fault::AccessDenied));
+    check(&keywatch, "failed")
+        .await
+        .expect_err("a denied read fails the check");
+    assert_eq!(ledger.raw().await, before, "a failed check writes nothing");
+    proxy.clear();
+
+    for action in ["dynamodb:Query", "dynamodb:BatchWriteItem"] {
+        proxy.add(Rule::on(action, Fault::AccessDenied));
+        let error = check(&keywatch, action)
+            .await
+            .expect_err("an unusable ledger fails the check");
+        proxy.clear();
+        assert_eq!(error.error_type(), "Keywatch.LedgerUnavailable", "{error}");
+        let message = error.to_string();
+        assert!(
+            message.contains(&ledger.name) && message.contains(action),
+            "{message}"
+        );
+        let delivered = a.delivered(&queue).await;
+        assert_eq!(delivered.len(), 1, "the alert went out first ({action})");
+        assert_eq!(
+            delivered[0].1["findings"].as_array().unwrap().len(),
+            2,
+            "every finding ({action})"
+        );
+    }
 }

@@ -508,6 +508,7 @@ pub async fn run(
         )
         .await
 }
+pub mod ledger;
 pub mod proxy;
 pub mod pump;
 

@@ -197,6 +197,8 @@ struct State {
     first_report: Mutex<Option<(StatusCode, HeaderMap, Bytes)>>,
     /// Page moto's ListUsers answer as IAM does (see [`Proxy::page_list_users`]).
     page_list_users: AtomicBool,
+    /// Seconds to move every key's `CreateDate` back in ListAccessKeys answers (see [`Proxy::age_keys`]).
+    key_age_seconds: AtomicU64,
 }
 
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -230,6 +232,7 @@ impl Proxy {
             log: Mutex::new(Vec::new()),
             first_report: Mutex::new(None),
             page_list_users: AtomicBool::new(false),
+            key_age_seconds: AtomicU64::new(0),
         });
         let (stop, stopped) = oneshot::channel();
         let served = state.clone();
@@ -269,6 +272,14 @@ impl Proxy {
     /// `Marker` on, with `IsTruncated` and the next `Marker`. moto itself always answers with every user.
     pub fn page_list_users(&self) {
         self.state.page_list_users.store(true, Ordering::SeqCst);
+    }
+
+    /// From now on, every access key looks `days` older in ListAccessKeys answers: moto dates each key "now",
+    /// and nothing can backdate it.
+    pub fn age_keys(&self, days: u64) {
+        self.state
+            .key_age_seconds
+            .store(days * 86_400, Ordering::SeqCst);
     }
 
     /// Forgets the recorded credential report: the next successful GetCredentialReport is the one
@@ -493,6 +504,12 @@ async fn handle(state: Arc<State>, reset: Arc<AtomicBool>, request: Request<Inco
         Some(Fault::FailBatchEntry(id)) => fail_batch_entry(&body, id).unwrap_or(body),
         _ => body,
     };
+    let age = state.key_age_seconds.load(Ordering::SeqCst);
+    let body = if action == "iam:ListAccessKeys" && status == StatusCode::OK && age > 0 {
+        backdate(&body, "CreateDate", age)
+    } else {
+        body
+    };
     let body = if action == "iam:ListUsers"
         && status == StatusCode::OK
         && state.page_list_users.load(Ordering::SeqCst)
@@ -520,6 +537,31 @@ async fn use_key(upstream: &str, id: &str, secret: &str) {
         .send()
         .await
         .expect("a request signed with the key");
+}
+
+/// Moves every `<element>` time back by `seconds`. A time it cannot read is a broken test: it panics.
+fn backdate(body: &[u8], element: &str, seconds: u64) -> Bytes {
+    use time::format_description::well_known::{Iso8601, Rfc3339};
+    let text = String::from_utf8_lossy(body);
+    let (open, close) = (format!("<{element}>"), format!("</{element}>"));
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text.as_ref();
+    while let Some(start) = rest.find(&open) {
+        let value_start = start + open.len();
+        let end = value_start
+            + rest[value_start..]
+                .find(&close)
+                .unwrap_or_else(|| panic!("an unclosed {open} in {text}"));
+        let value = &rest[value_start..end];
+        let parsed = time::OffsetDateTime::parse(value, &Iso8601::DEFAULT)
+            .unwrap_or_else(|e| panic!("{element} {value:?} is not ISO 8601: {e}"));
+        let moved = parsed - time::Duration::seconds(seconds as i64);
+        out.push_str(&rest[..value_start]);
+        out.push_str(&moved.format(&Rfc3339).expect("an RFC 3339 time"));
+        rest = &rest[end..];
+    }
+    out.push_str(rest);
+    Bytes::from(out)
 }
 
 /// Renames every `<element>` so the SDK's parser skips it as an unknown field.
