@@ -456,11 +456,15 @@ async fn an_organization_is_dispatched_and_each_account_checked_on_its_own() {
     }
     let work_queue = own.queue("keywatch-work").await;
     let (topic, alerts) = own.topic_with_queue().await;
+    // One ledger, in the management account: moto keeps each account's tables apart, so a member check that
+    // wrote with the member role's credentials would not find it.
+    let ledger = LedgerTable::create(&own.config).await;
     let vars = [
         ("FINDINGS_TOPIC_ARN", topic.as_str()),
         ("AWS_REGION", "us-east-1"),
         ("ACCOUNTS", "organization"),
         ("WORK_QUEUE_URL", work_queue.as_str()),
+        ("LEDGER_TABLE", ledger.name.as_str()),
     ];
     let keywatch = keywatch::handler::Keywatch::new(
         settings(&vars),
@@ -503,7 +507,7 @@ async fn an_organization_is_dispatched_and_each_account_checked_on_its_own() {
     let mut delivered = std::collections::BTreeMap::new();
     for (subject, document) in own.delivered(&alerts).await {
         let account = document["account_id"].as_str().unwrap().to_string();
-        assert!(subject.ends_with(&account), "{subject}");
+        assert!(subject.contains(&format!(" in {account}")), "{subject}");
         let findings: Vec<(String, String)> = document["findings"]
             .as_array()
             .unwrap()
@@ -521,6 +525,16 @@ async fn an_organization_is_dispatched_and_each_account_checked_on_its_own() {
     let expected: std::collections::BTreeMap<String, Vec<(String, String)>> =
         expected.into_iter().map(|(k, v)| (k, vec![v])).collect();
     assert_eq!(delivered, expected);
+    // Each account's ledger items are its own.
+    let mut stored = std::collections::BTreeMap::new();
+    for item in ledger.items().await {
+        assert_eq!((item.state, item.alerts), (State::Open, 1));
+        stored
+            .entry(item.account_id.clone())
+            .or_insert_with(Vec::new)
+            .push((item.user_name, item.access_key_id));
+    }
+    assert_eq!(stored, expected);
 }
 
 /// REMEDIATION: off by default nothing changes; with the default notice period keys created today are only

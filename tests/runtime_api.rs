@@ -11,6 +11,8 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
+use support::ledger::LedgerTable;
+use support::proxy::Proxy;
 use support::{log_file, project_dir, Account, Moto, RuntimeApi};
 
 /// The built `keywatch` binary, polling a [`RuntimeApi`] for events; killed when dropped, even on a panic.
@@ -235,6 +237,92 @@ async fn the_binary_serves_events_through_the_runtime_api() {
         delivered.is_empty(),
         "a dry run publishes nothing: {delivered:?}"
     );
+}
+
+/// First enablement of deactivation, through the shipped binary: keys 30 days old that no alert ever named are
+/// alerted with their deactivation date and left Active; once the ledger says that alert is a week old, the next
+/// run deactivates exactly those keys and its alert says so with the undo commands. The notice period comes from
+/// the ledger, not from the keys' age.
+#[tokio::test]
+async fn the_binary_deactivates_only_after_a_delivered_alert_and_the_notice_period() {
+    let moto = Moto::start();
+    let account: Account = moto.account().await;
+    let mut keys = Vec::new();
+    for user in ["alice", "bob"] {
+        account.console_user(user).await;
+        keys.push(account.key(user).await.id);
+    }
+    keys.sort();
+    let (topic, queue) = account.topic_with_queue().await;
+    let ledger = LedgerTable::create(&account.config).await;
+    let proxy = Proxy::start(&moto.endpoint);
+    proxy.age_keys(30);
+
+    let api = RuntimeApi::start();
+    let mut function = Function::start(
+        &api,
+        &proxy.url,
+        &[
+            ("FINDINGS_TOPIC_ARN", &topic),
+            ("REMEDIATION", "deactivate"),
+            ("LEDGER_TABLE", &ledger.name),
+        ],
+    );
+    let scheduled = event_file("scheduled.json");
+    let ids = |list: &Value| -> Vec<String> {
+        let mut ids: Vec<String> = list
+            .as_array()
+            .unwrap_or_else(|| panic!("not a list: {list}"))
+            .iter()
+            .map(|r| r["access_key_id"].as_str().unwrap_or_default().to_string())
+            .collect();
+        ids.sort();
+        ids
+    };
+
+    let first = function.invoke_ok(&api, "events/scheduled.json", &scheduled);
+    assert_eq!(ids(&first["findings"]), keys, "{first:#}");
+    assert_eq!(first["remediated"], serde_json::json!([]), "{first:#}");
+    for finding in first["findings"].as_array().into_iter().flatten() {
+        assert_eq!(finding["key_age_days"], 30);
+        assert_eq!(finding["change"], "new");
+        assert!(finding["deactivate_on"].is_string(), "{finding}");
+    }
+    assert!(account.key_statuses().await.values().all(|s| s == "Active"));
+    let delivered = account.delivered(&queue).await;
+    assert_eq!(delivered.len(), 1, "{delivered:?}");
+    let emf = emf_line(&function, first["run_id"].as_str().unwrap_or_default());
+    assert_eq!(
+        (
+            emf["NewFindings"].as_u64(),
+            emf["OldestOpenFindingDays"].as_u64()
+        ),
+        (Some(2), Some(0))
+    );
+
+    ledger.age(7).await;
+    let second = function.invoke_ok(&api, "events/scheduled.json", &scheduled);
+    assert_eq!(ids(&second["remediated"]), keys, "{second:#}");
+    assert!(account
+        .key_statuses()
+        .await
+        .values()
+        .all(|s| s == "Inactive"));
+    let delivered = account.delivered(&queue).await;
+    let [(subject, document)] = &delivered[..] else {
+        panic!("one alert: {delivered:?}")
+    };
+    assert!(subject.ends_with(", 2 deactivated"), "{subject}");
+    assert_eq!(ids(&document["remediated"]), keys);
+    let (_, email) = moto.published_emails(&topic).pop().expect("an email");
+    for key in &keys {
+        assert!(
+            email.contains(&format!("--access-key-id {key} --status Active")),
+            "the undo command for {key}:\n{email}"
+        );
+    }
+    let emf = emf_line(&function, second["run_id"].as_str().unwrap_or_default());
+    assert_eq!(emf["OldestOpenFindingDays"], 7);
 }
 
 #[test]
