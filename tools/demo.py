@@ -27,6 +27,7 @@ REGION = "us-east-1"
 # The function name cargo-lambda's emulator serves when the runtime is started by hand.
 FUNCTION = "_"
 TOPIC_NAME = "keywatch-findings"
+LEDGER_TABLE = "keywatch-ledger"
 EXEMPT_USERS = "svc-*"
 
 # Pinned before boto3 is imported or anything is started: whatever AWS profile, keys, token or endpoint the
@@ -215,6 +216,20 @@ def seed(endpoint: str) -> tuple[str, str]:
     sns.subscribe(TopicArn=topic, Protocol="sqs", Endpoint=queue_arn)
     sns.subscribe(TopicArn=topic, Protocol="email", Endpoint="security@example.com")
     print(f"\ntopic {topic}\n  subscribed: SQS queue {TOPIC_NAME}, email security@example.com")
+    # The ledger, with template.yaml's key schema: what keywatch said before, across runs.
+    aws("dynamodb").create_table(
+        TableName=LEDGER_TABLE,
+        BillingMode="PAY_PER_REQUEST",
+        AttributeDefinitions=[
+            {"AttributeName": "account_id", "AttributeType": "S"},
+            {"AttributeName": "access_key_id", "AttributeType": "S"},
+        ],
+        KeySchema=[
+            {"AttributeName": "account_id", "KeyType": "HASH"},
+            {"AttributeName": "access_key_id", "KeyType": "RANGE"},
+        ],
+    )
+    print(f"ledger DynamoDB table {LEDGER_TABLE}")
     return topic, queue
 
 
@@ -297,11 +312,14 @@ def demo(processes: Processes) -> None:
         "AWS_LAMBDA_FUNCTION_MEMORY_SIZE": "128",
         "FINDINGS_TOPIC_ARN": topic,
         "EXEMPT_USERS": EXEMPT_USERS,
+        "LEDGER_TABLE": LEDGER_TABLE,
+        "ALERTS": "changes",
     }
     processes.start("keywatch", [binary], env=function_env)
     shown = binary.relative_to(ROOT) if binary.is_relative_to(ROOT) else binary
     print(f"emulator  127.0.0.1:{api_port}   function {shown}")
     print(f"moto      {moto}   FINDINGS_TOPIC_ARN={topic}   EXEMPT_USERS={EXEMPT_USERS}")
+    print(f"          LEDGER_TABLE={LEDGER_TABLE}   ALERTS=changes")
 
     banner("Invoke 1: events/scheduled.json (what EventBridge sends every day)")
     report = invoke(processes, api_port, "scheduled.json")
@@ -340,6 +358,35 @@ def demo(processes: Processes) -> None:
     )
     if len(published_after) != len(published) or queued_after or not dry_run["dry_run"]:
         raise DemoFailed("the dry run published something")
+
+    banner("Invoke 3: events/scheduled.json again: nothing changed, so ALERTS=changes publishes nothing")
+    again = invoke(processes, api_port, "scheduled.json")
+    summarize(again)
+    print(f"  why: {again['alert']}")
+    if again["notifications"] or drain(moto, queue) or len(sent_notifications(moto, topic)) != len(published):
+        raise DemoFailed("an unchanged account published an alert under ALERTS=changes")
+
+    iam = clients(moto)("iam")
+    deleted = iam.list_access_keys(UserName="frank")["AccessKeyMetadata"][0]["AccessKeyId"]
+    iam.delete_access_key(UserName="frank", AccessKeyId=deleted)
+    banner(f"Invoke 4: frank deleted his key {deleted}; the next alert lists it as resolved")
+    resolved_run = invoke(processes, api_port, "scheduled.json")
+    summarize(resolved_run)
+    print(f"  why: {resolved_run['alert']}")
+    _message_id, message, subject, _attributes, _group = sent_notifications(moto, topic)[-1]
+    print(f"\nSubject: {subject}\n")
+    print(json.loads(message)["email"])
+    delivered = drain(moto, queue)
+    resolved = [r["access_key_id"] for d in delivered for r in json.loads(d["Message"])["resolved"]]
+    if resolved != [deleted]:
+        raise DemoFailed(f"expected {deleted} resolved in the alert, got {resolved}")
+    items = clients(moto)("dynamodb").scan(TableName=LEDGER_TABLE)["Items"]
+    print(f"The ledger now holds {len(items)} item(s):")
+    for item in sorted(items, key=lambda i: i["user_name"]["S"]):
+        print(
+            f"  {item['user_name']['S']:<8} {item['access_key_id']['S']}  state={item['state']['S']:<9} "
+            f"alerts={item['alerts']['N']}  first_alerted_at={item.get('first_alerted_at', {}).get('S')}"
+        )
 
     organization_demo(processes, moto, api_port, binary, function_env, topic, queue)
 
@@ -487,16 +534,18 @@ def organization_demo(processes: Processes, moto: str, api_port: int, binary: Pa
     processes.stop("keywatch")
     processes.start("keywatch-org", [binary], env={
         **function_env,
+        # Every account's alert, also the management account's, which the runs above already alerted.
+        "ALERTS": "every-run",
         "ACCOUNTS": "organization",
         "WORK_QUEUE_URL": queue,
         "MAX_RECEIVE_COUNT": MAX_RECEIVE_COUNT,
     })
     print(
         f"\nkeywatch restarted with ACCOUNTS=organization WORK_QUEUE_URL={queue} "
-        f"MAX_RECEIVE_COUNT={MAX_RECEIVE_COUNT}"
+        f"MAX_RECEIVE_COUNT={MAX_RECEIVE_COUNT} ALERTS=every-run"
     )
 
-    banner("Invoke 3: events/scheduled.json dispatches one work message per ACTIVE account")
+    banner("Invoke 5: events/scheduled.json dispatches one work message per ACTIVE account")
     dispatched = invoke(processes, api_port, "scheduled.json", "keywatch-org")
     print(json.dumps(dispatched))
     if sorted(dispatched["accounts"]) != sorted(names):
