@@ -12,7 +12,7 @@ use crate::aws::{aws_error, Clients};
 use crate::config::Scope;
 use crate::deadline::Deadline;
 use crate::error::{Error, Result};
-use crate::evaluate::{self, Policy};
+use crate::evaluate::{self, Policy, UNOWNED};
 use crate::event::Invocation;
 use crate::handler::Keywatch;
 use crate::inventory::elapsed_ms;
@@ -46,7 +46,8 @@ impl Keywatch {
                 account_id.clone()
             }
         };
-        self.check_account(&clients, &target, invocation, run_id, deadline)
+        // A manual check reads no account tag: its findings are owned by their user's tag, else `unowned`.
+        self.check_account(&clients, &target, None, invocation, run_id, deadline)
             .await
     }
 
@@ -83,15 +84,22 @@ impl Keywatch {
         &self,
         clients: &Clients,
         account_id: &str,
+        account_owner: Option<&str>,
         invocation: &Invocation,
         run_id: &str,
         deadline: &Deadline,
     ) -> Result<Report> {
         let start = Instant::now();
         // On the heap: a check's future is large, and a test thread's stack is small.
-        let result =
-            Box::pin(self.check_account_inner(clients, account_id, invocation, run_id, deadline))
-                .await;
+        let result = Box::pin(self.check_account_inner(
+            clients,
+            account_id,
+            account_owner,
+            invocation,
+            run_id,
+            deadline,
+        ))
+        .await;
         let outcome = match &result {
             Ok(report) => Ok(report),
             Err(_) => Err(clients.calls.take().values().sum()),
@@ -110,6 +118,7 @@ impl Keywatch {
         &self,
         clients: &Clients,
         account_id: &str,
+        account_owner: Option<&str>,
         invocation: &Invocation,
         run_id: &str,
         deadline: &Deadline,
@@ -184,6 +193,7 @@ impl Keywatch {
                     iam,
                     &candidates,
                     &self.settings.exemptions,
+                    self.settings.owner_tag_key.as_deref(),
                     self.settings.concurrency,
                 ),
             )
@@ -197,6 +207,7 @@ impl Keywatch {
             now: checked_at,
             grace_period_hours,
             exemptions: &self.settings.exemptions,
+            owners: self.settings.owner_tag_key.as_ref().map(|_| account_owner),
         };
         let mut evaluation = evaluate::classify(&verified, &policy);
         let resolved = ledger.as_mut().map(|ledger| {
@@ -238,6 +249,7 @@ impl Keywatch {
             open: None,
             resolved: None,
             alert: String::new(),
+            owner: None,
         };
         report.apply(evaluation);
         if let Some(resolved) = resolved {
@@ -277,35 +289,73 @@ impl Keywatch {
             }
         }
 
-        let memory = match (&table, &ledger) {
-            (None, _) => Memory::None,
-            (Some(_), None) => Memory::Unreadable,
-            (Some(_), Some(ledger)) => Memory::Ledger {
-                last_alert: ledger.last_alert(),
-            },
+        // One alert per owner when routing by owner, each with exactly that owner's keys; else one.
+        let alerts: Vec<Report> = match &self.settings.owner_tag_key {
+            None => vec![report.clone()],
+            Some(_) => {
+                let mut owners = report.owners();
+                if owners.is_empty() {
+                    // Nothing for anyone: an all-clear, if asked for, goes to the account's owner.
+                    owners.insert(account_owner.unwrap_or(UNOWNED).to_string());
+                }
+                owners.iter().map(|owner| report.for_owner(owner)).collect()
+            }
         };
-        let decision = when::decide(
-            self.settings.alerts,
-            &report,
-            memory,
-            self.settings.notify_when_clean,
-        );
-        report.alert = decision.why;
-        if let Some(sink) = sink.filter(|_| decision.publish) {
-            let start = Instant::now();
-            report.notifications = sink.publish(&report, deadline).await?;
-            report.phase_ms.insert("publish", elapsed_ms(start));
-            // SNS accepted every part: mark what it named.
-            if let (Some(ledger), Some(table)) = (ledger.as_mut(), &table) {
-                ledger.announced(
-                    &report.findings,
-                    &report.remediated,
-                    OffsetDateTime::now_utc(),
-                );
-                if let Err(error) = save(ledger, table, None, deadline).await {
-                    ledger_error.get_or_insert(error);
+        let start = Instant::now();
+        let mut whys = Vec::new();
+        let mut announced = Vec::new();
+        let mut publish_error = None;
+        for alert in &alerts {
+            let memory = match (&table, &ledger) {
+                (None, _) => Memory::None,
+                (Some(_), None) => Memory::Unreadable,
+                (Some(_), Some(ledger)) => Memory::Ledger {
+                    last_alert: ledger.last_alert(alert.owner.as_deref()),
+                },
+            };
+            let decision = when::decide(
+                self.settings.alerts,
+                alert,
+                memory,
+                self.settings.notify_when_clean,
+            );
+            whys.push(match &alert.owner {
+                Some(owner) => format!("{owner}: {}", decision.why),
+                None => decision.why.clone(),
+            });
+            let Some(sink) = sink.as_ref().filter(|_| decision.publish) else {
+                continue;
+            };
+            match sink.publish(alert, decision.kind, deadline).await {
+                Ok(notifications) => {
+                    report.notifications.extend(notifications);
+                    // SNS accepted every part: what it named was alerted.
+                    if let Some(ledger) = ledger.as_mut() {
+                        announced.extend(ledger.announced(
+                            &alert.findings,
+                            &alert.remediated,
+                            alert.resolved.as_deref().unwrap_or_default(),
+                            OffsetDateTime::now_utc(),
+                        ));
+                    }
+                }
+                Err(error) => {
+                    publish_error.get_or_insert(error);
                 }
             }
+        }
+        report.alert = whys.join("; ");
+        if !report.notifications.is_empty() {
+            report.phase_ms.insert("publish", elapsed_ms(start));
+        }
+        // What SNS accepted is recorded even when another owner's alert failed; nothing else is.
+        if let (Some(ledger), Some(table)) = (ledger.as_mut(), &table) {
+            if let Err(error) = save(ledger, table, Some(&announced), deadline).await {
+                ledger_error.get_or_insert(error);
+            }
+        }
+        if let Some(error) = publish_error {
+            return Err(error);
         }
         // Only after a check that got this far: a check that could not look never archives a finding.
         if let (Some(region), false) = (&self.settings.security_hub, dry_run) {

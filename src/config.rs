@@ -13,6 +13,7 @@ pub mod fleet;
 pub use fleet::{Fleet, MemberRole, Scope};
 
 pub const DEFAULT_EXEMPT_TAG_KEY: &str = "keywatch:exempt";
+pub const DEFAULT_OWNER_TAG_KEY: &str = "owner";
 
 #[derive(Debug, Clone)]
 pub struct Settings {
@@ -42,6 +43,8 @@ pub struct Settings {
     pub ledger_table: Option<String>,
     /// `ALERTS` and `REMIND_EVERY_DAYS`.
     pub alerts: Alerts,
+    /// `OWNER_TAG_KEY`: the user tag (else the account tag) that names a finding's owner; `None` turns routing off.
+    pub owner_tag_key: Option<String>,
 }
 
 /// When a check publishes (`ALERTS`).
@@ -140,18 +143,18 @@ impl Settings {
             .map(str::trim)
             .filter(|p| !p.is_empty())
             .collect();
-        // An explicitly empty EXEMPT_TAG_KEY turns tag exemptions off; unset keeps the default.
-        let tag_key = match lookup("EXEMPT_TAG_KEY") {
-            None => Some(DEFAULT_EXEMPT_TAG_KEY.to_string()),
-            Some(key) if key.trim().is_empty() => None,
-            Some(key) if key.trim().len() > 128 => {
-                return Err(Error::Config {
-                    variable: "EXEMPT_TAG_KEY",
-                    reason: "IAM tag keys are at most 128 characters".to_string(),
-                })
-            }
-            Some(key) => Some(key.trim().to_string()),
+        // An explicitly empty tag key turns its feature off; unset keeps the default.
+        let tag_key_of = |variable: &'static str, default: &str| match lookup(variable) {
+            None => Ok(Some(default.to_string())),
+            Some(key) if key.trim().is_empty() => Ok(None),
+            Some(key) if key.trim().chars().count() > 128 => Err(Error::Config {
+                variable,
+                reason: "IAM tag keys are at most 128 characters".to_string(),
+            }),
+            Some(key) => Ok(Some(key.trim().to_string())),
         };
+        let tag_key = tag_key_of("EXEMPT_TAG_KEY", DEFAULT_EXEMPT_TAG_KEY)?;
+        let owner_tag_key = tag_key_of("OWNER_TAG_KEY", DEFAULT_OWNER_TAG_KEY)?;
         let exemptions = Exemptions::new(&patterns, tag_key.as_deref())?;
         let ledger_table = var("LEDGER_TABLE")
             .map(|name| validate_table_name(&name))
@@ -242,6 +245,7 @@ impl Settings {
             },
             ledger_table,
             alerts,
+            owner_tag_key,
         };
         // Both promise something across runs ("after N days of alerts", "only what changed"): only the ledger
         // can keep that promise.
@@ -380,6 +384,7 @@ mod tests {
     use std::collections::HashMap;
 
     const TOPIC: &str = "arn:aws:sns:us-east-1:123456789012:keywatch-findings";
+    const LONG_KEY: &str = "kkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkk";
 
     fn settings(vars: &[(&str, &str)]) -> Result<Settings> {
         let vars: HashMap<String, String> = vars
@@ -412,6 +417,9 @@ mod tests {
             (s.alerts, s.ledger_table.as_deref()),
             (Alerts::EveryRun, None)
         );
+        assert_eq!(s.owner_tag_key.as_deref(), Some("owner"));
+        let off = settings(&[("FINDINGS_TOPIC_ARN", TOPIC), ("OWNER_TAG_KEY", " ")]).unwrap();
+        assert_eq!(off.owner_tag_key, None, "empty turns routing off");
         let on = settings(&[
             ("FINDINGS_TOPIC_ARN", TOPIC),
             ("REMEDIATION", "Deactivate"),
@@ -519,6 +527,10 @@ mod tests {
             (
                 &[("FINDINGS_TOPIC_ARN", TOPIC), ("ALERTS", "daily")],
                 "ALERTS",
+            ),
+            (
+                &[("FINDINGS_TOPIC_ARN", TOPIC), ("OWNER_TAG_KEY", LONG_KEY)],
+                "OWNER_TAG_KEY",
             ),
             (
                 &[("FINDINGS_TOPIC_ARN", TOPIC), ("REMIND_EVERY_DAYS", "0")],

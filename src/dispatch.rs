@@ -2,8 +2,11 @@
 //! invocation, 15-minute budget, retries and place in the dead-letter queue (Lambda's SQS event source mapping
 //! does the rest).
 
+use std::collections::BTreeMap;
+
 use aws_sdk_organizations::types::{AccountState, AccountStatus};
 use aws_sdk_sqs::types::SendMessageBatchRequestEntry;
+use futures_util::{StreamExt, TryStreamExt};
 use serde::Serialize;
 
 use crate::aws::{aws_error, Clients};
@@ -96,6 +99,17 @@ impl Keywatch {
                 reason: "not set; it is required when ACCOUNTS is not self".to_string(),
             });
         };
+        let owners = match (&self.settings.owner_tag_key, &self.settings.fleet.scope) {
+            (Some(tag_key), Scope::Organization) => {
+                deadline
+                    .run(
+                        "reading the accounts' owner tags",
+                        account_owners(&clients, &accounts, tag_key),
+                    )
+                    .await?
+            }
+            _ => BTreeMap::new(),
+        };
         let mut failed = Vec::new();
         let mut causes = Vec::new();
         for chunk in accounts.chunks(SQS_BATCH) {
@@ -106,6 +120,7 @@ impl Keywatch {
                     let body = serde_json::to_string(&WorkItem {
                         account_id: account_id.clone(),
                         run_id: run_id.to_string(),
+                        owner: owners.get(account_id).cloned(),
                     })
                     .map_err(|e| Error::Render(e.to_string()))?;
                     SendMessageBatchRequestEntry::builder()
@@ -167,6 +182,41 @@ impl Keywatch {
             accounts,
         })
     }
+}
+
+/// Accounts at once while their tags are read.
+const TAG_READS_IN_PARALLEL: usize = 4;
+
+/// Each account's owner tag (matched as IAM matches tag keys, ignoring case), trimmed; accounts without one are
+/// left out. One `ListTagsForResource` per account (and page), once per dispatch.
+async fn account_owners(
+    clients: &Clients,
+    accounts: &[String],
+    tag_key: &str,
+) -> Result<BTreeMap<String, String>> {
+    futures_util::stream::iter(accounts)
+        .map(|account_id| async move {
+            let tags: Vec<_> = clients
+                .organizations
+                .list_tags_for_resource()
+                .resource_id(account_id)
+                .into_paginator()
+                .items()
+                .send()
+                .try_collect()
+                .await
+                .map_err(|e| aws_error("organizations:ListTagsForResource", e))?;
+            let owner = tags
+                .into_iter()
+                .find(|tag| tag.key.eq_ignore_ascii_case(tag_key))
+                .map(|tag| tag.value.trim().to_string())
+                .filter(|owner| !owner.is_empty());
+            Ok(owner.map(|owner| (account_id.clone(), owner)))
+        })
+        .buffer_unordered(TAG_READS_IN_PARALLEL)
+        .try_filter_map(|owner| async move { Ok(owner) })
+        .try_collect()
+        .await
 }
 
 /// Every ACTIVE account of the organization, through the paginator.

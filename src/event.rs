@@ -105,6 +105,9 @@ impl SqsRecord {
 pub struct WorkItem {
     pub account_id: String,
     pub run_id: String,
+    /// The account's owner tag (`OWNER_TAG_KEY`), read once at dispatch; absent when the account has none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub owner: Option<String>,
 }
 
 impl WorkItem {
@@ -374,7 +377,8 @@ mod sqs {
             WorkItem::decode(&records[0].body).unwrap(),
             WorkItem {
                 account_id: "111122223333".into(),
-                run_id: "r1".into()
+                run_id: "r1".into(),
+                owner: None,
             }
         );
         for (body, needle) in [

@@ -63,6 +63,9 @@ pub struct Remediated {
     pub action: &'static str,
     #[serde(with = "time::serde::rfc3339")]
     pub at: OffsetDateTime,
+    /// The finding's owner, when alerts are routed by owner.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub owner: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -121,6 +124,7 @@ pub async fn deactivate(
                     access_key_id,
                     action: "deactivated",
                     at,
+                    owner: finding.owner.clone(),
                 })
             }
             Ok(Acted::Skipped(reason)) => {
@@ -209,6 +213,7 @@ mod tests {
             password_last_used: None,
             created_at_user_setup: false,
             exemption_expired_on: None,
+            owner: None,
             history: History {
                 change,
                 first_alerted_at: alerted,

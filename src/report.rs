@@ -1,11 +1,11 @@
 //! The invocation's response: everything a caller or a person needs to trust or act on the run.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use serde::Serialize;
 use time::OffsetDateTime;
 
-use crate::evaluate::{Evaluation, Exempted, Finding, Pending};
+use crate::evaluate::{Evaluation, Exempted, Finding, Pending, UNOWNED};
 use crate::inventory::Source;
 use crate::ledger::{Change, Resolved};
 use crate::notify::security_hub::HubSync;
@@ -50,8 +50,12 @@ pub struct Report {
     pub open: Option<Vec<String>>,
     /// From the ledger: findings that stopped being findings since the last delivered alert, with the reason.
     pub resolved: Option<Vec<Resolved>>,
-    /// Why an alert was published, or why not (`ALERTS=changes` with nothing changed, a dry run, ...).
+    /// Why an alert was published, or why not (`ALERTS=changes` with nothing changed, a dry run, ...); one
+    /// `owner: why` per owner when routing by owner.
     pub alert: String,
+    /// The owner an alert is for, when routing by owner; `null` in the invocation's report, whose findings each
+    /// carry their owner.
+    pub owner: Option<String>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
@@ -75,6 +79,9 @@ pub struct Notification {
     pub part: usize,
     pub parts: usize,
     pub message_id: String,
+    /// The owner the alert was for, when routing by owner.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub owner: Option<String>,
 }
 
 impl Report {
@@ -82,6 +89,82 @@ impl Report {
         self.findings = evaluation.findings;
         self.pending = evaluation.pending;
         self.exempted = evaluation.exempted;
+    }
+
+    /// Every owner with something to be told: a finding (pending and exempted ones too), a deactivation or a
+    /// resolution.
+    pub fn owners(&self) -> BTreeSet<String> {
+        let owner = |o: &Option<String>| o.clone().unwrap_or_else(|| UNOWNED.to_string());
+        self.findings
+            .iter()
+            .chain(self.pending.iter().map(|p| &p.finding))
+            .chain(self.exempted.iter().map(|e| &e.finding))
+            .map(|f| owner(&f.owner))
+            .chain(self.remediated.iter().map(|r| owner(&r.owner)))
+            .chain(self.resolved.iter().flatten().map(|r| owner(&r.owner)))
+            .collect()
+    }
+
+    /// The part of this report one owner is told: their findings, deactivations and resolutions.
+    pub fn for_owner(&self, owner: &str) -> Report {
+        let is = |o: &Option<String>| o.as_deref().unwrap_or(UNOWNED) == owner;
+        let findings: Vec<Finding> = self
+            .findings
+            .iter()
+            .filter(|f| is(&f.owner))
+            .cloned()
+            .collect();
+        let ids: BTreeSet<&str> = findings.iter().map(|f| f.finding_id.as_str()).collect();
+        let of_ids = |list: &Option<Vec<String>>| {
+            list.as_ref().map(|list| {
+                list.iter()
+                    .filter(|id| ids.contains(id.as_str()))
+                    .cloned()
+                    .collect()
+            })
+        };
+        Report {
+            pending: self
+                .pending
+                .iter()
+                .filter(|p| is(&p.finding.owner))
+                .cloned()
+                .collect(),
+            exempted: self
+                .exempted
+                .iter()
+                .filter(|e| is(&e.finding.owner))
+                .cloned()
+                .collect(),
+            remediated: self
+                .remediated
+                .iter()
+                .filter(|r| is(&r.owner))
+                .cloned()
+                .collect(),
+            remediation_skipped: self
+                .remediation_skipped
+                .iter()
+                .filter(|r| ids.contains(r.finding_id.as_str()))
+                .cloned()
+                .collect(),
+            remediation_failed: self
+                .remediation_failed
+                .iter()
+                .filter(|r| ids.contains(r.finding_id.as_str()))
+                .cloned()
+                .collect(),
+            new: of_ids(&self.new),
+            open: of_ids(&self.open),
+            resolved: self
+                .resolved
+                .as_ref()
+                .map(|list| list.iter().filter(|r| is(&r.owner)).cloned().collect()),
+            owner: Some(owner.to_string()),
+            findings,
+            notifications: Vec::new(),
+            ..self.clone()
+        }
     }
 
     /// Fills `new`, `open` and `resolved` from the findings' ledger history; new findings first.

@@ -10,10 +10,12 @@ use crate::config::Scope;
 use crate::deadline::Deadline;
 use crate::dispatch::{Dispatched, Plan};
 use crate::error::{Error, Result};
+use crate::evaluate::UNOWNED;
 use crate::event::{Event, Invocation, SqsRecord, WorkItem};
 use crate::handler::Keywatch;
 use crate::notify::notice::{self, Notice};
-use crate::notify::sns::SnsSink;
+use crate::notify::sns::{Attributes, SnsSink};
+use crate::notify::when::Kind;
 use crate::report::Report;
 
 /// SQS records checked at once in one invocation. The template's batch size is 1, so each account gets an
@@ -110,6 +112,7 @@ impl Keywatch {
                     .check_account(
                         &clients,
                         &item.account_id,
+                        item.owner.as_deref(),
                         &invocation,
                         &item.run_id,
                         deadline,
@@ -152,37 +155,61 @@ impl Keywatch {
         let Some(topic_arn) = self.settings.topic_arn.clone() else {
             return;
         };
-        let notice = Notice {
-            schema: notice::SCHEMA,
-            run_id: item.map_or("", |i| i.run_id.as_str()),
-            account_id: item.map(|i| i.account_id.as_str()),
-            error_type: error.error_type(),
-            error: error.to_string(),
-            attempts: record.receive_count,
-            message_id: &record.message_id,
-        };
         let sink = SnsSink {
             client: self.clients.sns.clone(),
             topic_arn,
         };
-        let published = match notice::render(&notice) {
-            Ok(part) => {
-                deadline
-                    .run("publishing a failed-check notice", sink.publish_part(&part))
-                    .await
-            }
-            Err(error) => Err(error),
+        // With routing by owner: the account's owner, and whoever reads what nobody owns.
+        let owners: Vec<Option<&str>> = match (&self.settings.owner_tag_key, item) {
+            (None, _) => vec![None],
+            (
+                Some(_),
+                Some(WorkItem {
+                    owner: Some(owner), ..
+                }),
+            ) if owner != UNOWNED => vec![Some(owner.as_str()), Some(UNOWNED)],
+            (Some(_), _) => vec![Some(UNOWNED)],
         };
-        match published {
-            Ok(message_id) => {
-                tracing::warn!(
-                    account_id = notice.account_id,
-                    message_id,
-                    "failed-check notice published"
-                )
-            }
-            Err(error) => {
-                tracing::error!(account_id = notice.account_id, %error, "failed-check notice not published")
+        for owner in owners {
+            let notice = Notice {
+                schema: notice::SCHEMA,
+                run_id: item.map_or("", |i| i.run_id.as_str()),
+                account_id: item.map(|i| i.account_id.as_str()),
+                error_type: error.error_type(),
+                error: error.to_string(),
+                attempts: record.receive_count,
+                message_id: &record.message_id,
+                owner,
+            };
+            let attributes = Attributes {
+                account_id: notice.account_id.unwrap_or("unknown"),
+                owner,
+                kind: Kind::CheckFailed,
+                findings: 0,
+            };
+            let published = match notice::render(&notice) {
+                Ok(part) => {
+                    deadline
+                        .run(
+                            "publishing a failed-check notice",
+                            sink.publish_part(&part, &attributes),
+                        )
+                        .await
+                }
+                Err(error) => Err(error),
+            };
+            match published {
+                Ok(message_id) => {
+                    tracing::warn!(
+                        account_id = notice.account_id,
+                        owner,
+                        message_id,
+                        "failed-check notice published"
+                    )
+                }
+                Err(error) => {
+                    tracing::error!(account_id = notice.account_id, owner, %error, "failed-check notice not published")
+                }
             }
         }
     }

@@ -21,10 +21,11 @@ pub async fn verify(
     iam: &IamClient,
     candidates: &[&InventoryUser],
     exemptions: &Exemptions,
+    owner_tag_key: Option<&str>,
     concurrency: usize,
 ) -> Result<Vec<VerifiedUser>> {
     let mut verified: Vec<VerifiedUser> = futures_util::stream::iter(candidates.iter().copied())
-        .map(|candidate| verify_one(iam, candidate, exemptions))
+        .map(|candidate| verify_one(iam, candidate, exemptions, owner_tag_key))
         .buffer_unordered(concurrency.max(1))
         .try_filter_map(|user| async move { Ok(user) })
         .try_collect()
@@ -37,6 +38,7 @@ async fn verify_one(
     iam: &IamClient,
     candidate: &InventoryUser,
     exemptions: &Exemptions,
+    owner_tag_key: Option<&str>,
 ) -> Result<Option<VerifiedUser>> {
     let user = match candidate.freshness {
         Freshness::Live => candidate.user.clone(),
@@ -57,27 +59,47 @@ async fn verify_one(
         .keys
         .iter()
         .any(|key| broken_rule(&user, key).is_some());
-    let exempt_tag = match (
-        &exemptions.tag_key,
-        reportable && exemptions.pattern_for(&user.identity()).is_none(),
-    ) {
-        (Some(tag_key), true) => match exempt_tag(iam, &user.name, tag_key).await? {
-            Tags::Read(tag) => tag,
-            // Deleted since it was listed: a user that no longer exists is never reported.
-            Tags::UserGone => return Ok(None),
-        },
-        _ => None,
-    };
-    Ok(Some(VerifiedUser { user, exempt_tag }))
+    // One ListUserTags per reportable user, for both the exemption and the owner, and none when neither is set.
+    let wanted = exemptions.tag_key.is_some() || owner_tag_key.is_some();
+    let (exempt_tag, owner) =
+        match reportable && wanted && exemptions.pattern_for(&user.identity()).is_none() {
+            true => match user_tags(iam, &user.name).await? {
+                Some(tags) => (
+                    exemptions
+                        .tag_key
+                        .as_deref()
+                        .and_then(|key| tag(&tags, key))
+                        .map(|(key, value)| (key.to_string(), value.to_string())),
+                    owner_tag_key
+                        .and_then(|key| tag(&tags, key))
+                        .map(|(_, value)| value.trim())
+                        .filter(|value| !value.is_empty())
+                        .map(str::to_string),
+                ),
+                // Deleted since it was listed: a user that no longer exists is never reported.
+                None => return Ok(None),
+            },
+            false => (None, None),
+        };
+    Ok(Some(VerifiedUser {
+        user,
+        exempt_tag,
+        owner,
+    }))
 }
 
-enum Tags {
-    Read(Option<(String, String)>),
-    UserGone,
+/// The tag of this key as (key, value), matched case-insensitively like IAM matches tag keys.
+fn tag<'a>(tags: &'a [aws_sdk_iam::types::Tag], key: &str) -> Option<(&'a str, &'a str)> {
+    tags.iter()
+        .find(|t| t.key.eq_ignore_ascii_case(key))
+        .map(|t| (t.key.as_str(), t.value.as_str()))
 }
 
-/// The user's exemption tag as (key, value), matched case-insensitively like IAM matches tag keys.
-async fn exempt_tag(iam: &IamClient, user_name: &str, tag_key: &str) -> Result<Tags> {
+/// Every tag of the user; `None` when the user was deleted meanwhile.
+async fn user_tags(
+    iam: &IamClient,
+    user_name: &str,
+) -> Result<Option<Vec<aws_sdk_iam::types::Tag>>> {
     let tags: Vec<_> = match iam
         .list_user_tags()
         .user_name(user_name)
@@ -88,14 +110,10 @@ async fn exempt_tag(iam: &IamClient, user_name: &str, tag_key: &str) -> Result<T
         .await
     {
         Ok(tags) => tags,
-        Err(e) if error_code(&e) == Some("NoSuchEntity") => return Ok(Tags::UserGone),
+        Err(e) if error_code(&e) == Some("NoSuchEntity") => return Ok(None),
         Err(e) => return Err(aws_error("iam:ListUserTags", e)),
     };
-    Ok(Tags::Read(
-        tags.into_iter()
-            .find(|t| t.key.eq_ignore_ascii_case(tag_key))
-            .map(|t| (t.key, t.value)),
-    ))
+    Ok(Some(tags))
 }
 
 /// (creation, last use) of the keys the report saw used. Such a key stays used, so it needs no live last-use

@@ -56,6 +56,8 @@ pub fn candidates(inventory: &Inventory) -> Vec<&InventoryUser> {
 pub struct VerifiedUser {
     pub user: UserSnapshot,
     pub exempt_tag: Option<(String, String)>,
+    /// The value of the user's `OWNER_TAG_KEY` tag, trimmed; `None` when absent, empty or routing is off.
+    pub owner: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -77,6 +79,9 @@ pub struct Finding {
     /// The last day (UTC) of the user's exemption tag, when that day has passed: the key is a finding again.
     #[serde(with = "day::option")]
     pub exemption_expired_on: Option<Date>,
+    /// Who owns the key (`OWNER_TAG_KEY` on the user, else on the account, else `unowned`); `null` when routing
+    /// is off.
+    pub owner: Option<String>,
     /// What the ledger knows of it: new or open, first seen, first alerted, when it is deactivated.
     #[serde(flatten)]
     pub history: History,
@@ -114,7 +119,12 @@ pub struct Policy<'a> {
     pub now: OffsetDateTime,
     pub grace_period_hours: u32,
     pub exemptions: &'a Exemptions,
+    /// `Some` when routing by owner: the account's owner, if its tag names one.
+    pub owners: Option<Option<&'a str>>,
 }
+
+/// The owner of keys whose user and account name none.
+pub const UNOWNED: &str = "unowned";
 
 /// Sorts every rule-breaking key of verified (live) users into findings, pending and exempted. Keys without an
 /// ID (report data) are never reported: only live data, with its true key IDs, can become a finding.
@@ -155,6 +165,14 @@ pub fn classify(users: &[VerifiedUser], policy: &Policy) -> Evaluation {
                     .created
                     .is_some_and(|c| (c - user.created).abs() <= USER_SETUP_WINDOW),
                 exemption_expired_on,
+                owner: policy.owners.map(|account_owner| {
+                    verified
+                        .owner
+                        .as_deref()
+                        .or(account_owner)
+                        .unwrap_or(UNOWNED)
+                        .to_string()
+                }),
                 history: History::default(),
             };
             // Grace 0 is strict: no key is pending, even one created while the run was going.
@@ -443,8 +461,16 @@ mod tests {
                 now: NOW,
                 grace_period_hours: grace,
                 exemptions: &exemptions,
+                owners: None,
             };
-            let evaluation = classify(&[VerifiedUser { user, exempt_tag }], &policy);
+            let evaluation = classify(
+                &[VerifiedUser {
+                    user,
+                    exempt_tag,
+                    owner: None,
+                }],
+                &policy,
+            );
             let expected: Vec<(String, Class)> = expected
                 .into_iter()
                 .map(|(k, c)| (k.to_string(), c))
@@ -461,6 +487,7 @@ mod tests {
             now: NOW,
             grace_period_hours: 0,
             exemptions: &exemptions,
+            owners: None,
         };
         let u = user(
             "alice",
@@ -475,6 +502,7 @@ mod tests {
             &[VerifiedUser {
                 user: u,
                 exempt_tag: None,
+                owner: None,
             }],
             &policy,
         );
@@ -492,6 +520,43 @@ mod tests {
     }
 
     #[test]
+    fn the_owner_is_the_users_tag_else_the_accounts_else_unowned() {
+        let exemptions = Exemptions::new(&[], None).unwrap();
+        let cases: &[(Option<Option<&str>>, Option<&str>, Option<&str>)] = &[
+            // (routing and the account's owner, the user's tag, the finding's owner)
+            (None, Some("team-a"), None),
+            (Some(Some("platform")), Some("team-a"), Some("team-a")),
+            (Some(Some("platform")), None, Some("platform")),
+            (Some(None), None, Some(UNOWNED)),
+            (
+                Some(None),
+                Some("Équipe données 42"),
+                Some("Équipe données 42"),
+            ),
+        ];
+        for &(owners, tag, expected) in cases {
+            let policy = Policy {
+                account_id: "123456789012",
+                now: NOW,
+                grace_period_hours: 0,
+                exemptions: &exemptions,
+                owners,
+            };
+            let verified = VerifiedUser {
+                user: user("a", "/", true, vec![key("K1", true, USER_CREATED, None)]),
+                exempt_tag: None,
+                owner: tag.map(str::to_string),
+            };
+            let evaluation = classify(&[verified], &policy);
+            assert_eq!(
+                evaluation.findings[0].owner.as_deref(),
+                expected,
+                "{owners:?} {tag:?}"
+            );
+        }
+    }
+
+    #[test]
     fn an_expired_exemption_is_named_in_the_finding() {
         let exemptions = Exemptions::new(&[], Some("keywatch:exempt")).unwrap();
         let policy = Policy {
@@ -499,10 +564,12 @@ mod tests {
             now: NOW,
             grace_period_hours: 0,
             exemptions: &exemptions,
+            owners: None,
         };
         let verified = VerifiedUser {
             user: user("a", "/", true, vec![key("K1", true, USER_CREATED, None)]),
             exempt_tag: Some(("keywatch:exempt".into(), "2026-11-01".into())),
+            owner: None,
         };
         let evaluation = classify(&[verified], &policy);
         assert_eq!(

@@ -108,6 +108,9 @@ pub struct Item {
     /// DynamoDB TTL (epoch seconds): set once the item stops being open and is announced.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub expires_at: Option<i64>,
+    /// Who the alerts went to (`OWNER_TAG_KEY`), so reminders and resolutions reach the same owner.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub owner: Option<String>,
 }
 
 /// Whether a finding is new since the last delivered alert or was already named by one.
@@ -135,6 +138,8 @@ pub struct History {
 /// A finding that stopped being one since the last alert.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Resolved {
+    /// Who the earlier alerts went to; `null` without routing.
+    pub owner: Option<String>,
     pub finding_id: String,
     pub user_name: String,
     pub access_key_id: String,
@@ -187,6 +192,7 @@ impl Ledger {
                 access_key_id: item.access_key_id.clone(),
                 action: "deactivated",
                 at: item.deactivated_at.unwrap_or(item.first_seen_at),
+                owner: item.owner.clone(),
             })
             .collect();
         out.sort_by_key(|r| r.at);
@@ -206,6 +212,15 @@ impl Ledger {
     ) -> Vec<Resolved> {
         let notice = |from: OffsetDateTime| notice_days.map(|d| from + Duration::days(d.into()));
         for finding in findings.iter_mut() {
+            // An owner tag changed since: reminders and resolutions go to the owner of now.
+            let owner = &finding.owner;
+            if let Some(item) = self
+                .items
+                .get_mut(&finding.access_key_id)
+                .filter(|item| item.state == State::Open && item.owner != *owner)
+            {
+                item.owner.clone_from(owner);
+            }
             let item = self
                 .items
                 .get(&finding.access_key_id)
@@ -245,6 +260,7 @@ impl Ledger {
             item.resolved_reason = Some(reason);
             item.expires_at = Some((now + RETENTION).unix_timestamp());
             resolved.push(Resolved {
+                owner: item.owner.clone(),
                 finding_id: finding_id(&self.account_id, &item.user_name, &item.access_key_id),
                 user_name: item.user_name.clone(),
                 access_key_id: item.access_key_id.clone(),
@@ -273,32 +289,40 @@ impl Ledger {
 
     /// After SNS accepted every part of an alert at `now`: each finding it named was alerted, and each
     /// deactivation it named was announced.
+    /// Returns the keys of the items it changed, and of the resolutions the alert carried: what to write.
     pub fn announced(
         &mut self,
         findings: &[Finding],
         deactivations: &[Remediated],
+        resolved: &[Resolved],
         now: OffsetDateTime,
-    ) {
+    ) -> Vec<String> {
+        let mut keys = Vec::new();
         for finding in findings {
             if let Some(item) = self.items.get_mut(&finding.access_key_id) {
                 item.first_alerted_at.get_or_insert(now);
                 item.last_alerted_at = Some(now);
                 item.alerts = item.alerts.saturating_add(1);
+                keys.push(finding.access_key_id.clone());
             }
         }
         for done in deactivations {
             if let Some(item) = self.items.get_mut(&done.access_key_id) {
                 item.deactivation_announced = true;
                 item.expires_at = Some((done.at + RETENTION).unix_timestamp());
+                keys.push(done.access_key_id.clone());
             }
         }
+        keys.extend(resolved.iter().map(|r| r.access_key_id.clone()));
+        keys
     }
 
-    /// The last time an alert SNS accepted named an open finding.
-    pub fn last_alert(&self) -> Option<OffsetDateTime> {
+    /// The last time an alert SNS accepted named an open finding (of this owner, when routing by owner).
+    pub fn last_alert(&self, owner: Option<&str>) -> Option<OffsetDateTime> {
         self.stored
             .values()
             .filter(|item| item.state == State::Open)
+            .filter(|item| owner.is_none() || item.owner.as_deref() == owner)
             .filter_map(|item| item.last_alerted_at)
             .max()
     }
@@ -338,6 +362,7 @@ impl Item {
             resolved_at: None,
             resolved_reason: None,
             expires_at: None,
+            owner: finding.owner.clone(),
         }
     }
 }
@@ -411,6 +436,7 @@ mod tests {
             password_last_used: None,
             created_at_user_setup: false,
             exemption_expired_on: None,
+            owner: None,
             history: History::default(),
         }
     }
@@ -446,6 +472,7 @@ mod tests {
                     .collect(),
             },
             exempt_tag: None,
+            owner: None,
         }
     }
 
@@ -583,6 +610,7 @@ mod tests {
             access_key_id: "K".into(),
             action: "deactivated",
             at: NOW,
+            owner: None,
         };
         let keys = ledger.deactivated(std::slice::from_ref(&done), "run-1");
         let written = ledger.changed(Some(&keys));
@@ -592,7 +620,12 @@ mod tests {
         // The publish failed: the next run reads the item and announces it.
         let mut next = Ledger::new(ACCOUNT, written);
         assert_eq!(next.unannounced(), [done.clone()]);
-        next.announced(&[], std::slice::from_ref(&done), NOW + Duration::hours(1));
+        next.announced(
+            &[],
+            std::slice::from_ref(&done),
+            &[],
+            NOW + Duration::hours(1),
+        );
         let stored = &next.changed(None)[0];
         assert!(stored.deactivation_announced && stored.state == State::Deactivated);
         assert!(Ledger::new(ACCOUNT, vec![stored.clone()])
@@ -605,11 +638,12 @@ mod tests {
         let mut ledger = Ledger::new(ACCOUNT, vec![]);
         let mut findings = [finding("ann", "K")];
         ledger.reconcile(&mut findings, &Evaluation::default(), &[], NOW, None);
-        ledger.announced(&findings, &[], NOW);
+        let keys = ledger.announced(&findings, &[], &[], NOW);
+        assert_eq!(keys, ["K"]);
         let first = ledger.changed(None).remove(0);
         assert_eq!((first.first_alerted_at, first.alerts), (Some(NOW), 1));
         ledger.stored_now(std::slice::from_ref(&first));
-        assert_eq!(ledger.last_alert(), Some(NOW));
+        assert_eq!(ledger.last_alert(None), Some(NOW));
         let later = NOW + Duration::days(1);
         let mut again = Ledger::new(ACCOUNT, vec![first]);
         let mut findings = [finding("ann", "K")];
@@ -618,7 +652,7 @@ mod tests {
             again.changed(None).is_empty(),
             "an unchanged open finding writes nothing"
         );
-        again.announced(&findings, &[], later);
+        again.announced(&findings, &[], &[], later);
         let second = again.changed(None).remove(0);
         assert_eq!(
             (

@@ -17,6 +17,7 @@ pub trait Sink: Send + Sync {
     fn publish(
         &self,
         report: &Report,
+        kind: when::Kind,
         deadline: &Deadline,
     ) -> impl Future<Output = Result<Vec<Notification>>> + Send;
 }

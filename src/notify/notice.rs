@@ -20,6 +20,8 @@ pub struct Notice<'a> {
     /// How often the check was tried; the message now goes to the dead-letter queue.
     pub attempts: u32,
     pub message_id: &'a str,
+    /// The owner this copy is for, when routing by owner: the account's owner, and `unowned`.
+    pub owner: Option<&'a str>,
 }
 
 #[derive(Serialize)]
@@ -35,7 +37,7 @@ pub fn render(notice: &Notice) -> Result<AlertPart> {
     subject.truncate(MAX_SUBJECT_CHARS);
     let text = format!(
         "{subject}\n\n\
-         Account:  {account}\n\
+         Account:  {account}{owner}\n\
          Run:      {run}\n\
          Attempts: {attempts} (the last; the work message {message} now goes to the dead-letter queue)\n\
          Error:    {error_type}\n\n\
@@ -43,6 +45,10 @@ pub fn render(notice: &Notice) -> Result<AlertPart> {
          Until this is fixed, keywatch cannot see never-used access keys in this account. The README's\n\
          \"Checking an organization\" section shows how to deploy the member role everywhere.\n\
          -- keywatch",
+        owner = notice
+            .owner
+            .map(|owner| format!("\nOwner:    {owner}"))
+            .unwrap_or_default(),
         run = notice.run_id,
         attempts = notice.attempts,
         message = notice.message_id,
@@ -88,6 +94,7 @@ mod tests {
             error: error.to_string(),
             attempts: 3,
             message_id: "m1",
+            owner: Some("platform"),
         })
         .unwrap();
         assert_eq!(

@@ -46,6 +46,8 @@ pub struct AlertDocument<'a> {
     #[serde(with = "time::serde::rfc3339::option")]
     pub report_generated_at: Option<OffsetDateTime>,
     pub control: &'static str,
+    /// The owner this alert is for, when routing by owner (`OWNER_TAG_KEY`); each finding names its own too.
+    pub owner: Option<&'a str>,
     pub total_findings: usize,
     pub pending_count: usize,
     pub exempted_count: usize,
@@ -166,6 +168,7 @@ fn render_part(
         checked_at: report.checked_at,
         report_generated_at: report.report_generated_at,
         control: "CIS AWS Foundations 1.11",
+        owner: report.owner.as_deref(),
         total_findings: report.findings.len(),
         pending_count: report.pending.len(),
         exempted_count: report.exempted.len(),
@@ -403,6 +406,9 @@ pub fn email_text(report: &Report, findings: &[Finding], part: usize, parts: usi
     let mut out = String::new();
     let account = &report.account_id;
     let _ = writeln!(out, "{}\n", subject(report, part, parts));
+    if let Some(owner) = &report.owner {
+        let _ = writeln!(out, "Owner:     {owner}");
+    }
     let _ = writeln!(out, "Account:   {account}");
     let _ = writeln!(out, "Checked:   {}", date(Some(report.checked_at)));
     if report.report_generated_at.is_some() {
@@ -543,6 +549,7 @@ pub(crate) mod tests {
             open: None,
             resolved: None,
             alert: String::new(),
+            owner: None,
         }
     }
 
@@ -559,6 +566,7 @@ pub(crate) mod tests {
             password_last_used: None,
             created_at_user_setup: true,
             exemption_expired_on: None,
+            owner: None,
             history: Default::default(),
         }
     }
@@ -632,6 +640,7 @@ pub(crate) mod tests {
             },
         ]);
         report.apply_history(vec![Resolved {
+            owner: None,
             finding_id: "123456789012/eve/AKIAEVE".into(),
             user_name: "eve".into(),
             access_key_id: "AKIAEVE".into(),
@@ -646,6 +655,7 @@ pub(crate) mod tests {
             access_key_id: key.into(),
             action: "deactivated",
             at: datetime!(2026-11-29 12:00 UTC),
+            owner: None,
         };
         // ann in this run; fay in an earlier run whose alert was never delivered.
         report.remediated = vec![deactivated("ann", "AKIAANN"), deactivated("fay", "AKIAFAY")];

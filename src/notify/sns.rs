@@ -1,14 +1,23 @@
 //! The SNS sink. One publish per alert part, with `MessageStructure=json`: email subscribers get plain text,
-//! every other protocol (SQS, Lambda, HTTPS) the JSON document under `default`.
+//! every other protocol (SQS, Lambda, HTTPS) the JSON document under `default`. Every publish carries message
+//! attributes (`account_id`, `kind`, `findings`, and `owner` when routing by owner), so a subscription's filter
+//! policy picks what reaches it.
 
+use aws_sdk_sns::types::MessageAttributeValue;
 use aws_sdk_sns::Client as SnsClient;
 
 use super::render::{render_parts, AlertPart};
+use super::when::Kind;
 use super::Sink;
 use crate::aws::aws_error;
 use crate::deadline::Deadline;
 use crate::error::{Error, Result};
 use crate::report::{Notification, Report};
+
+/// The longest owner attribute, in characters: an IAM tag value's limit. A longer one is cut, ending in
+/// [`CUT_MARKER`]; the message body keeps it whole.
+pub const MAX_OWNER_CHARS: usize = 256;
+pub const CUT_MARKER: &str = "…";
 
 #[derive(Debug, Clone)]
 pub struct SnsSink {
@@ -16,8 +25,60 @@ pub struct SnsSink {
     pub topic_arn: String,
 }
 
+/// What a publish says about itself, for subscription filter policies.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Attributes<'a> {
+    pub account_id: &'a str,
+    /// `None` when routing by owner is off: no `owner` attribute at all.
+    pub owner: Option<&'a str>,
+    pub kind: Kind,
+    pub findings: usize,
+}
+
+impl Attributes<'_> {
+    /// As SNS takes them: names, types and values within SNS's limits.
+    pub fn to_sns(&self) -> Result<Vec<(&'static str, MessageAttributeValue)>> {
+        let string = |value: &str| {
+            MessageAttributeValue::builder()
+                .data_type("String")
+                .string_value(value)
+                .build()
+                .map_err(|e| Error::Render(e.to_string()))
+        };
+        let mut attributes = vec![
+            ("account_id", string(self.account_id)?),
+            ("kind", string(self.kind.as_str())?),
+            (
+                "findings",
+                MessageAttributeValue::builder()
+                    .data_type("Number")
+                    .string_value(self.findings.to_string())
+                    .build()
+                    .map_err(|e| Error::Render(e.to_string()))?,
+            ),
+        ];
+        if let Some(owner) = self.owner {
+            attributes.push(("owner", string(&owner_attribute(owner))?));
+        }
+        Ok(attributes)
+    }
+}
+
+/// The owner as an attribute value: never empty, at most [`MAX_OWNER_CHARS`] characters.
+pub fn owner_attribute(owner: &str) -> String {
+    if owner.chars().count() <= MAX_OWNER_CHARS {
+        return owner.to_string();
+    }
+    let keep = MAX_OWNER_CHARS - CUT_MARKER.chars().count();
+    owner.chars().take(keep).chain(CUT_MARKER.chars()).collect()
+}
+
 impl SnsSink {
-    pub async fn publish_part(&self, part: &AlertPart) -> Result<String> {
+    pub async fn publish_part(
+        &self,
+        part: &AlertPart,
+        attributes: &Attributes<'_>,
+    ) -> Result<String> {
         let out = self
             .client
             .publish()
@@ -25,6 +86,13 @@ impl SnsSink {
             .subject(&part.subject)
             .message_structure("json")
             .message(&part.message)
+            .set_message_attributes(Some(
+                attributes
+                    .to_sns()?
+                    .into_iter()
+                    .map(|(name, value)| (name.to_string(), value))
+                    .collect(),
+            ))
             .send()
             .await
             .map_err(|e| aws_error("sns:Publish", e))?;
@@ -34,19 +102,31 @@ impl SnsSink {
 
 impl Sink for SnsSink {
     /// Tries every part, so as much as possible is delivered, then fails if any part failed.
-    async fn publish(&self, report: &Report, deadline: &Deadline) -> Result<Vec<Notification>> {
+    async fn publish(
+        &self,
+        report: &Report,
+        kind: Kind,
+        deadline: &Deadline,
+    ) -> Result<Vec<Notification>> {
         let parts = render_parts(report)?;
+        let attributes = Attributes {
+            account_id: &report.account_id,
+            owner: report.owner.as_deref(),
+            kind,
+            findings: report.findings.len(),
+        };
         let mut delivered = Vec::new();
         let mut failures = Vec::new();
         for part in &parts {
             match deadline
-                .run("publishing the alert", self.publish_part(part))
+                .run("publishing the alert", self.publish_part(part, &attributes))
                 .await
             {
                 Ok(message_id) => {
                     tracing::info!(
                         part = part.part,
                         parts = part.parts,
+                        owner = report.owner.as_deref(),
                         message_id,
                         "alert part published"
                     );
@@ -54,6 +134,7 @@ impl Sink for SnsSink {
                         part: part.part,
                         parts: part.parts,
                         message_id,
+                        owner: report.owner.clone(),
                     });
                 }
                 Err(error) => {
@@ -75,5 +156,35 @@ impl Sink for SnsSink {
                 cause: Box::new(cause),
             }),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn attributes_stay_within_snss_limits() {
+        assert_eq!(owner_attribute("team-a"), "team-a");
+        let exact = "é".repeat(MAX_OWNER_CHARS);
+        assert_eq!(owner_attribute(&exact), exact, "256 characters pass whole");
+        let cut = owner_attribute(&"x".repeat(1_000));
+        assert_eq!(cut.chars().count(), MAX_OWNER_CHARS);
+        assert!(cut.ends_with(CUT_MARKER));
+        let attributes = Attributes {
+            account_id: "123456789012",
+            owner: None,
+            kind: Kind::Findings,
+            findings: 3,
+        }
+        .to_sns()
+        .unwrap();
+        let names: Vec<&str> = attributes.iter().map(|(name, _)| *name).collect();
+        assert_eq!(
+            names,
+            ["account_id", "kind", "findings"],
+            "no owner when routing is off"
+        );
+        assert_eq!(attributes[2].1.data_type(), "Number");
     }
 }
