@@ -1205,3 +1205,191 @@ async fn the_ledger_is_written_only_by_checks_that_completed_and_fails_loudly() 
         );
     }
 }
+
+/// The messages waiting on the work queue, as the SQS event source would hand them over.
+async fn work_records(account: &Account, queue: &str) -> Vec<keywatch::event::SqsRecord> {
+    let mut records = Vec::new();
+    loop {
+        let messages = account
+            .sqs
+            .receive_message()
+            .queue_url(queue)
+            .max_number_of_messages(10)
+            .send()
+            .await
+            .expect("receive work")
+            .messages
+            .unwrap_or_default();
+        if messages.is_empty() {
+            return records;
+        }
+        for m in messages {
+            account
+                .sqs
+                .delete_message()
+                .queue_url(queue)
+                .set_receipt_handle(m.receipt_handle.clone())
+                .send()
+                .await
+                .expect("delete work");
+            records.push(keywatch::event::SqsRecord {
+                message_id: m.message_id.expect("a message ID"),
+                body: m.body.expect("a body"),
+                receive_count: 1,
+            });
+        }
+    }
+}
+
+/// Dispatches the organization and works every message off, as the event source mapping would.
+async fn dispatch_and_work(keywatch: &Keywatch, own: &Account, work_queue: &str, run_id: &str) {
+    let deadline = Deadline::after(Duration::from_secs(60));
+    keywatch
+        .route(keywatch::event::Event::Check(SCHEDULED), run_id, &deadline)
+        .await
+        .expect("dispatch");
+    let batch = keywatch
+        .work(work_records(own, work_queue).await, &deadline)
+        .await;
+    assert!(batch.batch_item_failures.is_empty(), "{batch:?}");
+}
+
+/// Routing by owner: in a member account tagged owner=platform, users owned by team-a, team-b, nobody (so the
+/// account's owner), a 256-character owner and one with spaces and non-ASCII letters: one alert per owner, and a
+/// queue subscribed with a filter policy on `owner` receives exactly that owner's keys, whole. The account tags
+/// are read once per account per dispatch, and the user tags no more often than without routing. With routing
+/// off, one alert per check, still with `account_id` and `kind` attributes.
+#[tokio::test]
+async fn each_owner_receives_exactly_their_keys_through_a_filter_policy() {
+    use std::collections::BTreeMap;
+
+    let moto = Moto::start();
+    let own = moto.account().await;
+    let organizations = support::create_organization(&moto).await;
+    let dev_id = support::create_member(&organizations, "dev").await;
+    organizations
+        .tag_resource()
+        .resource_id(&dev_id)
+        .tags(
+            aws_sdk_organizations::types::Tag::builder()
+                .key("owner")
+                .value("platform")
+                .build()
+                .expect("a tag"),
+        )
+        .send()
+        .await
+        .expect("tag the account");
+    let dev = support::member_account(&moto, &dev_id).await;
+    let long: String = "o".repeat(255) + "z";
+    let users: [(&str, Option<&str>); 5] = [
+        ("alice", Some("team-a")),
+        ("bob", Some(" team-b ")),
+        ("carol", None),
+        ("dave", Some(long.as_str())),
+        ("erin", Some("Équipe données 42")),
+    ];
+    let mut expected: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    for (user, owner) in users {
+        let tags: Vec<(&str, &str)> = owner.map(|o| ("owner", o)).into_iter().collect();
+        dev.user_at(user, "/", &tags).await;
+        dev.password(user).await;
+        let key = dev.key(user).await.id;
+        let owner = owner.map_or("platform", str::trim).to_string();
+        expected.entry(owner).or_default().push(key);
+    }
+    let (topic, everything) = own.topic_with_queue().await;
+    let mut queues = BTreeMap::new();
+    for (index, owner) in expected.keys().enumerate() {
+        let queue = own
+            .owner_queue(&topic, &format!("owner-{index}"), owner)
+            .await;
+        queues.insert(owner.clone(), queue);
+    }
+    let work_queue = own.queue("keywatch-work").await;
+    let proxy = Proxy::start(&moto.endpoint);
+    let vars = [
+        ("FINDINGS_TOPIC_ARN", topic.as_str()),
+        ("AWS_REGION", "us-east-1"),
+        ("ACCOUNTS", "organization"),
+        ("WORK_QUEUE_URL", work_queue.as_str()),
+    ];
+    let keywatch = through(&proxy, &vars).await;
+    dispatch_and_work(&keywatch, &own, &work_queue, "owners").await;
+
+    for (owner, queue) in &queues {
+        let delivered = own.delivered_with_attributes(queue).await;
+        let [(_, document, attributes)] = &delivered[..] else {
+            panic!("one alert for {owner}: {delivered:?}")
+        };
+        let mut keys: Vec<String> = document["findings"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|f| {
+                assert_eq!(f["owner"], owner.as_str());
+                f["access_key_id"].as_str().unwrap().to_string()
+            })
+            .collect();
+        keys.sort();
+        let mut want = expected[owner].clone();
+        want.sort();
+        assert_eq!(keys, want, "{owner}");
+        assert_eq!(document["owner"], owner.as_str());
+        assert_eq!(attributes["owner"], owner.as_str());
+        assert_eq!(attributes["account_id"], dev_id.as_str());
+        assert_eq!(attributes["kind"], "findings");
+        assert_eq!(attributes["findings"], want.len().to_string().as_str());
+    }
+    let all = own.delivered(&everything).await;
+    assert_eq!(
+        all.len(),
+        expected.len(),
+        "the unfiltered subscription sees every owner's alert"
+    );
+    let emails = moto.published_emails(&topic);
+    assert!(
+        emails
+            .iter()
+            .any(|(_, email)| email.contains("Owner:     team-a\nAccount:   ")),
+        "the email names its owner at the top"
+    );
+    let calls = proxy.requests();
+    assert_eq!(
+        calls.get("organizations:ListTagsForResource"),
+        Some(&2),
+        "once per account (the management account and dev): {calls:?}"
+    );
+    assert_eq!(
+        calls.get("iam:ListUserTags"),
+        Some(&5),
+        "one per reported user: {calls:?}"
+    );
+
+    // Routing off: one alert per check, attributes without an owner, and no account tags read.
+    proxy.take_log();
+    let off = through(&proxy, &[&vars[..], &[("OWNER_TAG_KEY", "")]].concat()).await;
+    dispatch_and_work(&off, &own, &work_queue, "routing-off").await;
+    for (owner, queue) in &queues {
+        assert!(
+            own.delivered(queue).await.is_empty(),
+            "{owner}: nothing without the attribute"
+        );
+    }
+    let all = own.delivered_with_attributes(&everything).await;
+    let [(_, document, attributes)] = &all[..] else {
+        panic!("one alert: {all:?}")
+    };
+    assert_eq!(document["findings"].as_array().unwrap().len(), 5);
+    assert!(document["owner"].is_null());
+    assert_eq!(attributes["account_id"], dev_id.as_str());
+    assert_eq!(attributes["kind"], "findings");
+    assert!(attributes.get("owner").is_none(), "{attributes}");
+    let calls = proxy.requests();
+    assert_eq!(calls.get("organizations:ListTagsForResource"), None);
+    assert_eq!(
+        calls.get("iam:ListUserTags"),
+        Some(&5),
+        "routing adds no IAM call"
+    );
+}

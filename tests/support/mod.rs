@@ -390,6 +390,16 @@ impl Account {
 
     /// Every SNS notification waiting in the queue, as (subject, parsed JSON document).
     pub async fn delivered(&self, queue: &str) -> Vec<(String, Value)> {
+        self.delivered_with_attributes(queue)
+            .await
+            .into_iter()
+            .map(|(subject, document, _)| (subject, document))
+            .collect()
+    }
+
+    /// Every SNS notification waiting in the queue, as (subject, parsed JSON document, message attributes as
+    /// `{name: value}`), deleting each.
+    pub async fn delivered_with_attributes(&self, queue: &str) -> Vec<(String, Value, Value)> {
         let mut out = Vec::new();
         loop {
             let received = self
@@ -409,9 +419,16 @@ impl Account {
                     .expect("SNS envelope is JSON");
                 let document = serde_json::from_str(envelope["Message"].as_str().expect("Message"))
                     .expect("document is JSON");
+                let attributes: serde_json::Map<String, Value> = envelope["MessageAttributes"]
+                    .as_object()
+                    .into_iter()
+                    .flatten()
+                    .map(|(name, value)| (name.clone(), value["Value"].clone()))
+                    .collect();
                 out.push((
                     envelope["Subject"].as_str().unwrap_or("").to_string(),
                     document,
+                    Value::Object(attributes),
                 ));
                 self.sqs
                     .delete_message()
@@ -422,6 +439,26 @@ impl Account {
                     .expect("delete");
             }
         }
+    }
+
+    /// A queue subscribed to `topic` with a filter policy on the `owner` message attribute, as a team would
+    /// subscribe: its URL.
+    pub async fn owner_queue(&self, topic: &str, name: &str, owner: &str) -> String {
+        let queue = self.queue(name).await;
+        let queue_arn = pump::queue_arn(&self.sqs, &queue).await;
+        self.sns
+            .subscribe()
+            .topic_arn(topic)
+            .protocol("sqs")
+            .endpoint(queue_arn)
+            .attributes(
+                "FilterPolicy",
+                serde_json::json!({ "owner": [owner] }).to_string(),
+            )
+            .send()
+            .await
+            .expect("subscribe with a filter policy");
+        queue
     }
 }
 
