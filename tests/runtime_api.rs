@@ -432,6 +432,26 @@ async fn an_organization_goes_through_the_work_queue() {
     let (ids, seeded) = organization(&moto, &own).await;
     let (dev, audit, closed) = (&ids["dev"], &ids["audit"], &ids["closed"]);
     let (topic, alerts) = own.topic_with_queue().await;
+    // Two accounts with owners of their own, each team subscribed with a filter policy on `owner`.
+    let organizations = aws_sdk_organizations::Client::new(&own.config);
+    let mut team_queues = std::collections::BTreeMap::new();
+    for (account, team) in [(MANAGEMENT, "platform"), (dev.as_str(), "team-dev")] {
+        organizations
+            .tag_resource()
+            .resource_id(account)
+            .tags(
+                aws_sdk_organizations::types::Tag::builder()
+                    .key("owner")
+                    .value(team)
+                    .build()
+                    .expect("a tag"),
+            )
+            .send()
+            .await
+            .expect("tag the account");
+        let queue = own.owner_queue(&topic, team, team).await;
+        team_queues.insert(account.to_string(), (team, queue));
+    }
     // 1 s visibility: a failed check is back on the queue a second later.
     let work = WorkQueue::create(&own.sqs, "keywatch-work", 1, MAX_RECEIVE_COUNT).await;
 
@@ -641,6 +661,17 @@ async fn an_organization_goes_through_the_work_queue() {
         late.is_empty(),
         "nothing published after the pump: {late:?}"
     );
+    // Each team's queue got exactly its account's alert, routed by the account's owner tag.
+    for (account, (team, queue)) in &team_queues {
+        let delivered = own.delivered_with_attributes(queue).await;
+        let [(_, document, attributes)] = &delivered[..] else {
+            panic!("{team}: one alert, got {delivered:#?}")
+        };
+        assert_eq!(document["account_id"], account.as_str());
+        assert_eq!(finding_keys(document), seeded[account], "{team}");
+        assert_eq!(attributes["owner"], *team);
+        assert_eq!(attributes["kind"], "findings");
+    }
 }
 
 /// A work message that is not a work item fails its own record only, and is reported on its last attempt; the
