@@ -63,31 +63,40 @@ pub const DEFAULT_REMIND_EVERY_DAYS: u32 = 7;
 #[derive(Debug, Clone)]
 pub struct Exemptions {
     patterns: Vec<String>,
-    set: GlobSet,
+    /// Matched against user names, ignoring case: IAM user names are unique regardless of case.
+    names: GlobSet,
+    /// Matched against `path + name` and the ARN, with case: IAM paths (and so ARNs) are case-sensitive.
+    paths: GlobSet,
     pub tag_key: Option<String>,
 }
 
 impl Exemptions {
     pub fn new(patterns: &[&str], tag_key: Option<&str>) -> Result<Self> {
-        let mut builder = GlobSetBuilder::new();
-        for pattern in patterns {
-            // IAM user names are unique regardless of case, so `svc-*` also exempts `SVC-deploy`.
-            let glob = GlobBuilder::new(pattern)
-                .case_insensitive(true)
-                .build()
-                .map_err(|error| Error::Config {
-                    variable: "EXEMPT_USERS",
-                    reason: format!("pattern {pattern:?} is not a valid glob: {}", error.kind()),
-                })?;
-            builder.add(glob);
-        }
-        let set = builder.build().map_err(|error| Error::Config {
-            variable: "EXEMPT_USERS",
-            reason: error.to_string(),
-        })?;
+        let set = |case_insensitive: bool| {
+            let mut builder = GlobSetBuilder::new();
+            for pattern in patterns {
+                let glob = GlobBuilder::new(pattern)
+                    .case_insensitive(case_insensitive)
+                    .build()
+                    .map_err(|error| Error::Config {
+                        variable: "EXEMPT_USERS",
+                        reason: format!(
+                            "pattern {pattern:?} is not a valid glob: {}",
+                            error.kind()
+                        ),
+                    })?;
+                builder.add(glob);
+            }
+            builder.build().map_err(|error| Error::Config {
+                variable: "EXEMPT_USERS",
+                reason: error.to_string(),
+            })
+        };
         Ok(Exemptions {
             patterns: patterns.iter().map(|p| p.to_string()).collect(),
-            set,
+            // `svc-*` also exempts `SVC-deploy`, as IAM sees one user; `/ci/*` does not match `/CI/`.
+            names: set(true)?,
+            paths: set(false)?,
             tag_key: tag_key.map(str::to_string),
         })
     }
@@ -95,15 +104,13 @@ impl Exemptions {
     /// The pattern that exempts this user by name, path or ARN, if any.
     pub fn pattern_for(&self, user: &UserIdentity) -> Option<&str> {
         let path_and_name = format!("{}{}", user.path, user.name);
-        [
-            user.name.as_str(),
-            path_and_name.as_str(),
-            user.arn.as_str(),
-        ]
-        .into_iter()
-        .flat_map(|candidate| self.set.matches(candidate))
-        .min()
-        .map(|index| self.patterns[index].as_str())
+        self.names
+            .matches(user.name.as_str())
+            .into_iter()
+            .chain(self.paths.matches(path_and_name.as_str()))
+            .chain(self.paths.matches(user.arn.as_str()))
+            .min()
+            .map(|index| self.patterns[index].as_str())
     }
 }
 
@@ -576,8 +583,15 @@ mod tests {
         );
         assert_eq!(
             ex.pattern_for(&user("Runner", "/CI/")),
-            Some("arn:aws:iam::*:user/ci/*")
+            None,
+            "paths and ARNs keep their case, as IAM does"
         );
+        assert_eq!(
+            ex.pattern_for(&user("Runner", "/ci/")),
+            Some("arn:aws:iam::*:user/ci/*"),
+            "a name of any case under the path"
+        );
+        assert_eq!(ex.pattern_for(&user("x", "/Break-Glass/")), None);
         assert_eq!(
             ex.pattern_for(&user("runner", "/ci/")),
             Some("arn:aws:iam::*:user/ci/*")

@@ -80,8 +80,15 @@ impl SqsRecord {
                         record.event_source
                     )));
                 }
+                // Without it the last attempt could never be told, and its notice never sent: no default.
                 let receive_count = match record.attributes.approximate_receive_count {
-                    None => 1,
+                    None => {
+                        return Err(Error::InvalidEvent(format!(
+                            "record {}: field `attributes.ApproximateReceiveCount` is missing; Lambda's SQS \
+                             event source always sends it",
+                            record.message_id
+                        )))
+                    }
                     Some(count) => count.parse().map_err(|_| {
                         Error::InvalidEvent(format!(
                             "record {}: ApproximateReceiveCount {count:?} is not a number",
@@ -373,6 +380,17 @@ mod sqs {
         };
         assert_eq!(records.len(), 2);
         assert_eq!(records[1].receive_count, 3);
+        let mut without = record("m3", body, "1");
+        without["attributes"]
+            .as_object_mut()
+            .unwrap()
+            .remove("ApproximateReceiveCount");
+        match Event::decode(json!({ "Records": [without] })) {
+            Err(Error::InvalidEvent(message)) => {
+                assert!(message.contains("ApproximateReceiveCount"), "{message}")
+            }
+            other => panic!("a record without its receive count: {other:?}"),
+        }
         assert_eq!(
             WorkItem::decode(&records[0].body).unwrap(),
             WorkItem {

@@ -136,6 +136,7 @@ pub async fn live_snapshot(
 }
 
 /// What `GetAccessKeyLastUsed` says of a key.
+#[derive(Debug)]
 pub enum LastUse {
     Never,
     At(OffsetDateTime),
@@ -150,14 +151,29 @@ pub async fn last_use(iam: &IamClient, access_key_id: &str) -> Result<LastUse> {
         .send()
         .await
     {
-        Ok(out) => Ok(out
-            .access_key_last_used
-            .and_then(|u| u.last_used_date)
-            .as_ref()
-            .and_then(from_smithy)
-            .map_or(LastUse::Never, LastUse::At)),
+        Ok(out) => read_last_use(out.access_key_last_used, access_key_id),
         Err(e) if error_code(&e) == Some("NoSuchEntity") => Ok(LastUse::KeyGone),
         Err(e) => Err(aws_error("iam:GetAccessKeyLastUsed", e)),
+    }
+}
+
+/// "Never used" only when IAM said so: an answer without `AccessKeyLastUsed`, or with a `LastUsedDate` that
+/// cannot be read, would otherwise become a finding and a deactivation.
+fn read_last_use(
+    last_used: Option<aws_sdk_iam::types::AccessKeyLastUsed>,
+    access_key_id: &str,
+) -> Result<LastUse> {
+    let incomplete = |missing| Error::IncompleteResponse {
+        action: "iam:GetAccessKeyLastUsed",
+        missing,
+        context: Some(format!("key {access_key_id}")),
+    };
+    let last_used = last_used.ok_or_else(|| incomplete("AccessKeyLastUsed"))?;
+    match last_used.last_used_date {
+        None => Ok(LastUse::Never),
+        Some(date) => from_smithy(&date)
+            .map(LastUse::At)
+            .ok_or_else(|| incomplete("a readable LastUsedDate")),
     }
 }
 
@@ -170,5 +186,45 @@ async fn has_login_profile(iam: &IamClient, user_name: &str) -> Result<bool> {
         Ok(_) => Ok(true),
         Err(e) if error_code(&e) == Some("NoSuchEntity") => Ok(false),
         Err(e) => Err(aws_error("iam:GetLoginProfile", e)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use aws_sdk_iam::types::AccessKeyLastUsed;
+    use aws_smithy_types::DateTime;
+
+    #[test]
+    fn never_used_only_when_iam_says_so() {
+        let answer = |date: Option<DateTime>| {
+            AccessKeyLastUsed::builder()
+                .set_last_used_date(date)
+                .service_name("N/A")
+                .region("N/A")
+                .build()
+                .ok()
+        };
+        assert!(matches!(
+            read_last_use(answer(None), "K"),
+            Ok(LastUse::Never)
+        ));
+        assert!(matches!(
+            read_last_use(answer(Some(DateTime::from_secs(1_700_000_000))), "K"),
+            Ok(LastUse::At(_))
+        ));
+        for (last_used, missing) in [
+            (None, "AccessKeyLastUsed"),
+            // Past what a timestamp can be read as.
+            (
+                answer(Some(DateTime::from_secs(i64::MAX))),
+                "a readable LastUsedDate",
+            ),
+        ] {
+            match read_last_use(last_used, "K") {
+                Err(Error::IncompleteResponse { missing: m, .. }) => assert_eq!(m, missing),
+                other => panic!("{missing}: {other:?}"),
+            }
+        }
     }
 }
