@@ -36,6 +36,7 @@ use aws_sdk_organizations::types::OrganizationFeatureSet;
 use futures_util::StreamExt;
 use plotters::prelude::*;
 use serde_json::Value;
+use support::ledger::LedgerTable;
 use support::proxy::{Fault, Proxy, Rule};
 use support::pump::{queue_depth, take_bodies, Pump, Pumped, Stop, WorkQueue};
 use support::{http, project_dir, Account, Moto};
@@ -109,6 +110,8 @@ struct Run {
     calls: BTreeMap<String, u64>,
     /// Requests the proxy received, retries included.
     requests: usize,
+    /// Alert parts SNS accepted (0 in the dry runs).
+    notifications: usize,
 }
 
 /// One seeded account size.
@@ -171,7 +174,7 @@ async fn main() {
                     continue;
                 }
                 proxy.take_log();
-                let mut run = invoke(&binary, &proxy.url, size, index).await;
+                let mut run = invoke(&binary, &proxy.url, size, index, &[]).await;
                 run.requests = proxy.take_log().len();
                 eprintln!(
                     "  run {round}/{runs} {:<21}: {:>7.2?} wall, {} IAM calls, {} candidates, {} findings, {} KiB peak RSS, init {:.1?}",
@@ -193,6 +196,12 @@ async fn main() {
         });
     }
 
+    // moto still holds the largest account: the ledger's calls on it, a first run and an unchanged second one.
+    let ledger = match seeded.iter().max_by_key(|s| s.size) {
+        Some(largest) => bench_ledger(&moto, &binary, &proxy, largest.size).await,
+        None => Vec::new(),
+    };
+
     // Last: it resets moto for an organization of its own.
     let org = if org_accounts > 0 {
         Some(bench_organization(&moto, &proxy, &binary, org_accounts, org_users, runs).await)
@@ -206,6 +215,7 @@ async fn main() {
         rounds: runs,
         latency,
         org: org.as_ref(),
+        ledger: &ledger,
     };
     let plot_path = project_dir().join("docs/benchmarks.svg");
     plot(&bench, &plot_path).expect("draw docs/benchmarks.svg");
@@ -426,7 +436,14 @@ struct Seen {
 }
 
 /// Runs the binary once under a Runtime API that hands it one scheduled event.
-async fn invoke(binary: &Path, endpoint: &str, size: usize, config: usize) -> Run {
+/// Runs the binary once. With no `vars` it is a dry run; `vars` (a topic, the ledger) make it a real one.
+async fn invoke(
+    binary: &Path,
+    endpoint: &str,
+    size: usize,
+    config: usize,
+    vars: &[(&str, &str)],
+) -> Run {
     let Config {
         source,
         concurrency,
@@ -453,7 +470,8 @@ async fn invoke(binary: &Path, endpoint: &str, size: usize, config: usize) -> Ru
         .env("AWS_REGION", "us-east-1")
         .env("AWS_ACCESS_KEY_ID", "testing")
         .env("AWS_SECRET_ACCESS_KEY", "testing")
-        .env("DRY_RUN", "true")
+        .env("DRY_RUN", if vars.is_empty() { "true" } else { "false" })
+        .envs(vars.iter().copied())
         .env("INVENTORY_SOURCE", source)
         .env("CONCURRENCY", concurrency.to_string())
         .env("AWS_LAMBDA_LOG_LEVEL", "WARN")
@@ -504,6 +522,7 @@ async fn invoke(binary: &Path, endpoint: &str, size: usize, config: usize) -> Ru
         candidates: report["candidates_verified"].as_u64().unwrap_or(0) as usize,
         calls,
         requests: 0,
+        notifications: report["notifications"].as_array().map_or(0, Vec::len),
     }
 }
 
@@ -687,6 +706,8 @@ struct Bench<'a> {
     latency: Duration,
     /// `None` with `BENCH_ORG_ACCOUNTS=0`.
     org: Option<&'a OrgBench>,
+    /// The ledger's runs on the largest account: (what the run was, the run).
+    ledger: &'a [(&'static str, Run)],
 }
 
 impl Bench<'_> {
@@ -1157,10 +1178,150 @@ fn render(bench: &Bench, binary: &Path) -> (String, Vec<String>) {
             );
         }
     }
+    render_ledger(&mut out, bench, &mut mismatches);
     if let Some(org) = bench.org {
         render_org(&mut out, org, bench.latency, &mut mismatches);
     }
     (out, mismatches)
+}
+
+/// The ledger's runs: the real binary with `LEDGER_TABLE` and `ALERTS=changes` (not dry runs: they publish and
+/// write), on the largest seeded account, through the same proxy and latency. The first run creates an item per
+/// finding; the second finds nothing changed, so it publishes nothing and writes nothing.
+async fn bench_ledger(
+    moto: &Moto,
+    binary: &Path,
+    proxy: &Proxy,
+    size: usize,
+) -> Vec<(&'static str, Run)> {
+    let account = moto.account().await;
+    let table = LedgerTable::create(&account.config).await;
+    let topic = account
+        .sns
+        .create_topic()
+        .name("keywatch-bench")
+        .send()
+        .await
+        .expect("a topic")
+        .topic_arn
+        .expect("its ARN");
+    let vars = [
+        ("FINDINGS_TOPIC_ARN", topic.as_str()),
+        ("LEDGER_TABLE", table.name.as_str()),
+        ("ALERTS", "changes"),
+    ];
+    let mut runs = Vec::new();
+    for label in ["first run", "unchanged second run"] {
+        let run = invoke(binary, &proxy.url, size, 0, &vars).await;
+        eprintln!(
+            "  ledger, {label}: {} findings, {} parts published, {} Query, {} BatchWriteItem",
+            run.findings,
+            run.notifications,
+            calls_of(&run.calls, &["dynamodb:Query"]),
+            calls_of(&run.calls, &["dynamodb:BatchWriteItem"]),
+        );
+        runs.push((label, run));
+    }
+    let stored = table.items().await.len();
+    let findings = runs.first().map_or(0, |(_, run)| run.findings);
+    assert_eq!(stored, findings, "one ledger item per finding");
+    // Routing by owner (OWNER_TAG_KEY's default) against none, back to back on the same account.
+    let on = [("DRY_RUN", "true")];
+    runs.push((ROUTING_ON, invoke(binary, &proxy.url, size, 0, &on).await));
+    let off = [("DRY_RUN", "true"), ("OWNER_TAG_KEY", "")];
+    runs.push((ROUTING_OFF, invoke(binary, &proxy.url, size, 0, &off).await));
+    runs
+}
+
+const ROUTING_ON: &str = "dry run, routing by owner on";
+const ROUTING_OFF: &str = "dry run, routing by owner off";
+
+fn render_ledger(out: &mut String, bench: &Bench, mismatches: &mut Vec<String>) {
+    let (routing, runs): (Vec<_>, Vec<_>) = bench
+        .ledger
+        .iter()
+        .partition(|(label, _)| [ROUTING_ON, ROUTING_OFF].contains(label));
+    let Some((_, first)) = runs.first() else {
+        return;
+    };
+    let _ = writeln!(
+        out,
+        "\n## The ledger at {} users\n\nThe release binary with `LEDGER_TABLE` and `ALERTS=changes` \
+         (`{}`), publishing and writing, twice on the largest account: a first run, and a second run with nothing \
+         changed. The bound is what the ledger may add to a run: ⌈findings / 25⌉ + ⌈findings / 100⌉ + 2 calls.\n",
+        count(first.size as f64),
+        CONFIGS[first.config].name(),
+    );
+    let _ = writeln!(
+        out,
+        "| Run | Findings | Alert parts published | `dynamodb:Query` | `dynamodb:BatchWriteItem` | Ledger calls | Bound | IAM calls | Verdict |\n|---|---|---|---|---|---|---|---|---|"
+    );
+    for (label, run) in &runs {
+        let query = calls_of(&run.calls, &["dynamodb:Query"]);
+        let writes = calls_of(&run.calls, &["dynamodb:BatchWriteItem"]);
+        let f = run.findings as u64;
+        let bound = f.div_ceil(25) + f.div_ceil(100) + 2;
+        // Every run reads the ledger: a count that is missing is a failure, never a zero that passes.
+        let ok = query >= 1 && query + writes <= bound;
+        if !ok {
+            mismatches.push(format!(
+                "ledger, {label}: {query} Query and {writes} BatchWriteItem calls; at least 1 Query and at most \
+                 {bound} calls in all"
+            ));
+        }
+        let _ = writeln!(
+            out,
+            "| {label} | {} | {} | {query} | {writes} | {} | {bound} | {} | {} |",
+            run.findings,
+            run.notifications,
+            query + writes,
+            iam_calls(&run.calls),
+            verdict(ok)
+        );
+    }
+    if let [(_, first), (_, second)] = runs[..] {
+        let quiet = second.notifications == 0
+            && calls_of(&second.calls, &["dynamodb:BatchWriteItem"]) == 0
+            && first.notifications > 0;
+        if !quiet {
+            mismatches.push(
+                "ledger: the first run must publish and the unchanged second run must neither publish nor write"
+                    .to_string(),
+            );
+        }
+        let _ = writeln!(
+            out,
+            "\nThe unchanged second run published nothing and wrote nothing: {}.",
+            verdict(quiet)
+        );
+    }
+    // Routing by owner reads the owner from the tags the exemption already reads: no IAM call of its own.
+    if let [(_, on), (_, off)] = routing[..] {
+        let iam = |run: &Run| -> BTreeMap<String, u64> {
+            run.calls
+                .iter()
+                .filter(|(op, _)| op.starts_with("iam:"))
+                .map(|(op, n)| (op.clone(), *n))
+                .collect()
+        };
+        let same = iam(on) == iam(off) && !iam(on).is_empty();
+        if !same {
+            mismatches.push(format!(
+                "routing by owner changed the IAM calls: {:?} with it, {:?} without",
+                iam(on),
+                iam(off)
+            ));
+        }
+        let _ = writeln!(
+            out,
+            "\nRouting by owner (`OWNER_TAG_KEY`) adds no IAM call: two dry runs back to back on this account \
+             ({}), {} IAM calls with routing on and {} with it off, the same by operation: {}.",
+            CONFIGS[on.config].name(),
+            iam_calls(&on.calls),
+            iam_calls(&off.calls),
+            verdict(same)
+        );
+    }
 }
 
 /// Pollers of the pump in the measured drains, each with a worker process of its own.
