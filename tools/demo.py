@@ -427,11 +427,32 @@ def organization(endpoint: str) -> dict:
             if user in console_users:
                 iam.create_login_profile(UserName=user, Password="Corr3ct-Horse-Battery!")
             iam.create_access_key(UserName=user)
+        # The account's owner: every finding there whose user has no owner tag of its own goes to this team.
+        orgs.tag_resource(ResourceId=account_id, Tags=[{"Key": "owner", "Value": f"team-{name}"}])
         print(
-            f"{name:<5} {account_id}  console users with a never-used key: {', '.join(console_users)}; "
-            f"programmatic: {', '.join(programmatic)}"
+            f"{name:<5} {account_id}  owner tag team-{name}; console users with a never-used key: "
+            f"{', '.join(console_users)}; programmatic: {', '.join(programmatic)}"
         )
     return names
+
+
+def team_queues(endpoint: str, topic: str) -> dict:
+    """Each team subscribes an SQS queue of its own with a filter policy on the owner attribute, as the README
+    shows. Returns {team: queue URL}."""
+    aws = clients(endpoint)
+    sns, sqs = aws("sns"), aws("sqs")
+    queues = {}
+    for name, _, _ in MEMBERS:
+        team = f"team-{name}"
+        queue = sqs.create_queue(QueueName=team)["QueueUrl"]
+        arn = sqs.get_queue_attributes(QueueUrl=queue, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+        sns.subscribe(
+            TopicArn=topic, Protocol="sqs", Endpoint=arn,
+            Attributes={"FilterPolicy": json.dumps({"owner": [team]})},
+        )
+        print(f"{team}: SQS queue subscribed with FilterPolicy {json.dumps({'owner': [team]})}")
+        queues[team] = queue
+    return queues
 
 
 def work_queue(endpoint: str) -> tuple[str, str, str]:
@@ -529,6 +550,7 @@ def pump(endpoint: str, port: int, queue: str, queue_arn: str, names: dict) -> d
 def organization_demo(processes: Processes, moto: str, api_port: int, binary: Path, function_env: dict,
                       topic: str, alerts: str) -> None:
     names = organization(moto)
+    teams = team_queues(moto, topic)
     queue, queue_arn, dlq = work_queue(moto)
     # One function on the emulator at a time: it hands each event to whichever runtime polls first.
     processes.stop("keywatch")
@@ -567,6 +589,19 @@ def organization_demo(processes: Processes, moto: str, api_port: int, binary: Pa
         raise DemoFailed(f"expected one alert per account {sorted(names)}, got {sorted(alerted)}; {counts}")
     if any(document["run_id"] != dispatched["run_id"] for document in alerted.values()):
         raise DemoFailed("an alert does not carry the dispatch run's run_id")
+
+    banner("(e) Each team's own queue: only its keys, through its filter policy on the owner attribute")
+    accounts = {f"team-{name}": account for account, name in names.items()}
+    for team, team_queue in teams.items():
+        received = drain(moto, team_queue)
+        for envelope in received:
+            document = json.loads(envelope["Message"])
+            keys = ", ".join(f"{f['user_name']} {f['access_key_id']}" for f in document["findings"])
+            owner = envelope.get("MessageAttributes", {}).get("owner", {}).get("Value")
+            print(f"{team} received: owner={owner} account {document['account_id']}: {keys}")
+        accounts_seen = {json.loads(e["Message"])["account_id"] for e in received}
+        if accounts_seen != {accounts[team]}:
+            raise DemoFailed(f"{team} received alerts of {sorted(accounts_seen)}, expected only {accounts[team]}")
 
 
 def main() -> int:
