@@ -7,8 +7,14 @@
 //! through `member-role.yaml`'s role deployed into it, whose policy alone authorizes the IAM reads there.
 //!
 //! And with Security Hub and remediation on (`EnableSecurityHub=true`, `Remediation=deactivate` in both
-//! templates): a run imports its findings and deactivates the key, in the function's account with the function
-//! role and in a member account with the member role alone; without any one of those actions it fails naming it.
+//! templates): a run imports its findings and deactivates the key (in the second run: the first alerts, and the
+//! ledger counts the notice period from that alert), in the function's account with the function role and in a
+//! member account with the member role alone; without any one of those actions it fails naming it.
+//!
+//! Every run reads the deployed function's environment, so it has the stack's ledger table (`LEDGER_TABLE`) and
+//! `ALERTS=changes`. The ledger's actions are the function role's alone: its items, a member's too, are
+//! written to the central table, never with the member role (which grants no DynamoDB action); without either
+//! action a run fails as `Keywatch.LedgerUnavailable`, naming the table and the action, after publishing.
 //!
 //! One moto server per test: each case swaps a role's inline policy (PutRolePolicy) while enforcement is off,
 //! then turns enforcement on for the run. Seeding also happens with enforcement off: moto's default credentials
@@ -19,15 +25,18 @@ mod support;
 use std::collections::BTreeSet;
 use std::time::Duration;
 
+use aws_sdk_dynamodb::types::AttributeValue;
 use keywatch::aws::{http_client, CallCounter, Clients};
 use keywatch::deadline::Deadline;
 use keywatch::error::Error;
 use keywatch::event::{Event, Invocation, SqsRecord, WorkItem};
 use keywatch::handler::Keywatch;
 use keywatch::inventory::Source;
+use keywatch::ledger::{Item, State};
 use keywatch::permissions::{
-    policy_action, IAM_ACTIONS, MEMBER_ROLE_ACTIONS, ORGANIZATION_ACTIONS, QUEUE_CONSUME_ACTIONS,
-    QUEUE_SEND_ACTIONS, REMEDIATION_ACTIONS, SECURITY_HUB_ACTIONS, SNS_ACTIONS, UNGATED_ACTIONS,
+    policy_action, IAM_ACTIONS, LEDGER_ACTIONS, MEMBER_ROLE_ACTIONS, ORGANIZATION_ACTIONS,
+    QUEUE_CONSUME_ACTIONS, QUEUE_SEND_ACTIONS, REMEDIATION_ACTIONS, SECURITY_HUB_ACTIONS,
+    SNS_ACTIONS, UNGATED_ACTIONS,
 };
 use keywatch::report::Report;
 use keywatch::route::Response;
@@ -60,6 +69,21 @@ struct Role {
     policy: Value,
     topic_arn: String,
     credentials: (String, String, String),
+    /// The function's environment as Lambda holds it, plus the region Lambda sets: what every run reads.
+    environment: Vec<(String, String)>,
+    /// The stack's ledger table (`LEDGER_TABLE`) and its ARN.
+    ledger: String,
+    ledger_arn: String,
+}
+
+impl Role {
+    /// The deployed function's variables, as [`settings`] takes them.
+    fn vars(&self) -> Vec<(&str, &str)> {
+        self.environment
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.as_str()))
+            .collect()
+    }
 }
 
 async fn deploy_and_assume(moto: &Moto) -> Role {
@@ -82,6 +106,18 @@ async fn assume(moto: &Moto, summary: &Value) -> Role {
         .expect("assume the function role")
         .credentials
         .expect("credentials");
+    let environment: Vec<(String, String)> = summary["function"]["environment"]
+        .as_object()
+        .expect("the deployed function's environment")
+        .iter()
+        .map(|(k, v)| (k.clone(), v.as_str().expect("a variable").to_string()))
+        .chain([("AWS_REGION".to_string(), "us-east-1".to_string())])
+        .collect();
+    let ledger = summary["ledger"]["name"]
+        .as_str()
+        .expect("the ledger table");
+    // The function reads the stack's own table.
+    assert_eq!(summary["function"]["environment"]["LEDGER_TABLE"], ledger);
     Role {
         name: role["name"].as_str().expect("role name").to_string(),
         policy_name: policy_name.clone(),
@@ -95,10 +131,17 @@ async fn assume(moto: &Moto, summary: &Value) -> Role {
             assumed.secret_access_key,
             assumed.session_token,
         ),
+        environment,
+        ledger: ledger.to_string(),
+        ledger_arn: summary["ledger"]["arn"]
+            .as_str()
+            .expect("the ledger's ARN")
+            .to_string(),
     }
 }
 
-/// Puts `policy` on the role (enforcement off), then runs one invocation as the role with enforcement on.
+/// Puts `policy` on the role (enforcement off), then runs one invocation as the role with enforcement on, with
+/// the deployed function's settings.
 async fn run_as_role(
     moto: &Moto,
     account: &Account,
@@ -106,8 +149,7 @@ async fn run_as_role(
     policy: &Value,
     invocation: Invocation,
 ) -> keywatch::Result<Report> {
-    let vars = [("FINDINGS_TOPIC_ARN", role.topic_arn.as_str())];
-    run_as_role_with(moto, account, role, policy, &vars, invocation).await
+    run_as_role_with(moto, account, role, policy, &role.vars(), invocation).await
 }
 
 /// [`run_as_role`] with these settings.
@@ -176,9 +218,11 @@ async fn keywatch_as(moto: &Moto, role: &Role, vars: &[(&str, &str)]) -> (Keywat
     (Keywatch::new(settings(vars), clients), calls)
 }
 
-/// moto 5.2.5 matches SNS permissions only against Resource `*`, never a topic ARN, so a statement scoped to
-/// the topic (as deployed) would be denied there. This copy widens the SNS statement to `*` for moto only; the
-/// deployed scope is checked statically (tests/template.rs) and on the deployed role below.
+/// moto 5.2.5 matches SNS and DynamoDB permissions only against Resource `*`, never a topic or table ARN (its
+/// SNS and DynamoDB handlers name no resource to its IAM check), so a statement scoped to the topic or the
+/// ledger table (as deployed) would be denied there. This copy widens those two statements to `*` for moto
+/// only; moto still checks their actions, and the deployed scope is checked statically (tests/template.rs) and
+/// on the deployed role below.
 ///
 /// moto also authorizes SendMessageBatch as an action of its own, where AWS authorizes it as `sqs:SendMessage`
 /// (IAM has no `sqs:SendMessageBatch` action), so this copy adds it next to `sqs:SendMessage`, on the same
@@ -190,10 +234,11 @@ fn relaxed_for_moto(policy: &Value) -> Value {
         if actions.iter().any(|a| a == "sqs:SendMessage") {
             actions.push(json!("sqs:SendMessageBatch"));
         }
-        if actions
-            .iter()
-            .all(|a| a.as_str().is_some_and(|a| a.starts_with("sns:")))
-        {
+        if ["sns:", "dynamodb:"].iter().any(|service| {
+            actions
+                .iter()
+                .all(|a| a.as_str().is_some_and(|a| a.starts_with(service)))
+        }) {
             statement["Resource"] = json!("*");
         }
     }
@@ -213,13 +258,127 @@ fn without(policy: &Value, action: &str) -> Value {
     policy
 }
 
-/// The action whose denial failed the run, looking through a failed publish or member role to its cause.
+/// The action whose denial failed the run, looking through a failed publish, member role or ledger to its
+/// cause.
 fn denied_action(error: &Error) -> Option<&str> {
     match error {
         Error::Aws { action, .. } if error.error_type() == "Keywatch.AccessDenied" => Some(action),
-        Error::Publish { cause, .. } | Error::AssumeRole { cause, .. } => denied_action(cause),
+        Error::Publish { cause, .. }
+        | Error::AssumeRole { cause, .. }
+        | Error::LedgerUnavailable { cause, .. } => denied_action(cause),
         _ => None,
     }
+}
+
+/// A run that failed because the ledger could not be used: `Keywatch.LedgerUnavailable`, naming the table and
+/// the action, whose cause is that action denied to the function's role (never the member role's): moto's
+/// denial names the caller, the function role's session.
+fn assert_ledger_denied(error: &Error, role: &Role, action: &str) {
+    let table = role.ledger.as_str();
+    let Error::LedgerUnavailable {
+        table: named,
+        action: failed,
+        cause,
+    } = error
+    else {
+        panic!(
+            "without {action}: expected Keywatch.LedgerUnavailable, got {} {error}",
+            error.error_type()
+        )
+    };
+    assert_eq!(error.error_type(), "Keywatch.LedgerUnavailable");
+    assert_eq!((named.as_str(), *failed), (table, action), "{error}");
+    assert_eq!(
+        denied_action(cause),
+        Some(action),
+        "the cause is the denial: {error}"
+    );
+    let Error::Aws { code, message, .. } = cause.as_ref() else {
+        panic!("an AWS error: {cause}")
+    };
+    assert_eq!(code, "AccessDeniedException", "{error}");
+    assert!(
+        message.contains(&format!("assumed-role/{}/", role.name)),
+        "the function's role was the caller: {message}"
+    );
+    let message = error.to_string();
+    assert!(
+        message.contains(&format!("the ledger {table} could not be used ({action})")),
+        "the message names the table and the action: {message}"
+    );
+    assert!(
+        message.contains(&format!("Grant {action} to the function's role")),
+        "the function's role, never the member role: {message}"
+    );
+}
+
+/// The ledger's items, every account's, as DynamoDB holds them (read directly with enforcement off, never
+/// through keywatch).
+async fn ledger_items(account: &Account, table: &str) -> Vec<Item> {
+    let client = aws_sdk_dynamodb::Client::new(&account.config);
+    let mut items = Vec::new();
+    let mut start = None;
+    loop {
+        let page = client
+            .scan()
+            .table_name(table)
+            .set_exclusive_start_key(start)
+            .send()
+            .await
+            .expect("scan the ledger");
+        for item in page.items.unwrap_or_default() {
+            items.push(serde_dynamo::from_item(item).expect("a ledger item as the code writes it"));
+        }
+        start = page.last_evaluated_key;
+        if start.is_none() {
+            return items;
+        }
+    }
+}
+
+/// Empties the ledger (enforcement off), so the next run is a first run: everything is new and alerted.
+async fn forget_ledger(account: &Account, table: &str) {
+    let client = aws_sdk_dynamodb::Client::new(&account.config);
+    for item in ledger_items(account, table).await {
+        client
+            .delete_item()
+            .table_name(table)
+            .key("account_id", AttributeValue::S(item.account_id))
+            .key("access_key_id", AttributeValue::S(item.access_key_id))
+            .send()
+            .await
+            .expect("delete a ledger item");
+    }
+    assert!(ledger_items(account, table).await.is_empty());
+}
+
+/// (account, key, state, alerted) of every ledger item, sorted.
+async fn ledger_summary(account: &Account, table: &str) -> Vec<(String, String, State, bool)> {
+    let mut items: Vec<_> = ledger_items(account, table)
+        .await
+        .into_iter()
+        .map(|i| {
+            (
+                i.account_id,
+                i.access_key_id,
+                i.state,
+                i.first_alerted_at.is_some(),
+            )
+        })
+        .collect();
+    items.sort_by(|a, b| (&a.0, &a.1).cmp(&(&b.0, &b.1)));
+    items
+}
+
+/// The DynamoDB tables of an account (enforcement off).
+async fn tables(account: &Account) -> Vec<String> {
+    aws_sdk_dynamodb::Client::new(&account.config)
+        .list_tables()
+        .send()
+        .await
+        .expect("list tables")
+        .table_names
+        .unwrap_or_default()
 }
 
 fn actions(policy: &Value) -> BTreeSet<String> {
@@ -260,23 +419,41 @@ async fn least_privilege_under_enforcement() {
     let alice_key = seed(&account).await;
     let role = deploy_and_assume(&moto).await;
 
-    // The deployed role's policy: exactly the listed actions, IAM on *, SNS on the stack's topic only.
-    assert_eq!(actions(&role.policy), listed(&[IAM_ACTIONS, SNS_ACTIONS]));
+    // The deployed role's policy: exactly the listed actions, IAM on *, SNS on the stack's topic only, the
+    // ledger's on the stack's table only.
+    assert_eq!(
+        actions(&role.policy),
+        listed(&[IAM_ACTIONS, SNS_ACTIONS, LEDGER_ACTIONS])
+    );
     for statement in role.policy["Statement"].as_array().expect("statements") {
-        let sns = statement["Action"]
-            .as_array()
-            .expect("actions")
-            .iter()
-            .all(|a| a.as_str().is_some_and(|a| a.starts_with("sns:")));
-        let resource = if sns { role.topic_arn.as_str() } else { "*" };
+        let service = |prefix: &str| {
+            statement["Action"]
+                .as_array()
+                .expect("actions")
+                .iter()
+                .all(|a| a.as_str().is_some_and(|a| a.starts_with(prefix)))
+        };
+        let resource = if service("sns:") {
+            role.topic_arn.as_str()
+        } else if service("dynamodb:") {
+            role.ledger_arn.as_str()
+        } else {
+            "*"
+        };
         assert_eq!(statement["Resource"], resource, "{statement}");
     }
+    assert_eq!(
+        settings(&role.vars()).ledger_table.as_deref(),
+        Some(role.ledger.as_str())
+    );
 
-    // The policy exactly as deployed: a dry run from either inventory source succeeds, and needs nothing else.
-    // sts:GetCallerIdentity is never granted: moto, like AWS, answers it for any principal.
+    // The policy as deployed (SNS and DynamoDB widened to * for moto only): a dry run from either inventory
+    // source succeeds, reads the ledger and writes nothing, and needs nothing else. sts:GetCallerIdentity is
+    // never granted: moto, like AWS, answers it for any principal.
+    let relaxed = relaxed_for_moto(&role.policy);
     let mut api_source_calls = BTreeSet::new();
     for source in [Source::CredentialReport, Source::Api] {
-        let report = run_as_role(&moto, &account, &role, &role.policy, dry_run(source))
+        let report = run_as_role(&moto, &account, &role, &relaxed, dry_run(source))
             .await
             .unwrap_or_else(|e| panic!("{source:?} dry run with the deployed policy: {e}"));
         assert_eq!(
@@ -292,17 +469,28 @@ async fn least_privilege_under_enforcement() {
         );
         let called = called(&report);
         assert!(
-            called.is_subset(&listed(&[IAM_ACTIONS, UNGATED_ACTIONS])),
+            called.is_subset(&listed(&[
+                IAM_ACTIONS,
+                &["dynamodb:Query"],
+                UNGATED_ACTIONS
+            ])),
             "{source:?} calls {called:?}"
+        );
+        assert!(
+            called.contains("dynamodb:Query"),
+            "{source:?} calls {called:?}"
+        );
+        assert!(
+            ledger_items(&account, &role.ledger).await.is_empty(),
+            "a dry run writes nothing"
         );
         if source == Source::Api {
             api_source_calls = called;
         }
     }
 
-    // Publishing (SNS widened to * for moto only): succeeds, and a run with a finding calls every listed action,
-    // so nothing granted is unused, by behaviour as well as by the list.
-    let relaxed = relaxed_for_moto(&role.policy);
+    // Publishing: succeeds, writes the ledger, and a run with a finding calls every listed action, so nothing
+    // granted is unused, by behaviour as well as by the list.
     let report = run_as_role(&moto, &account, &role, &relaxed, scheduled())
         .await
         .unwrap_or_else(|e| panic!("publishing run with the deployed policy (SNS on *): {e}"));
@@ -316,9 +504,60 @@ async fn least_privilege_under_enforcement() {
     assert_eq!(report.notifications.len(), 1, "one alert published");
     assert_eq!(
         called(&report),
-        listed(&[IAM_ACTIONS, SNS_ACTIONS, UNGATED_ACTIONS]),
+        listed(&[IAM_ACTIONS, SNS_ACTIONS, LEDGER_ACTIONS, UNGATED_ACTIONS]),
         "a full run with a finding calls exactly the actions in src/permissions.rs"
     );
+    // The ledger remembers the alert SNS accepted: alice's key, open, alerted once (ivy is exempt: no item).
+    let items = ledger_items(&account, &role.ledger).await;
+    assert_eq!(items.len(), 1, "{items:?}");
+    let item = &items[0];
+    assert_eq!(
+        (
+            item.account_id.as_str(),
+            item.access_key_id.as_str(),
+            item.user_name.as_str(),
+            item.state,
+            item.alerts
+        ),
+        ("123456789012", alice_key.as_str(), "alice", State::Open, 1),
+        "{item:?}"
+    );
+    assert!(item.first_alerted_at.is_some(), "{item:?}");
+
+    // Without either ledger action, the run fails as Keywatch.LedgerUnavailable naming the table and the action,
+    // after publishing the alert: an unreadable ledger (Query) has everything published and nothing written;
+    // an unwritable one (BatchWriteItem) fails once SNS accepted the alert it could not record.
+    let alerts = subscribe_queue(&account, &role.topic_arn).await;
+    for action in LEDGER_ACTIONS {
+        forget_ledger(&account, &role.ledger).await;
+        let error = run_as_role(
+            &moto,
+            &account,
+            &role,
+            &without(&relaxed, action),
+            scheduled(),
+        )
+        .await
+        .map(|r| r.findings.len())
+        .expect_err("without a ledger action the run must fail");
+        assert_ledger_denied(&error, &role, action);
+        let delivered = account.delivered(&alerts).await;
+        assert_eq!(
+            delivered.len(),
+            1,
+            "without {action}: the alert was published before the run failed"
+        );
+        assert_eq!(
+            delivered[0].1["findings"][0]["access_key_id"],
+            alice_key.as_str(),
+            "without {action}: {:?}",
+            delivered[0]
+        );
+        assert!(
+            ledger_items(&account, &role.ledger).await.is_empty(),
+            "without {action}: nothing was written"
+        );
+    }
 
     // Without any one action, the run fails and names it: for the scheduled run, every listed action; for the
     // live inventory (INVENTORY_SOURCE=api), every action it calls.
@@ -354,6 +593,8 @@ fn called(report: &Report) -> BTreeSet<String> {
 }
 
 /// For each action: with only that action removed from `policy`, the run fails with AccessDenied naming it.
+/// Each run starts from an empty ledger, as a first run: with `ALERTS=changes` a run after one that already
+/// alerted would publish nothing, and so never be denied sns:Publish.
 async fn assert_denied_each(
     moto: &Moto,
     account: &Account,
@@ -363,6 +604,7 @@ async fn assert_denied_each(
     actions: &[&str],
 ) {
     for action in actions {
+        forget_ledger(account, &role.ledger).await;
         let policy = without(policy, action);
         match run_as_role(moto, account, role, &policy, invocation.clone()).await {
             Ok(report) => panic!(
@@ -514,19 +756,9 @@ async fn organization_least_privilege_under_enforcement() {
             .as_str()
             .expect("FunctionName"),
     );
-    let vars: Vec<(&str, &str)> = [
-        "FINDINGS_TOPIC_ARN",
-        "ACCOUNTS",
-        "MEMBER_ROLE_NAME",
-        "WORK_QUEUE_URL",
-        "MAX_RECEIVE_COUNT",
-    ]
-    .into_iter()
-    .map(|k| (k, environment[k].as_str().expect("deployed variable")))
-    .chain([("AWS_REGION", "us-east-1")])
-    .collect();
+    let vars = role.vars();
 
-    // The function role as deployed: the organization's actions, each on its resource.
+    // The function role as deployed: the organization's actions and the ledger's, each on its resource.
     let listed_for_organization = listed(&[
         IAM_ACTIONS,
         SNS_ACTIONS,
@@ -534,10 +766,12 @@ async fn organization_least_privilege_under_enforcement() {
         MEMBER_ROLE_ACTIONS,
         QUEUE_SEND_ACTIONS,
         QUEUE_CONSUME_ACTIONS,
+        LEDGER_ACTIONS,
     ]);
     assert_eq!(actions(&role.policy), listed_for_organization);
 
-    // The member role as deployed: exactly the IAM reads on *, and trusted only by the function's role.
+    // The member role as deployed: exactly the IAM reads on *, no DynamoDB action, and trusted only by the
+    // function's role.
     let member_role = &member_summary["roles"]["MemberRole"];
     let member_arn = member_role["arn"].as_str().expect("member role ARN");
     let (member_policy_name, member_policy) = member_role["inline_policies"]
@@ -545,6 +779,12 @@ async fn organization_least_privilege_under_enforcement() {
         .and_then(|p| p.iter().next())
         .expect("the member role's inline policy");
     assert_eq!(actions(member_policy), listed(&[IAM_ACTIONS]));
+    assert!(
+        !actions(member_policy)
+            .iter()
+            .any(|a| a.starts_with("dynamodb:")),
+        "the member role has no DynamoDB permission: {member_policy}"
+    );
     for statement in member_policy["Statement"].as_array().expect("statements") {
         assert_eq!(statement["Resource"], "*", "{statement}");
     }
@@ -613,6 +853,23 @@ async fn organization_least_privilege_under_enforcement() {
     let (keywatch, _) = keywatch_as(&moto, &role, &vars).await;
     let batch = enforced(&moto, keywatch.work(records, &deadline)).await;
     assert!(batch.batch_item_failures.is_empty(), "{batch:?}");
+    // One ledger, in the function's account: both accounts' findings, each under its own account ID. The member
+    // account has no table at all.
+    let mut expected = vec![
+        (
+            "123456789012".to_string(),
+            own_key.clone(),
+            State::Open,
+            true,
+        ),
+        (member_id.clone(), member_key.clone(), State::Open, true),
+    ];
+    expected.sort_by(|a, b| (&a.0, &a.1).cmp(&(&b.0, &b.1)));
+    assert_eq!(ledger_summary(&own, &role.ledger).await, expected);
+    assert!(
+        tables(&member).await.is_empty(),
+        "no ledger in the member account"
+    );
 
     // Without each dispatch action, dispatch fails naming it.
     for action in ORGANIZATION_ACTIONS.iter().chain(QUEUE_SEND_ACTIONS) {
@@ -656,11 +913,14 @@ async fn organization_least_privilege_under_enforcement() {
     }
 
     // The member account with the deployed policies: every IAM read runs as the member role. The function
-    // role needs none of them for it: its IAM statement is removed for this run.
+    // role needs none of them for it: its IAM statement is removed for this run. The ledger's Query and
+    // BatchWriteItem succeed under enforcement, and the member role grants neither: they were the function
+    // role's, on the central table, with the member's items under the member's account ID.
     let without_iam = IAM_ACTIONS
         .iter()
         .fold(relaxed.clone(), |policy, action| without(&policy, action));
     put_policy(&own, &role.name, &role.policy_name, &without_iam).await;
+    forget_ledger(&own, &role.ledger).await;
     let check_member = Invocation {
         account_id: Some(member_id.clone()),
         ..scheduled()
@@ -684,10 +944,39 @@ async fn organization_least_privilege_under_enforcement() {
             IAM_ACTIONS,
             MEMBER_ROLE_ACTIONS,
             SNS_ACTIONS,
+            LEDGER_ACTIONS,
             UNGATED_ACTIONS
         ]),
         "a member check calls exactly these"
     );
+    assert_eq!(
+        ledger_summary(&own, &role.ledger).await,
+        [(member_id.clone(), member_key.clone(), State::Open, true)],
+        "the member's finding, in the central ledger under the member's account ID"
+    );
+    assert!(
+        tables(&member).await.is_empty(),
+        "no ledger in the member account"
+    );
+
+    // Without either ledger action of the function role, the member check fails naming the table, the action
+    // and the function's role (the member role, unchanged, was never the one to ask).
+    for action in LEDGER_ACTIONS {
+        forget_ledger(&own, &role.ledger).await;
+        put_policy(
+            &own,
+            &role.name,
+            &role.policy_name,
+            &without(&without_iam, action),
+        )
+        .await;
+        let (keywatch, _) = keywatch_as(&moto, &role, &vars).await;
+        let error = enforced(&moto, keywatch.run(&check_member, "member", &deadline))
+            .await
+            .map(|r| r.findings.len())
+            .expect_err("without a ledger action the member check must fail");
+        assert_ledger_denied(&error, &role, action);
+    }
 
     // Without the function role's AssumeRole, the member check fails naming it.
     for action in MEMBER_ROLE_ACTIONS {
@@ -711,6 +1000,7 @@ async fn organization_least_privilege_under_enforcement() {
     // Without any one action of the member role, the member check fails naming it.
     put_policy(&own, &role.name, &role.policy_name, &without_iam).await;
     for action in IAM_ACTIONS {
+        forget_ledger(&own, &role.ledger).await;
         put_policy(
             &member,
             member_role["name"].as_str().expect("name"),
@@ -738,16 +1028,6 @@ async fn organization_with_member(moto: &Moto) -> (String, Account) {
     let member_id = create_member(&organizations, "dev").await;
     let member = member_account(moto, &member_id).await;
     (member_id, member)
-}
-
-/// The deployed function's variables (as Lambda holds them) and the region Lambda sets.
-fn deployed_vars<'a>(summary: &'a Value, names: &[&'a str]) -> Vec<(&'a str, &'a str)> {
-    let environment = &summary["function"]["environment"];
-    names
-        .iter()
-        .map(|&k| (k, environment[k].as_str().expect("a deployed variable")))
-        .chain([("AWS_REGION", "us-east-1")])
-        .collect()
 }
 
 /// An access key's status as IAM holds it (enforcement off).
@@ -846,11 +1126,14 @@ fn assert_remediation_denied(error: &Error, key: &str, user: &str, role_to_grant
     );
 }
 
-/// `EnableSecurityHub=true`, `Remediation=deactivate` and `DeactivateAfterDays=0` (a new key is due at once). As
-/// the deployed function role, under enforcement: a run deactivates the finding's key and imports the finding
-/// into the account's own hub, calling exactly the listed actions. Without `iam:UpdateAccessKey` the key stays
-/// Active, the alert names the denial, and the run fails with `Keywatch.RemediationFailed` naming the key and
-/// the action; without either Security Hub action the run fails naming it.
+/// `EnableSecurityHub=true`, `Remediation=deactivate` and `DeactivateAfterDays=0` (a key is due in the first run
+/// after the first alert SNS accepted for it). As the deployed function role, under enforcement: the first run
+/// alerts and imports the finding into the account's own hub, and records the alert in the ledger; the second
+/// deactivates the key; together they call exactly the listed actions. Without `dynamodb:Query` nothing is
+/// deactivated (the ledger alone says when the notice started) and the run fails as
+/// `Keywatch.LedgerUnavailable`. Without `iam:UpdateAccessKey` the key stays Active, the alert names the denial,
+/// and the run fails with `Keywatch.RemediationFailed` naming the key and the action; without either Security
+/// Hub action the run fails naming it.
 #[tokio::test]
 async fn security_hub_and_remediation_least_privilege_under_enforcement() {
     let moto = Moto::start();
@@ -872,25 +1155,48 @@ async fn security_hub_and_remediation_least_privilege_under_enforcement() {
             IAM_ACTIONS,
             SNS_ACTIONS,
             SECURITY_HUB_ACTIONS,
-            REMEDIATION_ACTIONS
+            REMEDIATION_ACTIONS,
+            LEDGER_ACTIONS
         ])
     );
-    let vars = deployed_vars(
-        &summary,
-        &[
-            "FINDINGS_TOPIC_ARN",
-            "SECURITY_HUB",
-            "REMEDIATION",
-            "DEACTIVATE_AFTER_DAYS",
-        ],
-    );
+    let vars = role.vars();
     let relaxed = relaxed_for_moto(&role.policy);
     let alerts = subscribe_queue(&account, &role.topic_arn).await;
 
-    // As deployed: the key is deactivated, its finding imported.
+    // As deployed, the first run: the key is alerted, not deactivated; its finding imported; the alert recorded.
     let report = run_as_role_with(&moto, &account, &role, &relaxed, &vars, scheduled())
         .await
-        .unwrap_or_else(|e| panic!("a run with the deployed policy (SNS on *): {e}"));
+        .unwrap_or_else(|e| panic!("a first run with the deployed policy: {e}"));
+    assert!(report.remediated.is_empty(), "{:?}", report.remediated);
+    assert_eq!(report.notifications.len(), 1, "the alert was published");
+    assert_eq!(key_status(&account, &alice_key).await, "Active");
+    assert_eq!(report.security_hub.as_ref().map(|s| s.imported), Some(1));
+    assert_eq!(
+        ledger_summary(&account, &role.ledger).await,
+        [(
+            "123456789012".to_string(),
+            alice_key.clone(),
+            State::Open,
+            true
+        )]
+    );
+    let first_run = called(&report);
+    assert_eq!(
+        first_run,
+        listed(&[
+            IAM_ACTIONS,
+            SNS_ACTIONS,
+            SECURITY_HUB_ACTIONS,
+            LEDGER_ACTIONS,
+            UNGATED_ACTIONS
+        ]),
+        "a first run calls exactly these"
+    );
+
+    // The second run: the key is deactivated, its finding imported again, the deactivation announced.
+    let report = run_as_role_with(&moto, &account, &role, &relaxed, &vars, scheduled())
+        .await
+        .unwrap_or_else(|e| panic!("a second run with the deployed policy: {e}"));
     let remediated: Vec<&str> = report
         .remediated
         .iter()
@@ -903,20 +1209,57 @@ async fn security_hub_and_remediation_least_privilege_under_enforcement() {
         hub_finding_ids(&account).await,
         [format!("123456789012/alice/{alice_key}")]
     );
+    let items = ledger_items(&account, &role.ledger).await;
+    assert_eq!(items.len(), 1, "{items:?}");
+    assert_eq!(items[0].state, State::Deactivated, "{items:?}");
+    assert!(items[0].deactivation_announced, "{items:?}");
+    let second_run = called(&report);
     assert_eq!(
-        called(&report),
+        second_run,
         listed(&[
             IAM_ACTIONS,
             SNS_ACTIONS,
             SECURITY_HUB_ACTIONS,
             REMEDIATION_ACTIONS,
+            LEDGER_ACTIONS,
             UNGATED_ACTIONS
         ]),
-        "a run with both features calls exactly these"
+        "a run that deactivates calls exactly these: every listed action"
     );
 
-    // Without iam:UpdateAccessKey: the key stays Active, the alert says why, and the run fails naming both.
+    // Without dynamodb:Query, a key whose notice has run (alerted by the first run below) is not deactivated:
+    // only the ledger says when the notice started. The alert is still published, and the run fails.
     reactivate(&account, "alice", &alice_key).await;
+    forget_ledger(&account, &role.ledger).await;
+    run_as_role_with(&moto, &account, &role, &relaxed, &vars, scheduled())
+        .await
+        .unwrap_or_else(|e| panic!("a first run after the ledger was emptied: {e}"));
+    assert_eq!(key_status(&account, &alice_key).await, "Active");
+    account.delivered(&alerts).await;
+    let error = run_as_role_with(
+        &moto,
+        &account,
+        &role,
+        &without(&relaxed, "dynamodb:Query"),
+        &vars,
+        scheduled(),
+    )
+    .await
+    .map(|r| r.remediated.len())
+    .expect_err("without dynamodb:Query the run must fail");
+    assert_ledger_denied(&error, &role, "dynamodb:Query");
+    assert_eq!(key_status(&account, &alice_key).await, "Active");
+    let delivered = account.delivered(&alerts).await;
+    assert_eq!(delivered.len(), 1, "the alert was published: {delivered:?}");
+    assert_eq!(
+        delivered[0].1["remediated"],
+        json!([]),
+        "nothing deactivated: {:?}",
+        delivered[0]
+    );
+
+    // Without iam:UpdateAccessKey (the key is due: the ledger still holds the first run's alert): the key stays
+    // Active, the alert says why, and the run fails naming both.
     let denied = without(&relaxed, "iam:UpdateAccessKey");
     let error = run_as_role_with(&moto, &account, &role, &denied, &vars, scheduled())
         .await
@@ -938,9 +1281,10 @@ async fn security_hub_and_remediation_least_privilege_under_enforcement() {
         "the alert names the denial: {failed}"
     );
 
-    // Without either Security Hub action the run fails naming it.
+    // Without either Security Hub action the run (a first run: the ledger is emptied) fails naming it.
     for action in SECURITY_HUB_ACTIONS {
         reactivate(&account, "alice", &alice_key).await;
+        forget_ledger(&account, &role.ledger).await;
         let policy = without(&relaxed, action);
         let error = run_as_role_with(&moto, &account, &role, &policy, &vars, scheduled())
             .await
@@ -961,10 +1305,12 @@ async fn security_hub_and_remediation_least_privilege_under_enforcement() {
     }
 }
 
-/// Both features in both templates, for an organization: a member check, as a function role that holds no IAM,
-/// Security Hub or remediation action of its own, deactivates the member's key and imports its finding into the
-/// member's own hub through the member role alone. Without any one feature action of the member role the
-/// check fails naming it, and the member role as the role to grant it to.
+/// Both features in both templates, for an organization: member checks, as a function role that holds no IAM,
+/// Security Hub or remediation action of its own, import the member's finding into the member's own hub and
+/// (in the second check, after the first alerted) deactivate the member's key, through the member role alone;
+/// the ledger is the function role's, in its own account, with the member's items under the member's account
+/// ID. Without any one feature action of the member role the check fails naming it, and the member role as the
+/// role to grant it to.
 #[tokio::test]
 async fn member_role_features_least_privilege_under_enforcement() {
     let moto = Moto::start();
@@ -1002,20 +1348,9 @@ async fn member_role_features_least_privilege_under_enforcement() {
         actions(member_policy),
         listed(&[IAM_ACTIONS, SECURITY_HUB_ACTIONS, REMEDIATION_ACTIONS])
     );
-    let vars = deployed_vars(
-        &summary,
-        &[
-            "FINDINGS_TOPIC_ARN",
-            "ACCOUNTS",
-            "MEMBER_ROLE_NAME",
-            "WORK_QUEUE_URL",
-            "SECURITY_HUB",
-            "REMEDIATION",
-            "DEACTIVATE_AFTER_DAYS",
-        ],
-    );
+    let vars = role.vars();
 
-    // The function role keeps only what a member check needs of it: AssumeRole and Publish.
+    // The function role keeps only what a member check needs of it: AssumeRole, Publish and the ledger's.
     let in_account: Vec<&str> = [IAM_ACTIONS, SECURITY_HUB_ACTIONS, REMEDIATION_ACTIONS].concat();
     let function_policy = in_account
         .iter()
@@ -1028,10 +1363,27 @@ async fn member_role_features_least_privilege_under_enforcement() {
         ..scheduled()
     };
     let deadline = Deadline::after(Duration::from_secs(60));
-    let (keywatch, _) = keywatch_as(&moto, &role, &vars).await;
-    let report = enforced(&moto, keywatch.run(&check_member, "member", &deadline))
+    let check = || async {
+        let (keywatch, _) = keywatch_as(&moto, &role, &vars).await;
+        enforced(&moto, keywatch.run(&check_member, "member", &deadline)).await
+    };
+
+    // The first check alerts and imports the finding; the key stays Active until the next.
+    let report = check()
         .await
-        .unwrap_or_else(|e| panic!("the member check with the deployed member role: {e}"));
+        .unwrap_or_else(|e| panic!("the first member check with the deployed member role: {e}"));
+    assert!(report.remediated.is_empty(), "{:?}", report.remediated);
+    assert_eq!(key_status(&member, &member_key).await, "Active");
+    assert_eq!(report.security_hub.as_ref().map(|s| s.imported), Some(1));
+    assert_eq!(
+        ledger_summary(&own, &role.ledger).await,
+        [(member_id.clone(), member_key.clone(), State::Open, true)]
+    );
+
+    // The second deactivates it.
+    let report = check()
+        .await
+        .unwrap_or_else(|e| panic!("the second member check with the deployed member role: {e}"));
     let remediated: Vec<&str> = report
         .remediated
         .iter()
@@ -1056,15 +1408,33 @@ async fn member_role_features_least_privilege_under_enforcement() {
             SNS_ACTIONS,
             SECURITY_HUB_ACTIONS,
             REMEDIATION_ACTIONS,
+            LEDGER_ACTIONS,
             UNGATED_ACTIONS
         ]),
-        "a member check with both features calls exactly these"
+        "a member check that deactivates calls exactly these"
+    );
+    let items = ledger_items(&own, &role.ledger).await;
+    assert_eq!(items.len(), 1, "{items:?}");
+    assert_eq!(
+        (
+            items[0].account_id.as_str(),
+            items[0].access_key_id.as_str(),
+            items[0].state
+        ),
+        (member_id.as_str(), member_key.as_str(), State::Deactivated),
+        "{items:?}"
+    );
+    assert!(
+        tables(&member).await.is_empty(),
+        "no ledger in the member account"
     );
 
-    // Without any one feature action of the member role, the member check fails naming it.
+    // Without any one feature action of the member role, the member check fails naming it. Each starts from
+    // an empty ledger; without iam:UpdateAccessKey, the first check alerts and the second fails.
     let to_member_role = format!("the member role {member_arn}");
     for action in SECURITY_HUB_ACTIONS.iter().chain(REMEDIATION_ACTIONS) {
         reactivate(&member, "alice", &member_key).await;
+        forget_ledger(&own, &role.ledger).await;
         put_policy(
             &member,
             member_role_name,
@@ -1072,8 +1442,12 @@ async fn member_role_features_least_privilege_under_enforcement() {
             &without(member_policy, action),
         )
         .await;
-        let (keywatch, _) = keywatch_as(&moto, &role, &vars).await;
-        let error = enforced(&moto, keywatch.run(&check_member, "member", &deadline))
+        if REMEDIATION_ACTIONS.contains(action) {
+            check()
+                .await
+                .unwrap_or_else(|e| panic!("without {action}, the first check only alerts: {e}"));
+        }
+        let error = check()
             .await
             .map(|r| r.findings.len())
             .expect_err("without a member role action the member check must fail");
@@ -1124,7 +1498,10 @@ mod moto_quirks {
     /// moto's enforcement answers a denied call with `<ErrorResponse><Errors><Error>` (EC2's shape) whatever
     /// the service; IAM and SNS, like every AWS query service, send `<ErrorResponse><Error>`, the only shape
     /// the SDK reads a code from. Without this, a denial reads as an unknown error (`Keywatch.AwsError`)
-    /// instead of `Keywatch.AccessDenied`. Only 4xx bodies are touched.
+    /// instead of `Keywatch.AccessDenied`. DynamoDB and Organizations speak JSON (`application/x-amz-json-*`),
+    /// and AWS answers a denial there with `{"__type": "...#AccessDeniedException", "message": ...}`: a denial
+    /// of a JSON request becomes that (without it the SDK reads no code at all, and only the 403 status says
+    /// "denied"). Only 4xx bodies are touched.
     #[derive(Debug)]
     pub struct AwsQueryErrors(SharedHttpConnector);
 
@@ -1150,6 +1527,10 @@ mod moto_quirks {
     impl HttpConnector for AwsQueryErrors {
         fn call(&self, request: HttpRequest) -> HttpConnectorFuture {
             let inner = self.0.clone();
+            let json = request
+                .headers()
+                .get("content-type")
+                .is_some_and(|t| t.starts_with("application/x-amz-json"));
             HttpConnectorFuture::new(async move {
                 let mut response = inner.call(request).await?;
                 if response.status().is_client_error() {
@@ -1159,9 +1540,19 @@ mod moto_quirks {
                         .await
                         .map_err(|e| ConnectorError::io(e.into()))?
                         .into_bytes();
-                    let text = String::from_utf8_lossy(&bytes)
-                        .replacen("<Errors><Error>", "<Error>", 1)
-                        .replacen("</Error></Errors>", "</Error>", 1);
+                    let text = String::from_utf8_lossy(&bytes);
+                    let text = if json && text.trim_start().starts_with('<') {
+                        response
+                            .headers_mut()
+                            .insert("content-type", "application/x-amz-json-1.0");
+                        json_error(&text)
+                    } else {
+                        text.replacen("<Errors><Error>", "<Error>", 1).replacen(
+                            "</Error></Errors>",
+                            "</Error>",
+                            1,
+                        )
+                    };
                     response
                         .headers_mut()
                         .insert("content-length", text.len().to_string());
@@ -1170,6 +1561,33 @@ mod moto_quirks {
                 Ok(response)
             })
         }
+    }
+
+    /// moto's `<Code>AccessDenied</Code>` and `<Message>` as a JSON protocol's error body, named as AWS names
+    /// an IAM denial there.
+    fn json_error(xml: &str) -> String {
+        let field = |name: &str| {
+            xml.split_once(&format!("<{name}>"))
+                .and_then(|(_, rest)| rest.split_once(&format!("</{name}>")))
+                .map(|(value, _)| {
+                    value
+                        .replace("&quot;", "\"")
+                        .replace("&apos;", "'")
+                        .replace("&lt;", "<")
+                        .replace("&gt;", ">")
+                        .replace("&amp;", "&")
+                })
+                .unwrap_or_default()
+        };
+        let code = match field("Code").as_str() {
+            "AccessDenied" => "AccessDeniedException".to_string(),
+            other => other.to_string(),
+        };
+        serde_json::json!({
+            "__type": format!("com.amazon.coral.service#{code}"),
+            "message": field("Message"),
+        })
+        .to_string()
     }
 
     /// moto 5.2.5 checks a query-protocol signature against its own re-encoding of the parsed form (Python's

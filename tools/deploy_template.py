@@ -30,6 +30,14 @@ moto 5.2.5 limits, handled in the open (each one is listed under "moto_workaroun
 - moto keeps a list item that resolves to AWS::NoValue as null, where CloudFormation drops it: the function's
   conditional statements become null statements when their condition is false. The documents put back drop
   them, as CloudFormation would; every other statement is kept as moto resolved it.
+- moto's CloudFormation creates the ledger's AWS::DynamoDB::Table with its key schema, attributes and billing
+  mode, but drops TimeToLiveSpecification and PointInTimeRecoverySpecification (the table keeps TTL and
+  point-in-time recovery disabled). The script turns them on with UpdateTimeToLive and UpdateContinuousBackups
+  from the same resolved properties (CloudFormation's property names are the API's), then reads both back with
+  DescribeTimeToLive and DescribeContinuousBackups; if a later moto keeps them, nothing is applied. moto also
+  keeps SSESpecification under CloudFormation's name (SSEEnabled) and DescribeTable then shows no
+  SSEDescription: encryption cannot be read back from moto, so the summary says so ("not_kept_by_moto") and
+  tests/template.rs checks it in the template.
 """
 
 from __future__ import annotations
@@ -138,6 +146,7 @@ def main() -> int:
     conditions = evaluate_conditions(transformed.get("Conditions", {}), values)
     physical = {name: r.get("PhysicalResourceId", "") for name, r in created.items()}
     attributes = queue_attributes(client("sqs"), transformed, physical)
+    attributes.update(table_attributes(client("dynamodb"), transformed, physical))
     problems: list[str] = []
     if stack["StackStatus"] != "CREATE_COMPLETE":
         problems.append(f"stack is {stack['StackStatus']}: {stack.get('StackStatusReason', '')}")
@@ -181,6 +190,11 @@ def main() -> int:
         problems += check_work_queues(client, transformed, resources, physical, values, conditions, attributes)
         dashboard, dashboard_problems = check_dashboard(client("cloudwatch"), transformed, resources, physical, values, conditions)
         problems += dashboard_problems
+        ledger, ledger_problems, ledger_workarounds = check_ledger(
+            client("dynamodb"), transformed, resources, physical, values, conditions, attributes, outputs
+        )
+        problems += ledger_problems
+        workarounds += ledger_workarounds
         expect_output = outputs.get("FunctionRoleArn")
         if role and expect_output != role["arn"]:
             problems.append(f"output FunctionRoleArn: expected {role['arn']!r}, got {expect_output!r}")
@@ -190,10 +204,16 @@ def main() -> int:
         event_invoke_config = deployed_event_invoke_config(client("lambda"), physical["KeywatchFunction"])
         problems += check_event_invoke_config(event_invoke_config, wanted_invoke)
         function = deployed_function(client("lambda"), physical["KeywatchFunction"])
+        if function["environment"].get("LEDGER_TABLE") != (ledger or {}).get("name"):
+            problems.append(
+                f"LEDGER_TABLE: expected the ledger table {(ledger or {}).get('name')!r},"
+                f" got {function['environment'].get('LEDGER_TABLE')!r}"
+            )
     else:
         event_invoke_config = None
         function = None
         dashboard = None
+        ledger = None
         problems.append("KeywatchFunction was not created, so nothing about it was checked")
 
     summary = {
@@ -208,7 +228,8 @@ def main() -> int:
         "event_invoke_config": event_invoke_config,
         "function": function,
         "dashboard": dashboard,
-        "queues": {k: v for k, v in attributes.items() if not k.startswith("KeywatchFunctionRole.")},
+        "ledger": ledger,
+        "queues": {k: v for k, v in attributes.items() if k.split(".", 1)[0] in QUEUES},
         "problems": problems,
     }
     print(json.dumps(summary, indent=2))
@@ -348,6 +369,10 @@ def resolve(
 NO_VALUE = object()
 
 
+# The template's queues, whose Fn::GetAtt values the summary lists under "queues".
+QUEUES = ("WorkQueue", "WorkDeadLetterQueue")
+
+
 def queue_attributes(sqs: Any, template: dict, physical: dict[str, str]) -> dict[str, str]:
     """Fn::GetAtt values of the stack's queues (Arn, QueueName, QueueUrl), read from SQS."""
     attributes = {}
@@ -357,6 +382,108 @@ def queue_attributes(sqs: Any, template: dict, physical: dict[str, str]) -> dict
             arn = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
             attributes.update({f"{name}.Arn": arn, f"{name}.QueueName": url.rsplit("/", 1)[-1], f"{name}.QueueUrl": url})
     return attributes
+
+
+def table_attributes(dynamodb: Any, template: dict, physical: dict[str, str]) -> dict[str, str]:
+    """Fn::GetAtt values of the stack's DynamoDB tables (Arn), read from DynamoDB."""
+    attributes = {}
+    for name, resource in template["Resources"].items():
+        if resource["Type"] == "AWS::DynamoDB::Table" and physical.get(name):
+            table = dynamodb.describe_table(TableName=physical[name])["Table"]
+            attributes[f"{name}.Arn"] = table["TableArn"]
+    return attributes
+
+
+def check_ledger(
+    dynamodb: Any,
+    template: dict,
+    resources: dict,
+    physical: dict,
+    values: dict,
+    conditions: dict,
+    attributes: dict,
+    outputs: dict,
+) -> tuple[dict | None, list[str], list[str]]:
+    """The ledger table as DynamoDB holds it (DescribeTable, DescribeTimeToLive, DescribeContinuousBackups),
+    against the template's resolved properties. Returns what was read (for the caller to compare with the code
+    and the role's policy), the problems, and the moto workarounds applied."""
+    if "Ledger" not in template["Resources"]:
+        return None, ["the template has no Ledger resource"], []
+    if "Ledger" not in resources:
+        return None, ["Ledger was not created"], []
+    problems: list[str] = []
+    applied: list[str] = []  # properties moto's CloudFormation dropped, applied through DynamoDB's own API
+
+    def expect(what: str, actual: Any, wanted: Any) -> None:
+        if actual != wanted:
+            problems.append(f"ledger {what}: expected {wanted!r}, got {actual!r}")
+
+    def by_name(definitions: list[dict]) -> list[dict]:
+        return sorted(definitions, key=lambda d: d["AttributeName"])
+
+    props = resolve(template["Resources"]["Ledger"]["Properties"], values, conditions, physical, attributes)
+    name = physical["Ledger"]
+    table = dynamodb.describe_table(TableName=name)["Table"]
+    expect("TableName", table["TableName"], name)
+    expect("TableStatus", table["TableStatus"], "ACTIVE")
+    expect("output LedgerTableName", outputs.get("LedgerTableName"), name)
+    expect("KeySchema", table["KeySchema"], props["KeySchema"])
+    expect("AttributeDefinitions", by_name(table["AttributeDefinitions"]), by_name(props["AttributeDefinitions"]))
+    expect("BillingMode", table.get("BillingModeSummary", {}).get("BillingMode"), props["BillingMode"])
+    not_kept: list[str] = []
+    sse = table.get("SSEDescription")
+    if sse is None:
+        not_kept.append("SSESpecification")  # moto 5.2.5: see the module's docstring
+    else:
+        wanted_sse = props.get("SSESpecification", {}).get("SSEEnabled", False)
+        expect("SSEDescription.Status", sse.get("Status"), "ENABLED" if wanted_sse else "DISABLED")
+
+    ttl = dynamodb.describe_time_to_live(TableName=name)["TimeToLiveDescription"]
+    wanted_ttl = props.get("TimeToLiveSpecification")
+    if wanted_ttl and wanted_ttl.get("Enabled") and ttl.get("TimeToLiveStatus") == "DISABLED":
+        dynamodb.update_time_to_live(TableName=name, TimeToLiveSpecification=wanted_ttl)
+        applied.append("TimeToLiveSpecification")
+        ttl = dynamodb.describe_time_to_live(TableName=name)["TimeToLiveDescription"]
+    if wanted_ttl:
+        expect("TimeToLiveStatus", ttl.get("TimeToLiveStatus"), "ENABLED" if wanted_ttl["Enabled"] else "DISABLED")
+    if wanted_ttl and wanted_ttl["Enabled"]:
+        expect("TTL AttributeName", ttl.get("AttributeName"), wanted_ttl["AttributeName"])
+
+    def recovery() -> dict:
+        return dynamodb.describe_continuous_backups(TableName=name)["ContinuousBackupsDescription"][
+            "PointInTimeRecoveryDescription"
+        ]
+
+    pitr = recovery()
+    wanted_pitr = props.get("PointInTimeRecoverySpecification")
+    if wanted_pitr and wanted_pitr.get("PointInTimeRecoveryEnabled") and pitr["PointInTimeRecoveryStatus"] == "DISABLED":
+        dynamodb.update_continuous_backups(TableName=name, PointInTimeRecoverySpecification=wanted_pitr)
+        applied.append("PointInTimeRecoverySpecification")
+        pitr = recovery()
+    if wanted_pitr:
+        expect(
+            "PointInTimeRecoveryStatus",
+            pitr["PointInTimeRecoveryStatus"],
+            "ENABLED" if wanted_pitr["PointInTimeRecoveryEnabled"] else "DISABLED",
+        )
+    workarounds = []
+    if applied:
+        workarounds.append(f"Ledger: {', '.join(applied)} applied through DynamoDB's API (moto's CloudFormation drops them)")
+    if not_kept:
+        workarounds.append(f"Ledger: {', '.join(not_kept)} not visible in moto's DescribeTable, so not checked on the deployment")
+    ledger = {
+        "name": name,
+        "arn": table["TableArn"],
+        "key_schema": table["KeySchema"],
+        "attribute_definitions": by_name(table["AttributeDefinitions"]),
+        "billing_mode": table.get("BillingModeSummary", {}).get("BillingMode"),
+        "sse": sse,
+        "time_to_live": {k: ttl.get(k) for k in ("TimeToLiveStatus", "AttributeName")},
+        "point_in_time_recovery": pitr["PointInTimeRecoveryStatus"],
+        "not_kept_by_moto": not_kept,
+        "applied_by_api": applied,
+    }
+    return ledger, problems, workarounds
 
 
 def create_unsupported(client: Any, stack_name: str, name: str, kind: str, props: dict) -> str:
