@@ -20,6 +20,10 @@ pub const SNS_ACTIONS: &[&str] = &["sns:Publish"];
 /// `ACCOUNTS=organization` only: the account list.
 pub const ORGANIZATION_ACTIONS: &[&str] = &["organizations:ListAccounts"];
 
+/// `ACCOUNTS=organization` with routing by owner (`OWNER_TAG_KEY` not empty): each account's owner tag, once per
+/// account per dispatch.
+pub const OWNER_ACTIONS: &[&str] = &["organizations:ListTagsForResource"];
+
 /// `ACCOUNTS` other than `self`: the member role, granted only on its ARN in every account.
 pub const MEMBER_ROLE_ACTIONS: &[&str] = &["sts:AssumeRole"];
 
@@ -66,6 +70,7 @@ pub fn is_known(call: &str) -> bool {
         IAM_ACTIONS,
         SNS_ACTIONS,
         ORGANIZATION_ACTIONS,
+        OWNER_ACTIONS,
         MEMBER_ROLE_ACTIONS,
         QUEUE_SEND_ACTIONS,
         REMEDIATION_ACTIONS,

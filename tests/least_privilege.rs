@@ -35,8 +35,8 @@ use keywatch::inventory::Source;
 use keywatch::ledger::{Item, State};
 use keywatch::permissions::{
     policy_action, IAM_ACTIONS, LEDGER_ACTIONS, MEMBER_ROLE_ACTIONS, ORGANIZATION_ACTIONS,
-    QUEUE_CONSUME_ACTIONS, QUEUE_SEND_ACTIONS, REMEDIATION_ACTIONS, SECURITY_HUB_ACTIONS,
-    SNS_ACTIONS, UNGATED_ACTIONS,
+    OWNER_ACTIONS, QUEUE_CONSUME_ACTIONS, QUEUE_SEND_ACTIONS, REMEDIATION_ACTIONS,
+    SECURITY_HUB_ACTIONS, SNS_ACTIONS, UNGATED_ACTIONS,
 };
 use keywatch::report::Report;
 use keywatch::route::Response;
@@ -763,6 +763,7 @@ async fn organization_least_privilege_under_enforcement() {
         IAM_ACTIONS,
         SNS_ACTIONS,
         ORGANIZATION_ACTIONS,
+        OWNER_ACTIONS,
         MEMBER_ROLE_ACTIONS,
         QUEUE_SEND_ACTIONS,
         QUEUE_CONSUME_ACTIONS,
@@ -833,12 +834,13 @@ async fn organization_least_privilege_under_enforcement() {
         dispatch_calls,
         [
             "organizations:ListAccounts",
+            "organizations:ListTagsForResource",
             "sqs:SendMessageBatch",
             "sts:GetCallerIdentity"
         ]
         .map(String::from)
         .into(),
-        "dispatch calls exactly these"
+        "dispatch calls exactly these (the account tags: routing by owner is on by default)"
     );
     let records = receive_all(&own, queue_url).await;
     let mut sent: Vec<String> = records
@@ -872,7 +874,11 @@ async fn organization_least_privilege_under_enforcement() {
     );
 
     // Without each dispatch action, dispatch fails naming it.
-    for action in ORGANIZATION_ACTIONS.iter().chain(QUEUE_SEND_ACTIONS) {
+    for action in ORGANIZATION_ACTIONS
+        .iter()
+        .chain(OWNER_ACTIONS)
+        .chain(QUEUE_SEND_ACTIONS)
+    {
         put_policy(
             &own,
             &role.name,

@@ -18,8 +18,9 @@ use keywatch::config::{Alerts, MemberRole, Scope, Settings, DEFAULT_REMIND_EVERY
 use keywatch::error::Error;
 use keywatch::metrics;
 use keywatch::permissions::{
-    IAM_ACTIONS, LEDGER_ACTIONS, MEMBER_ROLE_ACTIONS, ORGANIZATION_ACTIONS, QUEUE_CONSUME_ACTIONS,
-    QUEUE_SEND_ACTIONS, REMEDIATION_ACTIONS, SECURITY_HUB_ACTIONS, SNS_ACTIONS, UNGATED_ACTIONS,
+    IAM_ACTIONS, LEDGER_ACTIONS, MEMBER_ROLE_ACTIONS, ORGANIZATION_ACTIONS, OWNER_ACTIONS,
+    QUEUE_CONSUME_ACTIONS, QUEUE_SEND_ACTIONS, REMEDIATION_ACTIONS, SECURITY_HUB_ACTIONS,
+    SNS_ACTIONS, UNGATED_ACTIONS,
 };
 use keywatch::remediate::{Remediation, DEFAULT_DEACTIVATE_AFTER_DAYS, MAX_DEACTIVATE_AFTER_DAYS};
 use serde_json::Value as Json;
@@ -304,6 +305,9 @@ fn called_for(settings: &Settings) -> BTreeSet<String> {
     }
     if *scope == Scope::Organization {
         lists.push(ORGANIZATION_ACTIONS);
+        if settings.owner_tag_key.is_some() {
+            lists.push(OWNER_ACTIONS);
+        }
     }
     if settings.ledger_table.is_some() {
         lists.push(LEDGER_ACTIONS);
@@ -339,6 +343,7 @@ fn every_listed() -> BTreeSet<&'static str> {
         IAM_ACTIONS,
         SNS_ACTIONS,
         ORGANIZATION_ACTIONS,
+        OWNER_ACTIONS,
         MEMBER_ROLE_ACTIONS,
         QUEUE_SEND_ACTIONS,
         QUEUE_CONSUME_ACTIONS,
@@ -368,7 +373,7 @@ enum Resource {
     Tagged(&'static str, &'static str),
 }
 
-const EXPECTED: [Expected; 9] = [
+const EXPECTED: [Expected; 10] = [
     // The credential report has no resource ARN, so IAM reads cannot be scoped.
     Expected {
         list: IAM_ACTIONS,
@@ -384,6 +389,12 @@ const EXPECTED: [Expected; 9] = [
     Expected {
         list: ORGANIZATION_ACTIONS,
         condition: Some("ListOrganization"),
+        resource: Resource::Star,
+    },
+    // An account's tags have no narrower resource for accounts the function does not know in advance.
+    Expected {
+        list: OWNER_ACTIONS,
+        condition: Some("ReadAccountOwners"),
         resource: Resource::Star,
     },
     Expected {
@@ -493,6 +504,26 @@ fn policy_for_each_accounts_value_is_exactly_what_that_scope_calls() {
         listed(&[IAM_ACTIONS, SNS_ACTIONS, LEDGER_ACTIONS]),
         "the defaults"
     );
+    // Routing by owner reads account tags only in an organization, and not at all when it is off.
+    for owner_tag_key in ["owner", ""] {
+        let given = [("Accounts", "organization"), ("OwnerTagKey", owner_tag_key)];
+        let settings = settings_with(&template, &given);
+        assert_eq!(
+            settings.owner_tag_key.as_deref(),
+            Some(owner_tag_key).filter(|k| !k.is_empty())
+        );
+        let granted = granted_with(&template, &given);
+        assert_eq!(
+            granted,
+            called_for(&settings),
+            "OwnerTagKey={owner_tag_key:?}"
+        );
+        assert_eq!(
+            granted.contains("organizations:ListTagsForResource"),
+            !owner_tag_key.is_empty(),
+            "OwnerTagKey={owner_tag_key:?}"
+        );
+    }
 }
 
 /// Every combination of `Accounts`, `EnableSecurityHub` and `Remediation`: the policy is exactly what the code
@@ -633,6 +664,7 @@ fn ledger_parameters_are_the_functions_settings() {
         ("LEDGER_TABLE", "Ledger"),
         ("ALERTS", "Alerts"),
         ("REMIND_EVERY_DAYS", "RemindEveryDays"),
+        ("OWNER_TAG_KEY", "OwnerTagKey"),
     ] {
         assert_eq!(
             tagged(&variables[variable], "Ref").and_then(Value::as_str),
