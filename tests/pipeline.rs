@@ -1024,7 +1024,7 @@ async fn a_deactivation_whose_alert_failed_is_announced_by_the_next_alert_once()
     assert!(next.findings.is_empty(), "Inactive now: no finding");
     assert_eq!(
         keys_of(&next.remediated, |r| &r.access_key_id),
-        [ann.clone()]
+        std::slice::from_ref(&ann)
     );
     let delivered = a.delivered(&queue).await;
     let [(subject, document)] = &delivered[..] else {
@@ -1112,7 +1112,10 @@ async fn alerts_on_changes_say_what_is_new_open_and_resolved() {
     let fourth = run().await.expect("run 4");
     assert!(published(&fourth));
     let resolved = fourth.resolved.as_ref().unwrap();
-    assert_eq!(keys_of(resolved, |r| &r.access_key_id), [bob.clone()]);
+    assert_eq!(
+        keys_of(resolved, |r| &r.access_key_id),
+        std::slice::from_ref(&bob)
+    );
     assert_eq!(resolved[0].reason, Reason::KeyDeleted);
     let delivered = a.delivered(&queue).await;
     assert_eq!(delivered[0].1["resolved"][0]["access_key_id"], bob.as_str());

@@ -522,7 +522,8 @@ mod tests {
     #[test]
     fn the_owner_is_the_users_tag_else_the_accounts_else_unowned() {
         let exemptions = Exemptions::new(&[], None).unwrap();
-        let cases: &[(Option<Option<&str>>, Option<&str>, Option<&str>)] = &[
+        type Case<'a> = (Option<Option<&'a str>>, Option<&'a str>, Option<&'a str>);
+        let cases: &[Case] = &[
             // (routing and the account's owner, the user's tag, the finding's owner)
             (None, Some("team-a"), None),
             (Some(Some("platform")), Some("team-a"), Some("team-a")),

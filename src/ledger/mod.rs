@@ -619,7 +619,7 @@ mod tests {
         ledger.stored_now(&written);
         // The publish failed: the next run reads the item and announces it.
         let mut next = Ledger::new(ACCOUNT, written);
-        assert_eq!(next.unannounced(), [done.clone()]);
+        assert_eq!(next.unannounced(), std::slice::from_ref(&done));
         next.announced(
             &[],
             std::slice::from_ref(&done),

@@ -143,7 +143,7 @@ pub fn render_parts(report: &Report) -> Result<Vec<AlertPart>> {
         .collect()
 }
 
-fn ids_with<'a>(findings: &'a [Finding], change: Change) -> Vec<&'a str> {
+fn ids_with(findings: &[Finding], change: Change) -> Vec<&str> {
     findings
         .iter()
         .filter(|f| f.history.change == Some(change))

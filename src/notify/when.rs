@@ -184,16 +184,73 @@ mod tests {
         dry.dry_run = true;
         use Kind::*;
         #[rustfmt::skip]
-        let cases: &[(&str, Alerts, &Report, Memory, bool, Option<Kind>)] = &[
-            ("unchanged, alerted yesterday", CHANGES, &unchanged, ledger(1), false, None),
-            ("unchanged, reminder due", CHANGES, &unchanged, ledger(7), false, Some(Reminder)),
-            ("a new finding", CHANGES, &new, ledger(1), false, Some(Findings)),
-            ("a resolved finding", CHANGES, &resolved, ledger(1), false, Some(Resolved)),
+        type Case<'a> = (&'a str, Alerts, &'a Report, Memory, bool, Option<Kind>);
+        let cases: &[Case] = &[
+            (
+                "unchanged, alerted yesterday",
+                CHANGES,
+                &unchanged,
+                ledger(1),
+                false,
+                None,
+            ),
+            (
+                "unchanged, reminder due",
+                CHANGES,
+                &unchanged,
+                ledger(7),
+                false,
+                Some(Reminder),
+            ),
+            (
+                "a new finding",
+                CHANGES,
+                &new,
+                ledger(1),
+                false,
+                Some(Findings),
+            ),
+            (
+                "a resolved finding",
+                CHANGES,
+                &resolved,
+                ledger(1),
+                false,
+                Some(Resolved),
+            ),
             ("clean", CHANGES, &clean, ledger(1), false, None),
-            ("clean, heartbeat", CHANGES, &clean, ledger(1), true, Some(AllClear)),
-            ("ledger unreadable", CHANGES, &unchanged, Memory::Unreadable, false, Some(Findings)),
-            ("every run", Alerts::EveryRun, &unchanged, ledger(1), false, Some(Findings)),
-            ("every run, clean", Alerts::EveryRun, &clean, Memory::None, false, None),
+            (
+                "clean, heartbeat",
+                CHANGES,
+                &clean,
+                ledger(1),
+                true,
+                Some(AllClear),
+            ),
+            (
+                "ledger unreadable",
+                CHANGES,
+                &unchanged,
+                Memory::Unreadable,
+                false,
+                Some(Findings),
+            ),
+            (
+                "every run",
+                Alerts::EveryRun,
+                &unchanged,
+                ledger(1),
+                false,
+                Some(Findings),
+            ),
+            (
+                "every run, clean",
+                Alerts::EveryRun,
+                &clean,
+                Memory::None,
+                false,
+                None,
+            ),
             ("dry run", Alerts::EveryRun, &dry, Memory::None, true, None),
         ];
         for (name, alerts, report, memory, clean, expected) in cases {
