@@ -13,11 +13,15 @@ use crate::aws::{aws_error, Clients};
 use crate::config::Scope;
 use crate::deadline::Deadline;
 use crate::error::{Error, Result};
-use crate::event::WorkItem;
+use crate::event::{Invocation, WorkItem};
 use crate::handler::Keywatch;
+use crate::inventory::Source;
 
 /// SQS takes at most 10 messages a batch.
 const SQS_BATCH: usize = 10;
+/// Rounds of sending what SQS did not accept, and the pause before each retry (times the round).
+const DISPATCH_ROUNDS: u32 = 3;
+const DISPATCH_BACKOFF: std::time::Duration = std::time::Duration::from_millis(200);
 
 /// What a dispatch run returns.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -40,6 +44,9 @@ pub struct PlannedAccount {
     pub account_id: String,
     /// `None` for the function's own account, read with its own credentials.
     pub role_arn: Option<String>,
+    /// The dry run's overrides, as each account's check would apply them.
+    pub grace_period_hours: u32,
+    pub inventory_source: Source,
 }
 
 impl Keywatch {
@@ -50,9 +57,9 @@ impl Keywatch {
         deadline: &Deadline,
     ) -> Result<Vec<String>> {
         let own = self.own_account(clients, deadline).await?.to_string();
-        let accounts = match &self.settings.fleet.scope {
-            Scope::Own => vec![own],
-            Scope::Listed(accounts) => accounts.clone(),
+        let (accounts, inactive) = match &self.settings.fleet.scope {
+            Scope::Own => (vec![own], 0),
+            Scope::Listed(accounts) => (accounts.clone(), 0),
             Scope::Organization => {
                 deadline
                     .run(
@@ -62,16 +69,40 @@ impl Keywatch {
                     .await?
             }
         };
+        let listed = accounts.len();
         let mut accounts: Vec<String> = accounts
             .into_iter()
             .filter(|account| !self.settings.fleet.exclude.contains(account))
             .collect();
         accounts.sort();
         accounts.dedup();
+        // A run that checks nothing must not look like one that found nothing.
+        if accounts.is_empty() {
+            let why = match (&self.settings.fleet.scope, listed + inactive) {
+                (Scope::Organization, 0) => "organizations:ListAccounts listed no account: this account is not \
+                    the organization's management account or a delegated administrator for it. Deploy keywatch \
+                    there, or set ACCOUNTS to a list of account IDs"
+                    .to_string(),
+                (Scope::Organization, _) => format!(
+                    "organizations:ListAccounts listed {} account(s): {inactive} not ACTIVE and {listed} in \
+                     EXCLUDE_ACCOUNTS. Shorten EXCLUDE_ACCOUNTS",
+                    listed + inactive
+                ),
+                _ => format!(
+                    "every account of ACCOUNTS ({listed}) is in EXCLUDE_ACCOUNTS. Shorten EXCLUDE_ACCOUNTS"
+                ),
+            };
+            return Err(Error::NoAccounts(why));
+        }
         Ok(accounts)
     }
 
-    pub(crate) async fn plan(&self, run_id: &str, deadline: &Deadline) -> Result<Plan> {
+    pub(crate) async fn plan(
+        &self,
+        invocation: &Invocation,
+        run_id: &str,
+        deadline: &Deadline,
+    ) -> Result<Plan> {
         let clients = self.clients.counted();
         let own = self.own_account(&clients, deadline).await?.to_string();
         let accounts = self.accounts(&clients, deadline).await?;
@@ -83,6 +114,12 @@ impl Keywatch {
                 .map(|account_id| PlannedAccount {
                     role_arn: self.role_arn(&own, &account_id),
                     account_id,
+                    grace_period_hours: invocation
+                        .grace_period_hours
+                        .unwrap_or(self.settings.grace_period_hours),
+                    inventory_source: invocation
+                        .inventory_source
+                        .unwrap_or(self.settings.inventory_source),
                 })
                 .collect(),
         })
@@ -110,68 +147,92 @@ impl Keywatch {
             }
             _ => BTreeMap::new(),
         };
-        let mut failed = Vec::new();
+        let mut pending: Vec<(&String, String)> = accounts
+            .iter()
+            .map(|account_id| {
+                serde_json::to_string(&WorkItem {
+                    account_id: account_id.clone(),
+                    run_id: run_id.to_string(),
+                    owner: owners.get(account_id).cloned(),
+                })
+                .map(|body| (account_id, body))
+                .map_err(|e| Error::Render(e.to_string()))
+            })
+            .collect::<Result<_>>()?;
         let mut causes = Vec::new();
-        for chunk in accounts.chunks(SQS_BATCH) {
-            let entries = chunk
-                .iter()
-                .enumerate()
-                .map(|(index, account_id)| {
-                    let body = serde_json::to_string(&WorkItem {
-                        account_id: account_id.clone(),
-                        run_id: run_id.to_string(),
-                        owner: owners.get(account_id).cloned(),
+        // Only the entries SQS did not accept are sent again, within the run: a run retried whole would check
+        // and alert every account twice.
+        for round in 0..DISPATCH_ROUNDS {
+            if pending.is_empty() {
+                break;
+            }
+            if round > 0 {
+                tokio::time::sleep(DISPATCH_BACKOFF * round).await;
+            }
+            causes.clear();
+            let mut failed = Vec::new();
+            for chunk in pending.chunks(SQS_BATCH) {
+                let entries = chunk
+                    .iter()
+                    .enumerate()
+                    .map(|(index, (_, body))| {
+                        SendMessageBatchRequestEntry::builder()
+                            .id(index.to_string())
+                            .message_body(body)
+                            .build()
+                            .map_err(|e| Error::Render(e.to_string()))
                     })
-                    .map_err(|e| Error::Render(e.to_string()))?;
-                    SendMessageBatchRequestEntry::builder()
-                        .id(index.to_string())
-                        .message_body(body)
-                        .build()
-                        .map_err(|e| Error::Render(e.to_string()))
-                })
-                .collect::<Result<Vec<_>>>()?;
-            let sent = deadline
-                .run("dispatching accounts", async {
-                    clients
-                        .sqs
-                        .send_message_batch()
-                        .queue_url(queue_url)
-                        .set_entries(Some(entries))
-                        .send()
-                        .await
-                        .map_err(|e| aws_error("sqs:SendMessageBatch", e))
-                })
-                .await;
-            match sent {
-                Ok(out) => {
-                    for entry in out.failed {
-                        let account = entry
-                            .id
-                            .parse::<usize>()
-                            .ok()
-                            .and_then(|i| chunk.get(i))
-                            .cloned()
-                            .unwrap_or_else(|| format!("(entry {})", entry.id));
-                        causes.push(format!(
-                            "{account}: {} {}",
-                            entry.code,
-                            entry.message.unwrap_or_default()
-                        ));
-                        failed.push(account);
+                    .collect::<Result<Vec<_>>>()?;
+                let sent = deadline
+                    .run("dispatching accounts", async {
+                        clients
+                            .sqs
+                            .send_message_batch()
+                            .queue_url(queue_url)
+                            .set_entries(Some(entries))
+                            .send()
+                            .await
+                            .map_err(|e| aws_error("sqs:SendMessageBatch", e))
+                    })
+                    .await;
+                match sent {
+                    Ok(out) => {
+                        for entry in out.failed {
+                            let Some(item) =
+                                entry.id.parse::<usize>().ok().and_then(|i| chunk.get(i))
+                            else {
+                                return Err(Error::IncompleteResponse {
+                                    action: "sqs:SendMessageBatch",
+                                    missing: "the Id of a failed entry that was sent",
+                                    context: Some(format!("entry {:?}", entry.id)),
+                                });
+                            };
+                            causes.push(format!(
+                                "{}: {} {}",
+                                item.0,
+                                entry.code,
+                                entry.message.unwrap_or_default()
+                            ));
+                            failed.push(item.clone());
+                        }
+                    }
+                    // The deadline ends the run: accounts after it would not be sent either.
+                    Err(error @ Error::Deadline { .. }) => return Err(error),
+                    Err(error) => {
+                        causes.push(error.to_string());
+                        failed.extend(chunk.iter().cloned());
                     }
                 }
-                // The deadline ends the run: accounts after it would not be sent either.
-                Err(error @ Error::Deadline { .. }) => return Err(error),
-                Err(error) => {
-                    causes.push(error.to_string());
-                    failed.extend(chunk.iter().cloned());
-                }
             }
+            pending = failed;
         }
-        if !failed.is_empty() {
+        if !pending.is_empty() {
             return Err(Error::Dispatch {
-                sent: accounts.len() - failed.len(),
-                failed,
+                sent: accounts.len() - pending.len(),
+                failed: pending
+                    .into_iter()
+                    .map(|(account, _)| account.clone())
+                    .collect(),
                 cause: causes.join("; "),
             });
         }
@@ -219,9 +280,10 @@ async fn account_owners(
         .await
 }
 
-/// Every ACTIVE account of the organization, through the paginator.
-async fn active_accounts(clients: &Clients) -> Result<Vec<String>> {
+/// Every ACTIVE account of the organization, through the paginator, and how many were not ACTIVE.
+async fn active_accounts(clients: &Clients) -> Result<(Vec<String>, usize)> {
     let mut accounts = Vec::new();
+    let mut inactive = 0;
     let mut pages = clients
         .organizations
         .list_accounts()
@@ -244,9 +306,10 @@ async fn active_accounts(clients: &Clients) -> Result<Vec<String>> {
             if active {
                 accounts.push(id);
             } else {
+                inactive += 1;
                 tracing::info!(account_id = %id, "account not ACTIVE; not checked");
             }
         }
     }
-    Ok(accounts)
+    Ok((accounts, inactive))
 }

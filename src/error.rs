@@ -89,6 +89,9 @@ pub enum Error {
         cause: String,
     },
 
+    #[error("no account to check: {0}")]
+    NoAccounts(String),
+
     #[error("account {0} is in EXCLUDE_ACCOUNTS, which are never checked")]
     Excluded(String),
 
@@ -202,6 +205,7 @@ impl Error {
             Error::Render(_) => "Keywatch.RenderFailed",
             Error::AssumeRole { .. } => "Keywatch.AssumeRoleFailed",
             Error::Dispatch { .. } => "Keywatch.DispatchFailed",
+            Error::NoAccounts(_) => "Keywatch.NoAccounts",
             Error::Excluded(_) => "Keywatch.InvalidEvent",
             Error::RemediationFailed { .. } => "Keywatch.RemediationFailed",
             Error::SecurityHub { .. } => "Keywatch.SecurityHubFailed",

@@ -183,6 +183,24 @@ impl Invocation {
                 )));
             }
         }
+        // Overrides change what a run would publish and store (a longer grace period makes findings pending,
+        // and the hub sync would then archive them): they are for looking, never for acting.
+        if !manual.dry_run {
+            let overridden: Vec<&str> = [
+                ("grace_period_hours", manual.grace_period_hours.is_some()),
+                ("inventory_source", manual.inventory_source.is_some()),
+            ]
+            .into_iter()
+            .filter_map(|(field, set)| set.then_some(field))
+            .collect();
+            if !overridden.is_empty() {
+                return Err(Error::InvalidEvent(format!(
+                    "field `{}` is accepted only with \"dry_run\": true: an override must not change what is \
+                     published or stored. Add \"dry_run\": true, or change GRACE_PERIOD_HOURS or INVENTORY_SOURCE",
+                    overridden.join("` and `")
+                )));
+            }
+        }
         if let Some(account) = &manual.account_id {
             if !is_account_id(account) {
                 return Err(Error::InvalidEvent(format!(
@@ -239,9 +257,11 @@ mod tests {
             ),
             (json!({}), Invocation::default()),
             (
-                json!({"dry_run": false, "grace_period_hours": 24}),
+                json!({"dry_run": true, "grace_period_hours": 24, "inventory_source": "api"}),
                 Invocation {
+                    dry_run: true,
                     grace_period_hours: Some(24),
+                    inventory_source: Some(Source::Api),
                     ..Default::default()
                 },
             ),
@@ -272,6 +292,14 @@ mod tests {
                 "field `inventory_source`",
             ),
             (json!({"dryrun": true}), "unknown field `dryrun`"),
+            (
+                json!({"dry_run": false, "grace_period_hours": 24}),
+                "field `grace_period_hours` is accepted only with \"dry_run\": true",
+            ),
+            (
+                json!({"inventory_source": "api"}),
+                "field `inventory_source` is accepted only with \"dry_run\": true",
+            ),
             (
                 json!({"grace_period_hours": -1}),
                 "field `grace_period_hours`",
@@ -350,9 +378,18 @@ mod properties {
             if let Some(hours) = hours {
                 event["grace_period_hours"] = hours.into();
             }
-            let invocation = Invocation::decode(event).unwrap();
-            prop_assert_eq!(invocation.dry_run, dry_run);
-            prop_assert_eq!(invocation.grace_period_hours, hours);
+            match Invocation::decode(event) {
+                Ok(invocation) => {
+                    prop_assert!(dry_run || hours.is_none(), "an override without a dry run was accepted");
+                    prop_assert_eq!(invocation.dry_run, dry_run);
+                    prop_assert_eq!(invocation.grace_period_hours, hours);
+                }
+                Err(Error::InvalidEvent(message)) => {
+                    prop_assert!(!dry_run && hours.is_some(), "{}", message);
+                    prop_assert!(message.contains("grace_period_hours"), "{}", message);
+                }
+                Err(other) => prop_assert!(false, "{other:?}"),
+            }
         }
     }
 }

@@ -66,9 +66,10 @@ impl Keywatch {
                 .run(&invocation, run_id, deadline)
                 .await
                 .map(|report| Response::Report(Box::new(report))),
-            Event::Check(Invocation { dry_run: true, .. }) => {
-                self.plan(run_id, deadline).await.map(Response::Plan)
-            }
+            Event::Check(invocation @ Invocation { dry_run: true, .. }) => self
+                .plan(&invocation, run_id, deadline)
+                .await
+                .map(Response::Plan),
             Event::Check(_) => self
                 .dispatch(run_id, deadline)
                 .await

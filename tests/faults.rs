@@ -848,10 +848,11 @@ async fn answers_missing_a_field_fail_loudly() {
     }
 }
 
-/// Dispatch over a listed fleet of 12 accounts (two SQS batches): a batch whose answer reports one entry failed,
-/// and a batch that fails whole, fail the run naming exactly the accounts not sent.
+/// Dispatch over a listed fleet of 12 accounts (two SQS batches). An entry SQS did not accept is sent again within
+/// the run, and only it: every account is sent exactly once. Batches that keep failing fail the run after the
+/// retries, naming exactly the accounts not sent.
 #[tokio::test]
-async fn a_partial_dispatch_fails_naming_the_accounts_not_sent() {
+async fn a_partial_dispatch_resends_only_what_failed_then_fails_naming_the_rest() {
     let bench = Bench::start().await;
     let queue = bench.account.queue("keywatch-work").await;
     let accounts: Vec<String> = (0..12).map(|i| format!("1000000000{i:02}")).collect();
@@ -872,41 +873,121 @@ async fn a_partial_dispatch_fails_naming_the_accounts_not_sent() {
             &deadline,
         )
     };
+    let sent_accounts = || async {
+        let mut sent: Vec<String> = support::pump::take_bodies(&bench.account.sqs, &queue)
+            .await
+            .iter()
+            .map(|body| {
+                keywatch::event::WorkItem::decode(body)
+                    .expect("a work item")
+                    .account_id
+            })
+            .collect();
+        sent.sort();
+        sent
+    };
 
-    let sent = dispatch().await.expect("a clean dispatch");
+    // The first batch's answer reports the entry of account 3 failed, once.
+    bench
+        .proxy
+        .add(Rule::on("sqs:SendMessageBatch", Fault::FailBatchEntry("3")).nth(1));
+    let sent = dispatch().await.expect("a dispatch that recovers");
     let keywatch::route::Response::Dispatched(sent) = sent else {
         panic!("a dispatch response: {sent:?}")
     };
     assert_eq!((sent.dispatched, &sent.accounts), (12, &accounts));
+    assert!(bench.proxy.served(&Fault::FailBatchEntry("3")));
+    assert_eq!(sent_accounts().await, accounts, "each account exactly once");
+    assert_eq!(
+        bench.proxy.requests().get("sqs:SendMessageBatch"),
+        Some(&3),
+        "two batches, then only the failed entry"
+    );
 
-    for (rule, not_sent) in [
+    // Every batch denied: tried in each round, then the run fails naming every account.
+    bench.proxy.clear();
+    bench.proxy.take_log();
+    bench
+        .proxy
+        .add(Rule::on("sqs:SendMessageBatch", Fault::AccessDenied));
+    let error = dispatch()
+        .await
+        .expect_err("a dispatch that cannot recover");
+    match &error {
+        Error::Dispatch { failed, sent, .. } => {
+            assert_eq!(failed, &accounts);
+            assert_eq!(*sent, 0);
+        }
+        other => panic!("expected a dispatch error, got {other:?}"),
+    }
+    assert_eq!(error.error_type(), "Keywatch.DispatchFailed");
+    assert!(
+        error
+            .to_string()
+            .contains(&format!("not sent: {}", accounts.join(", "))),
+        "{error}"
+    );
+    assert_eq!(
+        bench.proxy.requests().get("sqs:SendMessageBatch"),
+        Some(&6),
+        "two batches in each of three rounds"
+    );
+    assert!(sent_accounts().await.is_empty());
+}
+
+/// An organization listing that leaves nothing to check fails loudly, naming why: a management account that is not
+/// one (moto's ListAccounts from a member lists nothing), and a fleet whose every account is excluded.
+#[tokio::test]
+async fn a_dispatch_with_no_account_to_check_fails_naming_why() {
+    let bench = Bench::start().await;
+    let queue = bench.account.queue("keywatch-work").await;
+    let deadline = Deadline::after(Duration::from_secs(30));
+    let keywatch_with = |vars: Vec<(&'static str, String)>| {
+        let loader = bench.proxy.configure(config_loader(3));
+        async move {
+            let vars: Vec<(&str, &str)> = vars.iter().map(|(k, v)| (*k, v.as_str())).collect();
+            Keywatch::new(settings(&vars), isolated_clients(&loader.load().await))
+        }
+    };
+    let base = |accounts: &str, exclude: &str| {
+        vec![
+            ("FINDINGS_TOPIC_ARN", TOPIC.to_string()),
+            ("AWS_REGION", "us-east-1".to_string()),
+            ("ACCOUNTS", accounts.to_string()),
+            ("EXCLUDE_ACCOUNTS", exclude.to_string()),
+            ("WORK_QUEUE_URL", queue.clone()),
+        ]
+    };
+    for (vars, needle) in [
+        // No organization at all: ListAccounts lists nothing.
         (
-            Rule::on("sqs:SendMessageBatch", Fault::FailBatchEntry("3")).nth(1),
-            vec![accounts[3].clone()],
+            base("organization", ""),
+            "not the organization's management account",
         ),
         (
-            Rule::on("sqs:SendMessageBatch", Fault::AccessDenied).nth(2),
-            accounts[10..].to_vec(),
+            base("111111111111,222222222222", "111111111111,222222222222"),
+            "every account of ACCOUNTS (2) is in EXCLUDE_ACCOUNTS",
         ),
     ] {
-        bench.proxy.clear();
-        bench.proxy.add(rule);
-        let error = dispatch().await.expect_err("a partial dispatch fails");
-        match &error {
-            Error::Dispatch { failed, sent, .. } => {
-                assert_eq!(failed, &not_sent);
-                assert_eq!(*sent, 12 - not_sent.len());
-            }
-            other => panic!("expected a dispatch error, got {other:?}"),
+        let keywatch = keywatch_with(vars).await;
+        for event in [
+            Event::Check(scheduled(Source::CredentialReport)),
+            Event::Check(Invocation {
+                dry_run: true,
+                ..Invocation::default()
+            }),
+        ] {
+            let error = keywatch
+                .route(event, "nothing", &deadline)
+                .await
+                .expect_err("nothing to check is a failure");
+            assert_eq!(error.error_type(), "Keywatch.NoAccounts", "{error}");
+            assert!(error.to_string().contains(needle), "{error}");
         }
-        assert_eq!(error.error_type(), "Keywatch.DispatchFailed");
-        assert!(
-            error
-                .to_string()
-                .contains(&format!("not sent: {}", not_sent.join(", "))),
-            "{error}"
-        );
     }
+    assert!(support::pump::take_bodies(&bench.account.sqs, &queue)
+        .await
+        .is_empty());
 }
 
 /// Remediation looks at each key once more right before acting: a key used between verification and that

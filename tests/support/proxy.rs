@@ -56,8 +56,8 @@ pub enum Fault {
     /// Forwarded, and the answer's element of this name is renamed so the SDK cannot see it: a response that
     /// lacks a field (`GeneratedTime`, `Content`, `AccessKeyId`, `Account`).
     Strip(&'static str),
-    /// Forwarded, and the SQS batch answer reports the entry with this `Id` as failed (`InternalError`): a
-    /// partial batch failure.
+    /// Forwarded without the SQS batch entry of this `Id`, and the answer reports it failed (`InternalError`): a
+    /// partial batch failure, in which SQS enqueued none of that entry.
     FailBatchEntry(&'static str),
     /// Before forwarding, the key signs one request of its own to moto, which records a use: the key is used
     /// between two of keywatch's calls.
@@ -480,6 +480,11 @@ async fn handle(state: Arc<State>, reset: Arc<AtomicBool>, request: Request<Inco
         _ => {}
     }
 
+    // SQS enqueues none of a failed entry: moto must not see it either.
+    let (head, body) = match &fault {
+        Some(Fault::FailBatchEntry(id)) => without_batch_entry(head, body, id),
+        _ => (head, body),
+    };
     let forwarded = forward(&state, head, body).await;
     let (status, headers, body) = match forwarded {
         Some(answer) => answer,
@@ -573,11 +578,30 @@ fn strip(body: &[u8], element: &str) -> Bytes {
 }
 
 /// Moves the entry `id` of a JSON batch answer (`SendMessageBatch`) from `Successful` to `Failed`.
+/// The SendMessageBatch request without the entry of this `Id`, its length header to match. A request of another
+/// shape is a broken test: it panics.
+fn without_batch_entry(
+    mut head: hyper::http::request::Parts,
+    body: Bytes,
+    id: &str,
+) -> (hyper::http::request::Parts, Bytes) {
+    let mut request: serde_json::Value =
+        serde_json::from_slice(&body).expect("a SendMessageBatch request in JSON");
+    let entries = request["Entries"]
+        .as_array_mut()
+        .expect("a SendMessageBatch request has Entries");
+    entries.retain(|entry| entry["Id"] != id);
+    let body = Bytes::from(serde_json::to_vec(&request).expect("JSON"));
+    head.headers
+        .insert(hyper::header::CONTENT_LENGTH, HeaderValue::from(body.len()));
+    (head, body)
+}
+
 fn fail_batch_entry(body: &[u8], id: &str) -> Option<Bytes> {
     let mut answer: serde_json::Value = serde_json::from_slice(body).ok()?;
-    let successful = answer.get_mut("Successful")?.as_array_mut()?;
-    let index = successful.iter().position(|entry| entry["Id"] == id)?;
-    successful.remove(index);
+    if let Some(successful) = answer.get_mut("Successful").and_then(|s| s.as_array_mut()) {
+        successful.retain(|entry| entry["Id"] != id);
+    }
     let failed = serde_json::json!({
         "Id": id, "SenderFault": false, "Code": "InternalError", "Message": "injected by the test proxy"
     });
