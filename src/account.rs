@@ -53,7 +53,7 @@ impl Keywatch {
 
     /// A manual check names an account this deployment covers: its own, one `ACCOUNTS` lists, or, for
     /// `organization`, any (the member role's trust decides).
-    fn in_scope(&self, own: &str, account_id: &str) -> Result<()> {
+    pub(crate) fn in_scope(&self, own: &str, account_id: &str) -> Result<()> {
         if self.settings.fleet.exclude.contains(account_id) {
             return Err(Error::Excluded(account_id.to_string()));
         }

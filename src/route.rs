@@ -98,29 +98,48 @@ impl Keywatch {
 
     async fn work_one(&self, record: &SqsRecord, deadline: &Deadline) -> Result<()> {
         let (item, result) = match WorkItem::decode(&record.body) {
-            // Excluded since it was dispatched: done, not failed, so it never reaches the dead-letter queue.
-            Ok(item) if self.settings.fleet.exclude.contains(&item.account_id) => {
-                tracing::info!(message_id = %record.message_id, account_id = %item.account_id, "account is in EXCLUDE_ACCOUNTS; not checked");
-                return Ok(());
-            }
             Ok(item) => {
                 let clients = self.clients.counted();
-                let invocation = Invocation {
-                    scheduled: true,
-                    ..Invocation::default()
+                // The manual check's scope rule, for every message: a worker checks only what this deployment
+                // covers, whoever wrote to its queue.
+                let scope = match self.own_account(&clients, deadline).await {
+                    Ok(own) => self.in_scope(own, &item.account_id),
+                    Err(error) => Err(error),
                 };
-                let checked = self
-                    .check_account(
-                        &clients,
-                        &item.account_id,
-                        item.owner.as_deref(),
-                        &invocation,
-                        &item.run_id,
-                        deadline,
-                    )
-                    .await
-                    .map(|_| ());
-                (Some(item), checked)
+                match scope {
+                    // Excluded since it was dispatched: done, not failed, so it never reaches the dead-letter
+                    // queue.
+                    Err(Error::Excluded(_)) => {
+                        tracing::info!(message_id = %record.message_id, account_id = %item.account_id, "account is in EXCLUDE_ACCOUNTS; not checked");
+                        return Ok(());
+                    }
+                    // Outside the deployment: never checked, said once, and not retried.
+                    Err(error @ Error::InvalidEvent(_)) => {
+                        tracing::error!(message_id = %record.message_id, account_id = %item.account_id, %error, "work message outside this deployment's accounts; not checked");
+                        self.notify_failed(record, Some(&item), &error, deadline)
+                            .await;
+                        return Ok(());
+                    }
+                    Err(error) => (Some(item), Err(error)),
+                    Ok(()) => {
+                        let invocation = Invocation {
+                            scheduled: true,
+                            ..Invocation::default()
+                        };
+                        let checked = self
+                            .check_account(
+                                &clients,
+                                &item.account_id,
+                                item.owner.as_deref(),
+                                &invocation,
+                                &item.run_id,
+                                deadline,
+                            )
+                            .await
+                            .map(|_| ());
+                        (Some(item), checked)
+                    }
+                }
             }
             Err(error) => (None, Err(error)),
         };

@@ -810,6 +810,46 @@ async fn manual_checks_stay_in_scope_and_excluded_work_is_acknowledged() {
         )
         .await;
     assert!(batch.batch_item_failures.is_empty(), "{batch:?}");
+
+    // A work message for an account the deployment does not cover: acknowledged with a notice, never checked.
+    let account = moto.account().await;
+    let (topic, alerts) = account.topic_with_queue().await;
+    let publishing = keywatch_with(&[
+        ("FINDINGS_TOPIC_ARN", topic.as_str()),
+        ("AWS_REGION", "us-east-1"),
+        ("ACCOUNTS", "111122223333"),
+        ("WORK_QUEUE_URL", queue),
+    ]);
+    let batch = publishing
+        .work(
+            vec![SqsRecord {
+                message_id: "m2".into(),
+                body: r#"{"account_id":"222233334444","run_id":"r"}"#.into(),
+                receive_count: 1,
+            }],
+            &deadline,
+        )
+        .await;
+    assert!(
+        batch.batch_item_failures.is_empty(),
+        "not retried: {batch:?}"
+    );
+    let delivered = account.delivered(&alerts).await;
+    let [(subject, notice)] = &delivered[..] else {
+        panic!("one notice: {delivered:?}")
+    };
+    assert_eq!(
+        subject,
+        "keywatch: account 222233334444 could not be checked"
+    );
+    assert_eq!(notice["error_type"], "Keywatch.InvalidEvent");
+    assert!(
+        notice["error"]
+            .as_str()
+            .unwrap()
+            .contains("ACCOUNTS is 111122223333"),
+        "{notice}"
+    );
 }
 
 /// With remediation and Security Hub both on, a key deactivated in the run shows as Inactive in its finding.
