@@ -3,6 +3,7 @@
 //! credentials used for that account alone.
 
 use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Instant;
 
 use aws_sdk_iam::config::Credentials;
@@ -26,6 +27,24 @@ use crate::remediate;
 use crate::report::{ApiCalls, Report};
 use crate::verify;
 
+/// What a check knows of its attempt, and tells back: whether a failure is final, and how many alert parts SNS
+/// accepted before it.
+#[derive(Debug, Default)]
+pub struct Attempt {
+    pub last: bool,
+    pub delivered: AtomicUsize,
+}
+
+impl Attempt {
+    /// A check that is not retried by a queue: every failure is final.
+    pub fn only() -> Attempt {
+        Attempt {
+            last: true,
+            ..Attempt::default()
+        }
+    }
+}
+
 /// STS session names: at most 64 characters of `[\w+=,.@-]`.
 const MAX_SESSION_NAME: usize = 64;
 
@@ -47,8 +66,16 @@ impl Keywatch {
             }
         };
         // A manual check reads no account tag: its findings are owned by their user's tag, else `unowned`.
-        self.check_account(&clients, &target, None, invocation, run_id, deadline)
-            .await
+        self.check_account(
+            &clients,
+            &target,
+            None,
+            invocation,
+            run_id,
+            deadline,
+            &Attempt::only(),
+        )
+        .await
     }
 
     /// A manual check names an account this deployment covers: its own, one `ACCOUNTS` lists, or, for
@@ -88,6 +115,7 @@ impl Keywatch {
         invocation: &Invocation,
         run_id: &str,
         deadline: &Deadline,
+        attempt: &Attempt,
     ) -> Result<Report> {
         let start = Instant::now();
         // On the heap: a check's future is large, and a test thread's stack is small.
@@ -98,11 +126,15 @@ impl Keywatch {
             invocation,
             run_id,
             deadline,
+            attempt,
         ))
         .await;
         let outcome = match &result {
             Ok(report) => Ok(report),
-            Err(_) => Err(clients.calls.take().values().sum()),
+            Err(error) => Err(metrics::Failed {
+                api_calls: clients.calls.take().values().sum(),
+                final_failure: attempt.last || error.is_permanent(),
+            }),
         };
         metrics::emit(&metrics::line(
             account_id,
@@ -122,6 +154,7 @@ impl Keywatch {
         invocation: &Invocation,
         run_id: &str,
         deadline: &Deadline,
+        attempt: &Attempt,
     ) -> Result<Report> {
         if self.settings.fleet.exclude.contains(account_id) {
             return Err(Error::Excluded(account_id.to_string()));
@@ -329,6 +362,9 @@ impl Keywatch {
             match sink.publish(alert, decision.kind, deadline).await {
                 Ok(notifications) => {
                     report.notifications.extend(notifications);
+                    attempt
+                        .delivered
+                        .store(report.notifications.len(), Ordering::Relaxed);
                     // SNS accepted every part: what it named was alerted.
                     if let Some(ledger) = ledger.as_mut() {
                         announced.extend(ledger.announced(

@@ -48,6 +48,14 @@ impl Deadline {
         }
     }
 
+    /// An earlier deadline that keeps `reserve` of this one back, for what must happen after a phase fails.
+    pub fn reserving(&self, reserve: Duration) -> Deadline {
+        let now = Instant::now();
+        Deadline {
+            at: self.at.checked_sub(reserve).unwrap_or(now).max(now),
+        }
+    }
+
     pub fn remaining(&self) -> Duration {
         self.at.saturating_duration_since(Instant::now())
     }
@@ -92,6 +100,15 @@ mod tests {
             Deadline::from_lambda(SystemTime::UNIX_EPOCH),
             NO_DEADLINE_GIVEN - MAX_MARGIN,
         );
+        // A reserve comes off the end; what a reserve eats entirely leaves nothing.
+        near(
+            Deadline::after(Duration::from_secs(10)).reserving(Duration::from_secs(2)),
+            Duration::from_secs(8),
+        );
+        assert!(Deadline::after(Duration::from_secs(1))
+            .reserving(Duration::from_secs(2))
+            .remaining()
+            .is_zero());
         // A deadline already past leaves nothing.
         assert!(Deadline::from_lambda(now - Duration::from_secs(5))
             .remaining()

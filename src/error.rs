@@ -176,6 +176,36 @@ impl Error {
         }
     }
 
+    /// Whether retrying can heal it. Permanent: denied, not enabled, bad configuration or input, rejected by the
+    /// service. Transient: throttling, 5xx, timeouts, the deadline, a report not ready, an answer short of a field.
+    pub fn is_permanent(&self) -> bool {
+        match self {
+            Error::Aws { failure, code, .. } => {
+                *failure == AwsFailure::AccessDenied
+                    // Security Hub not enabled in the account ("not subscribed to AWS Security Hub").
+                    || code == "InvalidAccessException"
+                    || code.starts_with("InvalidInput")
+            }
+            Error::AssumeRole { cause, .. }
+            | Error::LedgerUnavailable { cause, .. }
+            | Error::Publish { cause, .. } => cause.is_permanent(),
+            Error::Config { .. }
+            | Error::InvalidEvent(_)
+            | Error::Excluded(_)
+            | Error::NoTopic
+            | Error::NoAccounts(_)
+            | Error::Render(_)
+            | Error::SecurityHub { .. }
+            | Error::RemediationFailed { .. } => true,
+            Error::ReportNotReady { .. }
+            | Error::ReportMalformed { .. }
+            | Error::ReportIncomplete { .. }
+            | Error::IncompleteResponse { .. }
+            | Error::Deadline { .. }
+            | Error::Dispatch { .. } => false,
+        }
+    }
+
     /// The Lambda `errorType`: stable, so alarms and callers can match on it.
     pub fn error_type(&self) -> &'static str {
         match self {
@@ -260,5 +290,47 @@ mod tests {
                 && member.contains("member-role.yaml"),
             "{member}"
         );
+    }
+
+    #[test]
+    fn failures_are_sorted_into_permanent_and_transient() {
+        let aws = |failure, code: &str| Error::Aws {
+            action: "x:Y".into(),
+            failure,
+            code: code.into(),
+            message: "m".into(),
+            member_role: None,
+        };
+        let assumed = |cause| Error::AssumeRole {
+            account_id: "111122223333".into(),
+            role_arn: "arn:aws:iam::111122223333:role/keywatch-member".into(),
+            cause: Box::new(cause),
+        };
+        for (error, permanent) in [
+            (aws(AwsFailure::AccessDenied, "AccessDenied"), true),
+            (assumed(aws(AwsFailure::AccessDenied, "AccessDenied")), true),
+            (aws(AwsFailure::Other, "InvalidAccessException"), true),
+            (aws(AwsFailure::Throttled, "Throttling"), false),
+            (aws(AwsFailure::Timeout, ""), false),
+            (aws(AwsFailure::Other, "ServiceFailure"), false),
+            (assumed(aws(AwsFailure::Other, "ServiceFailure")), false),
+            (Error::Deadline { phase: "p" }, false),
+            (
+                Error::Config {
+                    variable: "V",
+                    reason: "r".into(),
+                },
+                true,
+            ),
+            (
+                Error::RemediationFailed {
+                    keys: vec![],
+                    cause: "c".into(),
+                },
+                true,
+            ),
+        ] {
+            assert_eq!(error.is_permanent(), permanent, "{error}");
+        }
     }
 }

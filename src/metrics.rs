@@ -59,8 +59,10 @@ pub struct EmfLine<'a> {
     pub api_calls: u64,
     #[serde(rename = "DurationMs")]
     pub duration_ms: u64,
-    #[serde(rename = "CheckFailed")]
-    pub check_failed: u8,
+    /// 1 once per account whose check failed for good (a permanent failure, or its last attempt); absent on an
+    /// attempt that will be retried, so the metric counts accounts, not attempts.
+    #[serde(rename = "CheckFailed", skip_serializing_if = "Option::is_none")]
+    pub check_failed: Option<u8>,
 }
 
 #[derive(Debug, Serialize)]
@@ -91,22 +93,35 @@ pub struct Metric {
     pub unit: &'static str,
 }
 
+/// What a failed check can vouch for.
+#[derive(Debug, Clone, Copy)]
+pub struct Failed {
+    pub api_calls: u64,
+    /// Counted in `CheckFailed`: a permanent failure, or the last attempt.
+    pub final_failure: bool,
+}
+
 /// The line for one check: the report's figures, or, for a failed check, only what is known.
 pub fn line<'a>(
     account_id: &'a str,
     run_id: &'a str,
-    outcome: Result<&Report, u64>,
+    outcome: Result<&Report, Failed>,
     duration_ms: u64,
     now: OffsetDateTime,
 ) -> EmfLine<'a> {
     let (report, api_calls) = match outcome {
         Ok(report) => (Some(report), report.api_calls.total),
-        Err(api_calls) => (None, api_calls),
+        Err(Failed { api_calls, .. }) => (None, api_calls),
+    };
+    let counted = match &outcome {
+        Ok(_) => Some(0),
+        Err(Failed { final_failure, .. }) => final_failure.then_some(1),
     };
     let ledger = report.filter(|r| r.resolved.is_some());
     let metrics = METRICS
         .iter()
         .filter(|(name, _)| report.is_some() || FAILED_METRICS.contains(name))
+        .filter(|(name, _)| *name != "CheckFailed" || counted.is_some())
         .filter(|(name, _)| ledger.is_some() || !LEDGER_METRICS.contains(name))
         .map(|&(name, unit)| Metric { name, unit })
         .collect();
@@ -137,7 +152,7 @@ pub fn line<'a>(
         users_examined: report.map(|r| r.users_examined),
         api_calls,
         duration_ms,
-        check_failed: u8::from(report.is_none()),
+        check_failed: counted,
     }
 }
 
@@ -200,7 +215,19 @@ mod tests {
         );
         assert_eq!(ok["AccountId"], "123456789012");
 
-        let failed = serde_json::to_value(line("123456789012", "r1", Err(7), 900, now)).unwrap();
+        let failure = |final_failure| Failed {
+            api_calls: 7,
+            final_failure,
+        };
+        let retried =
+            serde_json::to_value(line("123456789012", "r1", Err(failure(false)), 900, now))
+                .unwrap();
+        assert!(
+            retried.get("CheckFailed").is_none(),
+            "an attempt that will be retried: {retried}"
+        );
+        let failed =
+            serde_json::to_value(line("123456789012", "r1", Err(failure(true)), 900, now)).unwrap();
         let names: Vec<&str> = failed["_aws"]["CloudWatchMetrics"][0]["Metrics"]
             .as_array()
             .unwrap()

@@ -6,6 +6,9 @@ use lambda_runtime::LambdaEvent;
 use serde::Serialize;
 use serde_json::Value;
 
+use std::sync::atomic::Ordering;
+
+use crate::account::Attempt;
 use crate::config::Scope;
 use crate::deadline::Deadline;
 use crate::dispatch::{Dispatched, Plan};
@@ -18,9 +21,22 @@ use crate::notify::sns::{Attributes, SnsSink};
 use crate::notify::when::Kind;
 use crate::report::Report;
 
+/// Kept back from every check of a work record, for its failed-check notice: one SNS publish, retried, takes far
+/// less. A check that runs out of time then still has time to say so.
+pub const NOTICE_RESERVE: std::time::Duration = std::time::Duration::from_secs(2);
+
 /// SQS records checked at once in one invocation. The template's batch size is 1, so each account gets an
 /// invocation of its own; a larger batch (or a test's pump) still stays bounded.
 pub const RECORDS_IN_PARALLEL: usize = 4;
+
+/// A failed check, as its notice tells it.
+struct Failure<'a> {
+    error: &'a Error,
+    /// Retrying cannot heal it: the record is acknowledged.
+    permanent: bool,
+    /// Alert parts SNS accepted before it failed.
+    delivered: usize,
+}
 
 /// What an invocation returns.
 #[derive(Debug, Serialize)]
@@ -77,8 +93,9 @@ impl Keywatch {
         }
     }
 
-    /// Checks one account per record, a few at a time, and names the records to retry. A check that fails on
-    /// its last attempt publishes a notice first, so an account that cannot be checked is never silent.
+    /// Checks one account per record, a few at a time, and names the records to retry. A check that fails for
+    /// good (a permanent failure, or its last attempt) publishes a notice first, so an account that cannot be
+    /// checked is never silent; a permanent failure is acknowledged, not retried in vain.
     pub async fn work(&self, records: Vec<SqsRecord>, deadline: &Deadline) -> BatchResponse {
         let failures: Vec<BatchItemFailure> = futures_util::stream::iter(records)
             .map(|record| async move {
@@ -97,6 +114,13 @@ impl Keywatch {
     }
 
     async fn work_one(&self, record: &SqsRecord, deadline: &Deadline) -> Result<()> {
+        let last = record.receive_count >= self.settings.fleet.max_receive_count;
+        let attempt = Attempt {
+            last,
+            ..Attempt::default()
+        };
+        // The check never gets the notice's reserve.
+        let check_deadline = deadline.reserving(NOTICE_RESERVE);
         let (item, result) = match WorkItem::decode(&record.body) {
             Ok(item) => {
                 let clients = self.clients.counted();
@@ -116,7 +140,12 @@ impl Keywatch {
                     // Outside the deployment: never checked, said once, and not retried.
                     Err(error @ Error::InvalidEvent(_)) => {
                         tracing::error!(message_id = %record.message_id, account_id = %item.account_id, %error, "work message outside this deployment's accounts; not checked");
-                        self.notify_failed(record, Some(&item), &error, deadline)
+                        let failure = Failure {
+                            error: &error,
+                            permanent: true,
+                            delivered: 0,
+                        };
+                        self.notify_failed(record, Some(&item), &failure, deadline)
                             .await;
                         return Ok(());
                     }
@@ -133,7 +162,8 @@ impl Keywatch {
                                 item.owner.as_deref(),
                                 &invocation,
                                 &item.run_id,
-                                deadline,
+                                &check_deadline,
+                                &attempt,
                             )
                             .await
                             .map(|_| ());
@@ -146,20 +176,30 @@ impl Keywatch {
         let Err(error) = &result else {
             return result;
         };
+        // A message that cannot be read goes to the dead-letter queue, where it can be looked at.
+        let permanent = item.is_some() && error.is_permanent();
         let item = item.as_ref();
-        let last = record.receive_count >= self.settings.fleet.max_receive_count;
         tracing::error!(
             message_id = %record.message_id,
             account_id = item.map(|i| i.account_id.as_str()),
             run_id = item.map(|i| i.run_id.as_str()),
             receive_count = record.receive_count,
             last_attempt = last,
+            permanent,
             error_type = error.error_type(),
             %error,
             "account check failed"
         );
-        if last {
-            self.notify_failed(record, item, error, deadline).await;
+        if last || permanent {
+            let failure = Failure {
+                error,
+                permanent,
+                delivered: attempt.delivered.load(Ordering::Relaxed),
+            };
+            self.notify_failed(record, item, &failure, deadline).await;
+        }
+        if permanent {
+            return Ok(());
         }
         result
     }
@@ -169,9 +209,10 @@ impl Keywatch {
         &self,
         record: &SqsRecord,
         item: Option<&WorkItem>,
-        error: &Error,
+        failure: &Failure<'_>,
         deadline: &Deadline,
     ) {
+        let error = failure.error;
         let Some(topic_arn) = self.settings.topic_arn.clone() else {
             return;
         };
@@ -200,6 +241,8 @@ impl Keywatch {
                 attempts: record.receive_count,
                 message_id: &record.message_id,
                 owner,
+                permanent: failure.permanent,
+                alert_parts_delivered: failure.delivered,
             };
             let attributes = Attributes {
                 account_id: notice.account_id.unwrap_or("unknown"),

@@ -1881,3 +1881,109 @@ async fn soak_random_faults_never_give_a_silent_wrong_answer() {
         assert!(n > 0, "no {what} run: the seeds no longer cover it");
     }
 }
+
+/// A check that runs out of time on its last attempt still puts its notice on the topic: the notice has a reserve
+/// of the invocation's time that the check never uses.
+#[tokio::test]
+async fn a_check_out_of_time_on_its_last_attempt_still_sends_its_notice() {
+    let bench = Bench::start().await;
+    bench.account.console_user("ann").await;
+    bench.account.key("ann").await;
+    let work = bench.account.queue("keywatch-work").await;
+    let vars = [
+        ("FINDINGS_TOPIC_ARN", TOPIC),
+        ("AWS_REGION", "us-east-1"),
+        ("ACCOUNTS", "123456789012"),
+        ("WORK_QUEUE_URL", work.as_str()),
+        ("MAX_RECEIVE_COUNT", "3"),
+    ];
+    let loader = bench.proxy.configure(config_loader(3));
+    let keywatch = Keywatch::new(settings(&vars), isolated_clients(&loader.load().await));
+    // The report hangs past the whole invocation's budget.
+    bench.proxy.add(Rule::on(
+        "iam:GenerateCredentialReport",
+        Fault::Delay(Duration::from_secs(30)),
+    ));
+    let budget = keywatch::route::NOTICE_RESERVE + Duration::from_secs(2);
+    let batch = keywatch
+        .work(
+            vec![keywatch::event::SqsRecord {
+                message_id: "m1".into(),
+                body: r#"{"account_id":"123456789012","run_id":"late"}"#.into(),
+                receive_count: 3,
+            }],
+            &Deadline::after(budget),
+        )
+        .await;
+    assert_eq!(
+        batch.batch_item_failures.len(),
+        1,
+        "the deadline is transient"
+    );
+    let delivered = bench.account.delivered(&bench.queue).await;
+    let [(subject, notice)] = &delivered[..] else {
+        panic!("the notice, published in the reserve: {delivered:?}")
+    };
+    assert_eq!(
+        subject,
+        "keywatch: account 123456789012 could not be checked"
+    );
+    assert_eq!(notice["error_type"], "Keywatch.Deadline", "{notice}");
+}
+
+/// A failure that retrying cannot heal, after SNS accepted the alert (Security Hub denied here): the record is
+/// acknowledged at once, not retried into re-alerts, and the notice says the findings were delivered and what
+/// was not done.
+#[tokio::test]
+async fn a_permanent_failure_after_the_alert_is_said_once_and_not_retried() {
+    let bench = Bench::start().await;
+    bench.account.console_user("ann").await;
+    let ann = bench.account.key("ann").await.id;
+    let work = bench.account.queue("keywatch-work").await;
+    let vars = [
+        ("FINDINGS_TOPIC_ARN", TOPIC),
+        ("AWS_REGION", "us-east-1"),
+        ("ACCOUNTS", "123456789012"),
+        ("WORK_QUEUE_URL", work.as_str()),
+        ("SECURITY_HUB", "true"),
+    ];
+    let loader = bench.proxy.configure(config_loader(3));
+    let keywatch = Keywatch::new(settings(&vars), isolated_clients(&loader.load().await));
+    bench
+        .proxy
+        .add(Rule::on("securityhub:GetFindings", Fault::AccessDenied));
+    let batch = keywatch
+        .work(
+            vec![keywatch::event::SqsRecord {
+                message_id: "m1".into(),
+                body: r#"{"account_id":"123456789012","run_id":"hub"}"#.into(),
+                receive_count: 1,
+            }],
+            &Deadline::after(Duration::from_secs(30)),
+        )
+        .await;
+    assert!(
+        batch.batch_item_failures.is_empty(),
+        "acknowledged: {batch:?}"
+    );
+    let delivered = bench.account.delivered(&bench.queue).await;
+    let [(_, alert), (subject, notice)] = &delivered[..] else {
+        panic!("the alert, then the notice: {delivered:?}")
+    };
+    assert_eq!(alert["findings"][0]["access_key_id"], ann.as_str());
+    assert_eq!(
+        subject,
+        "keywatch: account 123456789012 was checked, but not every step completed"
+    );
+    assert_eq!(notice["permanent"], true, "{notice}");
+    assert_eq!(notice["alert_parts_delivered"], 1, "{notice}");
+    // The proxy's denial is IAM's XML, which the JSON SDK cannot read a code from: its 403 still says denied.
+    assert_eq!(notice["error_type"], "Keywatch.AccessDenied", "{notice}");
+    assert!(
+        notice["error"]
+            .as_str()
+            .unwrap()
+            .contains("securityhub:GetFindings failed"),
+        "{notice}"
+    );
+}

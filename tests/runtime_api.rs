@@ -420,7 +420,9 @@ async fn organization(
 
 /// The organization through the built binary: the plan and a one-account check first (nothing sent), then the
 /// schedule dispatches every ACTIVE account, and a pump plays Lambda's SQS poller over the work queue. One
-/// member's role is denied: its notice comes on the last attempt only, and its message ends in the DLQ.
+/// member's role is denied, a permanent failure: its notice comes at once and its message is acknowledged, not
+/// retried. Another member's STS answers 500, a transient failure: retried, its notice on the last attempt only,
+/// and its message ends in the DLQ. `CheckFailed` is written once per account, not per attempt.
 #[tokio::test]
 async fn an_organization_goes_through_the_work_queue() {
     use support::proxy::{Fault, Proxy, Rule};
@@ -430,7 +432,7 @@ async fn an_organization_goes_through_the_work_queue() {
     let moto = Moto::start();
     let own = moto.account().await;
     let (ids, seeded) = organization(&moto, &own).await;
-    let (dev, audit, closed) = (&ids["dev"], &ids["audit"], &ids["closed"]);
+    let (dev, audit, prod, closed) = (&ids["dev"], &ids["audit"], &ids["prod"], &ids["closed"]);
     let (topic, alerts) = own.topic_with_queue().await;
     // Two accounts with owners of their own, each team subscribed with a filter policy on `owner`.
     let organizations = aws_sdk_organizations::Client::new(&own.config);
@@ -458,6 +460,7 @@ async fn an_organization_goes_through_the_work_queue() {
     // moto's cross-account AssumeRole ignores trust policies: the denial is the proxy's.
     let proxy = Proxy::start(&moto.endpoint);
     proxy.add(Rule::on("sts:AssumeRole", Fault::AccessDenied).param("RoleArn", audit));
+    proxy.add(Rule::on("sts:AssumeRole", Fault::ServiceFailure).param("RoleArn", prod));
     let api = RuntimeApi::start();
     let max_receive_count = MAX_RECEIVE_COUNT.to_string();
     let mut function = Function::start(
@@ -468,6 +471,8 @@ async fn an_organization_goes_through_the_work_queue() {
             ("ACCOUNTS", "organization"),
             ("WORK_QUEUE_URL", &work.url),
             ("MAX_RECEIVE_COUNT", &max_receive_count),
+            // One try per call: the 500s below reach the check at once instead of after the SDK's backoff.
+            ("AWS_MAX_ATTEMPTS", "1"),
         ],
     );
     let active: Vec<String> = seeded.keys().cloned().collect();
@@ -564,11 +569,11 @@ async fn an_organization_goes_through_the_work_queue() {
             attempts,
             0
         ),
-        "each account once, the denied one {attempts} times: {pumped:#?}"
+        "each account once, the one with 500s {attempts} times: {pumped:#?}"
     );
 
     let mut checked = Vec::new();
-    let mut denied_counts = Vec::new();
+    let mut transient_counts = Vec::new();
     for (batch, delivered) in pumped.batches.iter().zip(&after_each) {
         let [record] = &batch.records[..] else {
             panic!("one record per invocation: {batch:#?}")
@@ -576,13 +581,13 @@ async fn an_organization_goes_through_the_work_queue() {
         let item: Value = serde_json::from_str(&record.body).expect("a work item");
         assert_eq!(item["run_id"], run_id.as_str(), "{item}");
         let account = item["account_id"].as_str().expect("account_id").to_string();
-        if account == *audit {
+        if account == *prod {
             assert_eq!(
                 batch.failed,
                 std::slice::from_ref(&record.message_id),
                 "{batch:#?}"
             );
-            denied_counts.push(record.receive_count);
+            transient_counts.push(record.receive_count);
             if record.receive_count < MAX_RECEIVE_COUNT {
                 assert!(
                     delivered.is_empty(),
@@ -595,16 +600,37 @@ async fn an_organization_goes_through_the_work_queue() {
             };
             assert_eq!(
                 subject,
-                &format!("keywatch: account {audit} could not be checked")
+                &format!("keywatch: account {prod} could not be checked")
             );
             assert_eq!(notice["schema"], "keywatch.check-failed/v1", "{notice:#}");
-            assert_eq!(notice["account_id"], audit.as_str(), "{notice:#}");
+            assert_eq!(notice["account_id"], prod.as_str(), "{notice:#}");
             assert_eq!(notice["run_id"], run_id.as_str(), "{notice:#}");
+            assert_eq!(notice["permanent"], false, "{notice:#}");
+            assert_eq!(notice["attempts"], MAX_RECEIVE_COUNT, "{notice:#}");
+            let error = notice["error"].as_str().unwrap_or_default();
+            assert!(
+                error.contains("sts:AssumeRole failed (ServiceFailure)"),
+                "{error}"
+            );
+            continue;
+        }
+        if account == *audit {
+            // Denied: permanent, so said at once and acknowledged.
+            assert!(batch.failed.is_empty(), "not retried in vain: {batch:#?}");
+            assert_eq!(record.receive_count, 1);
+            let [(subject, notice)] = &delivered[..] else {
+                panic!("one notice at once, got {delivered:#?}")
+            };
+            assert_eq!(
+                subject,
+                &format!("keywatch: account {audit} could not be checked")
+            );
             assert_eq!(
                 notice["error_type"], "Keywatch.AssumeRoleFailed",
                 "{notice:#}"
             );
-            assert_eq!(notice["attempts"], MAX_RECEIVE_COUNT, "{notice:#}");
+            assert_eq!(notice["permanent"], true, "{notice:#}");
+            assert_eq!(notice["attempts"], 1, "{notice:#}");
             let error = notice["error"].as_str().unwrap_or_default();
             for needle in [
                 "sts:AssumeRole failed (AccessDenied)",
@@ -634,18 +660,54 @@ async fn an_organization_goes_through_the_work_queue() {
         );
     }
     checked.sort();
-    let others: Vec<String> = active.iter().filter(|a| *a != audit).cloned().collect();
-    assert_eq!(checked, others, "every other account checked exactly once");
-    assert_eq!(denied_counts, (1..=MAX_RECEIVE_COUNT).collect::<Vec<_>>());
-    // The denial came from the proxy, once per attempt (AccessDenied is not retried).
-    let denied = proxy
-        .log()
+    let others: Vec<String> = active
         .iter()
-        .filter(|s| s.fault == Some(Fault::AccessDenied))
-        .count();
-    assert_eq!(denied, attempts);
+        .filter(|a| *a != audit && *a != prod)
+        .cloned()
+        .collect();
+    assert_eq!(checked, others, "every other account checked exactly once");
+    assert_eq!(
+        transient_counts,
+        (1..=MAX_RECEIVE_COUNT).collect::<Vec<_>>()
+    );
+    // Each fault came from the proxy, once per attempt (neither is retried within an attempt here).
+    let served = |fault: Fault| {
+        proxy
+            .log()
+            .iter()
+            .filter(|s| s.fault == Some(fault.clone()))
+            .count()
+    };
+    assert_eq!(served(Fault::AccessDenied), 1);
+    assert_eq!(served(Fault::ServiceFailure), attempts);
 
-    // Worked off: the others deleted, the denied account's message in the DLQ, and nothing else anywhere.
+    // The metrics lines the binary wrote: CheckFailed once per account that failed, on its final failure only,
+    // and never a Findings value for a check that could not look.
+    let emf: Vec<Value> = function
+        .logs()
+        .lines()
+        .filter_map(|line| serde_json::from_str::<Value>(line).ok())
+        .filter(|line| line.get("_aws").is_some() && line["run_id"] == run_id.as_str())
+        .collect();
+    for (account, lines, counted) in [(audit, 1, 1), (prod, attempts, 1)] {
+        let of: Vec<&Value> = emf
+            .iter()
+            .filter(|l| l["AccountId"] == account.as_str())
+            .collect();
+        assert_eq!(of.len(), lines, "{account}: {of:#?}");
+        assert!(of.iter().all(|l| l.get("Findings").is_none()), "{of:#?}");
+        let failed: u64 = of.iter().filter_map(|l| l["CheckFailed"].as_u64()).sum();
+        assert_eq!(
+            failed, counted,
+            "{account}: CheckFailed counts the account once: {of:#?}"
+        );
+    }
+    assert!(emf
+        .iter()
+        .filter(|l| l["AccountId"] != audit.as_str() && l["AccountId"] != prod.as_str())
+        .all(|l| l["CheckFailed"] == 0 && l["Findings"].is_u64()));
+
+    // Worked off: the others deleted, the transient account's message in the DLQ, and nothing else anywhere.
     assert_eq!(queue_depth(&own.sqs, &work.url).await, (0, 0, 0));
     let dead: Vec<Value> = take_bodies(&own.sqs, &work.dlq_url)
         .await
@@ -654,7 +716,7 @@ async fn an_organization_goes_through_the_work_queue() {
         .collect();
     assert_eq!(
         dead,
-        [serde_json::json!({"account_id": audit, "run_id": run_id})]
+        [serde_json::json!({"account_id": prod, "run_id": run_id})]
     );
     let late = own.delivered(&alerts).await;
     assert!(

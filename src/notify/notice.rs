@@ -17,11 +17,16 @@ pub struct Notice<'a> {
     pub account_id: Option<&'a str>,
     pub error_type: &'static str,
     pub error: String,
-    /// How often the check was tried; the message now goes to the dead-letter queue.
+    /// How often the check was tried.
     pub attempts: u32,
     pub message_id: &'a str,
     /// The owner this copy is for, when routing by owner: the account's owner, and `unowned`.
     pub owner: Option<&'a str>,
+    /// A failure that retrying cannot heal (denied, not enabled, a bad setting): the work message is acknowledged
+    /// at once. Else this was the last attempt, and the message goes to the dead-letter queue.
+    pub permanent: bool,
+    /// Alert parts SNS accepted before the failure: the findings were delivered, what came after was not done.
+    pub alert_parts_delivered: usize,
 }
 
 #[derive(Serialize)]
@@ -33,24 +38,49 @@ struct Envelope<'a> {
 /// Subject, and the `MessageStructure=json` envelope, as an alert part is rendered.
 pub fn render(notice: &Notice) -> Result<AlertPart> {
     let account = notice.account_id.unwrap_or("an unknown account");
-    let mut subject = format!("keywatch: account {account} could not be checked");
+    let delivered = notice.alert_parts_delivered > 0;
+    let mut subject = if delivered {
+        format!("keywatch: account {account} was checked, but not every step completed")
+    } else {
+        format!("keywatch: account {account} could not be checked")
+    };
     subject.truncate(MAX_SUBJECT_CHARS);
+    let attempts = if notice.permanent {
+        "not retried: retrying cannot heal this failure, so the work message is acknowledged"
+    } else {
+        "the last; the work message now goes to the dead-letter queue"
+    };
+    let done = if delivered {
+        format!(
+            "Done:     findings delivered ({} alert part(s)); the step below was not done\n",
+            notice.alert_parts_delivered
+        )
+    } else {
+        String::new()
+    };
+    let consequence = if delivered {
+        "The findings above were delivered; fix the cause so the rest (the ledger, Security Hub, deactivation)\n\
+         completes on the next run."
+    } else {
+        "Until this is fixed, keywatch cannot see never-used access keys in this account. The README's\n\
+         \"Checking an organization\" section shows how to deploy the member role everywhere."
+    };
     let text = format!(
         "{subject}\n\n\
          Account:  {account}{owner}\n\
          Run:      {run}\n\
-         Attempts: {attempts} (the last; the work message {message} now goes to the dead-letter queue)\n\
+         Attempts: {count} ({attempts}; message {message})\n\
+         {done}\
          Error:    {error_type}\n\n\
          {error}\n\n\
-         Until this is fixed, keywatch cannot see never-used access keys in this account. The README's\n\
-         \"Checking an organization\" section shows how to deploy the member role everywhere.\n\
+         {consequence}\n\
          -- keywatch",
         owner = notice
             .owner
             .map(|owner| format!("\nOwner:    {owner}"))
             .unwrap_or_default(),
         run = notice.run_id,
-        attempts = notice.attempts,
+        count = notice.attempts,
         message = notice.message_id,
         error_type = notice.error_type,
         error = notice.error,
@@ -95,6 +125,8 @@ mod tests {
             attempts: 3,
             message_id: "m1",
             owner: Some("platform"),
+            permanent: true,
+            alert_parts_delivered: 0,
         })
         .unwrap();
         assert_eq!(
@@ -114,5 +146,45 @@ mod tests {
             serde_json::from_str(envelope["default"].as_str().unwrap()).unwrap();
         assert_eq!(document["account_id"], "111122223333");
         assert_eq!(document["schema"], SCHEMA);
+    }
+
+    #[test]
+    fn a_notice_after_a_delivered_alert_says_what_was_and_was_not_done() {
+        let part = render(&Notice {
+            schema: SCHEMA,
+            run_id: "r1",
+            account_id: Some("111122223333"),
+            error_type: "Keywatch.SecurityHubFailed",
+            error: "Security Hub is not enabled".into(),
+            attempts: 1,
+            message_id: "m1",
+            owner: None,
+            permanent: true,
+            alert_parts_delivered: 2,
+        })
+        .unwrap();
+        assert_eq!(
+            part.subject,
+            "keywatch: account 111122223333 was checked, but not every step completed"
+        );
+        let envelope: serde_json::Value = serde_json::from_str(&part.message).unwrap();
+        let email = envelope["email"].as_str().unwrap();
+        for needle in [
+            "Done:     findings delivered (2 alert part(s))",
+            "not retried: retrying cannot heal this failure",
+            "Security Hub is not enabled",
+        ] {
+            assert!(email.contains(needle), "{needle}: {email}");
+        }
+        assert!(
+            !email.contains("cannot see never-used access keys"),
+            "{email}"
+        );
+        let document: serde_json::Value =
+            serde_json::from_str(envelope["default"].as_str().unwrap()).unwrap();
+        assert_eq!(
+            (&document["permanent"], &document["alert_parts_delivered"]),
+            (&serde_json::json!(true), &serde_json::json!(2))
+        );
     }
 }
