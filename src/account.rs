@@ -27,6 +27,13 @@ use crate::remediate;
 use crate::report::{ApiCalls, Report};
 use crate::verify;
 
+/// The account a check reads, and its owner tag as dispatch read it.
+#[derive(Debug, Clone, Copy)]
+pub struct Target<'a> {
+    pub account_id: &'a str,
+    pub owner: Option<&'a str>,
+}
+
 /// What a check knows of its attempt, and tells back: whether a failure is final, and how many alert parts SNS
 /// accepted before it.
 #[derive(Debug, Default)]
@@ -68,8 +75,10 @@ impl Keywatch {
         // A manual check reads no account tag: its findings are owned by their user's tag, else `unowned`.
         self.check_account(
             &clients,
-            &target,
-            None,
+            Target {
+                account_id: &target,
+                owner: None,
+            },
             invocation,
             run_id,
             deadline,
@@ -110,24 +119,18 @@ impl Keywatch {
     pub(crate) async fn check_account(
         &self,
         clients: &Clients,
-        account_id: &str,
-        account_owner: Option<&str>,
+        target: Target<'_>,
         invocation: &Invocation,
         run_id: &str,
         deadline: &Deadline,
         attempt: &Attempt,
     ) -> Result<Report> {
         let start = Instant::now();
+        let account_id = target.account_id;
         // On the heap: a check's future is large, and a test thread's stack is small.
-        let result = Box::pin(self.check_account_inner(
-            clients,
-            account_id,
-            account_owner,
-            invocation,
-            run_id,
-            deadline,
-            attempt,
-        ))
+        let result = Box::pin(
+            self.check_account_inner(clients, target, invocation, run_id, deadline, attempt),
+        )
         .await;
         let outcome = match &result {
             Ok(report) => Ok(report),
@@ -149,13 +152,16 @@ impl Keywatch {
     async fn check_account_inner(
         &self,
         clients: &Clients,
-        account_id: &str,
-        account_owner: Option<&str>,
+        target: Target<'_>,
         invocation: &Invocation,
         run_id: &str,
         deadline: &Deadline,
         attempt: &Attempt,
     ) -> Result<Report> {
+        let Target {
+            account_id,
+            owner: account_owner,
+        } = target;
         if self.settings.fleet.exclude.contains(account_id) {
             return Err(Error::Excluded(account_id.to_string()));
         }

@@ -8,7 +8,7 @@ use serde_json::Value;
 
 use std::sync::atomic::Ordering;
 
-use crate::account::Attempt;
+use crate::account::{Attempt, Target};
 use crate::config::Scope;
 use crate::deadline::Deadline;
 use crate::dispatch::{Dispatched, Plan};
@@ -158,8 +158,10 @@ impl Keywatch {
                         let checked = self
                             .check_account(
                                 &clients,
-                                &item.account_id,
-                                item.owner.as_deref(),
+                                Target {
+                                    account_id: &item.account_id,
+                                    owner: item.owner.as_deref(),
+                                },
                                 &invocation,
                                 &item.run_id,
                                 &check_deadline,
