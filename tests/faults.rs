@@ -76,6 +76,12 @@ impl Bench {
         Keywatch::new(settings(&vars), isolated_clients(&loader.load().await))
     }
 
+    /// keywatch with these settings, as the Lambda builds it, through the proxy (3 attempts per call).
+    async fn keywatch_with(&self, vars: &[(&str, &str)]) -> Keywatch {
+        let loader = self.proxy.configure(config_loader(3));
+        Keywatch::new(settings(vars), isolated_clients(&loader.load().await))
+    }
+
     /// keywatch with `REMEDIATION=deactivate` and no notice period, through the proxy, after a first run whose
     /// delivered alert named every finding: the next run deactivates them. Add faults after this.
     async fn deactivating(&self) -> Keywatch {
@@ -863,8 +869,7 @@ async fn a_partial_dispatch_resends_only_what_failed_then_fails_naming_the_rest(
         ("ACCOUNTS", listed.as_str()),
         ("WORK_QUEUE_URL", queue.as_str()),
     ];
-    let loader = bench.proxy.configure(config_loader(3));
-    let keywatch = Keywatch::new(settings(&vars), isolated_clients(&loader.load().await));
+    let keywatch = bench.keywatch_with(&vars).await;
     let deadline = Deadline::after(Duration::from_secs(30));
     let dispatch = || {
         keywatch.route(
@@ -943,10 +948,10 @@ async fn a_dispatch_with_no_account_to_check_fails_naming_why() {
     let queue = bench.account.queue("keywatch-work").await;
     let deadline = Deadline::after(Duration::from_secs(30));
     let keywatch_with = |vars: Vec<(&'static str, String)>| {
-        let loader = bench.proxy.configure(config_loader(3));
+        let bench = &bench;
         async move {
             let vars: Vec<(&str, &str)> = vars.iter().map(|(k, v)| (*k, v.as_str())).collect();
-            Keywatch::new(settings(&vars), isolated_clients(&loader.load().await))
+            bench.keywatch_with(&vars).await
         }
     };
     let base = |accounts: &str, exclude: &str| {
@@ -1897,8 +1902,7 @@ async fn a_check_out_of_time_on_its_last_attempt_still_sends_its_notice() {
         ("WORK_QUEUE_URL", work.as_str()),
         ("MAX_RECEIVE_COUNT", "3"),
     ];
-    let loader = bench.proxy.configure(config_loader(3));
-    let keywatch = Keywatch::new(settings(&vars), isolated_clients(&loader.load().await));
+    let keywatch = bench.keywatch_with(&vars).await;
     // The report hangs past the whole invocation's budget.
     bench.proxy.add(Rule::on(
         "iam:GenerateCredentialReport",
@@ -1947,8 +1951,7 @@ async fn a_permanent_failure_after_the_alert_is_said_once_and_not_retried() {
         ("WORK_QUEUE_URL", work.as_str()),
         ("SECURITY_HUB", "true"),
     ];
-    let loader = bench.proxy.configure(config_loader(3));
-    let keywatch = Keywatch::new(settings(&vars), isolated_clients(&loader.load().await));
+    let keywatch = bench.keywatch_with(&vars).await;
     bench
         .proxy
         .add(Rule::on("securityhub:GetFindings", Fault::AccessDenied));
