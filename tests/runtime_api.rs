@@ -454,6 +454,22 @@ async fn an_organization_goes_through_the_work_queue() {
         let queue = own.owner_queue(&topic, team, team).await;
         team_queues.insert(account.to_string(), (team, queue));
     }
+    // The denied member has an owner too: its notice goes to that owner and to `unowned`.
+    organizations
+        .tag_resource()
+        .resource_id(audit)
+        .tags(
+            aws_sdk_organizations::types::Tag::builder()
+                .key("owner")
+                .value("team-audit")
+                .build()
+                .expect("a tag"),
+        )
+        .send()
+        .await
+        .expect("tag the account");
+    // One ledger, in the management account, written with the function's role for every account.
+    let ledger = support::ledger::LedgerTable::create(&own.config).await;
     // 1 s visibility: a failed check is back on the queue a second later.
     let work = WorkQueue::create(&own.sqs, "keywatch-work", 1, MAX_RECEIVE_COUNT).await;
 
@@ -473,6 +489,7 @@ async fn an_organization_goes_through_the_work_queue() {
             ("MAX_RECEIVE_COUNT", &max_receive_count),
             // One try per call: the 500s below reach the check at once instead of after the SDK's backoff.
             ("AWS_MAX_ATTEMPTS", "1"),
+            ("LEDGER_TABLE", &ledger.name),
         ],
     );
     let active: Vec<String> = seeded.keys().cloned().collect();
@@ -618,9 +635,18 @@ async fn an_organization_goes_through_the_work_queue() {
             // Denied: permanent, so said at once and acknowledged.
             assert!(batch.failed.is_empty(), "not retried in vain: {batch:#?}");
             assert_eq!(record.receive_count, 1);
-            let [(subject, notice)] = &delivered[..] else {
-                panic!("one notice at once, got {delivered:#?}")
+            let [(subject, notice), (_, copy)] = &delivered[..] else {
+                panic!("one notice at once, to its owner and to unowned, got {delivered:#?}")
             };
+            let mut owners = [notice["owner"].clone(), copy["owner"].clone()];
+            owners.sort_by_key(|o| o.to_string());
+            assert_eq!(
+                owners,
+                [
+                    serde_json::json!("team-audit"),
+                    serde_json::json!("unowned")
+                ]
+            );
             assert_eq!(
                 subject,
                 &format!("keywatch: account {audit} could not be checked")
@@ -650,7 +676,7 @@ async fn an_organization_goes_through_the_work_queue() {
         let [(subject, document)] = &delivered[..] else {
             panic!("{account}: one alert, got {delivered:#?}")
         };
-        assert!(subject.ends_with(&format!(" in {account}")), "{subject}");
+        assert!(subject.contains(&format!(" in {account}")), "{subject}");
         assert_eq!(document["account_id"], account.as_str(), "{document:#}");
         assert_eq!(document["run_id"], run_id.as_str(), "{document:#}");
         assert_eq!(
@@ -723,6 +749,25 @@ async fn an_organization_goes_through_the_work_queue() {
         late.is_empty(),
         "nothing published after the pump: {late:?}"
     );
+    // The ledger: each checked account's findings under its own account ID, nothing for the others.
+    let mut stored: std::collections::BTreeMap<String, Vec<(String, String)>> =
+        std::collections::BTreeMap::new();
+    for item in ledger.items().await {
+        stored
+            .entry(item.account_id)
+            .or_default()
+            .push((item.user_name, item.access_key_id));
+    }
+    for keys in stored.values_mut() {
+        keys.sort();
+    }
+    let expected: std::collections::BTreeMap<String, Vec<(String, String)>> = seeded
+        .iter()
+        .filter(|(account, keys)| *account != audit && *account != prod && !keys.is_empty())
+        .map(|(account, keys)| (account.clone(), keys.clone()))
+        .collect();
+    assert_eq!(stored, expected);
+
     // Each team's queue got exactly its account's alert, routed by the account's owner tag.
     for (account, (team, queue)) in &team_queues {
         let delivered = own.delivered_with_attributes(queue).await;
