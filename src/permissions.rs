@@ -50,6 +50,16 @@ pub const SECURITY_HUB_ACTIONS: &[&str] =
 /// always as the function's own role (in an Organization, the ledger is in the central account).
 pub const LEDGER_ACTIONS: &[&str] = &["dynamodb:Query", "dynamodb:BatchWriteItem"];
 
+/// Never called, and denied explicitly in both roles (`template.yaml` and `member-role.yaml`), so no bug and no
+/// other policy on the role can create or delete credentials or users. Alongside them, `iam:UpdateAccessKey` is
+/// denied on users exempt for good by the default exemption tag.
+pub const DENIED_ACTIONS: &[&str] = &[
+    "iam:CreateAccessKey",
+    "iam:DeleteAccessKey",
+    "iam:DeleteLoginProfile",
+    "iam:DeleteUser",
+];
+
 /// Needs no grant: AWS allows every principal to ask who it is. Used once per container for the account ID.
 pub const UNGATED_ACTIONS: &[&str] = &["sts:GetCallerIdentity"];
 

@@ -34,9 +34,9 @@ use keywatch::handler::Keywatch;
 use keywatch::inventory::Source;
 use keywatch::ledger::{Item, State};
 use keywatch::permissions::{
-    policy_action, IAM_ACTIONS, LEDGER_ACTIONS, MEMBER_ROLE_ACTIONS, ORGANIZATION_ACTIONS,
-    OWNER_ACTIONS, QUEUE_CONSUME_ACTIONS, QUEUE_SEND_ACTIONS, REMEDIATION_ACTIONS,
-    SECURITY_HUB_ACTIONS, SNS_ACTIONS, UNGATED_ACTIONS,
+    policy_action, DENIED_ACTIONS, IAM_ACTIONS, LEDGER_ACTIONS, MEMBER_ROLE_ACTIONS,
+    ORGANIZATION_ACTIONS, OWNER_ACTIONS, QUEUE_CONSUME_ACTIONS, QUEUE_SEND_ACTIONS,
+    REMEDIATION_ACTIONS, SECURITY_HUB_ACTIONS, SNS_ACTIONS, UNGATED_ACTIONS,
 };
 use keywatch::report::Report;
 use keywatch::route::Response;
@@ -227,8 +227,22 @@ async fn keywatch_as(moto: &Moto, role: &Role, vars: &[(&str, &str)]) -> (Keywat
 /// moto also authorizes SendMessageBatch as an action of its own, where AWS authorizes it as `sqs:SendMessage`
 /// (IAM has no `sqs:SendMessageBatch` action), so this copy adds it next to `sqs:SendMessage`, on the same
 /// queue. [`without`] removes both together.
+///
+/// moto's enforcement knows no condition key but `sts:ExternalId`, and treats a statement whose condition it
+/// cannot verify as an explicit deny of its actions, `Allow` or `Deny`. So this copy runs without the two
+/// conditioned statements, each proven statically in tests/template.rs instead: the `Allow` of `sts:AssumeRole`
+/// loses its `aws:ResourceOrgID` or `aws:ResourceAccount` condition (it stays on the member role's ARN), and the
+/// `Deny` of `iam:UpdateAccessKey` on users exempt for good by tag (`aws:ResourceTag/...`) is left out. The
+/// unconditioned `Deny` of creating and deleting credentials stays in.
 fn relaxed_for_moto(policy: &Value) -> Value {
     let mut policy = policy.clone();
+    let statements = policy["Statement"].as_array_mut().expect("statements");
+    statements.retain(|s| !(s["Effect"] == "Deny" && s.get("Condition").is_some()));
+    for statement in statements.iter_mut() {
+        if let Some(fields) = statement.as_object_mut() {
+            fields.remove("Condition");
+        }
+    }
     for statement in policy["Statement"].as_array_mut().expect("statements") {
         let actions = statement["Action"].as_array_mut().expect("actions");
         if actions.iter().any(|a| a == "sqs:SendMessage") {
@@ -381,11 +395,34 @@ async fn tables(account: &Account) -> Vec<String> {
         .unwrap_or_default()
 }
 
+/// A deployed policy's denies, as CloudFormation left them in moto: creating and deleting credentials always,
+/// and `iam:UpdateAccessKey` on users exempt for good under a condition (the default `ExemptTagKey`).
+fn assert_denies(policy: &Value, what: &str) {
+    let denied = |conditioned: bool| -> BTreeSet<String> {
+        policy["Statement"]
+            .as_array()
+            .expect("statements")
+            .iter()
+            .filter(|s| s["Effect"] == "Deny" && s.get("Condition").is_some() == conditioned)
+            .flat_map(|s| s["Action"].as_array().expect("actions").iter())
+            .map(|a| a.as_str().expect("action").to_string())
+            .collect()
+    };
+    assert_eq!(denied(false), listed(&[DENIED_ACTIONS]), "{what}: {policy}");
+    assert_eq!(
+        denied(true),
+        listed(&[REMEDIATION_ACTIONS]),
+        "{what}: {policy}"
+    );
+}
+
+/// The actions a policy allows (its `Deny` statements left out).
 fn actions(policy: &Value) -> BTreeSet<String> {
     policy["Statement"]
         .as_array()
         .expect("statements")
         .iter()
+        .filter(|s| s["Effect"] == "Allow")
         .flat_map(|s| s["Action"].as_array().expect("actions").iter())
         .map(|a| a.as_str().expect("action").to_string())
         .collect()
@@ -425,6 +462,7 @@ async fn least_privilege_under_enforcement() {
         actions(&role.policy),
         listed(&[IAM_ACTIONS, SNS_ACTIONS, LEDGER_ACTIONS])
     );
+    assert_denies(&role.policy, "the function role");
     for statement in role.policy["Statement"].as_array().expect("statements") {
         let service = |prefix: &str| {
             statement["Action"]
@@ -725,7 +763,7 @@ async fn receive_all(account: &Account, queue_url: &str) -> Vec<SqsRecord> {
 async fn organization_least_privilege_under_enforcement() {
     let moto = Moto::start();
     let own = moto.account().await;
-    let (member_id, member) = organization_with_member(&moto).await;
+    let (organization_id, member_id, member) = organization_with_member(&moto).await;
     let member_key = seed(&member).await;
     let own_key = seed(&own).await;
 
@@ -734,6 +772,7 @@ async fn organization_least_privilege_under_enforcement() {
         "keywatch",
         &[
             ("Accounts", "organization"),
+            ("OrganizationId", &organization_id),
             ("MemberRoleName", "security/keywatch-member"),
         ],
     );
@@ -770,6 +809,7 @@ async fn organization_least_privilege_under_enforcement() {
         LEDGER_ACTIONS,
     ]);
     assert_eq!(actions(&role.policy), listed_for_organization);
+    assert_denies(&role.policy, "the function role");
 
     // The member role as deployed: exactly the IAM reads on *, no DynamoDB action, and trusted only by the
     // function's role.
@@ -780,6 +820,16 @@ async fn organization_least_privilege_under_enforcement() {
         .and_then(|p| p.iter().next())
         .expect("the member role's inline policy");
     assert_eq!(actions(member_policy), listed(&[IAM_ACTIONS]));
+    assert_denies(member_policy, "the member role");
+    // Under moto, without its conditioned deny (see relaxed_for_moto).
+    let member_policy = &relaxed_for_moto(member_policy);
+    put_policy(
+        &member,
+        member_role["name"].as_str().expect("name"),
+        member_policy_name,
+        member_policy,
+    )
+    .await;
     assert!(
         !actions(member_policy)
             .iter()
@@ -1029,11 +1079,20 @@ async fn organization_least_privilege_under_enforcement() {
 }
 
 /// An organization of moto's default account (its management account) and one member account.
-async fn organization_with_member(moto: &Moto) -> (String, Account) {
+/// The organization's ID (for the template's `OrganizationId`), and its member account.
+async fn organization_with_member(moto: &Moto) -> (String, String, Account) {
     let organizations = create_organization(moto).await;
+    let organization_id = organizations
+        .describe_organization()
+        .send()
+        .await
+        .expect("describe the organization")
+        .organization
+        .and_then(|o| o.id)
+        .expect("an organization ID");
     let member_id = create_member(&organizations, "dev").await;
     let member = member_account(moto, &member_id).await;
-    (member_id, member)
+    (organization_id, member_id, member)
 }
 
 /// An access key's status as IAM holds it (enforcement off).
@@ -1321,13 +1380,14 @@ async fn security_hub_and_remediation_least_privilege_under_enforcement() {
 async fn member_role_features_least_privilege_under_enforcement() {
     let moto = Moto::start();
     let own = moto.account().await;
-    let (member_id, member) = organization_with_member(&moto).await;
+    let (organization_id, member_id, member) = organization_with_member(&moto).await;
     let member_key = seed(&member).await;
     let summary = deploy_template(
         &moto,
         "keywatch",
         &[
             ("Accounts", "organization"),
+            ("OrganizationId", &organization_id),
             ("EnableSecurityHub", "true"),
             ("Remediation", "deactivate"),
             ("DeactivateAfterDays", "0"),
@@ -1354,6 +1414,10 @@ async fn member_role_features_least_privilege_under_enforcement() {
         actions(member_policy),
         listed(&[IAM_ACTIONS, SECURITY_HUB_ACTIONS, REMEDIATION_ACTIONS])
     );
+    assert_denies(member_policy, "the member role");
+    // Under moto, without its conditioned deny (see relaxed_for_moto).
+    let member_policy = &relaxed_for_moto(member_policy);
+    put_policy(&member, member_role_name, member_policy_name, member_policy).await;
     let vars = role.vars();
 
     // The function role keeps only what a member check needs of it: AssumeRole, Publish and the ledger's.

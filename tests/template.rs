@@ -73,10 +73,35 @@ struct Grant<'a> {
     statement: &'a Value,
 }
 
-/// Every statement of the function's policies. Only inline policy documents are allowed: a SAM policy
+/// Every `Allow` statement of the function's policies. Only inline policy documents are allowed: a SAM policy
 /// template or a managed policy name would grant actions this test cannot see. A statement is either plain
 /// or `!If [Condition, statement, !Ref AWS::NoValue]`, which exists only under that condition.
 fn grants(template: &Value) -> Vec<Grant<'_>> {
+    with_effect(function_statements(template), "Allow")
+}
+
+/// Every `Deny` statement of the function's policies.
+fn denials(template: &Value) -> Vec<Grant<'_>> {
+    with_effect(function_statements(template), "Deny")
+}
+
+/// The statements of `effect`; every statement is an `Allow` or a `Deny`.
+fn with_effect<'a>(statements: Vec<Grant<'a>>, effect: &str) -> Vec<Grant<'a>> {
+    statements
+        .into_iter()
+        .filter(|g| {
+            let found = g.statement["Effect"].as_str();
+            assert!(
+                matches!(found, Some("Allow" | "Deny")),
+                "Effect is Allow or Deny: {:?}",
+                g.statement
+            );
+            found == Some(effect)
+        })
+        .collect()
+}
+
+fn function_statements(template: &Value) -> Vec<Grant<'_>> {
     let policies = list(&function(template)["Policies"]);
     assert!(!policies.is_empty(), "KeywatchFunction has no policies");
     conditional(policies.iter().flat_map(|policy| {
@@ -88,9 +113,18 @@ fn grants(template: &Value) -> Vec<Grant<'_>> {
     }))
 }
 
-/// Every statement of member-role.yaml's one inline policy, plain or `!If [Condition, statement, !Ref
+/// Every `Allow` statement of member-role.yaml's one inline policy, plain or `!If [Condition, statement, !Ref
 /// AWS::NoValue]` as in [`grants`].
 fn member_grants(member: &Value) -> Vec<Grant<'_>> {
+    with_effect(member_statements(member), "Allow")
+}
+
+/// Every `Deny` statement of member-role.yaml's policy.
+fn member_denials(member: &Value) -> Vec<Grant<'_>> {
+    with_effect(member_statements(member), "Deny")
+}
+
+fn member_statements(member: &Value) -> Vec<Grant<'_>> {
     let properties = &member["Resources"]["MemberRole"]["Properties"];
     let policies = list(&properties["Policies"]);
     assert_eq!(policies.len(), 1, "one inline policy: {policies:?}");
@@ -131,7 +165,6 @@ fn actions(statement: &Value) -> Vec<&str> {
             "{forbidden} makes the grant unreadable for this test: {statement:?}"
         );
     }
-    assert_eq!(statement["Effect"], "Allow", "{statement:?}");
     match &statement["Action"] {
         Value::String(action) => vec![action.as_str()],
         Value::Sequence(list) => list
@@ -161,25 +194,14 @@ fn parameter(template: &Value, name: &str, given: &[(&str, &str)]) -> String {
 /// Whether the template's condition `name` holds for these parameters (defaults for the rest), evaluated as
 /// CloudFormation does: `!Equals`, `!Not`, `!And`, `!Or`, `!Condition`, `!Ref`.
 fn condition(template: &Value, name: &str, given: &[(&str, &str)]) -> bool {
-    fn holds(template: &Value, node: &Value, given: &[(&str, &str)]) -> bool {
-        if let Some(name) = tagged(node, "Condition") {
-            return condition(template, name.as_str().expect("a condition name"), given);
-        }
-        if let Some(operands) = tagged(node, "Equals") {
-            let operands = list(operands);
-            return scalar(template, &operands[0], given) == scalar(template, &operands[1], given);
-        }
-        if let Some(operands) = tagged(node, "Not") {
-            return !holds(template, &list(operands)[0], given);
-        }
-        if let Some(operands) = tagged(node, "And") {
-            return list(operands).iter().all(|o| holds(template, o, given));
-        }
-        if let Some(operands) = tagged(node, "Or") {
-            return list(operands).iter().any(|o| holds(template, o, given));
-        }
-        panic!("unsupported condition expression {node:?}")
-    }
+    let node = &template["Conditions"][name];
+    assert!(!node.is_null(), "the template has no condition {name}");
+    holds(template, node, given)
+}
+
+/// Whether a condition expression holds for these parameters (a `Conditions` entry, a rule's `RuleCondition`
+/// or `Assert`).
+fn holds(template: &Value, node: &Value, given: &[(&str, &str)]) -> bool {
     fn scalar(template: &Value, node: &Value, given: &[(&str, &str)]) -> String {
         match (tagged(node, "Ref"), node) {
             (Some(name), _) => parameter(template, name.as_str().expect("a name"), given),
@@ -188,9 +210,23 @@ fn condition(template: &Value, name: &str, given: &[(&str, &str)]) -> bool {
             (None, other) => panic!("unsupported operand {other:?}"),
         }
     }
-    let node = &template["Conditions"][name];
-    assert!(!node.is_null(), "the template has no condition {name}");
-    holds(template, node, given)
+    if let Some(name) = tagged(node, "Condition") {
+        return condition(template, name.as_str().expect("a condition name"), given);
+    }
+    if let Some(operands) = tagged(node, "Equals") {
+        let operands = list(operands);
+        return scalar(template, &operands[0], given) == scalar(template, &operands[1], given);
+    }
+    if let Some(operands) = tagged(node, "Not") {
+        return !holds(template, &list(operands)[0], given);
+    }
+    if let Some(operands) = tagged(node, "And") {
+        return list(operands).iter().all(|o| holds(template, o, given));
+    }
+    if let Some(operands) = tagged(node, "Or") {
+        return list(operands).iter().any(|o| holds(template, o, given));
+    }
+    panic!("unsupported condition expression {node:?}")
 }
 
 /// The actions the function's policy grants for these parameters: plain statements, and conditional ones
@@ -364,6 +400,9 @@ struct Expected {
     list: &'static [&'static str],
     condition: Option<&'static str>,
     resource: Resource,
+    /// The statement's own IAM condition (operator, key), whose value
+    /// [`assume_role_is_bound_to_the_organization_or_the_listed_accounts`] checks; `None`: it has none.
+    bound: Option<(&'static str, &'static str)>,
 }
 
 enum Resource {
@@ -373,62 +412,79 @@ enum Resource {
     Tagged(&'static str, &'static str),
 }
 
-const EXPECTED: [Expected; 10] = [
+const EXPECTED: [Expected; 11] = [
     // The credential report has no resource ARN, so IAM reads cannot be scoped.
     Expected {
         list: IAM_ACTIONS,
         condition: None,
         resource: Resource::Star,
+        bound: None,
     },
     Expected {
         list: SNS_ACTIONS,
         condition: None,
         resource: Resource::FindingsTopic,
+        bound: None,
     },
     // Organizations has no resource ARN for the account list.
     Expected {
         list: ORGANIZATION_ACTIONS,
         condition: Some("ListOrganization"),
         resource: Resource::Star,
+        bound: None,
     },
     // An account's tags have no narrower resource for accounts the function does not know in advance.
     Expected {
         list: OWNER_ACTIONS,
         condition: Some("ReadAccountOwners"),
         resource: Resource::Star,
+        bound: None,
+    },
+    // The member role, in the organization's accounts or in the listed ones only.
+    Expected {
+        list: MEMBER_ROLE_ACTIONS,
+        condition: Some("ListOrganization"),
+        resource: Resource::Tagged("Sub", "arn:${AWS::Partition}:iam::*:role/${MemberRoleName}"),
+        bound: Some(("StringEquals", "aws:ResourceOrgID")),
     },
     Expected {
         list: MEMBER_ROLE_ACTIONS,
-        condition: Some("CheckAccounts"),
+        condition: Some("CheckListedAccounts"),
         resource: Resource::Tagged("Sub", "arn:${AWS::Partition}:iam::*:role/${MemberRoleName}"),
+        bound: Some(("StringEquals", "aws:ResourceAccount")),
     },
     Expected {
         list: QUEUE_SEND_ACTIONS,
         condition: Some("CheckAccounts"),
         resource: Resource::Tagged("GetAtt", "WorkQueue.Arn"),
+        bound: None,
     },
     Expected {
         list: QUEUE_CONSUME_ACTIONS,
         condition: Some("CheckAccounts"),
         resource: Resource::Tagged("GetAtt", "WorkQueue.Arn"),
+        bound: None,
     },
     // A finding has no ARN to scope to before it is imported.
     Expected {
         list: SECURITY_HUB_ACTIONS,
         condition: Some("UseSecurityHub"),
         resource: Resource::Star,
+        bound: None,
     },
     // Like the IAM reads: an identity policy reaches only its own account's users.
     Expected {
         list: REMEDIATION_ACTIONS,
         condition: Some("DeactivateKeys"),
         resource: Resource::Star,
+        bound: None,
     },
     // Always (the template always sets LEDGER_TABLE), on the stack's own table and nothing else.
     Expected {
         list: LEDGER_ACTIONS,
         condition: None,
         resource: Resource::Tagged("GetAtt", "Ledger.Arn"),
+        bound: None,
     },
 ];
 
@@ -843,10 +899,30 @@ fn the_ledger_table_is_keyed_as_the_code_uses_it_and_kept_safe() {
 #[test]
 fn no_action_is_a_wildcard_or_listed_twice() {
     let template = template();
-    let mut seen = BTreeSet::new();
     for action in statements(&template).into_iter().flat_map(actions) {
         assert!(!action.contains('*'), "template.yaml grants {action}");
-        assert!(seen.insert(action), "template.yaml grants {action} twice");
+    }
+    // sts:AssumeRole has a statement for an organization and one for a list; no parameters give both.
+    for accounts in ACCOUNTS {
+        let given = [
+            ("Accounts", accounts),
+            ("EnableSecurityHub", "true"),
+            ("Remediation", "deactivate"),
+        ];
+        let mut seen = BTreeSet::new();
+        for grant in grants(&template) {
+            if grant
+                .condition
+                .is_none_or(|c| condition(&template, c, &given))
+            {
+                for action in actions(grant.statement) {
+                    assert!(
+                        seen.insert(action),
+                        "template.yaml grants {action} twice for {given:?}"
+                    );
+                }
+            }
+        }
     }
     let mut listed = BTreeSet::new();
     for action in every_listed().iter().chain(UNGATED_ACTIONS) {
@@ -889,8 +965,14 @@ fn each_statement_grants_one_list_under_its_condition_on_its_resource() {
         let actions: BTreeSet<&str> = actions(statement).into_iter().collect();
         let expected = EXPECTED
             .iter()
-            .find(|e| e.list.iter().any(|a| actions.contains(a)))
-            .unwrap_or_else(|| panic!("no list of src/permissions.rs in {statement:?}"));
+            .filter(|e| e.list.iter().any(|a| actions.contains(a)))
+            .find(|e| e.condition == grant.condition)
+            .unwrap_or_else(|| {
+                panic!(
+                    "no list of src/permissions.rs under {:?} in {statement:?}",
+                    grant.condition
+                )
+            });
         assert_eq!(
             actions,
             expected.list.iter().copied().collect(),
@@ -912,6 +994,39 @@ fn each_statement_grants_one_list_under_its_condition_on_its_resource() {
                 "{actions:?}'s Resource must be !{tag} {value}, found {resource:?}"
             ),
         }
+        match expected.bound {
+            None => assert!(
+                statement.get("Condition").is_none(),
+                "{actions:?} carries no IAM condition: {statement:?}"
+            ),
+            Some((operator, key)) => {
+                let keys: Vec<&str> = statement["Condition"]
+                    .as_mapping()
+                    .unwrap_or_else(|| panic!("{actions:?} has a Condition: {statement:?}"))
+                    .iter()
+                    .flat_map(|(op, keys)| {
+                        assert_eq!(op.as_str(), Some(operator), "{statement:?}");
+                        keys.as_mapping().expect("condition keys").keys()
+                    })
+                    .map(|k| k.as_str().expect("a key"))
+                    .collect();
+                assert_eq!(keys, [key], "{statement:?}");
+            }
+        }
+    }
+    // Every expected grant exists.
+    for expected in &EXPECTED {
+        assert!(
+            grants(&template)
+                .iter()
+                .any(|g| g.condition == expected.condition
+                    && actions(g.statement)
+                        .iter()
+                        .any(|a| expected.list.contains(a))),
+            "no statement grants {:?} under {:?}",
+            expected.list,
+            expected.condition
+        );
     }
     // And the function publishes to the very topic it may publish to.
     assert_is_the_findings_topic(
@@ -1036,9 +1151,10 @@ fn allowed_patterns_let_through_only_what_the_code_reads() {
                 "organization",
                 "111111111111",
                 "111111111111,222222222222",
-                "111111111111, 222222222222",
             ],
             &[
+                // The template splits the list on commas into aws:ResourceAccount values.
+                "111111111111, 222222222222",
                 "Self",
                 "ORGANIZATION",
                 "organisation",
@@ -1693,7 +1809,17 @@ fn assert_deployed(summary: &Json, complete: &[&str], unsupported: &[(&str, &str
         .as_array()
         .expect("statements");
     let mut granted = BTreeSet::new();
+    let mut denied = BTreeSet::new();
     for statement in statements {
+        if statement["Effect"] == "Deny" {
+            assert_eq!(statement["Resource"], "*", "{statement}");
+            let conditioned = statement.get("Condition").is_some();
+            for action in statement["Action"].as_array().expect("actions") {
+                denied.insert((action.as_str().expect("action").to_string(), conditioned));
+            }
+            continue;
+        }
+        assert_eq!(statement["Effect"], "Allow", "{statement}");
         let actions: Vec<&str> = statement["Action"]
             .as_array()
             .expect("actions")
@@ -1717,9 +1843,33 @@ fn assert_deployed(summary: &Json, complete: &[&str], unsupported: &[(&str, &str
         };
         assert!(!wanted.is_null(), "{statement}");
         assert_eq!(statement["Resource"], wanted, "{statement}");
+        // The member role only in the organization's accounts, or only in the listed ones.
+        let bound = match scope {
+            _ if service != "sts" => Json::Null,
+            Scope::Organization => serde_json::json!({"StringEquals": {
+                "aws:ResourceOrgID": parameter(&template, "OrganizationId", &given),
+            }}),
+            Scope::Listed(_) => serde_json::json!({"StringEquals": {
+                "aws:ResourceAccount": accounts.split(',').collect::<Vec<_>>(),
+            }}),
+            Scope::Own => panic!("no sts statement for a single account: {statement}"),
+        };
+        assert_eq!(
+            statement.get("Condition").unwrap_or(&Json::Null),
+            &bound,
+            "{statement}"
+        );
         granted.extend(actions.into_iter().map(str::to_string));
     }
     assert_eq!(granted, called_for(&settings), "{given:?}");
+    let mut wanted_denied: BTreeSet<(String, bool)> = keywatch::permissions::DENIED_ACTIONS
+        .iter()
+        .map(|a| (a.to_string(), false))
+        .collect();
+    if parameter(&template, "ExemptTagKey", &given) == "keywatch:exempt" {
+        wanted_denied.insert(("iam:UpdateAccessKey".to_string(), true));
+    }
+    assert_eq!(denied, wanted_denied, "{given:?}");
     // The dashboard as CloudWatch holds it (the script compared it with the template's): only what the code
     // emits.
     assert_dashboard_plots_what_the_code_emits(&summary["dashboard"]["body"], "us-east-1");
@@ -1981,9 +2131,41 @@ async fn template_for_accounts_deploys_on_moto() {
         .chain(["WorkQueue", "WorkDeadLetterQueue", "WorkQueueMapping"])
         .collect();
     let dead_letter_alarm = ("WorkDeadLetterAlarm", "AWS::CloudWatch::Alarm");
+    let queue_policy = ("WorkQueuePolicy", "AWS::SQS::QueuePolicy");
 
-    let summary = deploy_template(&moto, "keywatch-org", &[("Accounts", "organization")]);
-    assert_deployed(&summary, &fleet, &[ALARM, dead_letter_alarm, INVOKE_CONFIG]);
+    // As CloudFormation, the deploy refuses an organization without its ID, naming the rule.
+    let output = std::process::Command::new(venv_tool("python"))
+        .arg(project_dir().join("tools/deploy_template.py"))
+        .args([
+            "--endpoint",
+            &moto.endpoint,
+            "--stack-name",
+            "keywatch-no-org-id",
+        ])
+        .args(["--parameter", "Accounts=organization"])
+        .output()
+        .expect("run tools/deploy_template.py");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr
+            .contains("OrganizationIdForOrganization: Accounts=organization needs OrganizationId"),
+        "{stderr}"
+    );
+
+    let summary = deploy_template(
+        &moto,
+        "keywatch-org",
+        &[
+            ("Accounts", "organization"),
+            ("OrganizationId", "o-a1b2c3d4e5"),
+        ],
+    );
+    assert_deployed(
+        &summary,
+        &fleet,
+        &[ALARM, dead_letter_alarm, queue_policy, INVOKE_CONFIG],
+    );
 
     let summary = deploy_template(
         &moto,
@@ -2000,7 +2182,11 @@ async fn template_for_accounts_deploys_on_moto() {
             ("DeactivateAfterDays", "30"),
         ],
     );
-    assert_deployed(&summary, &fleet, &[ALARM, dead_letter_alarm, INVOKE_CONFIG]);
+    assert_deployed(
+        &summary,
+        &fleet,
+        &[ALARM, dead_letter_alarm, queue_policy, INVOKE_CONFIG],
+    );
 }
 
 /// `EnableSecurityHub=true` and `Remediation=deactivate` for a single account: the role gains exactly Security
@@ -2034,4 +2220,335 @@ async fn template_with_security_hub_and_remediation_deploys_on_moto() {
             .unwrap_or_else(|| panic!("a statement of exactly {wanted:?}: {statements:?}"));
         assert_eq!(statement["Resource"], "*");
     }
+}
+
+/// The statement of `list` under the template condition `name`.
+fn grant_under<'a>(grants: &[Grant<'a>], list: &[&str], name: &str) -> &'a Value {
+    grants
+        .iter()
+        .find(|g| {
+            g.condition == Some(name) && actions(g.statement).iter().any(|a| list.contains(a))
+        })
+        .unwrap_or_else(|| panic!("no statement of {list:?} under {name}"))
+        .statement
+}
+
+/// `sts:AssumeRole` reaches only the organization's accounts (`aws:ResourceOrgID` equal to the `OrganizationId`
+/// parameter) or only the listed accounts (`aws:ResourceAccount` equal to `Accounts` split on its commas, which
+/// are the accounts the code checks), and exactly one of the two exists whenever the code leaves its account.
+#[test]
+fn assume_role_is_bound_to_the_organization_or_the_listed_accounts() {
+    let template = template();
+    let grants = grants(&template);
+    let organization = grant_under(&grants, MEMBER_ROLE_ACTIONS, "ListOrganization");
+    let org_id = &organization["Condition"]["StringEquals"]["aws:ResourceOrgID"];
+    assert_eq!(
+        tagged(org_id, "Ref").and_then(Value::as_str),
+        Some("OrganizationId"),
+        "{organization:?}"
+    );
+    let listed = grant_under(&grants, MEMBER_ROLE_ACTIONS, "CheckListedAccounts");
+    let split = list(
+        tagged(
+            &listed["Condition"]["StringEquals"]["aws:ResourceAccount"],
+            "Split",
+        )
+        .unwrap_or_else(|| panic!("aws:ResourceAccount is !Split: {listed:?}")),
+    );
+    assert_eq!(split[0], ",", "{listed:?}");
+    assert_eq!(
+        tagged(&split[1], "Ref").and_then(Value::as_str),
+        Some("Accounts")
+    );
+    for accounts in ACCOUNTS.iter().copied().chain(["111111111111"]) {
+        let given = [("Accounts", accounts)];
+        let scope = scope(accounts).unwrap_or_else(|e| panic!("ACCOUNTS={accounts}: {e}"));
+        let in_organization = condition(&template, "ListOrganization", &given);
+        let in_list = condition(&template, "CheckListedAccounts", &given);
+        assert!(!(in_organization && in_list), "{accounts}");
+        assert_eq!(
+            in_organization || in_list,
+            scope != Scope::Own,
+            "{accounts}"
+        );
+        if let Scope::Listed(checked) = &scope {
+            assert!(in_list, "{accounts}");
+            let mut resource_accounts: Vec<String> = parameter(&template, "Accounts", &given)
+                .split(',')
+                .map(str::to_string)
+                .collect();
+            resource_accounts.sort();
+            let mut checked = checked.clone();
+            checked.sort();
+            assert_eq!(
+                resource_accounts, checked,
+                "exactly the accounts the code checks"
+            );
+        }
+    }
+}
+
+/// `Accounts=organization` cannot deploy without the organization's ID (a rule CloudFormation checks before it
+/// creates anything), and the ID has the organization ID's shape.
+#[test]
+fn organization_id_is_required_for_an_organization_and_validated() {
+    let template = template();
+    let rule = &template["Rules"]["OrganizationIdForOrganization"];
+    let assertions = list(&rule["Assertions"]);
+    assert_eq!(assertions.len(), 1);
+    let passes = |given: &[(&str, &str)]| {
+        !holds(&template, &rule["RuleCondition"], given)
+            || holds(&template, &assertions[0]["Assert"], given)
+    };
+    let org_id = "o-a1b2c3d4e5";
+    assert!(!passes(&[("Accounts", "organization")]));
+    assert!(passes(&[
+        ("Accounts", "organization"),
+        ("OrganizationId", org_id)
+    ]));
+    assert!(passes(&[("Accounts", "self")]));
+    assert!(passes(&[("Accounts", "111111111111,222222222222")]));
+    assert!(assertions[0]["AssertDescription"]
+        .as_str()
+        .is_some_and(|d| d.contains("OrganizationId")));
+
+    let pattern = template["Parameters"]["OrganizationId"]["AllowedPattern"]
+        .as_str()
+        .expect("OrganizationId has an AllowedPattern");
+    let accepted = ["", "o-a1b2c3d4e5", &format!("o-{}", "a".repeat(32))];
+    let rejected = [
+        "o-a1b2c3d4e",
+        "O-A1B2C3D4E5",
+        "r-a1b2c3d4e5",
+        "o-a1b2c3d4e5 ",
+        &format!("o-{}", "a".repeat(33)),
+    ];
+    let values: Vec<&str> = accepted
+        .iter()
+        .chain(rejected.iter())
+        .map(|v| v.as_ref())
+        .collect();
+    let output = std::process::Command::new(venv_tool("python"))
+        .args([
+            "-c",
+            "import json, re, sys; p, vs = json.loads(sys.argv[1]); print(json.dumps([re.fullmatch(p, v) is not None for v in vs]))",
+        ])
+        .arg(serde_json::json!([pattern, values]).to_string())
+        .output()
+        .expect("run python");
+    assert!(output.status.success(), "{output:?}");
+    let matched: Vec<bool> = serde_json::from_slice(&output.stdout).expect("a JSON list");
+    for (value, matched) in values.iter().zip(matched) {
+        assert_eq!(
+            matched,
+            accepted.contains(value),
+            "OrganizationId {value:?}"
+        );
+    }
+}
+
+/// Whether an IAM `Condition` block holds for a request whose only context key is `key`, present with `value`
+/// or absent: the operators these templates use, as IAM evaluates them (a negated operator holds when the key
+/// is absent).
+fn iam_condition_holds(block: &Value, key: &str, value: Option<&str>) -> bool {
+    fn like(pattern: &[u8], text: &[u8]) -> bool {
+        match (pattern.first(), text.first()) {
+            (None, None) => true,
+            (Some(b'*'), _) => {
+                like(&pattern[1..], text) || (!text.is_empty() && like(pattern, &text[1..]))
+            }
+            (Some(b'?'), Some(_)) => like(&pattern[1..], &text[1..]),
+            (Some(p), Some(t)) if p == t => like(&pattern[1..], &text[1..]),
+            _ => false,
+        }
+    }
+    let block = block.as_mapping().expect("a Condition block");
+    block.iter().all(|(operator, keys)| {
+        let keys = keys.as_mapping().expect("condition keys");
+        assert_eq!(keys.len(), 1, "{keys:?}");
+        let (named, wanted) = keys.iter().next().expect("a key");
+        assert_eq!(named.as_str(), Some(key));
+        let wanted: Vec<&str> = match wanted {
+            Value::String(s) => vec![s.as_str()],
+            Value::Sequence(items) => items
+                .iter()
+                .map(|i| i.as_str().expect("a string"))
+                .collect(),
+            other => panic!("a condition value is a string or a list: {other:?}"),
+        };
+        match (operator.as_str().expect("an operator"), value) {
+            ("Null", _) => {
+                assert_eq!(wanted, ["false"], "Null: false (the key is present)");
+                value.is_some()
+            }
+            ("StringNotEqualsIgnoreCase" | "StringNotLike", None) => true,
+            ("StringNotEqualsIgnoreCase", Some(v)) => {
+                wanted.iter().all(|w| !w.eq_ignore_ascii_case(v))
+            }
+            ("StringNotLike", Some(v)) => wanted.iter().all(|w| !like(w.as_bytes(), v.as_bytes())),
+            (other, _) => panic!("this proof does not evaluate {other}"),
+        }
+    })
+}
+
+/// Both roles deny, with no condition, exactly the four actions keywatch never calls (creating or deleting
+/// credentials or users), and deny `iam:UpdateAccessKey` on users exempt for good. That deny is keyed on
+/// `aws:ResourceTag/<tag>` for the tag the function reads as `EXEMPT_TAG_KEY` (the `ExemptTagKey` parameter),
+/// exists exactly when the parameter is that tag, and, evaluated as IAM does over tag values, denies only
+/// where the code's own reading of the tag exempts the user now and forever: an expired date, `false` or no
+/// tag leaves the key deactivatable. moto cannot evaluate these condition keys (tests/least_privilege.rs
+/// leaves the conditioned deny out of its runs, and says so), so this is their proof.
+#[test]
+fn both_roles_deny_creating_and_deleting_credentials_and_touching_users_exempt_for_good() {
+    use keywatch::evaluate::exemption::{read_tag, TagExemption};
+    use keywatch::permissions::DENIED_ACTIONS;
+    let template = template();
+    let member = member_template();
+    let variables = &function(&template)["Environment"]["Variables"];
+    assert_eq!(
+        tagged(&variables["EXEMPT_TAG_KEY"], "Ref").and_then(Value::as_str),
+        Some("ExemptTagKey")
+    );
+    let default_key = parameter(&template, "ExemptTagKey", &[]);
+    assert_eq!(parameter(&member, "ExemptTagKey", &[]), default_key);
+    let denied: BTreeSet<&str> = DENIED_ACTIONS.iter().copied().collect();
+    assert!(
+        denied.is_disjoint(&every_listed()),
+        "a denied action is never called"
+    );
+
+    for (file, doc, denials) in [
+        ("template.yaml", &template, denials(&template)),
+        ("member-role.yaml", &member, member_denials(&member)),
+    ] {
+        let (plain, conditioned): (Vec<_>, Vec<_>) = denials
+            .iter()
+            .partition(|g| g.statement.get("Condition").is_none());
+        assert_eq!(plain.len(), 1, "{file}: one unconditioned deny");
+        let statement = plain[0].statement;
+        assert_eq!(plain[0].condition, None, "{file}: always");
+        assert_eq!(statement["Resource"], "*", "{file}");
+        let never: BTreeSet<&str> = actions(statement).into_iter().collect();
+        assert_eq!(never, denied, "{file}: exactly the four");
+
+        assert_eq!(conditioned.len(), 1, "{file}: one conditioned deny");
+        let grant = conditioned[0];
+        let statement = grant.statement;
+        assert_eq!(actions(statement), REMEDIATION_ACTIONS, "{file}");
+        assert_eq!(statement["Resource"], "*", "{file}");
+        let block = &statement["Condition"];
+        let keys: BTreeSet<&str> = block
+            .as_mapping()
+            .expect("a Condition")
+            .values()
+            .flat_map(|keys| keys.as_mapping().expect("keys").keys())
+            .map(|k| k.as_str().expect("a key"))
+            .collect();
+        assert_eq!(keys.len(), 1, "{file}: one condition key: {keys:?}");
+        let key = *keys.first().expect("a key");
+        let tag = key
+            .strip_prefix("aws:ResourceTag/")
+            .unwrap_or_else(|| panic!("{file}: keyed on the user's tag, found {key}"));
+        assert_eq!(
+            tag, default_key,
+            "{file}: the tag EXEMPT_TAG_KEY names by default"
+        );
+        let name = grant
+            .condition
+            .unwrap_or_else(|| panic!("{file}: only for its tag key"));
+        assert!(condition(doc, name, &[("ExemptTagKey", tag)]), "{file}");
+        for other in ["owner", "", "keywatch:Exempt"] {
+            assert!(
+                !condition(doc, name, &[("ExemptTagKey", other)]),
+                "{file}: with ExemptTagKey={other:?} the deny would key on a tag the code does not read"
+            );
+        }
+
+        let now = time::OffsetDateTime::now_utc();
+        let forever = now + time::Duration::days(365 * 200);
+        let exempt_forever = |value: &str| {
+            [now, forever]
+                .into_iter()
+                .all(|at| matches!(read_tag(tag, value, at), TagExemption::Exempt(_)))
+        };
+        let samples = [
+            "",
+            "SEC-1234",
+            "true",
+            "yes",
+            "ticket 42",
+            "false",
+            "FALSE",
+            "False",
+            " false ",
+            "2099-01-01",
+            "1999-01-01",
+            "2026-02-30",
+            " SEC-1",
+            "until 2099-01-01",
+        ];
+        for value in samples {
+            let denies = iam_condition_holds(block, key, Some(value));
+            if denies {
+                assert!(
+                    exempt_forever(value),
+                    "{file}: IAM denies deactivating a key of a user tagged {value:?}, which the code may deactivate"
+                );
+            }
+        }
+        for value in ["", "SEC-1234", "true", "yes", "ticket 42"] {
+            assert!(
+                iam_condition_holds(block, key, Some(value)),
+                "{file}: {value:?} is exempt for good"
+            );
+        }
+        assert!(
+            !iam_condition_holds(block, key, None),
+            "{file}: an untagged user"
+        );
+    }
+}
+
+/// The work queue takes messages only from the function's role: a `Deny` of `sqs:SendMessage` to every other
+/// principal, which holds even against a principal of this account whose own policy allows sending.
+#[test]
+fn only_the_function_role_may_send_work() {
+    let template = template();
+    let policy = &template["Resources"]["WorkQueuePolicy"];
+    assert_eq!(policy["Type"], "AWS::SQS::QueuePolicy");
+    assert_eq!(policy["Condition"], "CheckAccounts");
+    let queues = list(&policy["Properties"]["Queues"]);
+    assert_eq!(queues.len(), 1);
+    assert_eq!(
+        tagged(&queues[0], "Ref").and_then(Value::as_str),
+        Some("WorkQueue")
+    );
+    let statements = list(&policy["Properties"]["PolicyDocument"]["Statement"]);
+    assert_eq!(statements.len(), 1, "{statements:?}");
+    let statement = &statements[0];
+    assert_eq!(statement["Effect"], "Deny");
+    assert_eq!(statement["Principal"], "*");
+    assert_eq!(
+        actions(statement),
+        QUEUE_SEND_ACTIONS,
+        "SendMessageBatch is authorized as SendMessage"
+    );
+    assert_eq!(
+        tagged(&statement["Resource"], "GetAtt").and_then(Value::as_str),
+        Some("WorkQueue.Arn")
+    );
+    assert_eq!(
+        tagged(
+            &statement["Condition"]["ArnNotEquals"]["aws:PrincipalArn"],
+            "GetAtt"
+        )
+        .and_then(Value::as_str),
+        Some("KeywatchFunctionRole.Arn"),
+        "{statement:?}"
+    );
+    assert_eq!(
+        statement["Condition"].as_mapping().map(|m| m.len()),
+        Some(1),
+        "{statement:?}"
+    );
 }

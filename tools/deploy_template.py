@@ -20,9 +20,9 @@ every problem listed, if a resource the template should create is missing or not
 moto 5.2.5 limits, handled in the open (each one is listed under "moto_workarounds" in the summary):
 - moto's CloudFormation skips resource types it does not implement (with only a Python warning, and still
   reports the stack CREATE_COMPLETE). Of this template's types, AWS::CloudWatch::Alarm, AWS::SNS::Subscription
-  and AWS::Lambda::EventInvokeConfig (which SAM makes from the function's EventInvokeConfig) are skipped. They
-  are listed under "unsupported", and created through their own API (PutMetricAlarm, Subscribe,
-  PutFunctionEventInvokeConfig) from the same resolved properties, so botocore still checks their property
+  AWS::Lambda::EventInvokeConfig (which SAM makes from the function's EventInvokeConfig) and
+  AWS::SQS::QueuePolicy are skipped. They are listed under "unsupported", and created through their own API
+  (PutMetricAlarm, Subscribe, PutFunctionEventInvokeConfig, SetQueueAttributes) from the same resolved properties, so botocore still checks their property
   names and types against the service model. (AWS::SQS::Queue, AWS::Lambda::EventSourceMapping and
   AWS::CloudWatch::Dashboard it creates; the script reads them back and compares them with the template.)
 - moto stores an AWS::IAM::Role's inline `Policies` as a Python dict instead of a JSON string, and its IAM
@@ -38,6 +38,8 @@ moto 5.2.5 limits, handled in the open (each one is listed under "moto_workaroun
   keeps SSESpecification under CloudFormation's name (SSEEnabled) and DescribeTable then shows no
   SSEDescription: encryption cannot be read back from moto, so the summary says so ("not_kept_by_moto") and
   tests/template.rs checks it in the template.
+- moto's CloudFormation ignores the template's Rules. The script evaluates them first, as CloudFormation does
+  before it creates anything, and refuses the parameters (exit status 1) when an assertion fails.
 """
 
 from __future__ import annotations
@@ -59,7 +61,12 @@ PROJECT = Path(__file__).resolve().parent.parent
 REGION = "us-east-1"
 
 # Resource types moto 5.2.5's CloudFormation does not create (moto/cloudformation/parsing.py skips them).
-MOTO_UNSUPPORTED = {"AWS::CloudWatch::Alarm", "AWS::SNS::Subscription", "AWS::Lambda::EventInvokeConfig"}
+MOTO_UNSUPPORTED = {
+    "AWS::CloudWatch::Alarm",
+    "AWS::SNS::Subscription",
+    "AWS::Lambda::EventInvokeConfig",
+    "AWS::SQS::QueuePolicy",
+}
 
 
 def log(message: str) -> None:
@@ -127,6 +134,11 @@ def main() -> int:
         for problem in summary["problems"]:
             log(f"FAILED: {problem}")
         return 1 if summary["problems"] else 0
+    broken = broken_rules(template, parameter_values(template, parameters, args.stack_name, account_id))
+    if broken:
+        for rule in broken:
+            log(f"FAILED: {rule}")
+        return 1
     upload_code(client("s3"), template, args.stack_name)
     transformed = transform(template, parameters, ManagedPolicyLoader(client("iam")))
     log(f"transformed: {', '.join(sorted(transformed['Resources']))}")
@@ -151,6 +163,11 @@ def main() -> int:
     if stack["StackStatus"] != "CREATE_COMPLETE":
         problems.append(f"stack is {stack['StackStatus']}: {stack.get('StackStatusReason', '')}")
 
+    if physical.get("KeywatchFunctionRole"):
+        # For resources created below through their own API (the work queue's policy names the role).
+        attributes["KeywatchFunctionRole.Arn"] = client("iam").get_role(RoleName=physical["KeywatchFunctionRole"])[
+            "Role"
+        ]["Arn"]
     resources: dict[str, dict[str, str]] = {}
     unsupported: dict[str, str] = {}
     workarounds: list[str] = []
@@ -281,6 +298,22 @@ def parameter_values(
     for name, spec in template.get("Parameters", {}).items():
         values[name] = given.get(name, spec.get("Default"))
     return values
+
+
+def broken_rules(template: dict, values: dict[str, Any]) -> list[str]:
+    """The template's Rules whose assertions fail for these parameters, as CloudFormation checks them before
+    it creates anything: each as "<rule>: <AssertDescription>"."""
+    broken = []
+    for name, rule in template.get("Rules", {}).items():
+        checks = {"__applies": rule.get("RuleCondition", {"Fn::Equals": ["always", "always"]})}
+        checks.update({f"__assert{i}": a["Assert"] for i, a in enumerate(rule["Assertions"])})
+        results = evaluate_conditions({**template.get("Conditions", {}), **checks}, values)
+        if not results["__applies"]:
+            continue
+        for i, assertion in enumerate(rule["Assertions"]):
+            if not results[f"__assert{i}"]:
+                broken.append(f"{name}: {' '.join(assertion.get('AssertDescription', 'assertion failed').split())}")
+    return broken
 
 
 def evaluate_conditions(conditions: dict, values: dict[str, Any]) -> dict[str, bool]:
@@ -502,6 +535,10 @@ def create_unsupported(client: Any, stack_name: str, name: str, kind: str, props
     if kind == "AWS::Lambda::EventInvokeConfig":
         client("lambda").put_function_event_invoke_config(**props)
         return f"{name}: created with lambda:PutFunctionEventInvokeConfig (moto's CloudFormation skips {kind})"
+    if kind == "AWS::SQS::QueuePolicy":
+        for url in props["Queues"]:
+            client("sqs").set_queue_attributes(QueueUrl=url, Attributes={"Policy": json.dumps(props["PolicyDocument"])})
+        return f"{name}: set with sqs:SetQueueAttributes Policy (moto's CloudFormation skips {kind})"
     raise ValueError(f"no API fallback for {kind}")
 
 
@@ -695,6 +732,12 @@ def check_work_queues(
             else:
                 expect(f"{name} {key}", held.get(key), str(value).lower() if isinstance(value, bool) else str(value))
 
+    held_policy = sqs.get_queue_attributes(QueueUrl=physical["WorkQueue"], AttributeNames=["Policy"])["Attributes"]
+    expect(
+        "WorkQueue Policy",
+        json.loads(held_policy.get("Policy", "null")),
+        wanted("WorkQueuePolicy")["PolicyDocument"],
+    )
     mapping = [m for m in mappings if m["EventSourceArn"] == attributes["WorkQueue.Arn"]]
     expect("event source mappings of the work queue", len(mapping), 1)
     if len(mapping) == 1:
