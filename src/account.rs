@@ -305,8 +305,14 @@ impl Keywatch {
             let start = Instant::now();
             let due = self.settings.remediation.due(&report.findings, checked_at);
             if !due.is_empty() {
-                let outcome =
-                    remediate::deactivate(iam, &due, member_role.as_deref(), deadline).await;
+                let outcome = remediate::deactivate(
+                    iam,
+                    &due,
+                    member_role.as_deref(),
+                    self.settings.concurrency,
+                    deadline,
+                )
+                .await;
                 report.remediated = outcome.remediated;
                 report.remediation_skipped = outcome.skipped;
                 report.remediation_failed = outcome.failed;

@@ -3,6 +3,7 @@
 
 use aws_sdk_iam::types::StatusType;
 use aws_sdk_iam::Client as IamClient;
+use futures_util::StreamExt;
 use serde::Serialize;
 use time::{Duration, OffsetDateTime};
 
@@ -97,19 +98,40 @@ enum Acted {
     Skipped(String),
 }
 
-/// Deactivates each due finding, one at a time. A failure does not stop the others: it is collected, so the
-/// alert can say which key failed before the run fails.
+/// Time a check keeps back after remediation: no key is started later than this before the check's deadline,
+/// so the ledger still records each deactivation and the alert still announces it, with its undo command.
+pub const REMEDIATION_RESERVE: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// Deactivates each due finding, `concurrency` at a time (as verification reads them). A failure does not stop
+/// the others: it is collected, so the alert can say which key failed before the run fails. A key not started
+/// before the deadline's [`REMEDIATION_RESERVE`] is skipped, saying so: it stays Active and is due again in the
+/// next run. A key already started finishes within the deadline itself, so no deactivation is cut off halfway.
 pub async fn deactivate(
     iam: &IamClient,
     due: &[&Finding],
     member_role: Option<&str>,
+    concurrency: usize,
     deadline: &Deadline,
 ) -> Outcome {
+    let start_by = deadline.reserving(REMEDIATION_RESERVE);
+    let acted: Vec<(&Finding, Result<Acted>)> = futures_util::stream::iter(due.iter().copied())
+        .map(|finding| {
+            let start_by = &start_by;
+            async move {
+                if start_by.remaining().is_zero() {
+                    return (finding, Ok(Acted::Skipped(NOT_REACHED.to_string())));
+                }
+                let acted = deadline
+                    .run("remediation", deactivate_one(iam, finding))
+                    .await;
+                (finding, acted)
+            }
+        })
+        .buffered(concurrency.max(1))
+        .collect()
+        .await;
     let mut outcome = Outcome::default();
-    for finding in due {
-        let acted = deadline
-            .run("remediation", deactivate_one(iam, finding))
-            .await;
+    for (finding, acted) in acted {
         let (finding_id, user_name, access_key_id) = (
             finding.finding_id.clone(),
             finding.user_name.clone(),
@@ -180,6 +202,9 @@ async fn deactivate_one(iam: &IamClient, finding: &Finding) -> Result<Acted> {
 }
 
 const KEY_GONE: &str = "the key was deleted since it was verified";
+const NOT_REACHED: &str =
+    "not reached before the invocation's deadline (the rest of the time is kept to record \
+     and announce the keys deactivated): it stays Active and is deactivated in the next run";
 
 /// The run's error once the alert is out: every key that could not be deactivated, by name.
 pub fn failure(failed: &[Failed]) -> Option<Error> {

@@ -1436,3 +1436,79 @@ async fn each_owner_receives_exactly_their_keys_through_a_filter_policy() {
         "routing adds no IAM call"
     );
 }
+
+/// Remediation starts no key later than `REMEDIATION_RESERVE` before the deadline, so the ledger and the alert
+/// still get their time: a run with less than that left when keys fall due deactivates none, reports each as
+/// skipped with the reason (in the report and the delivered alert), keeps them open in the ledger, and the next
+/// run with time to spare deactivates them.
+#[tokio::test]
+async fn keys_not_reached_before_the_deadline_are_skipped_and_deactivated_next_run() {
+    use keywatch::remediate::REMEDIATION_RESERVE;
+    let moto = Moto::start();
+    let a = moto.account().await;
+    let (topic, queue) = a.topic_with_queue().await;
+    let ledger = LedgerTable::create(&a.config).await;
+    let mut keys = Vec::new();
+    for user in ["ann", "bob", "cat"] {
+        a.console_user(user).await;
+        keys.push(a.key(user).await.id);
+    }
+    keys.sort();
+    let proxy = Proxy::start(&moto.endpoint);
+    let vars = [
+        ("FINDINGS_TOPIC_ARN", topic.as_str()),
+        ("AWS_REGION", "us-east-1"),
+        ("REMEDIATION", "deactivate"),
+        ("DEACTIVATE_AFTER_DAYS", "0"),
+        ("LEDGER_TABLE", ledger.name.as_str()),
+        ("CONCURRENCY", "2"),
+        ("ALERTS", "every-run"),
+    ];
+    let keywatch = through(&proxy, &vars).await;
+    check(&keywatch, "alerts").await.expect("the first alert");
+    a.delivered(&queue).await;
+
+    let short = Deadline::after(REMEDIATION_RESERVE - Duration::from_secs(1));
+    let report = keywatch
+        .run(&SCHEDULED, "short", &short)
+        .await
+        .expect("a run short of time still alerts");
+    assert!(report.remediated.is_empty(), "{:?}", report.remediated);
+    assert!(report.remediation_failed.is_empty());
+    assert_eq!(
+        keys_of(&report.remediation_skipped, |s| &s.access_key_id),
+        keys
+    );
+    for skipped in &report.remediation_skipped {
+        assert!(
+            skipped
+                .reason
+                .contains("not reached before the invocation's deadline"),
+            "{skipped:?}"
+        );
+    }
+    assert_eq!(
+        proxy.requests().get("iam:UpdateAccessKey"),
+        None,
+        "no key was started"
+    );
+    assert!(a.key_statuses().await.values().all(|s| s == "Active"));
+    for key in &keys {
+        assert_eq!(ledger.item(key).await.state, State::Open, "{key}");
+    }
+    let delivered = a.delivered(&queue).await;
+    let [(_, document)] = &delivered[..] else {
+        panic!("one alert: {delivered:?}")
+    };
+    let skipped = document["remediation_skipped"]
+        .as_array()
+        .unwrap_or_else(|| panic!("the alert lists the keys skipped: {document}"));
+    assert_eq!(
+        keys_of(skipped, |s| s["access_key_id"].as_str().unwrap()),
+        keys
+    );
+
+    let next = check(&keywatch, "next").await.expect("the next run");
+    assert_eq!(keys_of(&next.remediated, |r| &r.access_key_id), keys);
+    assert!(a.key_statuses().await.values().all(|s| s == "Inactive"));
+}
