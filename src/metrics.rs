@@ -23,6 +23,11 @@ pub const METRICS: [(&str, &str); 10] = [
     ("CheckFailed", "Count"),
 ];
 
+/// Written per account (and rolled up): what an organization's dashboard and alarm need by account. Every other
+/// metric is per deployment only, so an organization of many accounts does not pay for (or hit CloudWatch's
+/// limits with) a series of each per account.
+pub const PER_ACCOUNT: [&str; 2] = ["Findings", "CheckFailed"];
+
 /// The metrics a failed check can vouch for; it writes no `Findings`, so a graph of findings shows a gap, not a
 /// false zero.
 const FAILED_METRICS: [&str; 3] = ["ApiCalls", "DurationMs", "CheckFailed"];
@@ -70,17 +75,18 @@ pub struct Metadata {
     /// Milliseconds since the epoch.
     #[serde(rename = "Timestamp")]
     pub timestamp: i64,
+    /// The per-account metrics, then the rest; a directive with no metric is left out.
     #[serde(rename = "CloudWatchMetrics")]
-    pub cloud_watch_metrics: [Directive; 1],
+    pub cloud_watch_metrics: Vec<Directive>,
 }
 
 #[derive(Debug, Serialize)]
 pub struct Directive {
     #[serde(rename = "Namespace")]
     pub namespace: &'static str,
-    /// Per account, and a roll-up without dimensions.
+    /// Per account and a roll-up without dimensions (`[["AccountId"], []]`), or the roll-up only (`[[]]`).
     #[serde(rename = "Dimensions")]
-    pub dimensions: [Vec<&'static str>; 2],
+    pub dimensions: Vec<Vec<&'static str>>,
     #[serde(rename = "Metrics")]
     pub metrics: Vec<Metric>,
 }
@@ -118,21 +124,29 @@ pub fn line<'a>(
         Err(Failed { final_failure, .. }) => final_failure.then_some(1),
     };
     let ledger = report.filter(|r| r.resolved.is_some());
-    let metrics = METRICS
+    let (per_account, per_deployment): (Vec<Metric>, Vec<Metric>) = METRICS
         .iter()
         .filter(|(name, _)| report.is_some() || FAILED_METRICS.contains(name))
         .filter(|(name, _)| *name != "CheckFailed" || counted.is_some())
         .filter(|(name, _)| ledger.is_some() || !LEDGER_METRICS.contains(name))
         .map(|&(name, unit)| Metric { name, unit })
-        .collect();
+        .partition(|metric| PER_ACCOUNT.contains(&metric.name));
+    let directives = [
+        (vec![vec![DIMENSION], vec![]], per_account),
+        (vec![vec![]], per_deployment),
+    ]
+    .into_iter()
+    .filter(|(_, metrics)| !metrics.is_empty())
+    .map(|(dimensions, metrics)| Directive {
+        namespace: NAMESPACE,
+        dimensions,
+        metrics,
+    })
+    .collect();
     EmfLine {
         aws: Metadata {
             timestamp: i64::try_from(now.unix_timestamp_nanos() / 1_000_000).unwrap_or(0),
-            cloud_watch_metrics: [Directive {
-                namespace: NAMESPACE,
-                dimensions: [vec![DIMENSION], vec![]],
-                metrics,
-            }],
+            cloud_watch_metrics: directives,
         },
         account_id,
         run_id,
@@ -169,6 +183,25 @@ mod tests {
     use super::*;
     use time::macros::datetime;
 
+    /// Each directive's dimension sets and metric names, in order; every directive in the keywatch namespace.
+    fn directives(line: &serde_json::Value) -> Vec<(serde_json::Value, Vec<&str>)> {
+        line["_aws"]["CloudWatchMetrics"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|d| {
+                assert_eq!(d["Namespace"], "keywatch");
+                let names = d["Metrics"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .map(|m| m["Name"].as_str().unwrap())
+                    .collect();
+                (d["Dimensions"].clone(), names)
+            })
+            .collect()
+    }
+
     #[test]
     fn lines_follow_the_embedded_metric_format() {
         let mut report =
@@ -186,20 +219,36 @@ mod tests {
         report.open = Some(vec![report.findings[0].finding_id.clone()]);
         report.resolved = Some(vec![]);
         let ok = serde_json::to_value(line("123456789012", "r1", Ok(&report), 1500, now)).unwrap();
-        let directive = &ok["_aws"]["CloudWatchMetrics"][0];
         assert_eq!(ok["_aws"]["Timestamp"], 1_796_040_000_000i64);
-        assert_eq!(directive["Namespace"], "keywatch");
+        let declared = directives(&ok);
         assert_eq!(
-            directive["Dimensions"],
-            serde_json::json!([["AccountId"], []])
+            declared,
+            [
+                (
+                    serde_json::json!([["AccountId"], []]),
+                    vec!["Findings", "CheckFailed"]
+                ),
+                (
+                    serde_json::json!([[]]),
+                    vec![
+                        "NewFindings",
+                        "ResolvedFindings",
+                        "OldestOpenFindingDays",
+                        "Pending",
+                        "Exempted",
+                        "UsersExamined",
+                        "ApiCalls",
+                        "DurationMs"
+                    ]
+                ),
+            ]
         );
-        let names: Vec<&str> = directive["Metrics"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|m| m["Name"].as_str().unwrap())
-            .collect();
-        assert_eq!(names, METRICS.map(|(name, _)| name));
+        let names: Vec<&str> = declared.iter().flat_map(|(_, n)| n.clone()).collect();
+        let mut every: Vec<&str> = METRICS.map(|(name, _)| name).to_vec();
+        every.sort();
+        let mut sorted = names.clone();
+        sorted.sort();
+        assert_eq!(sorted, every);
         // Every declared metric has a value at the top level, as EMF requires.
         for name in &names {
             assert!(ok[name].is_number(), "{name}: {ok}");
@@ -226,15 +275,20 @@ mod tests {
             retried.get("CheckFailed").is_none(),
             "an attempt that will be retried: {retried}"
         );
+        assert_eq!(
+            directives(&retried),
+            [(serde_json::json!([[]]), vec!["ApiCalls", "DurationMs"])],
+            "no per-account directive with nothing in it"
+        );
         let failed =
             serde_json::to_value(line("123456789012", "r1", Err(failure(true)), 900, now)).unwrap();
-        let names: Vec<&str> = failed["_aws"]["CloudWatchMetrics"][0]["Metrics"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|m| m["Name"].as_str().unwrap())
-            .collect();
-        assert_eq!(names, ["ApiCalls", "DurationMs", "CheckFailed"]);
+        assert_eq!(
+            directives(&failed),
+            [
+                (serde_json::json!([["AccountId"], []]), vec!["CheckFailed"]),
+                (serde_json::json!([[]]), vec!["ApiCalls", "DurationMs"]),
+            ]
+        );
         assert_eq!(failed["CheckFailed"], 1);
         assert!(failed.get("Findings").is_none(), "no false zero: {failed}");
     }

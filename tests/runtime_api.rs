@@ -137,6 +137,25 @@ fn emf_line(function: &Function, run_id: &str) -> Value {
     }
 }
 
+/// An EMF line's directives: each one's dimension sets and metric names, all in the keywatch namespace.
+fn directives(line: &Value) -> Vec<(Value, Vec<&str>)> {
+    line["_aws"]["CloudWatchMetrics"]
+        .as_array()
+        .unwrap_or_else(|| panic!("no directives in {line}"))
+        .iter()
+        .map(|d| {
+            assert_eq!(d["Namespace"], "keywatch", "{line}");
+            let names = d["Metrics"]
+                .as_array()
+                .unwrap_or_else(|| panic!("no metrics in {line}"))
+                .iter()
+                .map(|m| m["Name"].as_str().unwrap_or_default())
+                .collect();
+            (d["Dimensions"].clone(), names)
+        })
+        .collect()
+}
+
 fn event_file(name: &str) -> String {
     let path = project_dir().join("events").join(name);
     std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
@@ -190,10 +209,25 @@ async fn the_binary_serves_events_through_the_runtime_api() {
     assert!(!report["run_id"].as_str().unwrap_or_default().is_empty());
     // The metrics line the process printed for this check (CloudWatch Embedded Metric Format), from its output.
     let emf = emf_line(&function, report["run_id"].as_str().unwrap_or_default());
-    assert_eq!(emf["_aws"]["CloudWatchMetrics"][0]["Namespace"], "keywatch");
+    // Findings and CheckFailed per account and rolled up; the rest rolled up only.
     assert_eq!(
-        emf["_aws"]["CloudWatchMetrics"][0]["Dimensions"],
-        serde_json::json!([["AccountId"], []])
+        directives(&emf),
+        [
+            (
+                serde_json::json!([["AccountId"], []]),
+                vec!["Findings", "CheckFailed"]
+            ),
+            (
+                serde_json::json!([[]]),
+                vec![
+                    "Pending",
+                    "Exempted",
+                    "UsersExamined",
+                    "ApiCalls",
+                    "DurationMs"
+                ]
+            ),
+        ]
     );
     assert_eq!(emf["AccountId"], "123456789012");
     assert_eq!(
@@ -726,6 +760,17 @@ async fn an_organization_goes_through_the_work_queue() {
         assert_eq!(
             failed, counted,
             "{account}: CheckFailed counts the account once: {of:#?}"
+        );
+        // The final failure's line declares CheckFailed per account, and nothing it cannot vouch for.
+        let last = of.last().expect("a line");
+        assert_eq!(last["CheckFailed"], 1, "{last}");
+        assert_eq!(
+            directives(last),
+            [
+                (serde_json::json!([["AccountId"], []]), vec!["CheckFailed"]),
+                (serde_json::json!([[]]), vec!["ApiCalls", "DurationMs"]),
+            ],
+            "{account}"
         );
     }
     assert!(emf

@@ -1537,6 +1537,8 @@ struct Plotted {
     stat: String,
     /// A SEARCH expression: every metric of that schema, whatever its dimension values.
     search: bool,
+    /// `SORT(SEARCH(...), MAX, DESC, n)`: only the `n` series with the highest maximum, highest first.
+    top: Option<usize>,
 }
 
 /// The metrics a widget plots: explicit metric arrays `[namespace, name, (dimension, value)*, {options}]` and
@@ -1578,13 +1580,26 @@ fn plotted(widget: &Json) -> Vec<Plotted> {
                 dimensions: fields[2..].chunks(2).map(|d| d[0].to_string()).collect(),
                 stat: stat.to_string(),
                 search: false,
+                top: None,
             }
         })
         .collect()
 }
 
-/// `SEARCH('{keywatch,AccountId} MetricName="Findings"', 'Maximum', 86400)`.
+/// `SEARCH('{keywatch,AccountId} MetricName="Findings"', 'Maximum', 86400)`, or that inside
+/// `SORT(..., MAX, DESC, n)`.
 fn search(expression: &str) -> Plotted {
+    if let Some(inner) = expression.strip_prefix("SORT(") {
+        let (searched, top) = inner
+            .strip_suffix(')')
+            .and_then(|i| i.rsplit_once(", MAX, DESC, "))
+            .unwrap_or_else(|| panic!("only SORT(SEARCH(...), MAX, DESC, n): {expression}"));
+        let top: usize = top.parse().expect("a number of series");
+        return Plotted {
+            top: Some(top),
+            ..search(searched)
+        };
+    }
     let unsupported = || -> ! {
         panic!("only SEARCH('{{schema}} MetricName=\"name\"', 'stat', period): {expression}")
     };
@@ -1616,6 +1631,7 @@ fn search(expression: &str) -> Plotted {
         dimensions: schema.map(str::to_string).collect(),
         stat: stat.to_string(),
         search: true,
+        top: None,
     }
 }
 
@@ -1657,12 +1673,30 @@ fn assert_dashboard_plots_what_the_code_emits(
         by_title.insert(title, plotted);
     }
     let plots = |wanted: &dyn Fn(&Plotted) -> bool| by_title.values().any(|p| p.iter().any(wanted));
-    assert!(
-        plots(&|m| m.name == "Findings" && m.search && m.dimensions == [metrics::DIMENSION]),
-        "findings per account: a SEARCH over {{{},{}}}: {body}",
-        metrics::NAMESPACE,
-        metrics::DIMENSION
-    );
+    for metric in by_title.values().flatten() {
+        assert!(
+            metric.dimensions.is_empty() || metrics::PER_ACCOUNT.contains(&metric.name.as_str()),
+            "{} is written per deployment only, not per {}",
+            metric.name,
+            metrics::DIMENSION
+        );
+    }
+    // CloudWatch's SEARCH returns at most 500 series: the accounts with the most findings first, cut at 100,
+    // and the title says so.
+    let findings: Vec<(&String, &Plotted)> = by_title
+        .iter()
+        .flat_map(|(title, p)| p.iter().map(move |m| (title, m)))
+        .filter(|(_, m)| m.name == "Findings" && m.search && m.dimensions == [metrics::DIMENSION])
+        .collect();
+    let [(title, findings)] = &findings[..] else {
+        panic!(
+            "findings per account: one SEARCH over {{{},{}}}: {body}",
+            metrics::NAMESPACE,
+            metrics::DIMENSION
+        )
+    };
+    assert_eq!(findings.top, Some(100), "{title}");
+    assert!(title.contains("100 accounts with the most"), "{title}");
     assert!(
         plots(&|m| m.name == "CheckFailed" && m.dimensions.is_empty() && m.stat == "Sum"),
         "failed checks: the roll-up's Sum: {body}"
@@ -1717,6 +1751,34 @@ fn dashboard_body(template: &Value, region: &str) -> Json {
 #[test]
 fn dashboard_plots_only_what_the_code_emits() {
     let template = template();
+    // An account's failed check alarms the day it happens, on the findings topic, for every deployment that
+    // checks other accounts: the roll-up of the metric the code writes once per account whose check failed.
+    let alarm = &template["Resources"]["CheckFailedAlarm"];
+    assert_eq!(alarm["Type"], "AWS::CloudWatch::Alarm");
+    assert_eq!(alarm["Condition"], "CheckAccounts");
+    let properties = &alarm["Properties"];
+    assert_eq!(properties["Namespace"], metrics::NAMESPACE);
+    assert_eq!(properties["MetricName"], "CheckFailed");
+    assert!(metrics::PER_ACCOUNT.contains(&"CheckFailed"));
+    assert!(
+        properties.get("Dimensions").is_none(),
+        "the roll-up, over every account"
+    );
+    assert_eq!(properties["Statistic"], "Sum");
+    assert_eq!(
+        parameter(&template, "ScheduleExpression", &[]),
+        "rate(1 day)",
+        "the alarm's period is the default schedule's"
+    );
+    assert_eq!(properties["Period"], 86400);
+    assert_eq!(properties["EvaluationPeriods"], 1);
+    assert_eq!(properties["Threshold"], 0);
+    assert_eq!(properties["ComparisonOperator"], "GreaterThanThreshold");
+    assert_eq!(properties["TreatMissingData"], "notBreaching");
+    let actions = list(&properties["AlarmActions"]);
+    assert_eq!(actions.len(), 1);
+    assert_is_the_findings_topic(&actions[0], "CheckFailedAlarm's action");
+
     let body = dashboard_body(&template, "eu-west-3");
     let widgets = assert_dashboard_plots_what_the_code_emits(&body, "eu-west-3");
     assert_eq!(widgets.len(), 5, "{:?}", widgets.keys());
@@ -2132,6 +2194,7 @@ async fn template_for_accounts_deploys_on_moto() {
         .collect();
     let dead_letter_alarm = ("WorkDeadLetterAlarm", "AWS::CloudWatch::Alarm");
     let queue_policy = ("WorkQueuePolicy", "AWS::SQS::QueuePolicy");
+    let failed_alarm = ("CheckFailedAlarm", "AWS::CloudWatch::Alarm");
 
     // As CloudFormation, the deploy refuses an organization without its ID, naming the rule.
     let output = std::process::Command::new(venv_tool("python"))
@@ -2164,7 +2227,13 @@ async fn template_for_accounts_deploys_on_moto() {
     assert_deployed(
         &summary,
         &fleet,
-        &[ALARM, dead_letter_alarm, queue_policy, INVOKE_CONFIG],
+        &[
+            ALARM,
+            dead_letter_alarm,
+            failed_alarm,
+            queue_policy,
+            INVOKE_CONFIG,
+        ],
     );
 
     let summary = deploy_template(
@@ -2185,7 +2254,13 @@ async fn template_for_accounts_deploys_on_moto() {
     assert_deployed(
         &summary,
         &fleet,
-        &[ALARM, dead_letter_alarm, queue_policy, INVOKE_CONFIG],
+        &[
+            ALARM,
+            dead_letter_alarm,
+            failed_alarm,
+            queue_policy,
+            INVOKE_CONFIG,
+        ],
     );
 }
 

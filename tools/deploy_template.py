@@ -711,6 +711,8 @@ def check_work_queues(
                 problems.append(f"{name} exists with Accounts=self")
         expect("event source mappings with Accounts=self", mappings, [])
         expect("dead-letter alarm with Accounts=self", alarms, [])
+        failed = client("cloudwatch").describe_alarms(AlarmNames=[f"{values['AWS::StackName']}-CheckFailedAlarm"])
+        expect("failed-check alarm with Accounts=self", failed["MetricAlarms"], [])
         return problems
     for name in ("WorkQueue", "WorkDeadLetterQueue", "WorkQueueMapping"):
         if name not in resources:
@@ -759,6 +761,14 @@ def check_work_queues(
     )
     topic = values.get("ExistingTopicArn") or physical.get("FindingsTopic")
     expect("dead-letter alarm actions", [a["AlarmActions"] for a in alarms], [[topic]])
+    failed = client("cloudwatch").describe_alarms(AlarmNames=[f"{values['AWS::StackName']}-CheckFailedAlarm"])[
+        "MetricAlarms"
+    ]
+    expect(
+        "failed-check alarm (namespace, metric, dimensions, actions)",
+        [(a["Namespace"], a["MetricName"], a.get("Dimensions", []), a["AlarmActions"]) for a in failed],
+        [("keywatch", "CheckFailed", [], [topic])],
+    )
     return problems
 
 
