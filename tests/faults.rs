@@ -1106,13 +1106,11 @@ async fn a_denied_deactivation_is_alerted_then_fails_the_run() {
 async fn hub_findings(
     hub: &aws_sdk_securityhub::Client,
 ) -> BTreeMap<String, (String, String, String)> {
-    let findings = hub
-        .get_findings()
-        .send()
-        .await
-        .expect("GetFindings")
-        .findings
-        .unwrap_or_default();
+    let mut findings = Vec::new();
+    let mut pages = hub.get_findings().into_paginator().send();
+    while let Some(page) = pages.next().await {
+        findings.extend(page.expect("GetFindings").findings.unwrap_or_default());
+    }
     findings
         .into_iter()
         .map(|f| {
@@ -1275,6 +1273,94 @@ async fn security_hub_findings_are_imported_kept_and_archived_only_after_a_succe
         ann.updated_at, ann.created_at,
         "UpdatedAt is the run's time"
     );
+}
+
+/// Security Hub's limits: 250 findings go in as imports of at most 100 (the proxy refuses a larger one, as AWS
+/// does and moto does not), each finding once; the hub's findings are read back a page of 100 at a time (moto
+/// pages GetFindings as AWS does); when 120 keys are deleted, the next run archives exactly those 120, past the first page too.
+#[tokio::test]
+async fn security_hub_takes_250_findings_100_at_a_time_and_reads_them_back_in_pages() {
+    let bench = Bench::start().await;
+    let a = &bench.account;
+    let mut keys = Vec::new();
+    for n in 0..250 {
+        let user = format!("u{n:03}");
+        a.console_user(&user).await;
+        keys.push((user.clone(), a.key(&user).await.id));
+    }
+    let loader = bench.proxy.configure(config_loader(3));
+    let vars = [
+        ("FINDINGS_TOPIC_ARN", TOPIC),
+        ("AWS_REGION", "us-east-1"),
+        ("SECURITY_HUB", "true"),
+        ("ALERTS", "every-run"),
+    ];
+    let keywatch = Keywatch::new(settings(&vars), isolated_clients(&loader.load().await));
+    let hub = aws_sdk_securityhub::Client::new(&bench.moto.sdk_config().await);
+    let deadline = Deadline::after(Duration::from_secs(120));
+    let calls = |action: &str| {
+        bench
+            .proxy
+            .take_log()
+            .iter()
+            .filter(|s| s.action == action)
+            .count()
+    };
+    bench.proxy.take_log();
+
+    let first = keywatch
+        .run(&scheduled(Source::CredentialReport), "first", &deadline)
+        .await
+        .expect("250 findings imported");
+    assert_eq!(first.findings.len(), 250);
+    assert_eq!(
+        first
+            .security_hub
+            .as_ref()
+            .map(|s| (s.imported, s.archived)),
+        Some((250, 0))
+    );
+    assert_eq!(
+        calls("securityhub:BatchImportFindings"),
+        3,
+        "100 + 100 + 50, none refused"
+    );
+    let stored = hub_findings(&hub).await;
+    assert_eq!(stored.len(), 250);
+    assert!(stored.values().all(|(state, _, _)| state == "ACTIVE"));
+
+    for (user, key) in keys.iter().take(120) {
+        a.iam
+            .delete_access_key()
+            .user_name(user)
+            .access_key_id(key)
+            .send()
+            .await
+            .expect("delete a key");
+    }
+    bench.proxy.take_log();
+    let next = keywatch
+        .run(&scheduled(Source::CredentialReport), "next", &deadline)
+        .await
+        .expect("the next run");
+    assert_eq!(
+        next.security_hub.as_ref().map(|s| (s.imported, s.archived)),
+        Some((130, 120))
+    );
+    let log = bench.proxy.take_log();
+    let count = |action: &str| log.iter().filter(|s| s.action == action).count();
+    assert_eq!(
+        count("securityhub:GetFindings"),
+        3,
+        "250 findings in the hub, read 100 a page"
+    );
+    assert_eq!(count("securityhub:BatchImportFindings"), 3, "250 updates");
+    let stored = hub_findings(&hub).await;
+    for (n, (user, key)) in keys.iter().enumerate() {
+        let state = &stored[&format!("123456789012/{user}/{key}")].0;
+        let wanted = if n < 120 { "ARCHIVED" } else { "ACTIVE" };
+        assert_eq!(state, wanted, "{user}");
+    }
 }
 
 /// Security Hub answers a batch with `FailedFindings`: the run fails, naming the IDs it did not take.

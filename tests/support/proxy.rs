@@ -480,6 +480,20 @@ async fn handle(state: Arc<State>, reset: Arc<AtomicBool>, request: Request<Inco
         _ => {}
     }
 
+    // Security Hub's limit, which moto does not enforce: at most 100 findings per import.
+    if action == "securityhub:BatchImportFindings" {
+        let findings = serde_json::from_slice::<serde_json::Value>(&body)
+            .ok()
+            .and_then(|b| b["Findings"].as_array().map(Vec::len))
+            .unwrap_or_else(|| panic!("proxy: a BatchImportFindings request without Findings"));
+        if findings > HUB_MAX_IMPORT {
+            return Ok(hub_error(
+                "InvalidInputException",
+                &format!("Findings: {findings} findings in one call; at most {HUB_MAX_IMPORT}"),
+            ));
+        }
+    }
+
     // SQS enqueues none of a failed entry: moto must not see it either.
     let (head, body) = match &fault {
         Some(Fault::FailBatchEntry(id)) => without_batch_entry(head, body, id),
@@ -610,6 +624,20 @@ fn fail_batch_entry(body: &[u8], id: &str) -> Option<Bytes> {
         None => answer["Failed"] = serde_json::json!([failed]),
     }
     serde_json::to_vec(&answer).ok().map(Bytes::from)
+}
+
+/// Security Hub's limit of findings per BatchImportFindings call. (moto pages GetFindings itself, 100 a page.)
+const HUB_MAX_IMPORT: usize = 100;
+
+/// A Security Hub (REST JSON) error.
+fn hub_error(code: &str, message: &str) -> Response<Full<Bytes>> {
+    let mut headers = HeaderMap::new();
+    headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    if let Ok(value) = HeaderValue::from_str(code) {
+        headers.insert("x-amzn-errortype", value);
+    }
+    let body = serde_json::json!({ "Code": code, "Message": message }).to_string();
+    response(StatusCode::BAD_REQUEST, headers, Bytes::from(body))
 }
 
 /// IAM's defaults for ListUsers: 100 users a page unless `MaxItems` asks for more, and never more than 1,000.
