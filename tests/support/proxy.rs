@@ -8,7 +8,7 @@
 //! faults, depend on scheduling: a seed fixes the rates and the mix, not the interleaving.
 
 use std::collections::BTreeMap;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::thread::JoinHandle;
 use std::time::Duration;
@@ -197,6 +197,8 @@ struct State {
     first_report: Mutex<Option<(StatusCode, HeaderMap, Bytes)>>,
     /// Page moto's ListUsers answer as IAM does (see [`Proxy::page_list_users`]).
     page_list_users: AtomicBool,
+    /// At most this many users a ListUsers page (0: IAM's own limit), see [`Proxy::page_list_users_by`].
+    list_users_page_cap: AtomicUsize,
     /// Seconds to move every key's `CreateDate` back in ListAccessKeys answers (see [`Proxy::age_keys`]).
     key_age_seconds: AtomicU64,
 }
@@ -232,6 +234,7 @@ impl Proxy {
             log: Mutex::new(Vec::new()),
             first_report: Mutex::new(None),
             page_list_users: AtomicBool::new(false),
+            list_users_page_cap: AtomicUsize::new(0),
             key_age_seconds: AtomicU64::new(0),
         });
         let (stop, stopped) = oneshot::channel();
@@ -272,6 +275,13 @@ impl Proxy {
     /// `Marker` on, with `IsTruncated` and the next `Marker`. moto itself always answers with every user.
     pub fn page_list_users(&self) {
         self.state.page_list_users.store(true, Ordering::SeqCst);
+    }
+
+    /// As [`Proxy::page_list_users`], with at most `cap` users a page whatever `MaxItems` asks (IAM, too, may
+    /// answer fewer than asked and say `IsTruncated`): a few dozen users then take many pages.
+    pub fn page_list_users_by(&self, cap: usize) {
+        self.state.list_users_page_cap.store(cap, Ordering::SeqCst);
+        self.page_list_users();
     }
 
     /// From now on, every access key looks `days` older in ListAccessKeys answers: moto dates each key "now",
@@ -463,9 +473,14 @@ async fn handle(state: Arc<State>, reset: Arc<AtomicBool>, request: Request<Inco
         }
         Some(Fault::Delay(delay)) => tokio::time::sleep(*delay).await,
         Some(Fault::StaleReport) => {
-            if let Some((status, headers, body)) = lock(&state.first_report).clone() {
-                return Ok(response(status, headers, body));
-            }
+            // Never a fresh report in its place: a test that asked for a stale one would prove nothing.
+            let Some((status, headers, body)) = lock(&state.first_report).clone() else {
+                panic!(
+                    "proxy: StaleReport asked for before any credential report went through this proxy; \
+                     record one first (a run, or a GetCredentialReport through the proxy)"
+                )
+            };
+            return Ok(response(status, headers, body));
         }
         Some(Fault::UseKeyFirst { id, secret }) => use_key(&state.upstream, id, secret).await,
         Some(Fault::RespondJson(body)) => {
@@ -533,7 +548,11 @@ async fn handle(state: Arc<State>, reset: Arc<AtomicBool>, request: Request<Inco
         && status == StatusCode::OK
         && state.page_list_users.load(Ordering::SeqCst)
     {
-        page_users(&body, &form).unwrap_or(body)
+        // Never moto's unpaged answer in its place: a paging test would pass without paging.
+        let cap = state.list_users_page_cap.load(Ordering::SeqCst);
+        page_users(&body, &form, cap).unwrap_or_else(|| {
+            panic!("proxy: cannot page moto's ListUsers answer (not the XML expected, or a Marker this proxy did not give)")
+        })
     } else {
         body
     };
@@ -646,7 +665,7 @@ const IAM_MAX_PAGE: usize = 1_000;
 const MARKER_PREFIX: &str = "keywatch-test-page-";
 
 /// One IAM-sized page of moto's full ListUsers answer; `None` if the XML is not the shape expected.
-fn page_users(body: &[u8], form: &[(String, String)]) -> Option<Bytes> {
+fn page_users(body: &[u8], form: &[(String, String)], cap: usize) -> Option<Bytes> {
     let xml = std::str::from_utf8(body).ok()?;
     let param = |name: &str| {
         form.iter()
@@ -657,6 +676,7 @@ fn page_users(body: &[u8], form: &[(String, String)]) -> Option<Bytes> {
         .and_then(|v| v.parse::<usize>().ok())
         .unwrap_or(IAM_DEFAULT_PAGE)
         .clamp(1, IAM_MAX_PAGE);
+    let size = if cap > 0 { size.min(cap) } else { size };
     let from = match param("Marker") {
         None => 0,
         Some(marker) => marker.strip_prefix(MARKER_PREFIX)?.parse().ok()?,
