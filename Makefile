@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 TOOLS_STAMP := $(VENV)/.installed-$(shell cat tools/requirements.txt | cksum | cut -d' ' -f1)
 
-.PHONY: test demo tools lint unit clean bench checkov sam-validate fuzz-smoke
+.PHONY: test demo tools lint unit clean bench soak checkov sam-validate fuzz-smoke
 
 ## test: format check, clippy, unit and integration tests (moto), template lint. What CI runs.
 test: tools
@@ -24,7 +24,14 @@ demo: tools
 ## (also BENCH_LATENCY_MS; BENCH_ORG_ACCOUNTS=0 skips the organization).
 bench: tools
 	cargo build --release --locked --bin keywatch
-	cargo test --locked --test scale
+	TEST_TIME_LIMIT_SECS=0 cargo test --locked --test scale
+
+## soak: the fault soak at length: 200 runs of seeded random faults on seeded random accounts, 8 side by side
+## (make test runs 40 of them). SOAK_RUNS sets the number.
+SOAK_RUNS ?= 200
+soak: tools
+	set -o pipefail; SOAK_RUNS=$(SOAK_RUNS) cargo test --locked --test faults soak_random_faults -- --nocapture \
+		| grep -v '^{"_aws"'   # the tally and any failure, without each run's metrics line
 
 # $(call make-venv,DIR,REQUIREMENTS): a venv at DIR holding exactly REQUIREMENTS (installed with uv, which takes
 # seconds where pip takes tens), stamped so a change to the requirements file reinstalls it.

@@ -41,6 +41,66 @@ pub struct Moto {
     log: PathBuf,
     pub endpoint: String,
     pub port: u16,
+    _watchdog: Watchdog,
+}
+
+/// How long a test that starts moto may run, unless `TEST_TIME_LIMIT_SECS` says otherwise (0: no limit; `make
+/// bench` runs unlimited). The longest test takes about four minutes on 2 cores.
+const TEST_TIME_LIMIT: Duration = Duration::from_secs(900);
+
+/// The moto servers this test binary runs, for the watchdog to stop.
+static MOTO_PIDS: std::sync::Mutex<Vec<u32>> = std::sync::Mutex::new(Vec::new());
+
+/// A per-test time limit: past it, the test binary exits naming the test, so a hung emulator fails CI by name
+/// instead of stalling it. Dropped (the test finished), it stands down.
+pub struct Watchdog {
+    _done: Option<std::sync::mpsc::Sender<()>>,
+}
+
+impl Watchdog {
+    pub fn start(what: &str) -> Watchdog {
+        let limit = match std::env::var("TEST_TIME_LIMIT_SECS") {
+            Ok(secs) => Duration::from_secs(secs.parse().unwrap_or_else(|_| {
+                panic!("TEST_TIME_LIMIT_SECS={secs:?} is not a number of seconds")
+            })),
+            Err(_) => TEST_TIME_LIMIT,
+        };
+        if limit.is_zero() {
+            return Watchdog { _done: None };
+        }
+        // libtest names each test's thread after the test.
+        let test = std::thread::current()
+            .name()
+            .unwrap_or("a test (off its own thread)")
+            .to_string();
+        let what = what.to_string();
+        let (done, wait) = std::sync::mpsc::channel::<()>();
+        std::thread::spawn(move || {
+            if let Err(std::sync::mpsc::RecvTimeoutError::Timeout) = wait.recv_timeout(limit) {
+                // Straight to stderr: the test harness captures eprintln!, and would drop it on exit.
+                let _ = writeln!(
+                    std::io::stderr(),
+                    "TIME LIMIT: {test} ran past {limit:?} ({what}); exiting the test binary so CI fails here"
+                );
+                // The emulators of every test in this binary, which exiting would leave running.
+                for pid in MOTO_PIDS.lock().map(|p| p.clone()).unwrap_or_default() {
+                    let _ = Command::new("kill").arg(pid.to_string()).status();
+                }
+                std::process::exit(101);
+            }
+        });
+        Watchdog { _done: Some(done) }
+    }
+}
+
+/// The port in moto's `Running on http://127.0.0.1:PORT` line.
+fn bound_port(log: &str) -> Option<u16> {
+    log.split("Running on http://127.0.0.1:")
+        .nth(1)?
+        .split(|c: char| !c.is_ascii_digit())
+        .next()?
+        .parse()
+        .ok()
 }
 
 /// How long moto may take to answer its first request (it imports every service first).
@@ -50,11 +110,18 @@ impl Moto {
     /// Starts moto from the project's venv. Fails (never skips) when it is not installed, and fails fast,
     /// printing moto's own log, when the server exits or never answers.
     pub fn start() -> Moto {
+        static STARTED: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
         let server = venv_tool("moto_server");
-        let port = free_port();
-        let (log, log_path) = log_file(&format!("moto-{port}"));
+        let name = format!(
+            "moto-{}-{}",
+            std::process::id(),
+            STARTED.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+        );
+        let (log, log_path) = log_file(&name);
+        // Port 0: moto binds a port the kernel picks and logs it, so no other server can take it in between,
+        // and the server that answers is this one.
         let child = Command::new(&server)
-            .args(["-H", "127.0.0.1", "-p", &port.to_string()])
+            .args(["-H", "127.0.0.1", "-p", "0"])
             .stdout(log.try_clone().expect("log file handle"))
             .stderr(log)
             .spawn()
@@ -62,26 +129,43 @@ impl Moto {
         let mut moto = Moto {
             child,
             log: log_path,
-            endpoint: format!("http://127.0.0.1:{port}"),
-            port,
+            endpoint: String::new(),
+            port: 0,
+            _watchdog: Watchdog::start(&name),
         };
+        if let Ok(mut pids) = MOTO_PIDS.lock() {
+            pids.push(moto.child.id());
+        }
         let started = Instant::now();
-        while http(port, "GET", "/moto-api/", "").map(|(status, _)| status) != Some(200) {
-            if let Ok(Some(status)) = moto.child.try_wait() {
+        moto.wait_until(started, "saying which port it bound", |moto| {
+            bound_port(&moto.log_text()).is_some()
+        });
+        let port = bound_port(&moto.log_text()).expect("the port moto logged");
+        moto.wait_until(started, &format!("answer on port {port}"), |_| {
+            http(port, "GET", "/moto-api/", "").map(|(status, _)| status) == Some(200)
+        });
+        moto.port = port;
+        moto.endpoint = format!("http://127.0.0.1:{port}");
+        moto
+    }
+
+    /// Waits for `ready`, failing fast with moto's log if it exits or takes longer than [`MOTO_START_LIMIT`].
+    fn wait_until(&mut self, started: Instant, what: &str, ready: impl Fn(&Moto) -> bool) {
+        while !ready(self) {
+            if let Ok(Some(status)) = self.child.try_wait() {
                 panic!(
-                    "moto_server exited with {status} before answering on port {port}; its log:\n{}",
-                    moto.log_text()
+                    "moto_server exited with {status} before {what}; its log:\n{}",
+                    self.log_text()
                 );
             }
             if started.elapsed() > MOTO_START_LIMIT {
                 panic!(
-                    "moto_server did not answer on port {port} within {MOTO_START_LIMIT:?}; its log:\n{}",
-                    moto.log_text()
+                    "moto_server did not {what} within {MOTO_START_LIMIT:?}; its log:\n{}",
+                    self.log_text()
                 );
             }
-            std::thread::sleep(Duration::from_millis(100));
+            std::thread::sleep(Duration::from_millis(50));
         }
-        moto
     }
 
     fn log_text(&self) -> String {
@@ -169,6 +253,9 @@ impl Moto {
 
 impl Drop for Moto {
     fn drop(&mut self) {
+        if let Ok(mut pids) = MOTO_PIDS.lock() {
+            pids.retain(|pid| *pid != self.child.id());
+        }
         let _ = self.child.kill();
         let _ = self.child.wait();
         // The log is kept only for a failed test.
