@@ -9,7 +9,7 @@ use std::time::Instant;
 use aws_sdk_iam::config::Credentials;
 use time::OffsetDateTime;
 
-use crate::aws::{aws_error, Clients};
+use crate::aws::{aws_error, AccountClients, Clients};
 use crate::config::Scope;
 use crate::deadline::Deadline;
 use crate::error::{Error, Result};
@@ -303,7 +303,7 @@ impl Keywatch {
         // notice period ago (the ledger says when), after one more look at each key.
         if !dry_run {
             let start = Instant::now();
-            let due = self.settings.remediation.due(&report.findings, checked_at);
+            let due = remediate::due(&self.settings.remediation, &report.findings, checked_at);
             if !due.is_empty() {
                 let outcome = remediate::deactivate(
                     iam,
@@ -473,10 +473,10 @@ impl Keywatch {
         account_id: &str,
         run_id: &str,
         deadline: &Deadline,
-    ) -> Result<(Clients, Option<String>)> {
+    ) -> Result<(AccountClients, Option<String>)> {
         let own = self.own_account(clients, deadline).await?;
         let Some(role_arn) = self.role_arn(own, account_id) else {
-            return Ok((clients.clone(), None));
+            return Ok((clients.own_account.clone(), None));
         };
         let assumed = deadline
             .run("assuming the member role", async {

@@ -62,18 +62,29 @@ impl Intercept for CallCounter {
     }
 }
 
-/// The AWS clients keywatch uses, sharing one config and one call counter.
+/// The function's own AWS clients, sharing one config and one call counter: what keywatch does as itself
+/// whatever account it checks (publish, dispatch, assume roles, the ledger), and, kept apart, the clients of its
+/// own account's check.
 #[derive(Debug, Clone)]
 pub struct Clients {
-    pub iam: aws_sdk_iam::Client,
     pub sns: aws_sdk_sns::Client,
     pub sts: aws_sdk_sts::Client,
     pub sqs: aws_sdk_sqs::Client,
     pub organizations: aws_sdk_organizations::Client,
-    pub security_hub: aws_sdk_securityhub::Client,
     /// The ledger, always with the function's own credentials (never a member role's).
     pub dynamodb: aws_sdk_dynamodb::Client,
+    /// IAM and Security Hub of the account keywatch runs in, as the function's role. Another account's come from
+    /// [`Clients::assumed`]: a check reads IAM only through the [`AccountClients`] it was given, so a call in the
+    /// wrong account's credentials cannot be written.
+    pub own_account: AccountClients,
     pub calls: CallCounter,
+}
+
+/// The clients of one checked account: its IAM and its Security Hub, with that account's credentials.
+#[derive(Debug, Clone)]
+pub struct AccountClients {
+    pub iam: aws_sdk_iam::Client,
+    pub security_hub: aws_sdk_securityhub::Client,
 }
 
 impl Clients {
@@ -108,12 +119,14 @@ impl Clients {
             .build();
         Clients {
             dynamodb: aws_sdk_dynamodb::Client::from_conf(dynamodb),
-            iam: aws_sdk_iam::Client::from_conf(iam),
             sns: aws_sdk_sns::Client::from_conf(sns),
             sts: aws_sdk_sts::Client::from_conf(sts),
             sqs: aws_sdk_sqs::Client::from_conf(sqs),
             organizations: aws_sdk_organizations::Client::from_conf(organizations),
-            security_hub: aws_sdk_securityhub::Client::from_conf(security_hub),
+            own_account: AccountClients {
+                iam: aws_sdk_iam::Client::from_conf(iam),
+                security_hub: aws_sdk_securityhub::Client::from_conf(security_hub),
+            },
             calls,
         }
     }
@@ -123,13 +136,24 @@ impl Clients {
     pub fn counted(&self) -> Clients {
         let calls = CallCounter::default();
         Clients {
-            iam: aws_sdk_iam::Client::from_conf(
-                self.iam
-                    .config()
-                    .to_builder()
-                    .interceptor(calls.clone())
-                    .build(),
-            ),
+            own_account: AccountClients {
+                iam: aws_sdk_iam::Client::from_conf(
+                    self.own_account
+                        .iam
+                        .config()
+                        .to_builder()
+                        .interceptor(calls.clone())
+                        .build(),
+                ),
+                security_hub: aws_sdk_securityhub::Client::from_conf(
+                    self.own_account
+                        .security_hub
+                        .config()
+                        .to_builder()
+                        .interceptor(calls.clone())
+                        .build(),
+                ),
+            },
             sns: aws_sdk_sns::Client::from_conf(
                 self.sns
                     .config()
@@ -158,13 +182,6 @@ impl Clients {
                     .interceptor(calls.clone())
                     .build(),
             ),
-            security_hub: aws_sdk_securityhub::Client::from_conf(
-                self.security_hub
-                    .config()
-                    .to_builder()
-                    .interceptor(calls.clone())
-                    .build(),
-            ),
             dynamodb: aws_sdk_dynamodb::Client::from_conf(
                 self.dynamodb
                     .config()
@@ -178,23 +195,24 @@ impl Clients {
 
     /// The clients of a check of another account: IAM and Security Hub sign with that account's assumed-role
     /// credentials, and count with these clients.
-    pub fn assumed(&self, credentials: aws_sdk_iam::config::Credentials) -> Clients {
-        Clients {
+    pub fn assumed(&self, credentials: aws_sdk_iam::config::Credentials) -> AccountClients {
+        AccountClients {
             iam: aws_sdk_iam::Client::from_conf(
-                self.iam
+                self.own_account
+                    .iam
                     .config()
                     .to_builder()
                     .credentials_provider(credentials.clone())
                     .build(),
             ),
             security_hub: aws_sdk_securityhub::Client::from_conf(
-                self.security_hub
+                self.own_account
+                    .security_hub
                     .config()
                     .to_builder()
                     .credentials_provider(credentials)
                     .build(),
             ),
-            ..self.clone()
         }
     }
 }

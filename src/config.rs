@@ -7,7 +7,28 @@ use globset::{GlobBuilder, GlobSet, GlobSetBuilder};
 use crate::error::{Error, Result};
 use crate::inventory::Source;
 use crate::model::UserIdentity;
-use crate::remediate::{Remediation, DEFAULT_DEACTIVATE_AFTER_DAYS, MAX_DEACTIVATE_AFTER_DAYS};
+
+/// `REMEDIATION` and `DEACTIVATE_AFTER_DAYS`: a setting, so it lives with the settings (remediate acts on it).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Remediation {
+    #[default]
+    Off,
+    /// Deactivate a finding at least this many days after the first delivered alert that named it.
+    Deactivate { after_days: u32 },
+}
+
+pub const DEFAULT_DEACTIVATE_AFTER_DAYS: u32 = 7;
+pub const MAX_DEACTIVATE_AFTER_DAYS: u32 = 3_650;
+
+impl Remediation {
+    /// The notice period in days, when keys are deactivated.
+    pub fn notice_days(&self) -> Option<u32> {
+        match self {
+            Remediation::Off => None,
+            Remediation::Deactivate { after_days } => Some(*after_days),
+        }
+    }
+}
 
 pub mod fleet;
 pub use fleet::{Fleet, MemberRole, Scope};

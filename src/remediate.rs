@@ -8,6 +8,7 @@ use serde::Serialize;
 use time::{Duration, OffsetDateTime};
 
 use crate::aws::{aws_error, error_code};
+use crate::config::Remediation;
 use crate::deadline::Deadline;
 use crate::error::{Error, Result};
 use crate::evaluate::Finding;
@@ -15,44 +16,26 @@ use crate::inventory::api::{last_use, LastUse};
 use crate::ledger::Change;
 use time::format_description::well_known::Rfc3339;
 
-/// `REMEDIATION` and `DEACTIVATE_AFTER_DAYS`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum Remediation {
-    #[default]
-    Off,
-    /// Deactivate findings whose key is at least this many days old; younger ones are only alerted.
-    Deactivate { after_days: u32 },
-}
-
-pub const DEFAULT_DEACTIVATE_AFTER_DAYS: u32 = 7;
-pub const MAX_DEACTIVATE_AFTER_DAYS: u32 = 3_650;
-
-impl Remediation {
-    /// The findings to deactivate now: an alert SNS accepted named each one at least `after_days` ago. Only the
-    /// ledger sets `first_alerted_at`, so a key no delivered alert named is never due, whatever its age.
-    pub fn due<'a>(&self, findings: &'a [Finding], now: OffsetDateTime) -> Vec<&'a Finding> {
-        let Remediation::Deactivate { after_days } = self else {
-            return Vec::new();
-        };
-        findings
-            .iter()
-            .filter(|finding| finding.history.change == Some(Change::Open))
-            .filter(|finding| {
-                finding
-                    .history
-                    .first_alerted_at
-                    .is_some_and(|alerted| alerted + Duration::days((*after_days).into()) <= now)
-            })
-            .collect()
-    }
-
-    /// The notice period in days, when keys are deactivated.
-    pub fn notice_days(&self) -> Option<u32> {
-        match self {
-            Remediation::Off => None,
-            Remediation::Deactivate { after_days } => Some(*after_days),
-        }
-    }
+/// The findings to deactivate now: an alert SNS accepted named each one at least `after_days` ago. Only the
+/// ledger sets `first_alerted_at`, so a key no delivered alert named is never due, whatever its age.
+pub fn due<'a>(
+    remediation: &Remediation,
+    findings: &'a [Finding],
+    now: OffsetDateTime,
+) -> Vec<&'a Finding> {
+    let Remediation::Deactivate { after_days } = remediation else {
+        return Vec::new();
+    };
+    findings
+        .iter()
+        .filter(|finding| finding.history.change == Some(Change::Open))
+        .filter(|finding| {
+            finding
+                .history
+                .first_alerted_at
+                .is_some_and(|alerted| alerted + Duration::days((*after_days).into()) <= now)
+        })
+        .collect()
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -260,8 +243,7 @@ mod tests {
             finding("NO_LEDGER", None, None),
         ];
         let due = |remediation: Remediation| -> Vec<&str> {
-            remediation
-                .due(&findings, now)
+            super::due(&remediation, &findings, now)
                 .iter()
                 .map(|f| f.access_key_id.as_str())
                 .collect()

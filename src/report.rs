@@ -8,8 +8,15 @@ use time::OffsetDateTime;
 use crate::evaluate::{Evaluation, Exempted, Finding, Pending, UNOWNED};
 use crate::inventory::Source;
 use crate::ledger::{Change, Resolved};
-use crate::notify::security_hub::HubSync;
 use crate::remediate::{Failed, Remediated, Skipped};
+
+/// What the Security Hub sink did in one check: findings imported (new or updated) and archived. Here, with the
+/// report that carries it, so the report knows no sink.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct HubSync {
+    pub imported: usize,
+    pub archived: usize,
+}
 
 #[derive(Debug, Clone, Serialize)]
 pub struct Report {

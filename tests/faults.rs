@@ -239,7 +239,7 @@ async fn injected_errors_parse_as_the_sdk_expects() {
         .retry_config(RetryConfig::disabled())
         .load()
         .await;
-    let iam = isolated_clients(&config).iam;
+    let iam = isolated_clients(&config).own_account.iam;
 
     for (fault, expected) in [
         (Fault::ReportInProgress, "CredentialReportNotReadyException"),
@@ -290,7 +290,7 @@ async fn injected_errors_parse_as_the_sdk_expects() {
         .retry_config(fast_retry(3).expect("a retry config"))
         .load()
         .await;
-    let iam = isolated_clients(&config).iam;
+    let iam = isolated_clients(&config).own_account.iam;
     for (fault, code) in [
         (Fault::Throttling, Some("Throttling")),
         (Fault::ServiceFailure, Some("ServiceFailure")),

@@ -14,7 +14,10 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use aws_sdk_dynamodb::types::AttributeValue;
 use keywatch::config::fleet::DEFAULT_MAX_RECEIVE_COUNT;
-use keywatch::config::{Alerts, MemberRole, Scope, Settings, DEFAULT_REMIND_EVERY_DAYS};
+use keywatch::config::{
+    Alerts, MemberRole, Remediation, Scope, Settings, DEFAULT_DEACTIVATE_AFTER_DAYS,
+    DEFAULT_REMIND_EVERY_DAYS, MAX_DEACTIVATE_AFTER_DAYS,
+};
 use keywatch::error::Error;
 use keywatch::metrics;
 use keywatch::permissions::{
@@ -22,7 +25,6 @@ use keywatch::permissions::{
     QUEUE_CONSUME_ACTIONS, QUEUE_SEND_ACTIONS, REMEDIATION_ACTIONS, SECURITY_HUB_ACTIONS,
     SNS_ACTIONS, UNGATED_ACTIONS,
 };
-use keywatch::remediate::{Remediation, DEFAULT_DEACTIVATE_AFTER_DAYS, MAX_DEACTIVATE_AFTER_DAYS};
 use serde_json::Value as Json;
 use serde_yaml_ng::Value;
 use support::{deploy_template, project_dir, venv_tool, Moto};

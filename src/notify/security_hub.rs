@@ -19,7 +19,7 @@ use crate::deadline::Deadline;
 use crate::error::{Error, Result};
 use crate::evaluate::{Finding, RULES};
 use crate::model::path_from_arn;
-use crate::report::Report;
+use crate::report::{HubSync, Report};
 
 pub const SCHEMA_VERSION: &str = "2018-10-08";
 /// BatchImportFindings takes at most 100 findings a call.
@@ -396,13 +396,6 @@ impl Asff {
             .record_state(sdk::RecordState::from(self.record_state))
             .build()
     }
-}
-
-/// What one sync did, for the report.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
-pub struct HubSync {
-    pub imported: usize,
-    pub archived: usize,
 }
 
 /// Imports this run's findings (keeping each one's first `CreatedAt`) and archives keywatch's ACTIVE findings

@@ -23,7 +23,7 @@ use hyper::{Request, Response, StatusCode};
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::{TokioExecutor, TokioIo};
-use keywatch::aws::{CallCounter, Clients};
+use keywatch::aws::{AccountClients, CallCounter, Clients};
 use tokio::sync::oneshot;
 
 /// What the proxy does to a request instead of (or besides) forwarding it.
@@ -368,12 +368,6 @@ pub fn isolated_clients(config: &SdkConfig) -> Clients {
     let partition = |service: &str| RetryPartition::new(format!("{service}-faults-{id}"));
     let calls = CallCounter::default();
     Clients {
-        iam: aws_sdk_iam::Client::from_conf(
-            aws_sdk_iam::config::Builder::from(config)
-                .interceptor(calls.clone())
-                .retry_partition(partition("iam"))
-                .build(),
-        ),
         sns: aws_sdk_sns::Client::from_conf(
             aws_sdk_sns::config::Builder::from(config)
                 .interceptor(calls.clone())
@@ -398,18 +392,26 @@ pub fn isolated_clients(config: &SdkConfig) -> Clients {
                 .retry_partition(partition("organizations"))
                 .build(),
         ),
-        security_hub: aws_sdk_securityhub::Client::from_conf(
-            aws_sdk_securityhub::config::Builder::from(config)
-                .interceptor(calls.clone())
-                .retry_partition(partition("securityhub"))
-                .build(),
-        ),
         dynamodb: aws_sdk_dynamodb::Client::from_conf(
             aws_sdk_dynamodb::config::Builder::from(config)
                 .interceptor(calls.clone())
                 .retry_partition(partition("dynamodb"))
                 .build(),
         ),
+        own_account: AccountClients {
+            iam: aws_sdk_iam::Client::from_conf(
+                aws_sdk_iam::config::Builder::from(config)
+                    .interceptor(calls.clone())
+                    .retry_partition(partition("iam"))
+                    .build(),
+            ),
+            security_hub: aws_sdk_securityhub::Client::from_conf(
+                aws_sdk_securityhub::config::Builder::from(config)
+                    .interceptor(calls.clone())
+                    .retry_partition(partition("securityhub"))
+                    .build(),
+            ),
+        },
         calls,
     }
 }
