@@ -273,18 +273,22 @@ async fn the_binary_serves_events_through_the_runtime_api() {
     );
 }
 
-/// First enablement of deactivation, through the shipped binary: keys 30 days old that no alert ever named are
-/// alerted with their deactivation date and left Active; once the ledger says that alert is a week old, the next
-/// run deactivates exactly those keys and its alert says so with the undo commands. The notice period comes from
-/// the ledger, not from the keys' age.
+/// First enablement of deactivation, with Security Hub on, through the binary as `cargo test` builds it (a debug
+/// build, where the runtime thread's stack matters most: the Security Hub SDK decodes findings on it): 120 keys 30
+/// days old that no alert ever named are alerted with their deactivation date, imported into the hub (more than
+/// one import of 100) and left Active; once the ledger says that alert is a week old, the next run reads the hub's
+/// findings back page by page, deactivates exactly those keys, shows them Inactive in the hub, and its alert says
+/// so with the undo commands. The notice period comes from the ledger, not from the keys' age.
 #[tokio::test]
 async fn the_binary_deactivates_only_after_a_delivered_alert_and_the_notice_period() {
+    const USERS: usize = 120;
     let moto = Moto::start();
     let account: Account = moto.account().await;
     let mut keys = Vec::new();
-    for user in ["alice", "bob"] {
-        account.console_user(user).await;
-        keys.push(account.key(user).await.id);
+    for n in 0..USERS {
+        let user = format!("user-{n:03}");
+        account.console_user(&user).await;
+        keys.push(account.key(&user).await.id);
     }
     keys.sort();
     let (topic, queue) = account.topic_with_queue().await;
@@ -300,8 +304,31 @@ async fn the_binary_deactivates_only_after_a_delivered_alert_and_the_notice_peri
             ("FINDINGS_TOPIC_ARN", &topic),
             ("REMEDIATION", "deactivate"),
             ("LEDGER_TABLE", &ledger.name),
+            ("SECURITY_HUB", "true"),
         ],
     );
+    let hub = aws_sdk_securityhub::Client::new(&account.config);
+    // Key ID → (record state, the key's status as the finding shows it), every page of the hub.
+    let hub_keys = || async {
+        let mut found = std::collections::BTreeMap::new();
+        let mut pages = hub.get_findings().into_paginator().send();
+        while let Some(page) = pages.next().await {
+            for finding in page.expect("GetFindings").findings.unwrap_or_default() {
+                let resource = &finding.resources.unwrap_or_default()[0];
+                let key = resource.id.clone().unwrap_or_default();
+                let status = resource
+                    .details
+                    .as_ref()
+                    .and_then(|d| d.aws_iam_access_key.as_ref())
+                    .and_then(|k| k.status.as_ref())
+                    .map(|s| s.as_str().to_string())
+                    .unwrap_or_default();
+                let state = finding.record_state.map(|s| s.as_str().to_string());
+                found.insert(key, (state.unwrap_or_default(), status));
+            }
+        }
+        found
+    };
     let scheduled = event_file("scheduled.json");
     let ids = |list: &Value| -> Vec<String> {
         let mut ids: Vec<String> = list
@@ -323,6 +350,18 @@ async fn the_binary_deactivates_only_after_a_delivered_alert_and_the_notice_peri
         assert!(finding["deactivate_on"].is_string(), "{finding}");
     }
     assert!(account.key_statuses().await.values().all(|s| s == "Active"));
+    assert_eq!(
+        first["security_hub"],
+        serde_json::json!({"imported": USERS, "archived": 0})
+    );
+    let imported = hub_keys().await;
+    assert_eq!(imported.len(), USERS);
+    assert!(
+        imported
+            .values()
+            .all(|(state, status)| state == "ACTIVE" && status == "Active"),
+        "{imported:?}"
+    );
     let delivered = account.delivered(&queue).await;
     assert_eq!(delivered.len(), 1, "{delivered:?}");
     let emf = emf_line(&function, first["run_id"].as_str().unwrap_or_default());
@@ -331,11 +370,30 @@ async fn the_binary_deactivates_only_after_a_delivered_alert_and_the_notice_peri
             emf["NewFindings"].as_u64(),
             emf["OldestOpenFindingDays"].as_u64()
         ),
-        (Some(2), Some(0))
+        (Some(USERS as u64), Some(0))
     );
 
     ledger.age(7).await;
+    proxy.take_log();
     let second = function.invoke_ok(&api, "events/scheduled.json", &scheduled);
+    let requests = proxy.requests();
+    assert_eq!(
+        requests.get("securityhub:GetFindings"),
+        Some(&2),
+        "120 findings read back, 100 a page: {requests:?}"
+    );
+    assert_eq!(
+        second["security_hub"],
+        serde_json::json!({"imported": USERS, "archived": 0})
+    );
+    let updated = hub_keys().await;
+    assert_eq!(updated.len(), USERS);
+    assert!(
+        updated
+            .values()
+            .all(|(state, status)| state == "ACTIVE" && status == "Inactive"),
+        "deactivated in the run, shown Inactive: {updated:?}"
+    );
     assert_eq!(ids(&second["remediated"]), keys, "{second:#}");
     assert!(account
         .key_statuses()
@@ -346,7 +404,7 @@ async fn the_binary_deactivates_only_after_a_delivered_alert_and_the_notice_peri
     let [(subject, document)] = &delivered[..] else {
         panic!("one alert: {delivered:?}")
     };
-    assert!(subject.ends_with(", 2 deactivated"), "{subject}");
+    assert!(subject.ends_with(", 120 deactivated"), "{subject}");
     assert_eq!(ids(&document["remediated"]), keys);
     let (_, email) = moto.published_emails(&topic).pop().expect("an email");
     for key in &keys {
