@@ -480,8 +480,10 @@ mod properties {
 
     const HEADER: &str = "user,arn,user_creation_time,password_enabled,password_last_used,password_last_changed,password_next_rotation,mfa_active,access_key_1_active,access_key_1_last_rotated,access_key_1_last_used_date,access_key_1_last_used_region,access_key_1_last_used_service,access_key_2_active,access_key_2_last_rotated,access_key_2_last_used_date,access_key_2_last_used_region,access_key_2_last_used_service,cert_1_active,cert_1_last_rotated,cert_2_active,cert_2_last_rotated";
 
-    /// A report row in any of the shapes AWS writes: booleans in either case, dates or the "no value" words.
-    fn row() -> impl Strategy<Value = (String, bool, [(bool, bool); 2])> {
+    /// A report row in any of the shapes AWS writes: booleans in either case, dates or the "no value" words, and
+    /// key slots that are empty (`false`, no rotation date). With the password flag and the keys it holds, in
+    /// slot order: (active, used).
+    fn row() -> impl Strategy<Value = (String, bool, Vec<(bool, bool)>)> {
         let name = "[A-Za-z0-9+=,.@_-]{1,64}";
         let boolean = prop_oneof![
             Just("true"),
@@ -490,11 +492,18 @@ mod properties {
             Just("false"),
             Just("FALSE")
         ];
-        let key = (boolean.clone(), prop_oneof![Just(true), Just(false)]);
+        let key = prop::option::weighted(
+            0.75,
+            (boolean.clone(), prop_oneof![Just(true), Just(false)]),
+        );
         (name, boolean, key.clone(), key).prop_map(|(name, password, k1, k2)| {
-            let slot = |(active, used): (&str, bool)| {
-                let last_used = if used { "2026-11-01T00:00:00+00:00" } else { "N/A" };
-                format!("{active},2026-01-01T00:00:00+00:00,{last_used},N/A,N/A")
+            let slot = |key: Option<(&str, bool)>| match key {
+                // An empty slot, as AWS writes it for a user with fewer than two keys.
+                None => "false,N/A,N/A,N/A,N/A".to_string(),
+                Some((active, used)) => {
+                    let last_used = if used { "2026-11-01T00:00:00+00:00" } else { "N/A" };
+                    format!("{active},2026-01-01T00:00:00+00:00,{last_used},N/A,N/A")
+                }
             };
             let line = format!(
                 "\"{name}\",\"arn:aws:iam::123456789012:user/{name}\",2026-01-01T00:00:00+00:00,{password},no_information,N/A,not_supported,false,{},{},false,N/A,false,N/A",
@@ -502,7 +511,12 @@ mod properties {
                 slot(k2)
             );
             let on = |s: &str| s.eq_ignore_ascii_case("true");
-            (line, on(password), [(on(k1.0), k1.1), (on(k2.0), k2.1)])
+            let keys = [k1, k2]
+                .into_iter()
+                .flatten()
+                .map(|(active, used)| (on(active), used))
+                .collect();
+            (line, on(password), keys)
         })
     }
 
@@ -517,8 +531,36 @@ mod properties {
             let fixture = include_str!("../../tests/fixtures/credential-report-aws-shapes.csv");
             let cut = (0..=cut).rev().find(|&i| fixture.is_char_boundary(i)).unwrap_or(0);
             let mangled = format!("{}{junk}{}", &fixture[..cut], &fixture[cut..]);
-            if let Err(error) = parse(mangled.as_bytes()) {
-                prop_assert!(matches!(error, Error::ReportMalformed { .. }), "{error:?}");
+            let original = parse(fixture.as_bytes()).unwrap();
+            match parse(mangled.as_bytes()) {
+                Err(error) => prop_assert!(matches!(error, Error::ReportMalformed { .. }), "{error:?}"),
+                // A success must not be a mis-parse: junk that opens no field, quote or row changes at most the
+                // one field it landed in, never the number of users or another user.
+                Ok(users) if !junk.contains([',', '"', '\r', '\n']) => {
+                    prop_assert_eq!(users.len(), original.len());
+                    let changed = users.iter().zip(&original).filter(|(a, b)| a != b).count();
+                    prop_assert!(changed <= 1, "{} users changed by one insertion", changed);
+                }
+                // Junk that splits fields or rows: never more users than rows of text after the header.
+                Ok(users) => {
+                    let rows = mangled.lines().filter(|l| !l.trim().is_empty()).count().saturating_sub(1);
+                    prop_assert!(users.len() <= rows, "{} users from {} rows", users.len(), rows);
+                }
+            }
+        }
+
+        #[test]
+        fn a_row_past_the_header_is_named(rows in prop::collection::vec(row(), 1..20), pick in any::<prop::sample::Index>()) {
+            let extra = pick.index(rows.len());
+            let lines: Vec<String> = rows
+                .iter()
+                .enumerate()
+                .map(|(i, r)| if i == extra { format!("{},extra", r.0) } else { r.0.clone() })
+                .collect();
+            let csv = std::iter::once(HEADER.to_string()).chain(lines).collect::<Vec<_>>().join("\r\n");
+            match parse(csv.as_bytes()) {
+                Err(Error::ReportMalformed { row, .. }) => prop_assert_eq!(row, extra as u64 + 2),
+                other => prop_assert!(false, "a row with a field past the header must fail: {:?}", other.map(|u| u.len())),
             }
         }
 
@@ -529,10 +571,10 @@ mod properties {
             prop_assert_eq!(users.len(), rows.len());
             for (user, (_, password, slots)) in users.iter().zip(&rows) {
                 prop_assert_eq!(user.password_enabled, *password);
-                // Every slot has a rotation date, so every slot holds a key; the whole list is compared.
+                // Empty slots hold no key; the whole list is compared.
                 let keys: Vec<(bool, bool)> =
                     user.keys.iter().map(|k| (k.active, k.last_used.is_some())).collect();
-                prop_assert_eq!(keys, slots.to_vec());
+                prop_assert_eq!(&keys, slots);
             }
         }
     }
