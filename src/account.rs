@@ -9,7 +9,7 @@ use std::time::Instant;
 use aws_sdk_iam::config::Credentials;
 use time::OffsetDateTime;
 
-use crate::aws::{aws_error, AccountClients, Clients};
+use crate::aws::{aws_error, AccountClients, CallCounter, Clients};
 use crate::config::Scope;
 use crate::deadline::Deadline;
 use crate::error::{Error, Result};
@@ -63,8 +63,13 @@ impl Keywatch {
         run_id: &str,
         deadline: &Deadline,
     ) -> Result<Report> {
-        let clients = self.clients.counted();
-        let own = self.own_account(&clients, deadline).await?.to_string();
+        // This check's calls, apart from any other check's.
+        let calls = CallCounter::default();
+        let clients = &self.clients;
+        let own = calls
+            .counting(self.own_account(clients, deadline))
+            .await?
+            .to_string();
         let target = match &invocation.account_id {
             None => own,
             Some(account_id) => {
@@ -73,18 +78,19 @@ impl Keywatch {
             }
         };
         // A manual check reads no account tag: its findings are owned by their user's tag, else `unowned`.
-        self.check_account(
-            &clients,
-            Target {
-                account_id: &target,
-                owner: None,
-            },
-            invocation,
-            run_id,
-            deadline,
-            &Attempt::only(),
-        )
-        .await
+        calls
+            .counting(self.check_account(
+                &calls,
+                Target {
+                    account_id: &target,
+                    owner: None,
+                },
+                invocation,
+                run_id,
+                deadline,
+                &Attempt::only(),
+            ))
+            .await
     }
 
     /// A manual check names an account this deployment covers: its own, one `ACCOUNTS` lists, or, for
@@ -114,11 +120,11 @@ impl Keywatch {
         }
     }
 
-    /// Checks `account_id` with `clients` (counted for this check alone), publishes its alert, and writes its
-    /// metrics line, whether the check succeeds or fails.
+    /// Checks `account_id`, publishes its alert, and writes its metrics line, whether the check succeeds or
+    /// fails. Run inside `calls.counting(...)`: `calls` holds this check's calls alone.
     pub(crate) async fn check_account(
         &self,
-        clients: &Clients,
+        calls: &CallCounter,
         target: Target<'_>,
         invocation: &Invocation,
         run_id: &str,
@@ -129,13 +135,13 @@ impl Keywatch {
         let account_id = target.account_id;
         // On the heap: a check's future is large, and a test thread's stack is small.
         let result = Box::pin(
-            self.check_account_inner(clients, target, invocation, run_id, deadline, attempt),
+            self.check_account_inner(calls, target, invocation, run_id, deadline, attempt),
         )
         .await;
         let outcome = match &result {
             Ok(report) => Ok(report),
             Err(error) => Err(metrics::Failed {
-                api_calls: clients.calls.take().values().sum(),
+                api_calls: calls.take().values().sum(),
                 final_failure: attempt.last || error.is_permanent(),
             }),
         };
@@ -151,7 +157,7 @@ impl Keywatch {
 
     async fn check_account_inner(
         &self,
-        clients: &Clients,
+        calls: &CallCounter,
         target: Target<'_>,
         invocation: &Invocation,
         run_id: &str,
@@ -162,6 +168,7 @@ impl Keywatch {
             account_id,
             owner: account_owner,
         } = target;
+        let clients = &self.clients;
         if self.settings.fleet.exclude.contains(account_id) {
             return Err(Error::Excluded(account_id.to_string()));
         }
@@ -435,7 +442,7 @@ impl Keywatch {
         if let Some(error) = ledger_error {
             return Err(error);
         }
-        report.api_calls = ApiCalls::from(clients.calls.take());
+        report.api_calls = ApiCalls::from(calls.take());
         tracing::info!(
             run_id,
             account_id = %report.account_id,

@@ -37,6 +37,22 @@ impl CallCounter {
     pub fn take(&self) -> BTreeMap<String, u64> {
         std::mem::take(&mut *self.counts())
     }
+
+    /// Runs `work` with every AWS call it makes counted here too, besides the clients' own counter, even while
+    /// other work on the same task (records checked side by side) counts into counters of its own. No client is
+    /// rebuilt for it: the clients' one interceptor finds this counter in the task's context.
+    pub async fn counting<F: std::future::Future>(&self, work: F) -> F::Output {
+        SCOPED.scope(self.clone(), work).await
+    }
+
+    fn add(&self, action: &str) {
+        *self.counts().entry(action.to_string()).or_insert(0) += 1;
+    }
+}
+
+tokio::task_local! {
+    /// The counter of the work being polled, set by [`CallCounter::counting`].
+    static SCOPED: CallCounter;
 }
 
 impl Intercept for CallCounter {
@@ -56,7 +72,12 @@ impl Intercept for CallCounter {
                 metadata.service().to_ascii_lowercase(),
                 metadata.name()
             );
-            *self.counts().entry(action).or_insert(0) += 1;
+            self.add(&action);
+            let _ = SCOPED.try_with(|scoped| {
+                if !Arc::ptr_eq(&scoped.0, &self.0) {
+                    scoped.add(&action);
+                }
+            });
         }
         Ok(())
     }
@@ -127,68 +148,6 @@ impl Clients {
                 iam: aws_sdk_iam::Client::from_conf(iam),
                 security_hub: aws_sdk_securityhub::Client::from_conf(security_hub),
             },
-            calls,
-        }
-    }
-
-    /// The same clients (configuration, retry state, HTTP connections) counting into a counter of their own:
-    /// one account check's calls, even while other checks run beside it.
-    pub fn counted(&self) -> Clients {
-        let calls = CallCounter::default();
-        Clients {
-            own_account: AccountClients {
-                iam: aws_sdk_iam::Client::from_conf(
-                    self.own_account
-                        .iam
-                        .config()
-                        .to_builder()
-                        .interceptor(calls.clone())
-                        .build(),
-                ),
-                security_hub: aws_sdk_securityhub::Client::from_conf(
-                    self.own_account
-                        .security_hub
-                        .config()
-                        .to_builder()
-                        .interceptor(calls.clone())
-                        .build(),
-                ),
-            },
-            sns: aws_sdk_sns::Client::from_conf(
-                self.sns
-                    .config()
-                    .to_builder()
-                    .interceptor(calls.clone())
-                    .build(),
-            ),
-            sts: aws_sdk_sts::Client::from_conf(
-                self.sts
-                    .config()
-                    .to_builder()
-                    .interceptor(calls.clone())
-                    .build(),
-            ),
-            sqs: aws_sdk_sqs::Client::from_conf(
-                self.sqs
-                    .config()
-                    .to_builder()
-                    .interceptor(calls.clone())
-                    .build(),
-            ),
-            organizations: aws_sdk_organizations::Client::from_conf(
-                self.organizations
-                    .config()
-                    .to_builder()
-                    .interceptor(calls.clone())
-                    .build(),
-            ),
-            dynamodb: aws_sdk_dynamodb::Client::from_conf(
-                self.dynamodb
-                    .config()
-                    .to_builder()
-                    .interceptor(calls.clone())
-                    .build(),
-            ),
             calls,
         }
     }

@@ -103,9 +103,9 @@ impl Keywatch {
         run_id: &str,
         deadline: &Deadline,
     ) -> Result<Plan> {
-        let clients = self.clients.counted();
-        let own = self.own_account(&clients, deadline).await?.to_string();
-        let accounts = self.accounts(&clients, deadline).await?;
+        let clients = &self.clients;
+        let own = self.own_account(clients, deadline).await?.to_string();
+        let accounts = self.accounts(clients, deadline).await?;
         Ok(Plan {
             run_id: run_id.to_string(),
             dry_run: true,
@@ -128,8 +128,8 @@ impl Keywatch {
     /// Sends one work message per account. Every batch is tried; any account not accepted fails the run,
     /// naming it, so no account is silently left unchecked.
     pub(crate) async fn dispatch(&self, run_id: &str, deadline: &Deadline) -> Result<Dispatched> {
-        let clients = self.clients.counted();
-        let accounts = self.accounts(&clients, deadline).await?;
+        let clients = &self.clients;
+        let accounts = self.accounts(clients, deadline).await?;
         let Some(queue_url) = &self.settings.fleet.work_queue_url else {
             return Err(Error::Config {
                 variable: "WORK_QUEUE_URL",
@@ -141,7 +141,7 @@ impl Keywatch {
                 deadline
                     .run(
                         "reading the accounts' owner tags",
-                        account_owners(&clients, &accounts, tag_key),
+                        account_owners(clients, &accounts, tag_key),
                     )
                     .await?
             }

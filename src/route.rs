@@ -9,6 +9,7 @@ use serde_json::Value;
 use std::sync::atomic::Ordering;
 
 use crate::account::{Attempt, Target};
+use crate::aws::CallCounter;
 use crate::config::Scope;
 use crate::deadline::Deadline;
 use crate::dispatch::{Dispatched, Plan};
@@ -123,10 +124,12 @@ impl Keywatch {
         let check_deadline = deadline.reserving(NOTICE_RESERVE);
         let (item, result) = match WorkItem::decode(&record.body) {
             Ok(item) => {
-                let clients = self.clients.counted();
+                // This record's check's calls, apart from the records checked beside it.
+                let calls = CallCounter::default();
+                let clients = &self.clients;
                 // The manual check's scope rule, for every message: a worker checks only what this deployment
                 // covers, whoever wrote to its queue.
-                let scope = match self.own_account(&clients, deadline).await {
+                let scope = match calls.counting(self.own_account(clients, deadline)).await {
                     Ok(own) => self.in_scope(own, &item.account_id),
                     Err(error) => Err(error),
                 };
@@ -155,9 +158,9 @@ impl Keywatch {
                             scheduled: true,
                             ..Invocation::default()
                         };
-                        let checked = self
-                            .check_account(
-                                &clients,
+                        let checked = calls
+                            .counting(self.check_account(
+                                &calls,
                                 Target {
                                     account_id: &item.account_id,
                                     owner: item.owner.as_deref(),
@@ -166,7 +169,7 @@ impl Keywatch {
                                 &item.run_id,
                                 &check_deadline,
                                 &attempt,
-                            )
+                            ))
                             .await
                             .map(|_| ());
                         (Some(item), checked)
