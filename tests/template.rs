@@ -1139,6 +1139,21 @@ fn accounts_parameters_are_the_functions_settings() {
     );
 }
 
+/// Whether `pattern` matches each value whole, as CloudFormation matches an AllowedPattern. Python's `re` reads
+/// these patterns as Java's does: they are anchored and use no Java-only syntax.
+fn full_matches(pattern: &str, values: &[&str]) -> Vec<bool> {
+    let output = std::process::Command::new(venv_tool("python"))
+        .args([
+            "-c",
+            "import json, re, sys; p, vs = json.loads(sys.argv[1]); print(json.dumps([re.fullmatch(p, v) is not None for v in vs]))",
+        ])
+        .arg(serde_json::json!([pattern, values]).to_string())
+        .output()
+        .expect("run python");
+    assert!(output.status.success(), "{output:?}");
+    serde_json::from_slice(&output.stdout).expect("a JSON list")
+}
+
 /// Every value the template's AllowedPattern lets through, the code reads without error (the Lambda would
 /// otherwise fail its init after a clean deploy), and with the meaning the template's conditions give it.
 /// The template is stricter: `Self` would read as self in the code but create the organization's resources.
@@ -1189,24 +1204,12 @@ fn allowed_patterns_let_through_only_what_the_code_reads() {
             ],
         ),
     ];
-    let python = venv_tool("python");
     for (parameter, accepted, rejected) in samples {
         let pattern = template["Parameters"][*parameter]["AllowedPattern"]
             .as_str()
             .unwrap_or_else(|| panic!("{parameter} has an AllowedPattern"));
         let values: Vec<&str> = accepted.iter().chain(rejected.iter()).copied().collect();
-        // CloudFormation matches the whole value; these patterns are anchored and use no Java-only syntax.
-        let output = std::process::Command::new(&python)
-            .args([
-                "-c",
-                "import json, re, sys; p, vs = json.loads(sys.argv[1]); print(json.dumps([re.fullmatch(p, v) is not None for v in vs]))",
-            ])
-            .arg(serde_json::json!([pattern, values]).to_string())
-            .output()
-            .expect("run python");
-        assert!(output.status.success(), "{output:?}");
-        let matched: Vec<bool> = serde_json::from_slice(&output.stdout).expect("a JSON list");
-        for (value, matched) in values.iter().zip(matched) {
+        for (value, matched) in values.iter().zip(full_matches(pattern, &values)) {
             assert_eq!(
                 matched,
                 accepted.contains(value),
@@ -2405,17 +2408,7 @@ fn organization_id_is_required_for_an_organization_and_validated() {
         .chain(rejected.iter())
         .map(|v| v.as_ref())
         .collect();
-    let output = std::process::Command::new(venv_tool("python"))
-        .args([
-            "-c",
-            "import json, re, sys; p, vs = json.loads(sys.argv[1]); print(json.dumps([re.fullmatch(p, v) is not None for v in vs]))",
-        ])
-        .arg(serde_json::json!([pattern, values]).to_string())
-        .output()
-        .expect("run python");
-    assert!(output.status.success(), "{output:?}");
-    let matched: Vec<bool> = serde_json::from_slice(&output.stdout).expect("a JSON list");
-    for (value, matched) in values.iter().zip(matched) {
+    for (value, matched) in values.iter().zip(full_matches(pattern, &values)) {
         assert_eq!(
             matched,
             accepted.contains(value),
