@@ -242,8 +242,6 @@ fn relaxed_for_moto(policy: &Value) -> Value {
         if let Some(fields) = statement.as_object_mut() {
             fields.remove("Condition");
         }
-    }
-    for statement in policy["Statement"].as_array_mut().expect("statements") {
         let actions = statement["Action"].as_array_mut().expect("actions");
         if actions.iter().any(|a| a == "sqs:SendMessage") {
             actions.push(json!("sqs:SendMessageBatch"));
