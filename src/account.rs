@@ -420,7 +420,7 @@ impl Keywatch {
                 region: region.clone(),
                 account_id: account_id.to_string(),
             };
-            let sync = security_hub::sync(&account.security_hub, &hub, &report, deadline);
+            let sync = security_hub::sync(account.security_hub()?, &hub, &report, deadline);
             match (
                 Box::pin(sync).await,
                 remediate::failure(&report.remediation_failed),

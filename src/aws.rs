@@ -9,6 +9,7 @@ use aws_config::retry::{RetryConfig, RetryMode};
 use aws_config::timeout::TimeoutConfig;
 use aws_config::{BehaviorVersion, SdkConfig};
 use aws_runtime::retries::classifiers::THROTTLING_ERRORS;
+use aws_sdk_iam::config::retry::RetryPartition;
 use aws_sdk_iam::error::{ProvideErrorMetadata, SdkError};
 use aws_smithy_runtime_api::box_error::BoxError;
 use aws_smithy_runtime_api::client::interceptors::context::BeforeSerializationInterceptorContextRef;
@@ -18,6 +19,7 @@ use aws_smithy_runtime_api::client::runtime_components::RuntimeComponents;
 use aws_smithy_types::config_bag::ConfigBag;
 use aws_smithy_types::retry::{ErrorKind, ProvideErrorKind};
 
+use crate::config::{Scope, Settings};
 use crate::error::{AwsFailure, Error};
 
 /// Counts AWS calls by IAM-policy action name (`iam:ListUsers`), one per operation, however many retries it took.
@@ -90,8 +92,10 @@ impl Intercept for CallCounter {
 pub struct Clients {
     pub sns: aws_sdk_sns::Client,
     pub sts: aws_sdk_sts::Client,
-    pub sqs: aws_sdk_sqs::Client,
-    pub organizations: aws_sdk_organizations::Client,
+    /// Built only where [`Services::queue`]; read through [`Clients::sqs`].
+    sqs: Option<aws_sdk_sqs::Client>,
+    /// Built only where [`Services::organizations`]; read through [`Clients::organizations`].
+    organizations: Option<aws_sdk_organizations::Client>,
     /// The ledger, always with the function's own credentials (never a member role's).
     pub dynamodb: aws_sdk_dynamodb::Client,
     /// IAM and Security Hub of the account keywatch runs in, as the function's role. Another account's come from
@@ -105,51 +109,103 @@ pub struct Clients {
 #[derive(Debug, Clone)]
 pub struct AccountClients {
     pub iam: aws_sdk_iam::Client,
-    pub security_hub: aws_sdk_securityhub::Client,
+    /// Built only where [`Services::security_hub`]; read through [`AccountClients::security_hub`].
+    security_hub: Option<aws_sdk_securityhub::Client>,
+}
+
+/// The optional services a deployment's settings use. A client the settings never call is never built, so a
+/// cold start pays only for what runs (issue: cold start), and a call the settings did not ask for fails by name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Services {
+    /// SQS: dispatch sends the work queue its messages (`ACCOUNTS` other than `self`).
+    pub queue: bool,
+    /// Organizations: the accounts and their owner tags (`ACCOUNTS=organization`).
+    pub organizations: bool,
+    /// Security Hub: `SECURITY_HUB=true`.
+    pub security_hub: bool,
+}
+
+impl Services {
+    /// Every client: for tests that drive every feature through one set of clients.
+    pub const ALL: Services = Services {
+        queue: true,
+        organizations: true,
+        security_hub: true,
+    };
+
+    pub fn of(settings: &Settings) -> Self {
+        Services {
+            queue: settings.fleet.work_queue_url.is_some(),
+            organizations: settings.fleet.scope == Scope::Organization,
+            security_hub: settings.security_hub.is_some(),
+        }
+    }
 }
 
 impl Clients {
-    /// Loads region, credentials and `AWS_ENDPOINT_URL` from the environment, the way every AWS SDK does.
-    pub async fn from_env(mode: RetryMode, max_attempts: u32) -> Self {
+    /// Loads region, credentials and `AWS_ENDPOINT_URL` from the environment, the way every AWS SDK does, and
+    /// builds only the clients `settings` use.
+    pub async fn from_env(settings: &Settings) -> Self {
+        let (mode, max_attempts) = (settings.retry_mode, settings.max_attempts);
         let loader = config_loader(max_attempts).retry_config(retry_config(mode, max_attempts));
-        Self::from_config(&loader.load().await)
+        Self::for_services(&loader.load().await, Services::of(settings))
     }
 
+    /// Every client, on `config`.
     pub fn from_config(config: &SdkConfig) -> Self {
+        Self::for_services(config, Services::ALL)
+    }
+
+    pub fn for_services(config: &SdkConfig, services: Services) -> Self {
+        Self::build(config, services, None)
+    }
+
+    /// Every client, each with retry state (quota and rate limiter) of its own, named `<service>-<tag>`. The SDK
+    /// keeps that state in process-wide statics per service and region: tests that throttle on purpose use this,
+    /// so one test's throttling cannot starve another's retries.
+    pub fn isolated(config: &SdkConfig, tag: &str) -> Self {
+        Self::build(config, Services::ALL, Some(tag))
+    }
+
+    fn build(config: &SdkConfig, services: Services, partition: Option<&str>) -> Self {
         let calls = CallCounter::default();
-        let iam = aws_sdk_iam::config::Builder::from(config)
-            .interceptor(calls.clone())
-            .build();
-        let sns = aws_sdk_sns::config::Builder::from(config)
-            .interceptor(calls.clone())
-            .build();
-        let sts = aws_sdk_sts::config::Builder::from(config)
-            .interceptor(calls.clone())
-            .build();
-        let sqs = aws_sdk_sqs::config::Builder::from(config)
-            .interceptor(calls.clone())
-            .build();
-        let organizations = aws_sdk_organizations::config::Builder::from(config)
-            .interceptor(calls.clone())
-            .build();
-        let security_hub = aws_sdk_securityhub::config::Builder::from(config)
-            .interceptor(calls.clone())
-            .build();
-        let dynamodb = aws_sdk_dynamodb::config::Builder::from(config)
-            .interceptor(calls.clone())
-            .build();
+        macro_rules! client {
+            ($service:ident) => {{
+                let mut builder =
+                    $service::config::Builder::from(config).interceptor(calls.clone());
+                if let Some(tag) = partition {
+                    let name = format!("{}-{tag}", stringify!($service));
+                    builder = builder.retry_partition(RetryPartition::new(name));
+                }
+                $service::Client::from_conf(builder.build())
+            }};
+        }
         Clients {
-            dynamodb: aws_sdk_dynamodb::Client::from_conf(dynamodb),
-            sns: aws_sdk_sns::Client::from_conf(sns),
-            sts: aws_sdk_sts::Client::from_conf(sts),
-            sqs: aws_sdk_sqs::Client::from_conf(sqs),
-            organizations: aws_sdk_organizations::Client::from_conf(organizations),
+            dynamodb: client!(aws_sdk_dynamodb),
+            sns: client!(aws_sdk_sns),
+            sts: client!(aws_sdk_sts),
+            sqs: services.queue.then(|| client!(aws_sdk_sqs)),
+            organizations: services
+                .organizations
+                .then(|| client!(aws_sdk_organizations)),
             own_account: AccountClients {
-                iam: aws_sdk_iam::Client::from_conf(iam),
-                security_hub: aws_sdk_securityhub::Client::from_conf(security_hub),
+                iam: client!(aws_sdk_iam),
+                security_hub: services.security_hub.then(|| client!(aws_sdk_securityhub)),
             },
             calls,
         }
+    }
+
+    pub fn sqs(&self) -> Result<&aws_sdk_sqs::Client, Error> {
+        self.sqs
+            .as_ref()
+            .ok_or_else(|| not_built("WORK_QUEUE_URL", "SQS"))
+    }
+
+    pub fn organizations(&self) -> Result<&aws_sdk_organizations::Client, Error> {
+        self.organizations
+            .as_ref()
+            .ok_or_else(|| not_built("ACCOUNTS", "Organizations"))
     }
 
     /// The clients of a check of another account: IAM and Security Hub sign with that account's assumed-role
@@ -164,15 +220,34 @@ impl Clients {
                     .credentials_provider(credentials.clone())
                     .build(),
             ),
-            security_hub: aws_sdk_securityhub::Client::from_conf(
-                self.own_account
-                    .security_hub
-                    .config()
-                    .to_builder()
-                    .credentials_provider(credentials)
-                    .build(),
-            ),
+            security_hub: self.own_account.security_hub.as_ref().map(|hub| {
+                aws_sdk_securityhub::Client::from_conf(
+                    hub.config()
+                        .to_builder()
+                        .credentials_provider(credentials)
+                        .build(),
+                )
+            }),
         }
+    }
+}
+
+impl AccountClients {
+    pub fn security_hub(&self) -> Result<&aws_sdk_securityhub::Client, Error> {
+        self.security_hub
+            .as_ref()
+            .ok_or_else(|| not_built("SECURITY_HUB", "Security Hub"))
+    }
+}
+
+/// A call to a service whose client the settings did not build: a bug in keywatch, named as such.
+fn not_built(variable: &'static str, service: &str) -> Error {
+    Error::Config {
+        variable,
+        reason: format!(
+            "keywatch called {service}, whose client these settings do not build; this is a bug in keywatch, \
+             please report it with this message"
+        ),
     }
 }
 
@@ -284,6 +359,85 @@ mod tests {
         match aws_error("iam:ListUsers", SdkError::service_error(error, response)) {
             Error::Aws { failure, .. } => failure,
             other => panic!("{other:?}"),
+        }
+    }
+
+    /// A deployment's settings build only the clients it calls; a call to another one fails by name.
+    #[tokio::test]
+    async fn only_the_clients_the_settings_use_are_built() {
+        let config = config_loader(1)
+            .region(aws_config::Region::new("us-east-1"))
+            .load()
+            .await;
+        let topic = ("FINDINGS_TOPIC_ARN", "arn:aws:sns:us-east-1:123456789012:t");
+        let queue = (
+            "WORK_QUEUE_URL",
+            "https://sqs.us-east-1.amazonaws.com/123456789012/w",
+        );
+        let none = Services {
+            queue: false,
+            organizations: false,
+            security_hub: false,
+        };
+        for (vars, expected) in [
+            (vec![topic], none),
+            (
+                vec![topic, ("ACCOUNTS", "self"), ("SECURITY_HUB", "false")],
+                none,
+            ),
+            (
+                vec![topic, ("ACCOUNTS", "111122223333"), queue],
+                Services {
+                    queue: true,
+                    ..none
+                },
+            ),
+            (
+                vec![
+                    topic,
+                    ("ACCOUNTS", "organization"),
+                    queue,
+                    ("SECURITY_HUB", "true"),
+                    ("AWS_REGION", "us-east-1"),
+                ],
+                Services::ALL,
+            ),
+        ] {
+            let settings = Settings::from_lookup(|name| {
+                vars.iter()
+                    .find(|(k, _)| *k == name)
+                    .map(|(_, v)| v.to_string())
+            })
+            .expect("valid settings");
+            assert_eq!(Services::of(&settings), expected, "{vars:?}");
+            let clients = Clients::for_services(&config, expected);
+            let variable = |result: Result<(), Error>| match result {
+                Ok(()) => None,
+                Err(Error::Config { variable, .. }) => Some(variable),
+                Err(other) => panic!("{other:?}"),
+            };
+            assert_eq!(
+                variable(clients.sqs().map(drop)),
+                (!expected.queue).then_some("WORK_QUEUE_URL")
+            );
+            assert_eq!(
+                variable(clients.organizations().map(drop)),
+                (!expected.organizations).then_some("ACCOUNTS")
+            );
+            // An assumed account's clients have a hub exactly where the function's own do.
+            let member = clients.assumed(aws_sdk_iam::config::Credentials::new(
+                "AKIDEXAMPLE",
+                "secret",
+                None,
+                None,
+                "test",
+            ));
+            for account in [&clients.own_account, &member] {
+                assert_eq!(
+                    variable(account.security_hub().map(drop)),
+                    (!expected.security_hub).then_some("SECURITY_HUB")
+                );
+            }
         }
     }
 

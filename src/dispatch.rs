@@ -136,6 +136,7 @@ impl Keywatch {
                 reason: "not set; it is required when ACCOUNTS is not self".to_string(),
             });
         };
+        let sqs = clients.sqs()?;
         let owners = match (&self.settings.owner_tag_key, &self.settings.fleet.scope) {
             (Some(tag_key), Scope::Organization) => {
                 deadline
@@ -185,9 +186,7 @@ impl Keywatch {
                     .collect::<Result<Vec<_>>>()?;
                 let sent = deadline
                     .run("dispatching accounts", async {
-                        clients
-                            .sqs
-                            .send_message_batch()
+                        sqs.send_message_batch()
                             .queue_url(queue_url)
                             .set_entries(Some(entries))
                             .send()
@@ -255,10 +254,10 @@ async fn account_owners(
     accounts: &[String],
     tag_key: &str,
 ) -> Result<BTreeMap<String, String>> {
+    let organizations = clients.organizations()?;
     futures_util::stream::iter(accounts)
         .map(|account_id| async move {
-            let tags: Vec<_> = clients
-                .organizations
+            let tags: Vec<_> = organizations
                 .list_tags_for_resource()
                 .resource_id(account_id)
                 .into_paginator()
@@ -285,7 +284,7 @@ async fn active_accounts(clients: &Clients) -> Result<(Vec<String>, usize)> {
     let mut accounts = Vec::new();
     let mut inactive = 0;
     let mut pages = clients
-        .organizations
+        .organizations()?
         .list_accounts()
         .into_paginator()
         .send();

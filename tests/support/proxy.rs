@@ -14,7 +14,6 @@ use std::thread::JoinHandle;
 use std::time::Duration;
 
 use aws_config::{ConfigLoader, Region, SdkConfig};
-use aws_sdk_iam::config::retry::RetryPartition;
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
@@ -23,7 +22,7 @@ use hyper::{Request, Response, StatusCode};
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::{TokioExecutor, TokioIo};
-use keywatch::aws::{AccountClients, CallCounter, Clients};
+use keywatch::aws::Clients;
 use tokio::sync::oneshot;
 
 /// What the proxy does to a request instead of (or besides) forwarding it.
@@ -358,62 +357,13 @@ impl Drop for Proxy {
     }
 }
 
-/// `Clients::from_config`, but with retry state of their own. The SDK keeps each partition's retry quota
-/// (token bucket) and adaptive rate limiter in process-wide statics, keyed by service and region: without this,
-/// one test's throttling would slow down or starve the retries of every other test in the binary. A Lambda
-/// container does share that state across its invocations; the soak keeps one partition across its runs for that.
+/// `Clients::from_config`, but with retry state of their own ([`Clients::isolated`]): without it, one test's
+/// throttling would slow down or starve the retries of every other test in the binary. A Lambda container does
+/// share that state across its invocations; the soak keeps one partition across its runs for that.
 pub fn isolated_clients(config: &SdkConfig) -> Clients {
     static NEXT: AtomicU64 = AtomicU64::new(0);
     let id = NEXT.fetch_add(1, Ordering::Relaxed);
-    let partition = |service: &str| RetryPartition::new(format!("{service}-faults-{id}"));
-    let calls = CallCounter::default();
-    Clients {
-        sns: aws_sdk_sns::Client::from_conf(
-            aws_sdk_sns::config::Builder::from(config)
-                .interceptor(calls.clone())
-                .retry_partition(partition("sns"))
-                .build(),
-        ),
-        sts: aws_sdk_sts::Client::from_conf(
-            aws_sdk_sts::config::Builder::from(config)
-                .interceptor(calls.clone())
-                .retry_partition(partition("sts"))
-                .build(),
-        ),
-        sqs: aws_sdk_sqs::Client::from_conf(
-            aws_sdk_sqs::config::Builder::from(config)
-                .interceptor(calls.clone())
-                .retry_partition(partition("sqs"))
-                .build(),
-        ),
-        organizations: aws_sdk_organizations::Client::from_conf(
-            aws_sdk_organizations::config::Builder::from(config)
-                .interceptor(calls.clone())
-                .retry_partition(partition("organizations"))
-                .build(),
-        ),
-        dynamodb: aws_sdk_dynamodb::Client::from_conf(
-            aws_sdk_dynamodb::config::Builder::from(config)
-                .interceptor(calls.clone())
-                .retry_partition(partition("dynamodb"))
-                .build(),
-        ),
-        own_account: AccountClients {
-            iam: aws_sdk_iam::Client::from_conf(
-                aws_sdk_iam::config::Builder::from(config)
-                    .interceptor(calls.clone())
-                    .retry_partition(partition("iam"))
-                    .build(),
-            ),
-            security_hub: aws_sdk_securityhub::Client::from_conf(
-                aws_sdk_securityhub::config::Builder::from(config)
-                    .interceptor(calls.clone())
-                    .retry_partition(partition("securityhub"))
-                    .build(),
-            ),
-        },
-        calls,
-    }
+    Clients::isolated(config, &format!("faults-{id}"))
 }
 
 async fn accept(listener: tokio::net::TcpListener, state: Arc<State>) {
