@@ -1,0 +1,293 @@
+//! The seeding: deterministic plans of accounts (console and service users, Active and Inactive keys, used and
+//! never used), what each plan implies (findings, candidates, live lookups, call bounds), and moto seeded from them,
+//! for one account or an organization of many.
+
+use crate::measure::*;
+use crate::support;
+use crate::support::pump::WorkQueue;
+use crate::support::{Account, Moto};
+use aws_sdk_organizations::types::OrganizationFeatureSet;
+use futures_util::StreamExt;
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+/// The seed mix, in percent. The document states these values, so they are changed here only.
+pub(crate) const CONSOLE_USERS: u64 = 50;
+pub(crate) const CONSOLE_WITHOUT_KEY: u64 = 40;
+pub(crate) const CONSOLE_SECOND_KEY: u64 = 25;
+pub(crate) const CONSOLE_KEY_NEVER_USED: u64 = 13;
+pub(crate) const SERVICE_SECOND_KEY: u64 = 30;
+pub(crate) const SERVICE_KEY_NEVER_USED: u64 = 10;
+pub(crate) const KEY_INACTIVE: u64 = 20;
+
+/// Deterministic xorshift64*, so every run seeds the same accounts.
+pub(crate) struct Seeded(u64);
+
+impl Seeded {
+    pub(crate) fn chance(&mut self, percent: u64) -> bool {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D) % 100 < percent
+    }
+}
+
+#[derive(Clone, Copy)]
+pub(crate) struct PlannedKey {
+    pub(crate) active: bool,
+    pub(crate) used: bool,
+}
+
+pub(crate) struct PlannedUser {
+    pub(crate) name: String,
+    pub(crate) console: bool,
+    pub(crate) keys: Vec<PlannedKey>,
+}
+
+impl PlannedUser {
+    pub(crate) fn never_used(&self) -> impl Iterator<Item = &PlannedKey> {
+        self.keys.iter().filter(|k| !k.used)
+    }
+
+    /// The new candidate rule: a never-used key in any slot, Active or Inactive, password or not. (Users missing
+    /// from the report are candidates too; here every user exists before the report.)
+    pub(crate) fn is_candidate(&self) -> bool {
+        self.never_used().next().is_some()
+    }
+
+    /// The old rule: an Active never-used key on a console user.
+    pub(crate) fn is_old_rule_candidate(&self) -> bool {
+        self.console && self.never_used().any(|k| k.active)
+    }
+
+    /// Keys whose last use has to be looked up live: Active keys of a console user the report did not see used
+    /// (every used key is used before the report here).
+    pub(crate) fn live_lookups(&self) -> usize {
+        if self.console {
+            self.never_used().filter(|k| k.active).count()
+        } else {
+            0
+        }
+    }
+}
+
+/// Everything the seed will create, decided up front: the expected figures come from here, not from keywatch.
+pub(crate) struct Plan {
+    pub(crate) users: Vec<PlannedUser>,
+}
+
+impl Plan {
+    pub(crate) fn new(size: usize) -> Plan {
+        Plan::seeded(size, 0x5EED_0000 + size as u64)
+    }
+
+    /// The plan of the organization's account number `index` (0: the management account, whose plan is the
+    /// single account's of that size); every member gets a mix of its own.
+    pub(crate) fn for_account(size: usize, index: usize) -> Plan {
+        Plan::seeded(size, 0x5EED_0000 + size as u64 + ((index as u64) << 32))
+    }
+
+    pub(crate) fn seeded(size: usize, seed: u64) -> Plan {
+        let mut rng = Seeded(seed);
+        let users = (0..size)
+            .map(|i| {
+                let console = rng.chance(CONSOLE_USERS);
+                let (keys, never_used) = if console {
+                    let keys = if rng.chance(CONSOLE_WITHOUT_KEY) {
+                        0
+                    } else if rng.chance(CONSOLE_SECOND_KEY) {
+                        2
+                    } else {
+                        1
+                    };
+                    (keys, CONSOLE_KEY_NEVER_USED)
+                } else {
+                    let keys = if rng.chance(SERVICE_SECOND_KEY) { 2 } else { 1 };
+                    (keys, SERVICE_KEY_NEVER_USED)
+                };
+                let keys = (0..keys)
+                    .map(|_| PlannedKey {
+                        used: !rng.chance(never_used),
+                        active: !rng.chance(KEY_INACTIVE),
+                    })
+                    .collect();
+                PlannedUser {
+                    name: format!("user-{i:05}"),
+                    console,
+                    keys,
+                }
+            })
+            .collect();
+        Plan { users }
+    }
+
+    pub(crate) fn count(&self, f: impl Fn(&PlannedUser) -> usize) -> usize {
+        self.users.iter().map(f).sum()
+    }
+
+    /// Active never-used keys of console users: what keywatch must report.
+    pub(crate) fn findings(&self) -> usize {
+        self.count(|u| {
+            if u.console {
+                u.never_used().filter(|k| k.active).count()
+            } else {
+                0
+            }
+        })
+    }
+
+    pub(crate) fn candidates(&self) -> usize {
+        self.count(|u| usize::from(u.is_candidate()))
+    }
+
+    pub(crate) fn old_rule_candidates(&self) -> usize {
+        self.count(|u| usize::from(u.is_old_rule_candidate()))
+    }
+
+    pub(crate) fn live_lookups(&self) -> usize {
+        self.count(|u| {
+            if u.is_candidate() {
+                u.live_lookups()
+            } else {
+                0
+            }
+        })
+    }
+
+    /// Keys matching `console`, `active` and `used` (`None`: either).
+    pub(crate) fn keys(
+        &self,
+        console: Option<bool>,
+        active: Option<bool>,
+        used: Option<bool>,
+    ) -> usize {
+        self.count(|u| {
+            if console.is_some_and(|c| c != u.console) {
+                return 0;
+            }
+            u.keys
+                .iter()
+                .filter(|k| active.is_none_or(|a| a == k.active))
+                .filter(|k| used.is_none_or(|x| x == k.used))
+                .count()
+        })
+    }
+}
+
+/// Creates each plan's users and keys in its account: each key is created, used if planned (a signed request),
+/// then deactivated if planned. Accounts are seeded together, a few requests in flight in all: moto is one process.
+pub(crate) async fn seed(accounts: &[(&Account, &Plan)]) {
+    // Two passes, so a user's second key is created in a later second than its first: real keys are created
+    // apart, and keywatch matches report slots to live keys by creation second.
+    for pass in 0..2 {
+        if pass == 1 {
+            tokio::time::sleep(Duration::from_millis(1_100)).await;
+        }
+        let users = accounts
+            .iter()
+            .flat_map(|&(account, plan)| plan.users.iter().map(move |user| (account, user)));
+        futures_util::stream::iter(users)
+            .map(|(account, user)| async move {
+                if pass == 0 {
+                    account.user(&user.name).await;
+                    if user.console {
+                        account.password(&user.name).await;
+                    }
+                }
+                if let Some(planned) = user.keys.get(pass) {
+                    let key = account.key(&user.name).await;
+                    if planned.used {
+                        account.use_key(&key).await;
+                    }
+                    if !planned.active {
+                        account.deactivate(&user.name, &key).await;
+                    }
+                }
+            })
+            // moto 5.2 answers 500 to some concurrent STS calls above a handful in flight.
+            .buffer_unordered(4)
+            .collect::<Vec<()>>()
+            .await;
+    }
+}
+
+/// The function's own account: moto's default, and the organization's management account.
+pub(crate) const MANAGEMENT: &str = "123456789012";
+/// The emulated organization, seeded.
+pub(crate) struct Org {
+    pub(crate) own: Account,
+    /// Every ACTIVE account, sorted: what each dispatch must list.
+    pub(crate) accounts: Vec<String>,
+    pub(crate) plans: BTreeMap<String, Plan>,
+    pub(crate) users: usize,
+    pub(crate) topic: String,
+    pub(crate) work: WorkQueue,
+    pub(crate) seeding: Duration,
+}
+
+/// An organization of `accounts` accounts (the management account and members from `create_account`), each
+/// seeded with `users` users of a plan of its own; members through their `OrganizationAccountAccessRole`.
+pub(crate) async fn organization(moto: &Moto, accounts: usize, users: usize) -> Org {
+    let started = Instant::now();
+    let own = moto.account().await;
+    let organizations = aws_sdk_organizations::Client::new(&own.config);
+    organizations
+        .create_organization()
+        .feature_set(OrganizationFeatureSet::All)
+        .send()
+        .await
+        .expect("create organization");
+    let mut members = Vec::new();
+    for i in 1..accounts {
+        let id = organizations
+            .create_account()
+            .account_name(format!("member-{i:03}"))
+            .email(format!("member-{i:03}@example.com"))
+            .send()
+            .await
+            .expect("create account")
+            .create_account_status
+            .and_then(|status| status.account_id)
+            .expect("account id");
+        members.push((id.clone(), support::member_account(moto, &id).await));
+    }
+    let mut plans = BTreeMap::new();
+    plans.insert(MANAGEMENT.to_string(), Plan::for_account(users, 0));
+    for (i, (id, _)) in members.iter().enumerate() {
+        plans.insert(id.clone(), Plan::for_account(users, i + 1));
+    }
+    {
+        let seeded: Vec<(&Account, &Plan)> = std::iter::once((&own, &plans[MANAGEMENT]))
+            .chain(members.iter().map(|(id, account)| (account, &plans[id])))
+            .collect();
+        seed(&seeded).await;
+    }
+    let topic = own
+        .sns
+        .create_topic()
+        .name("keywatch-findings")
+        .send()
+        .await
+        .expect("topic")
+        .topic_arn
+        .expect("topic arn");
+    // One receive: a failed check goes to the DLQ at its next receive, and fails the bench.
+    let work = WorkQueue::create(&own.sqs, "keywatch-work", WORK_VISIBILITY_S, 1).await;
+    Org {
+        own,
+        accounts: plans.keys().cloned().collect(),
+        plans,
+        users,
+        topic,
+        work,
+        seeding: started.elapsed(),
+    }
+}
+
+/// The single-account bounds of IAM calls for an account of `plan`: (fixed, per-candidate).
+pub(crate) fn call_bounds(plan: &Plan) -> (usize, usize) {
+    (
+        3 + plan.users.len().div_ceil(1_000),
+        3 * plan.candidates() + plan.live_lookups(),
+    )
+}

@@ -1,0 +1,1155 @@
+//! The writing: `docs/benchmarks.md` and `docs/benchmarks.svg` from what [`super::measure`] recorded, with every
+//! verdict computed here, and the mismatches that fail the bench.
+
+use crate::measure::*;
+use crate::seed::*;
+use crate::support::project_dir;
+use crate::{SeededSize, CONFIGS, FIXED_OPS, PER_CANDIDATE_OPS};
+use plotters::prelude::*;
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::path::Path;
+use std::process::Command;
+use std::time::Duration;
+
+/// The cold-start target: init to the first Runtime API poll, median of [`COLD_STARTS`].
+pub(crate) const INIT_TARGET_MS: f64 = 15.0;
+
+pub(crate) fn iam_calls(calls: &BTreeMap<String, u64>) -> u64 {
+    calls
+        .iter()
+        .filter(|(op, _)| op.starts_with("iam:"))
+        .map(|(_, n)| n)
+        .sum()
+}
+
+/// The operations of `ops` that some run has no count of, said as a mismatch; `None` when every run has all.
+pub(crate) fn missing_counts(runs: &[&Run], ops: &[&str]) -> Option<String> {
+    let missing: Vec<String> = runs
+        .iter()
+        .enumerate()
+        .flat_map(|(index, run)| {
+            ops.iter()
+                .filter(|op| !run.calls.contains_key(**op))
+                .map(move |op| format!("run {}: {op}", index + 1))
+        })
+        .collect();
+    (!missing.is_empty()).then(|| {
+        format!(
+            "no count of calls that the plan requires ({}): a missing count is not read as zero",
+            missing.join(", ")
+        )
+    })
+}
+
+/// Calls of `ops` in one run. An operation it never called has no count, which is zero calls; the verdicts
+/// check with [`missing_counts`] first that the calls the plan requires were counted.
+pub(crate) fn calls_of(calls: &BTreeMap<String, u64>, ops: &[&str]) -> u64 {
+    ops.iter()
+        .map(|op| calls.get(*op).copied().unwrap_or(0))
+        .sum()
+}
+
+/// Median, minimum and maximum over the runs of one configuration.
+#[derive(Clone, Copy)]
+pub(crate) struct Stat {
+    pub(crate) median: f64,
+    pub(crate) min: f64,
+    pub(crate) max: f64,
+}
+
+impl Stat {
+    pub(crate) fn of(values: impl IntoIterator<Item = f64>) -> Stat {
+        let mut values: Vec<f64> = values.into_iter().collect();
+        assert!(!values.is_empty(), "a statistic of no runs");
+        values.sort_by(f64::total_cmp);
+        let n = values.len();
+        let median = if n % 2 == 1 {
+            values[n / 2]
+        } else {
+            (values[n / 2 - 1] + values[n / 2]) / 2.0
+        };
+        Stat {
+            median,
+            min: values[0],
+            max: values[n - 1],
+        }
+    }
+
+    /// `median unit (min–max)`, or the median alone when every run gave the same figure at this precision.
+    pub(crate) fn show(&self, format: impl Fn(f64) -> String, unit: &str) -> String {
+        let (median, min, max) = (format(self.median), format(self.min), format(self.max));
+        if min == max {
+            format!("{median}{unit}")
+        } else {
+            format!("{median}{unit} ({min}–{max})")
+        }
+    }
+
+    pub(crate) fn count(&self) -> String {
+        self.show(count, "")
+    }
+}
+
+/// A count with thousands separators; a median of an even number of runs may end in .5.
+pub(crate) fn count(value: f64) -> String {
+    if value.fract() != 0.0 {
+        return format!("{value:.1}");
+    }
+    let digits = (value as u64).to_string();
+    let mut out = String::new();
+    for (i, digit) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i) % 3 == 0 {
+            out.push(',');
+        }
+        out.push(digit);
+    }
+    out
+}
+
+pub(crate) fn seconds(value: f64) -> String {
+    format!("{value:.2}")
+}
+
+pub(crate) fn one_decimal(value: f64) -> String {
+    format!("{value:.1}")
+}
+
+/// Everything measured, for the document and the plot.
+pub(crate) struct Bench<'a> {
+    pub(crate) cold_starts: &'a [ColdStart],
+    pub(crate) runs: &'a [Run],
+    pub(crate) sizes: &'a [SeededSize],
+    pub(crate) rounds: usize,
+    pub(crate) latency: Duration,
+    /// `None` with `BENCH_ORG_ACCOUNTS=0`.
+    pub(crate) org: Option<&'a OrgBench>,
+    /// The ledger's runs on the largest account: (what the run was, the run).
+    pub(crate) ledger: &'a [(&'static str, Run)],
+}
+
+impl Bench<'_> {
+    /// The runs of one configuration at one size (empty if it did not run there).
+    pub(crate) fn of(&self, size: usize, config: usize) -> Vec<&Run> {
+        self.runs
+            .iter()
+            .filter(|r| r.size == size && r.config == config)
+            .collect()
+    }
+
+    pub(crate) fn stat(&self, size: usize, config: usize, f: impl Fn(&Run) -> f64) -> Option<Stat> {
+        let runs = self.of(size, config);
+        (!runs.is_empty()).then(|| Stat::of(runs.into_iter().map(f)))
+    }
+
+    /// The configurations that ran at `size`, by index.
+    pub(crate) fn configs_at(&self, size: usize) -> Vec<usize> {
+        (0..CONFIGS.len())
+            .filter(|&c| !self.of(size, c).is_empty())
+            .collect()
+    }
+}
+
+pub(crate) fn command_output(program: &str, args: &[&str]) -> String {
+    Command::new(program)
+        .args(args)
+        .output()
+        .ok()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+        .unwrap_or_else(|| "unknown".into())
+}
+
+pub(crate) fn verdict(ok: bool) -> &'static str {
+    if ok {
+        "met"
+    } else {
+        "**NOT met**"
+    }
+}
+
+/// The document, and the mismatches between keywatch's answers and the seed plan (empty when none).
+pub(crate) fn render(bench: &Bench, binary: &Path) -> (String, Vec<String>) {
+    let mut mismatches = Vec::new();
+    let mut out = String::new();
+    let rounds = bench.rounds;
+    let _ = writeln!(out, "# Benchmarks\n");
+    let _ = writeln!(
+        out,
+        "Written by `make bench` (`benches/scale.rs`) on {}, which also drew the plot; nothing here is edited by hand. \
+         Each figure is the median of {rounds} run{} of one configuration, with the minimum–maximum in brackets \
+         (a single figure: every run gave the same). Verdicts are computed from these figures.\n",
+        command_output("date", &["-u", "+%Y-%m-%d"]),
+        if rounds == 1 { "" } else { "s" },
+    );
+    let _ = writeln!(
+        out,
+        "![Wall time and IAM calls against the number of IAM users, one line per inventory source and concurrency](benchmarks.svg)\n"
+    );
+
+    // Setup.
+    let cpu = std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|info| {
+            info.lines()
+                .find(|l| l.starts_with("model name"))
+                .map(|l| l.split(':').nth(1).unwrap_or("").trim().to_string())
+        })
+        .unwrap_or_else(|| "unknown".into());
+    let moto = command_output(
+        &project_dir().join(".venv/bin/python").to_string_lossy(),
+        &["-c", "import moto; print(moto.__version__)"],
+    );
+    let arm64 = match std::fs::metadata(project_dir().join("target/lambda/keywatch/bootstrap")) {
+        Ok(m) => format!(
+            "The Lambda artifact, `cargo lambda build --release --arm64` → `target/lambda/keywatch/bootstrap`: {:.1} MiB; target < 8 MB: {}.",
+            m.len() as f64 / 1_048_576.0,
+            verdict(m.len() < 8_000_000)
+        ),
+        Err(_) => "The arm64 Lambda artifact was not built (`cargo lambda build --release --arm64`).".to_string(),
+    };
+    let size_mib = std::fs::metadata(binary)
+        .map(|m| m.len() as f64 / 1_048_576.0)
+        .unwrap_or(0.0);
+    let _ = writeln!(out, "## Setup\n");
+    let _ = writeln!(
+        out,
+        "- Machine: {} cores, {cpu}; {}\n\
+         - moto {moto} on loopback, behind the test proxy (`tests/support/proxy.rs`), which delays every AWS request \
+         by {} ms (IAM is slower than moto; without it concurrency would only measure moto's CPU) and answers \
+         ListUsers in IAM's pages (100 users unless `MaxItems` asks for up to 1,000, with `Marker`), which moto does \
+         not. The proxy takes each page from moto's full listing.\n\
+         - Release binary (x86_64, `target/release/keywatch`): {size_mib:.1} MiB. {arm64}",
+        std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(0),
+        command_output("rustc", &["--version"]),
+        bench.latency.as_millis()
+    );
+    let _ = writeln!(
+        out,
+        "- Each size is seeded once, then every configuration runs {rounds} time{} in rounds (a dry run with moto's test \
+         credentials changes nothing). Configurations and the sizes they ran at:",
+        if rounds == 1 { "" } else { "s" },
+    );
+    for (index, config) in CONFIGS.iter().enumerate() {
+        let ran: Vec<String> = bench
+            .sizes
+            .iter()
+            .filter(|s| !bench.of(s.size, index).is_empty())
+            .map(|s| count(s.size as f64))
+            .collect();
+        let skipped: Vec<String> = bench
+            .sizes
+            .iter()
+            .filter(|s| bench.of(s.size, index).is_empty())
+            .map(|s| count(s.size as f64))
+            .collect();
+        let _ = writeln!(
+            out,
+            "  - `{}`: {} users{}",
+            config.name(),
+            if ran.is_empty() {
+                "no".to_string()
+            } else {
+                ran.join(", ")
+            },
+            if skipped.is_empty() {
+                String::new()
+            } else {
+                format!(
+                    "; not at {} (it runs only up to {} users)",
+                    skipped.join(", "),
+                    count(config.max_users as f64)
+                )
+            }
+        );
+    }
+
+    // The seeded accounts.
+    let _ = writeln!(out, "\n## Seeded accounts\n");
+    let _ = writeln!(
+        out,
+        "Each user is a console user (with a password) with probability {CONSOLE_USERS} %, else a service user. A \
+         console user has no key with probability {CONSOLE_WITHOUT_KEY} %, else one key, or two with \
+         {CONSOLE_SECOND_KEY} %; each of its keys is never used with probability {CONSOLE_KEY_NEVER_USED} %. A service \
+         user has one key, or two with {SERVICE_SECOND_KEY} %; each never used with {SERVICE_KEY_NEVER_USED} %. Any \
+         key is Inactive with probability {KEY_INACTIVE} % (deactivated after its use, if used). A used key signed \
+         one request before any run; a user's second key was created at least a second after the first. Counts from \
+         the seed plan:\n"
+    );
+    let _ = writeln!(
+        out,
+        "| users | console users | service users | keys (Inactive) | never-used keys: Active, of console users | Inactive, of console users | of service users | seeding time |"
+    );
+    let _ = writeln!(out, "|---:|---:|---:|---:|---:|---:|---:|---:|");
+    for s in bench.sizes {
+        let plan = &s.plan;
+        let console = plan.users.iter().filter(|u| u.console).count();
+        let _ = writeln!(
+            out,
+            "| {} | {} | {} | {} ({}) | {} | {} | {} | {:.0} s |",
+            count(s.size as f64),
+            count(console as f64),
+            count((plan.users.len() - console) as f64),
+            count(plan.keys(None, None, None) as f64),
+            count(plan.keys(None, Some(false), None) as f64),
+            count(plan.keys(Some(true), Some(true), Some(false)) as f64),
+            count(plan.keys(Some(true), Some(false), Some(false)) as f64),
+            count(plan.keys(Some(false), None, Some(false)) as f64),
+            s.seeding.as_secs_f64()
+        );
+    }
+
+    // Results.
+    // Cold start: measured alone, before moto started.
+    let _ = writeln!(out, "## Cold start\n");
+    let _ = writeln!(
+        out,
+        "Init, from process start to the first Runtime API poll: the release binary started {COLD_STARTS} times per \
+         settings profile, the profiles taking turns, on an otherwise idle machine (before moto or any account run \
+         of this bench started). Init reads the settings and builds only the AWS clients they use; it makes no AWS \
+         call. Median of the {COLD_STARTS} starts, minimum–maximum in brackets.\n"
+    );
+    let _ = writeln!(
+        out,
+        "| settings | init to first poll | target < {INIT_TARGET_MS} ms |"
+    );
+    let _ = writeln!(out, "|---|---:|---|");
+    for cold in bench.cold_starts {
+        let init = Stat::of(cold.inits.iter().map(|d| d.as_secs_f64() * 1000.0));
+        let _ = writeln!(
+            out,
+            "| {} | {} | {} |",
+            cold.profile,
+            init.show(one_decimal, " ms"),
+            verdict(init.median < INIT_TARGET_MS)
+        );
+    }
+
+    let _ = writeln!(out, "\n## Results\n");
+    let _ = writeln!(
+        out,
+        "| users | source | concurrency | wall time | IAM calls | candidates | findings | peak RSS |"
+    );
+    let _ = writeln!(out, "|---:|---|---:|---:|---:|---:|---:|---:|");
+    for s in bench.sizes {
+        for c in bench.configs_at(s.size) {
+            let stat = |f: &dyn Fn(&Run) -> f64| bench.stat(s.size, c, f).expect("ran");
+            let _ = writeln!(
+                out,
+                "| {} | {} | {} | {} | {} | {} | {} | {} |",
+                count(s.size as f64),
+                CONFIGS[c].source,
+                CONFIGS[c].concurrency,
+                stat(&|r| r.wall.as_secs_f64()).show(seconds, " s"),
+                stat(&|r| iam_calls(&r.calls) as f64).count(),
+                stat(&|r| r.candidates as f64).count(),
+                stat(&|r| r.findings as f64).count(),
+                stat(&|r| r.peak_rss_kib as f64 / 1024.0).show(one_decimal, " MiB"),
+            );
+        }
+    }
+
+    // Candidates: old rule, new rule, keywatch.
+    let report_configs: Vec<usize> = (0..CONFIGS.len())
+        .filter(|&c| CONFIGS[c].source == "credential-report")
+        .collect();
+    let _ = writeln!(out, "\n## Candidates\n");
+    let _ = writeln!(
+        out,
+        "Users the credential-report source verifies live. Old rule: a console user with an Active never-used key. \
+         New rule: a user whose report row shows a never-used key in any slot (Active or Inactive, password or not), \
+         or whom the report does not list (none here: every user exists before the first run). Both counted from the \
+         seed plan; keywatch's `candidates_verified` must equal the new rule's count.\n"
+    );
+    let _ = writeln!(
+        out,
+        "| users | old rule (plan) | new rule (plan) | change | keywatch, credential-report | equal to the new rule |"
+    );
+    let _ = writeln!(out, "|---:|---:|---:|---:|---:|---|");
+    for s in bench.sizes {
+        let (old, new) = (s.plan.old_rule_candidates(), s.plan.candidates());
+        for &c in &report_configs {
+            let runs = bench.of(s.size, c);
+            if runs.is_empty() {
+                continue;
+            }
+            let measured = Stat::of(runs.iter().map(|r| r.candidates as f64));
+            let equal = runs.iter().all(|r| r.candidates == new);
+            let check = if equal {
+                "yes".to_string()
+            } else {
+                let hint = if runs.iter().all(|r| r.candidates == old) {
+                    " (the old rule's count)"
+                } else {
+                    ""
+                };
+                let message = format!(
+                    "{} users, {}: keywatch verified {} candidates, the new rule gives {new}{hint}",
+                    s.size,
+                    CONFIGS[c].name(),
+                    measured.count()
+                );
+                mismatches.push(message);
+                format!("**MISMATCH**{hint}")
+            };
+            let _ = writeln!(
+                out,
+                "| {} | {} | {} | {} | {} | {check} |",
+                count(s.size as f64),
+                count(old as f64),
+                count(new as f64),
+                if old == 0 {
+                    format!("+{}", count(new as f64))
+                } else {
+                    format!(
+                        "{:+} ({:.1}x)",
+                        new as i64 - old as i64,
+                        new as f64 / old as f64
+                    )
+                },
+                measured.count(),
+            );
+        }
+    }
+
+    // Call bounds.
+    let _ = writeln!(out, "\n## IAM call bounds (credential-report source)\n");
+    let _ = writeln!(
+        out,
+        "- Fixed calls ({}) at most 3 + ⌈users / 1,000⌉.\n\
+         - Per-candidate calls ({}) at most 3 × candidates + the keys that need a live last-use lookup: Active keys of \
+         candidates with a console password that the report did not see used. Candidates and lookups come from the seed \
+         plan (new rule).\n\
+         - A verdict holds for the highest count of the {rounds} run{}. GenerateCredentialReport calls are listed run by \
+         run: a run that finds no report starts one (`STARTED`) and asks again; moto, like IAM while a report is under 4 \
+         hours old, answers `COMPLETE` at once when one exists.\n",
+        FIXED_OPS.join(" + "),
+        PER_CANDIDATE_OPS.join(" + "),
+        if rounds == 1 { "" } else { "s" },
+    );
+    let _ = writeln!(
+        out,
+        "| users | GenerateCredentialReport, by run | ListUsers | fixed calls | bound | verdict | candidates + lookups (plan) | per-candidate calls | bound | verdict |"
+    );
+    let _ = writeln!(out, "|---:|---:|---:|---:|---:|---|---:|---:|---:|---|");
+    for s in bench.sizes {
+        for &c in &report_configs {
+            let runs = bench.of(s.size, c);
+            if runs.is_empty() {
+                continue;
+            }
+            let fixed = Stat::of(runs.iter().map(|r| calls_of(&r.calls, &FIXED_OPS) as f64));
+            let per = Stat::of(
+                runs.iter()
+                    .map(|r| calls_of(&r.calls, &PER_CANDIDATE_OPS) as f64),
+            );
+            let list_users = Stat::of(
+                runs.iter()
+                    .map(|r| calls_of(&r.calls, &["iam:ListUsers"]) as f64),
+            );
+            let fixed_bound = 3 + s.size.div_ceil(1_000);
+            let (candidates, lookups) = (s.plan.candidates(), s.plan.live_lookups());
+            let per_bound = 3 * candidates + lookups;
+            // What every run must have called: a count it lacks is no call made, and meets no bound.
+            let mut must: Vec<&str> = vec!["iam:GetCredentialReport", "iam:ListUsers"];
+            let fixed_missing = missing_counts(&runs, &must);
+            must.clear();
+            if candidates > 0 {
+                must.push("iam:ListAccessKeys");
+            }
+            if lookups > 0 {
+                must.push("iam:GetAccessKeyLastUsed");
+            }
+            let per_missing = missing_counts(&runs, &must);
+            for missing in [&fixed_missing, &per_missing].into_iter().flatten() {
+                mismatches.push(format!(
+                    "{} users, {}: {missing}",
+                    s.size,
+                    CONFIGS[c].name()
+                ));
+            }
+            let checked = |missing: &Option<String>, ok: bool| match missing {
+                Some(_) => "**NO COUNT**",
+                None => verdict(ok),
+            };
+            let _ = writeln!(
+                out,
+                "| {} | {} | {} | {} | {} | {} | {} + {} | {} | {} | {} |",
+                count(s.size as f64),
+                runs.iter()
+                    .map(|r| calls_of(&r.calls, &FIXED_OPS[..1]).to_string())
+                    .collect::<Vec<_>>()
+                    .join(", "),
+                list_users.count(),
+                fixed.count(),
+                count(fixed_bound as f64),
+                checked(&fixed_missing, fixed.max <= fixed_bound as f64),
+                count(candidates as f64),
+                count(lookups as f64),
+                per.count(),
+                count(per_bound as f64),
+                checked(&per_missing, per.max <= per_bound as f64),
+            );
+        }
+    }
+
+    // Other targets.
+    let _ = writeln!(out, "\n## Other targets\n");
+    let wrong_findings: Vec<String> = bench
+        .runs
+        .iter()
+        .filter_map(|r| {
+            let plan = &bench.sizes.iter().find(|s| s.size == r.size)?.plan;
+            (r.findings != plan.findings()).then(|| {
+                format!(
+                    "{} users, {}: {} findings, the plan has {}",
+                    r.size,
+                    CONFIGS[r.config].name(),
+                    r.findings,
+                    plan.findings()
+                )
+            })
+        })
+        .collect();
+    let planned: Vec<String> = bench
+        .sizes
+        .iter()
+        .map(|s| {
+            format!(
+                "{} at {} users",
+                count(s.plan.findings() as f64),
+                count(s.size as f64)
+            )
+        })
+        .collect();
+    let _ = writeln!(
+        out,
+        "- Findings: every run reports exactly the plan's Active never-used keys of console users ({}): {}.",
+        planned.join(", "),
+        if wrong_findings.is_empty() {
+            "yes".to_string()
+        } else {
+            format!("**MISMATCH**: {}", wrong_findings.join("; "))
+        }
+    );
+    mismatches.extend(wrong_findings);
+    // Timing and memory targets hold for the highest median (one configuration at one size), not one noisy run.
+    let highest = |f: fn(&Run) -> f64| {
+        bench
+            .sizes
+            .iter()
+            .flat_map(|s| {
+                bench
+                    .configs_at(s.size)
+                    .into_iter()
+                    .map(move |c| (s.size, c))
+            })
+            .filter_map(|(size, c)| Some((size, c, bench.stat(size, c, f)?)))
+            .max_by(|a, b| a.2.median.total_cmp(&b.2.median))
+    };
+    if let Some((size, c, rss)) = highest(|r| r.peak_rss_kib as f64 / 1024.0) {
+        let _ = writeln!(
+            out,
+            "- Peak RSS, highest median: {} ({} users, {}); target < 32 MiB: {}.",
+            rss.show(one_decimal, " MiB"),
+            count(size as f64),
+            CONFIGS[c].name(),
+            verdict(rss.median < 32.0)
+        );
+    }
+    for cold in bench.cold_starts {
+        let init = Stat::of(cold.inits.iter().map(|d| d.as_secs_f64() * 1000.0));
+        let _ = writeln!(
+            out,
+            "- Release init to first Runtime API poll, {}: {} (see Cold start); target < {INIT_TARGET_MS} ms: {}.",
+            cold.profile,
+            init.show(one_decimal, " ms"),
+            verdict(init.median < INIT_TARGET_MS)
+        );
+    }
+    let serial = CONFIGS
+        .iter()
+        .position(|c| c.source == "api" && c.concurrency == 1);
+    let parallel = CONFIGS
+        .iter()
+        .position(|c| c.source == "api" && c.concurrency == 8);
+    if let (Some(one), Some(eight)) = (serial, parallel) {
+        let speedups: Vec<(usize, f64)> = bench
+            .sizes
+            .iter()
+            .filter_map(|s| {
+                let wall = |c| bench.stat(s.size, c, |r| r.wall.as_secs_f64());
+                let (one, eight) = (wall(one)?, wall(eight)?);
+                Some((s.size, one.median / eight.median.max(f64::EPSILON)))
+            })
+            .collect();
+        if let Some(&(largest, speedup)) = speedups.last() {
+            let each: Vec<String> = speedups
+                .iter()
+                .map(|(size, x)| format!("{x:.1}x at {} users", count(*size as f64)))
+                .collect();
+            let _ = writeln!(
+                out,
+                "- `api` source, concurrency 8 against 1 (median wall times): {}. Target at least 4x at the largest size \
+                 both ran ({} users): {}.",
+                each.join(", "),
+                count(largest as f64),
+                verdict(speedup >= 4.0)
+            );
+        } else {
+            let _ = writeln!(
+                out,
+                "- `api` source, concurrency 8 against 1: not measured (no size ran both)."
+            );
+        }
+    }
+
+    // Calls by operation.
+    let _ = writeln!(out, "\n## AWS calls by operation\n");
+    let _ = writeln!(
+        out,
+        "As keywatch counts them (one per operation, however many attempts); retries are the requests the proxy saw \
+         beyond these.\n"
+    );
+    for s in bench.sizes {
+        for c in bench.configs_at(s.size) {
+            let runs = bench.of(s.size, c);
+            let mut ops: Vec<&String> = runs.iter().flat_map(|r| r.calls.keys()).collect();
+            ops.sort();
+            ops.dedup();
+            let ops: Vec<String> = ops
+                .into_iter()
+                .map(|op| {
+                    let stat = Stat::of(
+                        runs.iter()
+                            .map(|r| r.calls.get(op).copied().unwrap_or(0) as f64),
+                    );
+                    format!("{op} {}", stat.count())
+                })
+                .collect();
+            let retries = Stat::of(runs.iter().map(|r| {
+                r.requests
+                    .saturating_sub(r.calls.values().sum::<u64>() as usize) as f64
+            }));
+            let _ = writeln!(
+                out,
+                "- {} users, {}: {}; retries {}",
+                count(s.size as f64),
+                CONFIGS[c].name(),
+                ops.join(", "),
+                retries.count()
+            );
+        }
+    }
+    render_ledger(&mut out, bench, &mut mismatches);
+    if let Some(org) = bench.org {
+        render_org(&mut out, org, bench.latency, &mut mismatches);
+    }
+    (out, mismatches)
+}
+
+pub(crate) fn render_ledger(out: &mut String, bench: &Bench, mismatches: &mut Vec<String>) {
+    let (routing, runs): (Vec<_>, Vec<_>) = bench
+        .ledger
+        .iter()
+        .partition(|(label, _)| [ROUTING_ON, ROUTING_OFF].contains(label));
+    let Some((_, first)) = runs.first() else {
+        return;
+    };
+    let _ = writeln!(
+        out,
+        "\n## The ledger at {} users\n\nThe release binary with `LEDGER_TABLE` and `ALERTS=changes` \
+         (`{}`), publishing and writing, twice on the largest account: a first run, and a second run with nothing \
+         changed. The bound is what the ledger may add to a run: ⌈findings / 25⌉ + ⌈findings / 100⌉ + 2 calls.\n",
+        count(first.size as f64),
+        CONFIGS[first.config].name(),
+    );
+    let _ = writeln!(
+        out,
+        "| Run | Findings | Alert parts published | `dynamodb:Query` | `dynamodb:BatchWriteItem` | Ledger calls | Bound | IAM calls | Verdict |\n|---|---|---|---|---|---|---|---|---|"
+    );
+    for (label, run) in &runs {
+        let query = calls_of(&run.calls, &["dynamodb:Query"]);
+        let writes = calls_of(&run.calls, &["dynamodb:BatchWriteItem"]);
+        let f = run.findings as u64;
+        let bound = f.div_ceil(25) + f.div_ceil(100) + 2;
+        // Every run reads the ledger: a count that is missing is a failure, never a zero that passes.
+        let ok = query >= 1 && query + writes <= bound;
+        if !ok {
+            mismatches.push(format!(
+                "ledger, {label}: {query} Query and {writes} BatchWriteItem calls; at least 1 Query and at most \
+                 {bound} calls in all"
+            ));
+        }
+        let _ = writeln!(
+            out,
+            "| {label} | {} | {} | {query} | {writes} | {} | {bound} | {} | {} |",
+            run.findings,
+            run.notifications,
+            query + writes,
+            iam_calls(&run.calls),
+            verdict(ok)
+        );
+    }
+    if let [(_, first), (_, second)] = runs[..] {
+        let quiet = second.notifications == 0
+            && calls_of(&second.calls, &["dynamodb:BatchWriteItem"]) == 0
+            && first.notifications > 0;
+        if !quiet {
+            mismatches.push(
+                "ledger: the first run must publish and the unchanged second run must neither publish nor write"
+                    .to_string(),
+            );
+        }
+        let _ = writeln!(
+            out,
+            "\nThe unchanged second run published nothing and wrote nothing: {}.",
+            verdict(quiet)
+        );
+    }
+    // Routing by owner reads the owner from the tags the exemption already reads: no IAM call of its own.
+    if let [(_, on), (_, off)] = routing[..] {
+        let iam = |run: &Run| -> BTreeMap<String, u64> {
+            run.calls
+                .iter()
+                .filter(|(op, _)| op.starts_with("iam:"))
+                .map(|(op, n)| (op.clone(), *n))
+                .collect()
+        };
+        let same = iam(on) == iam(off) && !iam(on).is_empty();
+        if !same {
+            mismatches.push(format!(
+                "routing by owner changed the IAM calls: {:?} with it, {:?} without",
+                iam(on),
+                iam(off)
+            ));
+        }
+        let _ = writeln!(
+            out,
+            "\nRouting by owner (`OWNER_TAG_KEY`) adds no IAM call: two dry runs back to back on this account \
+             ({}), {} IAM calls with routing on and {} with it off, the same by operation: {}.",
+            CONFIGS[on.config].name(),
+            iam_calls(&on.calls),
+            iam_calls(&off.calls),
+            verdict(same)
+        );
+    }
+}
+
+pub(crate) fn milliseconds(value: f64) -> String {
+    format!("{value:.0}")
+}
+
+/// The organization's section of the document; whatever went wrong goes to `mismatches`.
+pub(crate) fn render_org(
+    out: &mut String,
+    bench: &OrgBench,
+    latency: Duration,
+    mismatches: &mut Vec<String>,
+) {
+    let org = &bench.org;
+    let accounts = org.accounts.len();
+    let rounds = bench.drains.len() / ORG_CONCURRENCY.len();
+    let plans = || org.plans.values();
+    let planned: usize = plans().map(Plan::findings).sum();
+    let most = *ORG_CONCURRENCY.iter().max().expect("a concurrency");
+    let plural = |n: usize| if n == 1 { "" } else { "s" };
+    let _ = writeln!(
+        out,
+        "\n## Organization: {} accounts × {} users\n",
+        count(accounts as f64),
+        count(org.users as f64)
+    );
+    let _ = writeln!(
+        out,
+        "An AWS Organization in moto (`create_organization`): the management account, which is the function's own \
+         ({MANAGEMENT}), and {} member{} from `create_account`, each seeded through its \
+         `OrganizationAccountAccessRole`. Every account holds {} users of the mix above, from a seed plan of its own \
+         (the management account's is the {}-user account's): {} users and {} keys ({} Inactive) in all, and the \
+         plans' findings: {}. Creating and seeding the organization took {:.0} s.\n",
+        count(accounts.saturating_sub(1) as f64),
+        plural(accounts.saturating_sub(1)),
+        count(org.users as f64),
+        count(org.users as f64),
+        count((accounts * org.users) as f64),
+        count(plans().map(|p| p.keys(None, None, None)).sum::<usize>() as f64),
+        count(plans().map(|p| p.keys(None, Some(false), None)).sum::<usize>() as f64),
+        count(planned as f64),
+        org.seeding.as_secs_f64()
+    );
+    let _ = writeln!(
+        out,
+        "A drain: first the dispatch, a fresh release binary with `ACCOUNTS=organization` given the scheduled event, \
+         which sends one work message per ACTIVE account to a work queue with a dead-letter queue \
+         (`WorkQueue::create`; visibility {WORK_VISIBILITY_S} s, and one receive before the DLQ, so no failure is \
+         retried away). Then the pump (`tests/support/pump.rs`, Lambda's SQS poller, batch size 1 as in the \
+         template) with N pollers hands the records to N worker processes: the release binary, each under a Runtime \
+         API of its own and given one event at a time, as N Lambda instances are. The workers start fresh for each \
+         drain and are polling before the clock starts; a drain's wall time runs from the pump's start to the last \
+         answer, and account checks per second are the accounts over it. Not a dry run: each check publishes its \
+         alert to an SNS topic in moto, reads a member through `sts:AssumeRole` into the member role, and otherwise \
+         runs with the defaults (credential-report source, `CONCURRENCY` 8). Dispatcher and workers reach moto \
+         through the proxy ({} ms per request); the pump talks to moto directly. Per-check figures come from the \
+         workers' stdout: each check's EMF line (`src/metrics.rs`) and its `keywatch run complete` log line (calls by \
+         operation). A first drain at concurrency {most}, not measured, has every account generate its credential \
+         report; the measured drains ({rounds} round{} of concurrency {}) find it ready, as any run within 4 hours \
+         of the last would.\n",
+        latency.as_millis(),
+        plural(rounds),
+        ORG_CONCURRENCY
+            .iter()
+            .map(|c| c.to_string())
+            .collect::<Vec<_>>()
+            .join(" and ")
+    );
+
+    let _ = writeln!(
+        out,
+        "| pollers = worker processes | drain wall time | account checks/s | one check (EMF `DurationMs`, all checks) | peak RSS of a worker (highest of the drain's) | retries |"
+    );
+    let _ = writeln!(out, "|---|---:|---:|---:|---:|---:|");
+    let mut row = |label: String, drains: &[&Drain]| {
+        if drains.is_empty() {
+            return;
+        }
+        let stat = |f: &dyn Fn(&Drain) -> f64| Stat::of(drains.iter().map(|d| f(d)));
+        let durations = Stat::of(
+            drains
+                .iter()
+                .flat_map(|d| d.checks.iter().map(|c| c.duration_ms as f64)),
+        );
+        let _ = writeln!(
+            out,
+            "| {label} | {} | {} | {} | {} | {} |",
+            stat(&|d| d.wall.as_secs_f64()).show(seconds, " s"),
+            stat(&Drain::checks_per_second).show(one_decimal, ""),
+            durations.show(milliseconds, " ms"),
+            stat(&|d| d.peak_rss_kib as f64 / 1024.0).show(one_decimal, " MiB"),
+            stat(&Drain::retries).count(),
+        );
+    };
+    row(
+        format!("{most}, first drain (credential reports generated; not measured)"),
+        &[&bench.warmup],
+    );
+    for concurrency in ORG_CONCURRENCY {
+        row(concurrency.to_string(), &bench.drains_at(concurrency));
+    }
+    let _ = writeln!(out);
+
+    // Dispatch.
+    let drains: Vec<&Drain> = bench.all_drains().collect();
+    let dispatch = Stat::of(
+        drains
+            .iter()
+            .map(|d| d.dispatch.took.as_secs_f64() * 1000.0),
+    );
+    let mut actions: Vec<&String> = drains
+        .iter()
+        .flat_map(|d| d.dispatch.requests.keys())
+        .collect();
+    actions.sort();
+    actions.dedup();
+    let requests: Vec<String> = actions
+        .iter()
+        .map(|action| {
+            let stat = Stat::of(
+                drains
+                    .iter()
+                    .map(|d| d.dispatch.requests.get(*action).copied().unwrap_or(0) as f64),
+            );
+            format!("{action} {}", stat.count())
+        })
+        .collect();
+    let listed = drains
+        .iter()
+        .all(|d| d.dispatch.status == 200 && d.dispatch.accounts == org.accounts);
+    let _ = writeln!(
+        out,
+        "- Dispatch, from the scheduled event handed over to the response, median of the {} dispatch{} (one before \
+         each drain): {}. Requests per dispatch: {}. Every response listed exactly the {} ACTIVE accounts: {}.",
+        drains.len(),
+        if drains.len() == 1 { "" } else { "es" },
+        dispatch.show(one_decimal, " ms"),
+        requests.join(", "),
+        count(accounts as f64),
+        if listed { "yes" } else { "**no**" }
+    );
+
+    // Throughput.
+    let wall = |c: usize| {
+        let drains = bench.drains_at(c);
+        (!drains.is_empty()).then(|| Stat::of(drains.iter().map(|d| d.wall.as_secs_f64())))
+    };
+    let (least, most_measured) = (
+        ORG_CONCURRENCY[0],
+        ORG_CONCURRENCY[ORG_CONCURRENCY.len() - 1],
+    );
+    if let (Some(one), Some(many)) = (wall(least), wall(most_measured)) {
+        let _ = writeln!(
+            out,
+            "- Concurrency {most_measured} against {least} (median drain wall times): {:.1}x. No target: on these {} \
+             cores moto (one Python process), the proxy, the pump and the workers share the CPU.",
+            one.median / many.median.max(f64::EPSILON),
+            std::thread::available_parallelism()
+                .map(|n| n.get())
+                .unwrap_or(0)
+        );
+    }
+
+    // Calls per account check, over the measured drains.
+    let checks: Vec<&Check> = bench
+        .drains
+        .iter()
+        .flat_map(|d| d.checks.iter())
+        .filter(|c| !c.failed)
+        .collect();
+    if !checks.is_empty() {
+        let iam = Stat::of(checks.iter().map(|c| iam_calls(&c.calls) as f64));
+        let all = Stat::of(checks.iter().map(|c| c.api_calls as f64));
+        let mut ops: Vec<&String> = checks
+            .iter()
+            .flat_map(|c| c.calls.keys())
+            .filter(|op| op.starts_with("iam:"))
+            .collect();
+        ops.sort();
+        ops.dedup();
+        let ops: Vec<String> = ops
+            .into_iter()
+            .map(|op| {
+                let stat = Stat::of(
+                    checks
+                        .iter()
+                        .map(|c| c.calls.get(op).copied().unwrap_or(0) as f64),
+                );
+                format!("{op} {}", stat.count())
+            })
+            .collect();
+        let per_drain = Stat::of(
+            bench
+                .drains
+                .iter()
+                .map(|d| d.checks.iter().map(|c| iam_calls(&c.calls)).sum::<u64>() as f64),
+        );
+        let _ = writeln!(
+            out,
+            "- IAM calls per account check, over the {} checks of the measured drains: {} (by operation: {}); per \
+             drain {}. All AWS calls per check, the member role's `sts:AssumeRole`, the alert's `sns:Publish` and \
+             each worker's one `sts:GetCallerIdentity` included: {}.",
+            count(checks.len() as f64),
+            iam.count(),
+            ops.join(", "),
+            per_drain.count(),
+            all.count()
+        );
+    }
+    // Failed checks are the last bullet's.
+    let succeeded = || {
+        drains
+            .iter()
+            .flat_map(|d| d.checks.iter())
+            .filter(|c| !c.failed)
+    };
+    let within = succeeded().all(|c| {
+        let Some(plan) = org.plans.get(&c.account_id) else {
+            return false;
+        };
+        let (fixed, per) = call_bounds(plan);
+        calls_of(&c.calls, &FIXED_OPS) as usize <= fixed
+            && calls_of(&c.calls, &PER_CANDIDATE_OPS) as usize <= per
+    });
+    let _ = writeln!(
+        out,
+        "- Every successful check of every drain within the single-account IAM call bounds of its account's plan (fixed calls \
+         at most 3 + ⌈users / 1,000⌉, per-candidate calls at most 3 × candidates + lookups): {}.",
+        verdict(within)
+    );
+
+    // Correctness.
+    let findings = Stat::of(
+        drains
+            .iter()
+            .map(|d| d.checks.iter().filter_map(|c| c.findings).sum::<u64>() as f64),
+    );
+    let as_planned = succeeded().all(|c| {
+        org.plans.get(&c.account_id).is_some_and(|plan| {
+            c.findings == Some(plan.findings() as u64)
+                && c.candidates == Some(plan.candidates() as u64)
+        })
+    });
+    let _ = writeln!(
+        out,
+        "- Findings per drain: {} (the plans: {}); every successful check's findings and verified candidates \
+         equal to its account's plan's: {}.",
+        findings.count(),
+        count(planned as f64),
+        if as_planned { "yes" } else { "**MISMATCH**" }
+    );
+    let mut problems: Vec<String> = drains.iter().flat_map(|d| d.problems(org)).collect();
+    if bench.stopped_early {
+        problems
+            .push("the organization's runs stopped after the first drain that went wrong".into());
+    }
+    let _ = writeln!(
+        out,
+        "- Every account checked exactly once per drain, every record a success (no `batchItemFailures`, no \
+         function error), work queue and DLQ empty after every drain ({} drain{}): {}.",
+        drains.len(),
+        plural(drains.len()),
+        if problems.is_empty() {
+            "yes".to_string()
+        } else {
+            format!("**no**: {}", problems.join("; "))
+        }
+    );
+    mismatches.append(&mut problems);
+}
+
+/// Line colour per configuration (by index in [`CONFIGS`]), and whether its markers are hollow: a hollow, larger
+/// marker stays visible where another configuration's point lies on top of it.
+pub(crate) const SERIES_STYLE: [(RGBColor, bool); 3] = [
+    (RGBColor(31, 119, 180), false),
+    (RGBColor(255, 127, 14), true),
+    (RGBColor(44, 160, 44), false),
+];
+
+pub(crate) fn series_style(config: usize) -> (ShapeStyle, ShapeStyle, u32) {
+    let (color, hollow) = SERIES_STYLE[config % SERIES_STYLE.len()];
+    if hollow {
+        (color.stroke_width(2), color.stroke_width(2), 7)
+    } else {
+        (color.stroke_width(2), color.filled(), 4)
+    }
+}
+
+/// `mantissas` x 10^n for every n, between `low` and `high`: tick marks of a log axis.
+pub(crate) fn log_ticks(low: f64, high: f64, mantissas: &[f64]) -> Vec<f64> {
+    let (first, last) = (low.log10().floor() as i32, high.log10().ceil() as i32);
+    (first..=last)
+        .flat_map(|exponent| mantissas.iter().map(move |m| m * 10f64.powi(exponent)))
+        .filter(|v| (low..=high).contains(v))
+        .collect()
+}
+
+pub(crate) fn tick_label(value: &f64) -> String {
+    if *value >= 1.0 {
+        count(value.round())
+    } else {
+        format!("{value}")
+    }
+}
+
+/// Wall time and IAM calls against users, one line per configuration: medians, with min–max error bars.
+pub(crate) fn plot(bench: &Bench, path: &Path) -> Result<(), Box<dyn std::error::Error>> {
+    type Metric = (&'static str, &'static str, fn(&Run) -> f64);
+    let metrics: [Metric; 2] = [
+        ("Wall time", "wall time (s, log scale)", |r| {
+            r.wall.as_secs_f64()
+        }),
+        ("IAM calls", "IAM calls (log scale)", |r| {
+            iam_calls(&r.calls) as f64
+        }),
+    ];
+    let (width, height) = (1200u32, 560u32);
+    let root = SVGBackend::new(path, (width, height)).into_drawing_area();
+    root.fill(&WHITE)?;
+    let root = root.titled(
+        &format!(
+            "keywatch against account size: median of {} run{}, bars from minimum to maximum",
+            bench.rounds,
+            if bench.rounds == 1 { "" } else { "s" }
+        ),
+        ("sans-serif", 20),
+    )?;
+    let (charts, legend) = root.split_vertically(root.dim_in_pixel().1 - 40);
+    let sizes: Vec<f64> = bench.sizes.iter().map(|s| s.size as f64).collect();
+    let (x_min, x_max) = sizes
+        .iter()
+        .fold((f64::MAX, f64::MIN), |(lo, hi), &x| (lo.min(x), hi.max(x)));
+    let (x_low, x_high) = (x_min / 1.5, x_max * 1.5);
+    let ran: Vec<usize> = (0..CONFIGS.len())
+        .filter(|&c| bench.runs.iter().any(|r| r.config == c))
+        .collect();
+    for (panel, (caption, axis, metric)) in charts.split_evenly((1, 2)).iter().zip(metrics) {
+        // (configuration, [(users, statistic)]) for the configurations that ran.
+        let lines: Vec<(usize, Vec<(f64, Stat)>)> = ran
+            .iter()
+            .map(|&c| {
+                let points = bench
+                    .sizes
+                    .iter()
+                    .filter_map(|s| Some((s.size as f64, bench.stat(s.size, c, metric)?)))
+                    .collect();
+                (c, points)
+            })
+            .collect();
+        let (y_min, y_max) = lines
+            .iter()
+            .flat_map(|(_, points)| points.iter().map(|(_, s)| s))
+            .fold((f64::MAX, f64::MIN), |(lo, hi), s| {
+                (lo.min(s.min), hi.max(s.max))
+            });
+        let (y_low, y_high) = (y_min.max(1e-3) / 1.5, y_max * 1.5);
+        let everything = [1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0, 8.0, 9.0];
+        let mut chart = ChartBuilder::on(panel)
+            .margin(20)
+            .caption(caption, ("sans-serif", 18))
+            .x_label_area_size(50)
+            .y_label_area_size(70)
+            .build_cartesian_2d(
+                (x_low..x_high)
+                    .log_scale()
+                    .with_key_points(log_ticks(x_low, x_high, &[1.0, 2.0, 5.0]))
+                    .with_light_points(log_ticks(x_low, x_high, &everything)),
+                (y_low..y_high)
+                    .log_scale()
+                    .with_key_points(log_ticks(y_low, y_high, &[1.0, 2.0, 5.0]))
+                    .with_light_points(log_ticks(y_low, y_high, &everything)),
+            )?;
+        chart
+            .configure_mesh()
+            .x_label_formatter(&tick_label)
+            .y_label_formatter(&tick_label)
+            .x_desc("IAM users in the account (log scale)")
+            .y_desc(axis)
+            .bold_line_style(BLACK.mix(0.25))
+            .light_line_style(BLACK.mix(0.07))
+            .label_style(("sans-serif", 14))
+            .axis_desc_style(("sans-serif", 15))
+            .draw()?;
+        for (c, points) in &lines {
+            let (line, marker, radius) = series_style(*c);
+            chart.draw_series(LineSeries::new(
+                points.iter().map(|(x, s)| (*x, s.median)),
+                line,
+            ))?;
+            chart.draw_series(
+                points
+                    .iter()
+                    .map(|(x, s)| Circle::new((*x, s.median), radius, marker)),
+            )?;
+            chart.draw_series(points.iter().map(|(x, s)| {
+                ErrorBar::new_vertical(*x, s.min, s.median, s.max, line.stroke_width(1), 12)
+            }))?;
+        }
+    }
+    // One legend for both panels, below them, so it never hides a point.
+    let slot = i32::try_from(width)? / i32::try_from(ran.len().max(1))?;
+    for (i, &c) in ran.iter().enumerate() {
+        let (line, marker, radius) = series_style(c);
+        let x = slot * i32::try_from(i)? + 60;
+        legend.draw(&PathElement::new(vec![(x, 20), (x + 36, 20)], line))?;
+        legend.draw(&Circle::new((x + 18, 20), radius, marker))?;
+        legend.draw(&Text::new(
+            format!(
+                "{}, concurrency {}",
+                CONFIGS[c].source, CONFIGS[c].concurrency
+            ),
+            (x + 46, 12),
+            ("sans-serif", 15),
+        ))?;
+    }
+    root.present()?;
+    Ok(())
+}
