@@ -8,8 +8,8 @@ TOOLS_STAMP := $(VENV)/.installed-$(shell cat tools/requirements.txt | cksum | c
 
 ## test: format check, clippy, unit and integration tests (moto), template lint. What CI runs.
 test: tools
-	cargo fmt --check
-	cargo clippy --all-targets --locked -- -D warnings
+	cargo fmt --all --check
+	cargo clippy --workspace --all-targets --locked -- -D warnings
 	cargo test --locked
 	$(VENV)/bin/cfn-lint template.yaml member-role.yaml
 	$(MAKE) --no-print-directory checkov sam-validate fuzz-smoke

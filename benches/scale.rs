@@ -27,8 +27,7 @@
 //! `BENCH_LATENCY_MS=10`. Binary: `BENCH_BINARY` (default `target/release/keywatch`). Organization:
 //! `BENCH_ORG_ACCOUNTS=50` (0: none), `BENCH_ORG_USERS=100`.
 
-#[path = "../tests/support/mod.rs"]
-mod support;
+use keywatch_test_support as support;
 
 // The crate root is this file, so its modules are found by path.
 #[path = "scale/measure.rs"]

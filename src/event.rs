@@ -147,6 +147,40 @@ struct ManualEvent {
 }
 
 impl Invocation {
+    /// What an EventBridge schedule asks for: a real check of every account in scope.
+    pub const SCHEDULED: Invocation = Invocation {
+        dry_run: false,
+        grace_period_hours: None,
+        inventory_source: None,
+        scheduled: true,
+        account_id: None,
+    };
+
+    /// What `{"dry_run": true}` asks for: a check that publishes, records and changes nothing.
+    pub const DRY_RUN: Invocation = Invocation {
+        dry_run: true,
+        grace_period_hours: None,
+        inventory_source: None,
+        scheduled: false,
+        account_id: None,
+    };
+
+    /// The same invocation, read with `source` (a manual event's `inventory_source`).
+    pub fn with_source(self, source: Source) -> Self {
+        Invocation {
+            inventory_source: Some(source),
+            ..self
+        }
+    }
+
+    /// The same invocation, as a dry run.
+    pub fn dry(self) -> Self {
+        Invocation {
+            dry_run: true,
+            ..self
+        }
+    }
+
     pub fn decode(payload: Value) -> Result<Self> {
         let Value::Object(fields) = &payload else {
             return Err(Error::InvalidEvent(format!(
@@ -160,7 +194,7 @@ impl Invocation {
             let source = fields.get("source").and_then(Value::as_str);
             return match (source, detail_type) {
                 (Some("aws.events" | "aws.scheduler"), Some("Scheduled Event")) => {
-                    Ok(Invocation { scheduled: true, ..Invocation::default() })
+                    Ok(Invocation::SCHEDULED)
                 }
                 _ => Err(Error::InvalidEvent(format!(
                     "an EventBridge event must have source \"aws.events\" and detail-type \"Scheduled Event\", got source {source:?} and detail-type {detail_type:?}"

@@ -3,7 +3,7 @@
 //! promise is checked against each: the findings are exactly the truth and every one was delivered, or the run
 //! fails loudly, naming the call and what to do. Never an `Ok` with fewer findings.
 
-mod support;
+use keywatch_test_support as support;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};
@@ -97,7 +97,7 @@ impl Bench {
         let keywatch = Keywatch::new(settings(&vars), isolated_clients(&loader.load().await));
         let first = keywatch
             .run(
-                &scheduled(Source::CredentialReport),
+                &Invocation::SCHEDULED.with_source(Source::CredentialReport),
                 "first-alert",
                 &Deadline::after(Duration::from_secs(30)),
             )
@@ -142,21 +142,6 @@ fn fast_retry(max_attempts: u32) -> Option<RetryConfig> {
             .with_initial_backoff(Duration::from_millis(10))
             .with_max_backoff(Duration::from_millis(200)),
     )
-}
-
-fn scheduled(source: Source) -> Invocation {
-    Invocation {
-        scheduled: true,
-        inventory_source: Some(source),
-        ..Invocation::default()
-    }
-}
-
-fn dry(source: Source) -> Invocation {
-    Invocation {
-        dry_run: true,
-        ..scheduled(source)
-    }
 }
 
 /// What a run must find: (user, access key ID) pairs.
@@ -345,7 +330,11 @@ async fn moderate_retryable_faults_give_the_exact_truth() {
         let run_id = format!("moderate-{source:?}");
         let started = Instant::now();
         let report = keywatch
-            .run(&scheduled(source), &run_id, &Deadline::after(budget))
+            .run(
+                &Invocation::SCHEDULED.with_source(source),
+                &run_id,
+                &Deadline::after(budget),
+            )
             .await
             .unwrap_or_else(|e| panic!("{source:?}: retryable faults must not fail the run: {e}"));
         let elapsed = started.elapsed();
@@ -409,7 +398,7 @@ async fn persistent_faults_fail_loudly_naming_the_call() {
                 let started = Instant::now();
                 let result = keywatch
                     .run(
-                        &scheduled(source),
+                        &Invocation::SCHEDULED.with_source(source),
                         "persistent",
                         &Deadline::after(Duration::from_secs(30)),
                     )
@@ -469,7 +458,7 @@ async fn a_one_off_report_state_is_recovered_from(
     bench.proxy.take_log();
     let report = keywatch
         .run(
-            &scheduled(Source::CredentialReport),
+            &Invocation::SCHEDULED.with_source(Source::CredentialReport),
             "one-off",
             &Deadline::after(Duration::from_secs(30)),
         )
@@ -540,7 +529,7 @@ async fn report_that_never_completes_fails_before_the_deadline() {
         let started = Instant::now();
         let result = keywatch
             .run(
-                &scheduled(Source::CredentialReport),
+                &Invocation::SCHEDULED.with_source(Source::CredentialReport),
                 "never-ready",
                 &Deadline::after(budget),
             )
@@ -605,7 +594,11 @@ async fn delayed_response_ends_the_run_at_the_deadline() {
         let keywatch = bench.keywatch(None).await;
         let started = Instant::now();
         let result = keywatch
-            .run(&scheduled(source), "hung", &Deadline::after(budget))
+            .run(
+                &Invocation::SCHEDULED.with_source(source),
+                "hung",
+                &Deadline::after(budget),
+            )
             .await;
         let elapsed = started.elapsed();
         let deadline = match &result {
@@ -646,7 +639,11 @@ async fn stale_report_never_reports_keys_changed_since() {
     let keywatch = bench.keywatch(None).await;
     let deadline = Deadline::after(Duration::from_secs(30));
     let fresh = keywatch
-        .run(&scheduled(Source::CredentialReport), "fresh", &deadline)
+        .run(
+            &Invocation::SCHEDULED.with_source(Source::CredentialReport),
+            "fresh",
+            &deadline,
+        )
         .await
         .expect("a clean run");
     assert_eq!(fresh.findings.len(), 6, "the recorded report knows all six");
@@ -685,7 +682,11 @@ async fn stale_report_never_reports_keys_changed_since() {
         .proxy
         .add(Rule::on("iam:GetCredentialReport", Fault::StaleReport));
     let stale = keywatch
-        .run(&scheduled(Source::CredentialReport), "stale", &deadline)
+        .run(
+            &Invocation::SCHEDULED.with_source(Source::CredentialReport),
+            "stale",
+            &deadline,
+        )
         .await
         .expect("a clean run on a stale report");
     assert!(
@@ -722,7 +723,13 @@ async fn stale_report_still_finds_passwords_added_and_keys_reactivated_since() {
     let keywatch = bench.keywatch(None).await;
     let deadline = Deadline::after(Duration::from_secs(30));
     let fresh = keywatch
-        .run(&dry(Source::CredentialReport), "fresh", &deadline)
+        .run(
+            &Invocation::SCHEDULED
+                .with_source(Source::CredentialReport)
+                .dry(),
+            "fresh",
+            &deadline,
+        )
         .await
         .expect("a clean run");
     assert!(fresh.findings.is_empty(), "{:?}", fresh.findings);
@@ -742,7 +749,13 @@ async fn stale_report_still_finds_passwords_added_and_keys_reactivated_since() {
         .proxy
         .add(Rule::on("iam:GetCredentialReport", Fault::StaleReport));
     let stale = keywatch
-        .run(&dry(Source::CredentialReport), "stale", &deadline)
+        .run(
+            &Invocation::SCHEDULED
+                .with_source(Source::CredentialReport)
+                .dry(),
+            "stale",
+            &deadline,
+        )
         .await
         .expect("a clean run on a stale report");
     assert!(
@@ -760,7 +773,11 @@ async fn stale_report_still_finds_passwords_added_and_keys_reactivated_since() {
 
     // The live inventory has no blind spot.
     let live = keywatch
-        .run(&dry(Source::Api), "live", &deadline)
+        .run(
+            &Invocation::SCHEDULED.with_source(Source::Api).dry(),
+            "live",
+            &deadline,
+        )
         .await
         .expect("a clean live run");
     let mut with_blind_spot = expected.clone();
@@ -791,7 +808,13 @@ async fn list_users_is_read_to_its_last_page_with_a_stale_report() {
     let keywatch = bench.keywatch(None).await;
     let deadline = Deadline::after(Duration::from_secs(60));
     let fresh = keywatch
-        .run(&dry(Source::CredentialReport), "paged-fresh", &deadline)
+        .run(
+            &Invocation::SCHEDULED
+                .with_source(Source::CredentialReport)
+                .dry(),
+            "paged-fresh",
+            &deadline,
+        )
         .await
         .expect("a clean run");
     assert_eq!(fresh.findings.len(), REPORTED / 5);
@@ -812,7 +835,13 @@ async fn list_users_is_read_to_its_last_page_with_a_stale_report() {
         .add(Rule::on("iam:GetCredentialReport", Fault::StaleReport));
     bench.proxy.take_log();
     let stale = keywatch
-        .run(&dry(Source::CredentialReport), "paged-stale", &deadline)
+        .run(
+            &Invocation::SCHEDULED
+                .with_source(Source::CredentialReport)
+                .dry(),
+            "paged-stale",
+            &deadline,
+        )
         .await
         .expect("a clean run on a stale report");
     let log = bench.proxy.take_log();
@@ -837,7 +866,13 @@ async fn a_user_that_vanishes_mid_run_is_never_reported() {
     let keywatch = bench.keywatch(None).await;
     let deadline = Deadline::after(Duration::from_secs(30));
     let before = keywatch
-        .run(&dry(Source::CredentialReport), "present", &deadline)
+        .run(
+            &Invocation::SCHEDULED
+                .with_source(Source::CredentialReport)
+                .dry(),
+            "present",
+            &deadline,
+        )
         .await
         .expect("a clean run");
     assert_eq!(
@@ -854,7 +889,11 @@ async fn a_user_that_vanishes_mid_run_is_never_reported() {
             bench.proxy.clear();
             bench.proxy.add(Rule::on(action, Fault::NoSuchEntity));
             let report = keywatch
-                .run(&dry(source), "vanished", &deadline)
+                .run(
+                    &Invocation::SCHEDULED.with_source(source).dry(),
+                    "vanished",
+                    &deadline,
+                )
                 .await
                 .unwrap_or_else(|e| panic!("{action} {source:?}: {e}"));
             assert_eq!(
@@ -904,7 +943,13 @@ async fn answers_missing_a_field_fail_loudly() {
         // A new container each time: the account ID is asked once per container.
         let keywatch = bench.keywatch(None).await;
         let error = keywatch
-            .run(&dry(Source::CredentialReport), "missing", &deadline)
+            .run(
+                &Invocation::SCHEDULED
+                    .with_source(Source::CredentialReport)
+                    .dry(),
+                "missing",
+                &deadline,
+            )
             .await
             .expect_err("a missing field fails the run");
         assert_eq!(error.error_type(), error_type, "{element}: {error}");
@@ -912,7 +957,13 @@ async fn answers_missing_a_field_fail_loudly() {
         // The failure is not remembered: the same container succeeds once the answer is whole.
         bench.proxy.clear();
         let report = keywatch
-            .run(&dry(Source::CredentialReport), "whole", &deadline)
+            .run(
+                &Invocation::SCHEDULED
+                    .with_source(Source::CredentialReport)
+                    .dry(),
+                "whole",
+                &deadline,
+            )
             .await
             .unwrap_or_else(|e| panic!("{element}: after the fault: {e}"));
         assert_eq!(report.account_id, "123456789012");
@@ -939,7 +990,7 @@ async fn a_partial_dispatch_resends_only_what_failed_then_fails_naming_the_rest(
     let deadline = Deadline::after(Duration::from_secs(30));
     let dispatch = || {
         keywatch.route(
-            Event::Check(scheduled(Source::CredentialReport)),
+            Event::Check(Invocation::SCHEDULED.with_source(Source::CredentialReport)),
             "fan-out",
             &deadline,
         )
@@ -1042,7 +1093,7 @@ async fn a_dispatch_with_no_account_to_check_fails_naming_why() {
     ] {
         let keywatch = keywatch_with(vars).await;
         for event in [
-            Event::Check(scheduled(Source::CredentialReport)),
+            Event::Check(Invocation::SCHEDULED.with_source(Source::CredentialReport)),
             Event::Check(Invocation {
                 dry_run: true,
                 ..Invocation::default()
@@ -1085,7 +1136,7 @@ async fn a_key_used_between_verification_and_remediation_is_skipped() {
     );
     let report = keywatch
         .run(
-            &scheduled(Source::CredentialReport),
+            &Invocation::SCHEDULED.with_source(Source::CredentialReport),
             "used-meanwhile",
             &Deadline::after(Duration::from_secs(30)),
         )
@@ -1139,7 +1190,7 @@ async fn a_denied_deactivation_is_alerted_then_fails_the_run() {
         .add(Rule::on("iam:UpdateAccessKey", Fault::AccessDenied).param("AccessKeyId", &ann.id));
     let error = keywatch
         .run(
-            &scheduled(Source::CredentialReport),
+            &Invocation::SCHEDULED.with_source(Source::CredentialReport),
             "denied",
             &Deadline::after(Duration::from_secs(30)),
         )
@@ -1172,12 +1223,8 @@ async fn a_denied_deactivation_is_alerted_then_fails_the_run() {
 async fn hub_findings(
     hub: &aws_sdk_securityhub::Client,
 ) -> BTreeMap<String, (String, String, String)> {
-    let mut findings = Vec::new();
-    let mut pages = hub.get_findings().into_paginator().send();
-    while let Some(page) = pages.next().await {
-        findings.extend(page.expect("GetFindings").findings.unwrap_or_default());
-    }
-    findings
+    support::hub_findings(hub)
+        .await
         .into_iter()
         .map(|f| {
             (
@@ -1222,7 +1269,13 @@ async fn security_hub_findings_are_imported_kept_and_archived_only_after_a_succe
 
     // A dry run writes nothing.
     keywatch
-        .run(&dry(Source::CredentialReport), "dry", &deadline)
+        .run(
+            &Invocation::SCHEDULED
+                .with_source(Source::CredentialReport)
+                .dry(),
+            "dry",
+            &deadline,
+        )
         .await
         .expect("a dry run");
     assert!(
@@ -1231,7 +1284,11 @@ async fn security_hub_findings_are_imported_kept_and_archived_only_after_a_succe
     );
 
     let first = keywatch
-        .run(&scheduled(Source::CredentialReport), "first", &deadline)
+        .run(
+            &Invocation::SCHEDULED.with_source(Source::CredentialReport),
+            "first",
+            &deadline,
+        )
         .await
         .expect("a clean run");
     assert_eq!(
@@ -1250,7 +1307,7 @@ async fn security_hub_findings_are_imported_kept_and_archived_only_after_a_succe
         .values()
         .all(|(state, status, _)| state == "ACTIVE" && status == "FAILED"));
     // Complete ASFF, as Security Hub stores it.
-    let stored = hub.get_findings().send().await.unwrap().findings.unwrap();
+    let stored = support::hub_findings(&hub).await;
     for finding in &stored {
         assert_eq!(finding.schema_version.as_deref(), Some("2018-10-08"));
         assert_eq!(
@@ -1283,7 +1340,11 @@ async fn security_hub_findings_are_imported_kept_and_archived_only_after_a_succe
         .proxy
         .add(Rule::on("iam:GetCredentialReport", Fault::AccessDenied));
     keywatch
-        .run(&scheduled(Source::CredentialReport), "failed", &deadline)
+        .run(
+            &Invocation::SCHEDULED.with_source(Source::CredentialReport),
+            "failed",
+            &deadline,
+        )
         .await
         .expect_err("a denied report fails the run");
     assert_eq!(
@@ -1309,7 +1370,11 @@ async fn security_hub_findings_are_imported_kept_and_archived_only_after_a_succe
         .unwrap();
     tokio::time::sleep(Duration::from_millis(1_100)).await;
     let next = keywatch
-        .run(&scheduled(Source::CredentialReport), "next", &deadline)
+        .run(
+            &Invocation::SCHEDULED.with_source(Source::CredentialReport),
+            "next",
+            &deadline,
+        )
         .await
         .expect("a clean run");
     assert_eq!(
@@ -1330,7 +1395,7 @@ async fn security_hub_findings_are_imported_kept_and_archived_only_after_a_succe
             "{user}"
         );
     }
-    let updated = hub.get_findings().send().await.unwrap().findings.unwrap();
+    let updated = support::hub_findings(&hub).await;
     let ann = updated
         .iter()
         .find(|f| f.id.as_deref() == Some(id("ann").as_str()))
@@ -1375,7 +1440,11 @@ async fn security_hub_takes_250_findings_100_at_a_time_and_reads_them_back_in_pa
     bench.proxy.take_log();
 
     let first = keywatch
-        .run(&scheduled(Source::CredentialReport), "first", &deadline)
+        .run(
+            &Invocation::SCHEDULED.with_source(Source::CredentialReport),
+            "first",
+            &deadline,
+        )
         .await
         .expect("250 findings imported");
     assert_eq!(first.findings.len(), 250);
@@ -1406,7 +1475,11 @@ async fn security_hub_takes_250_findings_100_at_a_time_and_reads_them_back_in_pa
     }
     bench.proxy.take_log();
     let next = keywatch
-        .run(&scheduled(Source::CredentialReport), "next", &deadline)
+        .run(
+            &Invocation::SCHEDULED.with_source(Source::CredentialReport),
+            "next",
+            &deadline,
+        )
         .await
         .expect("the next run");
     assert_eq!(
@@ -1450,7 +1523,7 @@ async fn findings_security_hub_rejects_fail_the_run_naming_them() {
     let keywatch = Keywatch::new(settings(&vars), isolated_clients(&loader.load().await));
     let error = keywatch
         .run(
-            &scheduled(Source::CredentialReport),
+            &Invocation::SCHEDULED.with_source(Source::CredentialReport),
             "rejected",
             &Deadline::after(Duration::from_secs(30)),
         )
@@ -1513,7 +1586,7 @@ async fn keys_created_in_the_same_second_are_told_apart() {
             .run(
                 &Invocation {
                     dry_run: true,
-                    ..scheduled(source)
+                    ..Invocation::SCHEDULED.with_source(source)
                 },
                 "twins",
                 &Deadline::after(Duration::from_secs(30)),
@@ -1557,7 +1630,7 @@ async fn failed_second_part_names_the_delivered_parts() {
     let started = Instant::now();
     let result = keywatch
         .run(
-            &scheduled(Source::CredentialReport),
+            &Invocation::SCHEDULED.with_source(Source::CredentialReport),
             "split-run",
             &Deadline::after(Duration::from_secs(100)),
         )
@@ -1616,7 +1689,7 @@ async fn failed_second_part_names_the_delivered_parts() {
     );
     let report = keywatch
         .run(
-            &scheduled(Source::CredentialReport),
+            &Invocation::SCHEDULED.with_source(Source::CredentialReport),
             "split-retry",
             &Deadline::after(Duration::from_secs(100)),
         )
@@ -1920,7 +1993,7 @@ async fn soak_lane(mut bench: Bench, seeds: Vec<u64>) -> SoakCounts {
         let run_id = format!("soak-{seed}");
         let invocation = Invocation {
             grace_period_hours: grace.then_some(24),
-            ..scheduled(source)
+            ..Invocation::SCHEDULED.with_source(source)
         };
         let budget = Duration::from_secs(if large { 90 } else { 30 });
         let result = keywatch

@@ -20,7 +20,7 @@
 //! then turns enforcement on for the run. Seeding also happens with enforcement off: moto's default credentials
 //! are no IAM principal, so they would be denied too.
 
-mod support;
+use keywatch_test_support as support;
 
 use std::collections::BTreeSet;
 use std::time::Duration;
@@ -29,7 +29,7 @@ use aws_sdk_dynamodb::types::AttributeValue;
 use keywatch::aws::{http_client, CallCounter, Clients};
 use keywatch::deadline::Deadline;
 use keywatch::error::Error;
-use keywatch::event::{Event, Invocation, SqsRecord, WorkItem};
+use keywatch::event::{Event, Invocation, WorkItem};
 use keywatch::handler::Keywatch;
 use keywatch::inventory::Source;
 use keywatch::ledger::{Item, State};
@@ -42,24 +42,9 @@ use keywatch::report::Report;
 use keywatch::route::Response;
 use serde_json::{json, Value};
 use support::{
-    create_member, create_organization, deploy_template, member_account, project_dir, settings,
-    venv_tool, Account, Moto, INSTALL_HINT,
+    create_member, create_organization, deploy_member_role, deploy_template, member_account,
+    settings, venv_tool, Account, Moto,
 };
-
-fn scheduled() -> Invocation {
-    Invocation {
-        scheduled: true,
-        ..Invocation::default()
-    }
-}
-
-fn dry_run(source: Source) -> Invocation {
-    Invocation {
-        dry_run: true,
-        inventory_source: Some(source),
-        ..Invocation::default()
-    }
-}
 
 /// The deployed stack's function role, assumed once: moto reads the role's policy at every request, so the
 /// session's credentials see each policy swap.
@@ -489,9 +474,15 @@ async fn least_privilege_under_enforcement() {
     let relaxed = relaxed_for_moto(&role.policy);
     let mut api_source_calls = BTreeSet::new();
     for source in [Source::CredentialReport, Source::Api] {
-        let report = run_as_role(&moto, &account, &role, &relaxed, dry_run(source))
-            .await
-            .unwrap_or_else(|e| panic!("{source:?} dry run with the deployed policy: {e}"));
+        let report = run_as_role(
+            &moto,
+            &account,
+            &role,
+            &relaxed,
+            Invocation::DRY_RUN.with_source(source),
+        )
+        .await
+        .unwrap_or_else(|e| panic!("{source:?} dry run with the deployed policy: {e}"));
         assert_eq!(
             report.findings.len(),
             1,
@@ -527,7 +518,7 @@ async fn least_privilege_under_enforcement() {
 
     // Publishing: succeeds, writes the ledger, and a run with a finding calls every listed action, so nothing
     // granted is unused, by behaviour as well as by the list.
-    let report = run_as_role(&moto, &account, &role, &relaxed, scheduled())
+    let report = run_as_role(&moto, &account, &role, &relaxed, Invocation::SCHEDULED)
         .await
         .unwrap_or_else(|e| panic!("publishing run with the deployed policy (SNS on *): {e}"));
     let findings: Vec<(&str, &str)> = report
@@ -571,7 +562,7 @@ async fn least_privilege_under_enforcement() {
             &account,
             &role,
             &without(&relaxed, action),
-            scheduled(),
+            Invocation::SCHEDULED,
         )
         .await
         .map(|r| r.findings.len())
@@ -603,7 +594,7 @@ async fn least_privilege_under_enforcement() {
         &account,
         &role,
         &relaxed,
-        scheduled(),
+        Invocation::SCHEDULED,
         &scheduled_actions,
     )
     .await;
@@ -618,7 +609,7 @@ async fn least_privilege_under_enforcement() {
         &account,
         &role,
         &relaxed,
-        dry_run(Source::Api),
+        Invocation::DRY_RUN.with_source(Source::Api),
         &api_actions,
     )
     .await;
@@ -663,43 +654,6 @@ async fn assert_denied_each(
     }
 }
 
-/// Deploys member-role.yaml into `account_id` as a StackSet would: a plain stack created there, through the
-/// member's `OrganizationAccountAccessRole` (tools/deploy_template.py compares the role it created with the
-/// template). Returns the script's JSON summary.
-fn deploy_member_role(moto: &Moto, account_id: &str, parameters: &[(&str, &str)]) -> Value {
-    let python = venv_tool("python");
-    let mut command = std::process::Command::new(&python);
-    command
-        .arg(project_dir().join("tools/deploy_template.py"))
-        .args([
-            "--endpoint",
-            &moto.endpoint,
-            "--stack-name",
-            "keywatch-member",
-        ])
-        .args(["--template", "member-role.yaml"])
-        .arg("--assume-role-arn")
-        .arg(format!(
-            "arn:aws:iam::{account_id}:role/OrganizationAccountAccessRole"
-        ))
-        .current_dir(project_dir());
-    for (key, value) in parameters {
-        command.args(["--parameter", &format!("{key}={value}")]);
-    }
-    let output = command
-        .output()
-        .unwrap_or_else(|e| panic!("cannot run {}: {e}; {INSTALL_HINT}", python.display()));
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(
-        output.status.success(),
-        "deploying member-role.yaml into {account_id} failed ({}):\n{stderr}\n{}",
-        output.status,
-        String::from_utf8_lossy(&output.stdout)
-    );
-    serde_json::from_slice(&output.stdout)
-        .unwrap_or_else(|e| panic!("no JSON summary ({e}):\n{stderr}"))
-}
-
 /// moto's SQS hands every message sent to a mapped queue to the function at once, running its code through
 /// Docker; the stand-in code is no function. The mapping is disabled so the dispatched messages stay in the
 /// queue, where this test reads them as Lambda's poller would (tests/template.rs checks the mapping itself).
@@ -716,41 +670,6 @@ for mapping in aws.list_event_source_mappings(FunctionName=sys.argv[2])["EventSo
         .output()
         .expect("run python");
     assert!(output.status.success(), "{output:?}");
-}
-
-/// Every message waiting in the work queue, as the SQS records Lambda's poller would hand over (enforcement
-/// off: the poller is Lambda's, not the code's).
-async fn receive_all(account: &Account, queue_url: &str) -> Vec<SqsRecord> {
-    let mut records = Vec::new();
-    loop {
-        let received = account
-            .sqs
-            .receive_message()
-            .queue_url(queue_url)
-            .max_number_of_messages(10)
-            .send()
-            .await
-            .expect("receive");
-        let messages = received.messages.unwrap_or_default();
-        if messages.is_empty() {
-            return records;
-        }
-        for message in messages {
-            account
-                .sqs
-                .delete_message()
-                .queue_url(queue_url)
-                .set_receipt_handle(message.receipt_handle)
-                .send()
-                .await
-                .expect("delete");
-            records.push(SqsRecord {
-                message_id: message.message_id.expect("a message ID"),
-                body: message.body.expect("a body"),
-                receive_count: 1,
-            });
-        }
-    }
 }
 
 /// `Accounts=organization`, with the member role under a path. As the deployed function role, under
@@ -860,7 +779,7 @@ async fn organization_least_privilege_under_enforcement() {
 
     let relaxed = relaxed_for_moto(&role.policy);
     let deadline = Deadline::after(Duration::from_secs(60));
-    let scheduled_event = || Event::Check(scheduled());
+    let scheduled_event = || Event::Check(Invocation::SCHEDULED);
 
     // Dispatch with the deployed policy: every account of the organization, one message each.
     put_policy(&own, &role.name, &role.policy_name, &relaxed).await;
@@ -890,7 +809,7 @@ async fn organization_least_privilege_under_enforcement() {
         .into(),
         "dispatch calls exactly these (the account tags: routing by owner is on by default)"
     );
-    let records = receive_all(&own, queue_url).await;
+    let records = support::pump::take_records(&own.sqs, queue_url).await;
     let mut sent: Vec<String> = records
         .iter()
         .map(|r| WorkItem::decode(&r.body).expect("a work item").account_id)
@@ -963,7 +882,11 @@ async fn organization_least_privilege_under_enforcement() {
             }
             _ => assert_eq!(denied_action(&error), Some(*action), "{message}"),
         }
-        assert_eq!(receive_all(&own, queue_url).await.len(), 0, "nothing sent");
+        assert_eq!(
+            support::pump::take_records(&own.sqs, queue_url).await.len(),
+            0,
+            "nothing sent"
+        );
     }
 
     // The member account with the deployed policies: every IAM read runs as the member role. The function
@@ -977,7 +900,7 @@ async fn organization_least_privilege_under_enforcement() {
     forget_ledger(&own, &role.ledger).await;
     let check_member = Invocation {
         account_id: Some(member_id.clone()),
-        ..scheduled()
+        ..Invocation::SCHEDULED
     };
     let (keywatch, _) = keywatch_as(&moto, &role, &vars).await;
     let report = enforced(&moto, keywatch.run(&check_member, "member", &deadline))
@@ -1151,13 +1074,9 @@ async fn reactivate(account: &Account, user: &str, key_id: &str) {
 
 /// The IDs of the findings in an account's Security Hub (enforcement off).
 async fn hub_finding_ids(account: &Account) -> Vec<String> {
-    aws_sdk_securityhub::Client::new(&account.config)
-        .get_findings()
-        .send()
+    account
+        .hub_findings()
         .await
-        .expect("GetFindings")
-        .findings
-        .unwrap_or_default()
         .into_iter()
         .filter_map(|f| f.id)
         .collect()
@@ -1227,9 +1146,16 @@ async fn security_hub_and_remediation_least_privilege_under_enforcement() {
     let alerts = subscribe_queue(&account, &role.topic_arn).await;
 
     // As deployed, the first run: the key is alerted, not deactivated; its finding imported; the alert recorded.
-    let report = run_as_role_with(&moto, &account, &role, &relaxed, &vars, scheduled())
-        .await
-        .unwrap_or_else(|e| panic!("a first run with the deployed policy: {e}"));
+    let report = run_as_role_with(
+        &moto,
+        &account,
+        &role,
+        &relaxed,
+        &vars,
+        Invocation::SCHEDULED,
+    )
+    .await
+    .unwrap_or_else(|e| panic!("a first run with the deployed policy: {e}"));
     assert!(report.remediated.is_empty(), "{:?}", report.remediated);
     assert_eq!(report.notifications.len(), 1, "the alert was published");
     assert_eq!(key_status(&account, &alice_key).await, "Active");
@@ -1257,9 +1183,16 @@ async fn security_hub_and_remediation_least_privilege_under_enforcement() {
     );
 
     // The second run: the key is deactivated, its finding imported again, the deactivation announced.
-    let report = run_as_role_with(&moto, &account, &role, &relaxed, &vars, scheduled())
-        .await
-        .unwrap_or_else(|e| panic!("a second run with the deployed policy: {e}"));
+    let report = run_as_role_with(
+        &moto,
+        &account,
+        &role,
+        &relaxed,
+        &vars,
+        Invocation::SCHEDULED,
+    )
+    .await
+    .unwrap_or_else(|e| panic!("a second run with the deployed policy: {e}"));
     let remediated: Vec<&str> = report
         .remediated
         .iter()
@@ -1294,9 +1227,16 @@ async fn security_hub_and_remediation_least_privilege_under_enforcement() {
     // only the ledger says when the notice started. The alert is still published, and the run fails.
     reactivate(&account, "alice", &alice_key).await;
     forget_ledger(&account, &role.ledger).await;
-    run_as_role_with(&moto, &account, &role, &relaxed, &vars, scheduled())
-        .await
-        .unwrap_or_else(|e| panic!("a first run after the ledger was emptied: {e}"));
+    run_as_role_with(
+        &moto,
+        &account,
+        &role,
+        &relaxed,
+        &vars,
+        Invocation::SCHEDULED,
+    )
+    .await
+    .unwrap_or_else(|e| panic!("a first run after the ledger was emptied: {e}"));
     assert_eq!(key_status(&account, &alice_key).await, "Active");
     account.delivered(&alerts).await;
     let error = run_as_role_with(
@@ -1305,7 +1245,7 @@ async fn security_hub_and_remediation_least_privilege_under_enforcement() {
         &role,
         &without(&relaxed, "dynamodb:Query"),
         &vars,
-        scheduled(),
+        Invocation::SCHEDULED,
     )
     .await
     .map(|r| r.remediated.len())
@@ -1324,10 +1264,17 @@ async fn security_hub_and_remediation_least_privilege_under_enforcement() {
     // Without iam:UpdateAccessKey (the key is due: the ledger still holds the first run's alert): the key stays
     // Active, the alert says why, and the run fails naming both.
     let denied = without(&relaxed, "iam:UpdateAccessKey");
-    let error = run_as_role_with(&moto, &account, &role, &denied, &vars, scheduled())
-        .await
-        .map(|r| r.remediated.len())
-        .expect_err("without iam:UpdateAccessKey the run must fail");
+    let error = run_as_role_with(
+        &moto,
+        &account,
+        &role,
+        &denied,
+        &vars,
+        Invocation::SCHEDULED,
+    )
+    .await
+    .map(|r| r.remediated.len())
+    .expect_err("without iam:UpdateAccessKey the run must fail");
     assert_remediation_denied(&error, &alice_key, "alice", "the function's role");
     assert_eq!(key_status(&account, &alice_key).await, "Active");
     let (_, alert) = account
@@ -1349,10 +1296,17 @@ async fn security_hub_and_remediation_least_privilege_under_enforcement() {
         reactivate(&account, "alice", &alice_key).await;
         forget_ledger(&account, &role.ledger).await;
         let policy = without(&relaxed, action);
-        let error = run_as_role_with(&moto, &account, &role, &policy, &vars, scheduled())
-            .await
-            .map(|r| r.findings.len())
-            .expect_err("without a Security Hub action the run must fail");
+        let error = run_as_role_with(
+            &moto,
+            &account,
+            &role,
+            &policy,
+            &vars,
+            Invocation::SCHEDULED,
+        )
+        .await
+        .map(|r| r.findings.len())
+        .expect_err("without a Security Hub action the run must fail");
         assert_eq!(
             denied_action(&error),
             Some(*action),
@@ -1428,7 +1382,7 @@ async fn member_role_features_least_privilege_under_enforcement() {
     put_policy(&own, &role.name, &role.policy_name, &function_policy).await;
     let check_member = Invocation {
         account_id: Some(member_id.clone()),
-        ..scheduled()
+        ..Invocation::SCHEDULED
     };
     let deadline = Deadline::after(Duration::from_secs(60));
     let check = || async {

@@ -1,7 +1,7 @@
 //! Log hygiene: a real run against moto, logged as the Lambda logs (JSON lines), must name every finding and
 //! must never write a credential or the credential report. CloudWatch Logs are read by more people than IAM.
 
-mod support;
+use keywatch_test_support as support;
 
 use std::io::Write;
 use std::sync::{Arc, Mutex};
@@ -118,16 +118,9 @@ async fn logs_name_findings_and_never_credentials_or_the_report() {
             settings(&[("FINDINGS_TOPIC_ARN", &topic), ("AWS_REGION", "us-east-1")]),
             Clients::from_config(&config),
         );
-        let scheduled = Invocation {
-            dry_run: false,
-            grace_period_hours: None,
-            inventory_source: None,
-            scheduled: true,
-            account_id: None,
-        };
         keywatch
             .run(
-                &scheduled,
+                &Invocation::SCHEDULED,
                 "logs-run",
                 &Deadline::after(Duration::from_secs(60)),
             )

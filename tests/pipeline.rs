@@ -1,7 +1,7 @@
 //! The whole pipeline against moto over the real AWS wire protocol: seeded accounts in, findings and SNS
 //! deliveries (read back from a subscribed SQS queue) out.
 
-mod support;
+use keywatch_test_support as support;
 
 use keywatch::event::Invocation;
 use keywatch::permissions;
@@ -14,21 +14,6 @@ use keywatch::ledger::{Change, Reason, State};
 use support::ledger::LedgerTable;
 use support::proxy::{isolated_clients, Fault, Proxy, Rule};
 use support::{run, settings, Account, Moto};
-
-const SCHEDULED: Invocation = Invocation {
-    dry_run: false,
-    grace_period_hours: None,
-    inventory_source: None,
-    scheduled: true,
-    account_id: None,
-};
-const DRY_RUN: Invocation = Invocation {
-    dry_run: true,
-    grace_period_hours: None,
-    inventory_source: None,
-    scheduled: false,
-    account_id: None,
-};
 
 /// Seeds an account, runs one scheduled invocation, and returns the report and what SNS delivered.
 async fn scan<F, Fut>(
@@ -47,7 +32,7 @@ where
         ("AWS_REGION", "us-east-1"),
     ];
     vars.extend_from_slice(extra_settings);
-    let report = run(&moto, settings(&vars), SCHEDULED)
+    let report = run(&moto, settings(&vars), Invocation::SCHEDULED)
         .await
         .expect("the run succeeds");
     let delivered = account.delivered(&queue).await;
@@ -161,7 +146,7 @@ async fn two_unused_keys_give_two_findings_and_the_email_lists_both() {
         ("FINDINGS_TOPIC_ARN", topic.as_str()),
         ("AWS_REGION", "us-east-1"),
     ];
-    let report = run(&moto, settings(&vars), SCHEDULED)
+    let report = run(&moto, settings(&vars), Invocation::SCHEDULED)
         .await
         .expect("the run succeeds");
     assert_eq!(report.findings.len(), 2);
@@ -335,9 +320,13 @@ async fn dry_run_returns_findings_and_publishes_nothing() {
     account.console_user("alice").await;
     account.key("alice").await;
     let (topic, queue) = account.topic_with_queue().await;
-    let report = run(&moto, settings(&[("FINDINGS_TOPIC_ARN", &topic)]), DRY_RUN)
-        .await
-        .unwrap();
+    let report = run(
+        &moto,
+        settings(&[("FINDINGS_TOPIC_ARN", &topic)]),
+        Invocation::DRY_RUN,
+    )
+    .await
+    .unwrap();
     assert!(report.dry_run);
     assert_eq!(report.findings.len(), 1);
     assert!(report.notifications.is_empty());
@@ -425,7 +414,7 @@ async fn response_contract_and_call_accounting() {
 /// its account and carrying only its findings.
 #[tokio::test]
 async fn an_organization_is_dispatched_and_each_account_checked_on_its_own() {
-    use keywatch::event::{Event, SqsRecord};
+    use keywatch::event::Event;
     use keywatch::route::Response;
 
     let moto = Moto::start();
@@ -472,7 +461,7 @@ async fn an_organization_is_dispatched_and_each_account_checked_on_its_own() {
     );
     let deadline = keywatch::deadline::Deadline::after(std::time::Duration::from_secs(60));
     let dispatched = keywatch
-        .route(Event::Check(SCHEDULED), "org-run", &deadline)
+        .route(Event::Check(Invocation::SCHEDULED), "org-run", &deadline)
         .await
         .expect("dispatch");
     let Response::Dispatched(dispatched) = dispatched else {
@@ -484,24 +473,7 @@ async fn an_organization_is_dispatched_and_each_account_checked_on_its_own() {
         "every ACTIVE account, not the closed one"
     );
 
-    let messages = own
-        .sqs
-        .receive_message()
-        .queue_url(&work_queue)
-        .max_number_of_messages(10)
-        .send()
-        .await
-        .unwrap()
-        .messages
-        .unwrap_or_default();
-    let records = messages
-        .into_iter()
-        .map(|m| SqsRecord {
-            message_id: m.message_id.unwrap(),
-            body: m.body.unwrap(),
-            receive_count: 1,
-        })
-        .collect();
+    let records = support::pump::take_records(&own.sqs, &work_queue).await;
     let batch = keywatch.work(records, &deadline).await;
     assert!(batch.batch_item_failures.is_empty(), "{batch:?}");
     let mut delivered = std::collections::BTreeMap::new();
@@ -591,15 +563,21 @@ async fn remediation_deactivates_exactly_the_reported_keys_after_the_notice_peri
     };
 
     // Off by default.
-    let report = run(&moto, with(&[]), SCHEDULED).await.expect("run");
+    let report = run(&moto, with(&[]), Invocation::SCHEDULED)
+        .await
+        .expect("run");
     assert_eq!(reported_by(&report), reported);
     assert!(report.remediated.is_empty() && report.deactivate_after_days.is_none());
     assert_eq!(a.key_statuses().await, before);
 
     // On, with the default notice period: keys created today are only alerted.
-    let report = run(&moto, with(&[("REMEDIATION", "deactivate")]), SCHEDULED)
-        .await
-        .expect("run");
+    let report = run(
+        &moto,
+        with(&[("REMEDIATION", "deactivate")]),
+        Invocation::SCHEDULED,
+    )
+    .await
+    .expect("run");
     assert!(report.remediated.is_empty());
     assert_eq!(report.deactivate_after_days, Some(7));
     assert_eq!(a.key_statuses().await, before);
@@ -616,10 +594,10 @@ async fn remediation_deactivates_exactly_the_reported_keys_after_the_notice_peri
     ];
     // A dry run, and keys still in their grace period, change nothing.
     for invocation in [
-        DRY_RUN,
+        Invocation::DRY_RUN,
         Invocation {
             grace_period_hours: Some(24),
-            ..SCHEDULED
+            ..Invocation::SCHEDULED
         },
     ] {
         let report = run(&moto, with(&now), invocation).await.expect("run");
@@ -630,7 +608,9 @@ async fn remediation_deactivates_exactly_the_reported_keys_after_the_notice_peri
 
     // No notice period: the alerts above named every key, so exactly the reported keys become Inactive, and
     // nothing is deleted.
-    let report = run(&moto, with(&now), SCHEDULED).await.expect("run");
+    let report = run(&moto, with(&now), Invocation::SCHEDULED)
+        .await
+        .expect("run");
     let mut remediated: Vec<String> = report
         .remediated
         .iter()
@@ -678,7 +658,9 @@ async fn remediation_deactivates_exactly_the_reported_keys_after_the_notice_peri
     }
 
     // The next run finds nothing to do: the keys are Inactive, so no longer findings.
-    let report = run(&moto, with(&now), SCHEDULED).await.expect("run");
+    let report = run(&moto, with(&now), Invocation::SCHEDULED)
+        .await
+        .expect("run");
     assert!(report.findings.is_empty() && report.remediated.is_empty());
 }
 
@@ -707,21 +689,14 @@ async fn a_member_accounts_findings_land_in_its_own_security_hub() {
         settings(&vars),
         Invocation {
             account_id: Some(member_id.clone()),
-            ..SCHEDULED
+            ..Invocation::SCHEDULED
         },
     )
     .await
     .expect("the member check");
     assert_eq!(report.security_hub.map(|s| s.imported), Some(1));
 
-    let member_hub = aws_sdk_securityhub::Client::new(&member.config);
-    let findings = member_hub
-        .get_findings()
-        .send()
-        .await
-        .unwrap()
-        .findings
-        .unwrap();
+    let findings = member.hub_findings().await;
     let [finding] = &findings[..] else {
         panic!("one finding in the member's hub: {findings:?}")
     };
@@ -737,14 +712,7 @@ async fn a_member_accounts_findings_land_in_its_own_security_hub() {
                 .as_str()
         )
     );
-    let own_hub = aws_sdk_securityhub::Client::new(&config);
-    let own_findings = own_hub
-        .get_findings()
-        .send()
-        .await
-        .unwrap()
-        .findings
-        .unwrap_or_default();
+    let own_findings = support::hub_findings(&aws_sdk_securityhub::Client::new(&config)).await;
     assert!(own_findings.is_empty(), "{own_findings:?}");
 }
 
@@ -765,7 +733,7 @@ async fn manual_checks_stay_in_scope_and_excluded_work_is_acknowledged() {
     };
     let manual = |account: &str| Invocation {
         account_id: Some(account.to_string()),
-        ..DRY_RUN
+        ..Invocation::DRY_RUN
     };
     let own = keywatch_with(&[("DRY_RUN", "true"), ("AWS_REGION", "us-east-1")]);
     own.run(&manual("123456789012"), "own", &deadline)
@@ -870,12 +838,15 @@ async fn a_key_deactivated_in_the_run_shows_inactive_in_security_hub() {
         ("LEDGER_TABLE", ledger.name.as_str()),
     ];
     // The first run alerts the key; the next deactivates it.
-    let report = run(&moto, settings(&vars), SCHEDULED).await.expect("run");
+    let report = run(&moto, settings(&vars), Invocation::SCHEDULED)
+        .await
+        .expect("run");
     assert!(report.remediated.is_empty());
-    let report = run(&moto, settings(&vars), SCHEDULED).await.expect("run");
+    let report = run(&moto, settings(&vars), Invocation::SCHEDULED)
+        .await
+        .expect("run");
     assert_eq!(report.remediated.len(), 1);
-    let hub = aws_sdk_securityhub::Client::new(&a.config);
-    let findings = hub.get_findings().send().await.unwrap().findings.unwrap();
+    let findings = a.hub_findings().await;
     let status = findings[0].resources.as_ref().unwrap()[0]
         .details
         .as_ref()
@@ -897,7 +868,7 @@ async fn through(proxy: &Proxy, vars: &[(&str, &str)]) -> Keywatch {
 async fn check(keywatch: &Keywatch, run_id: &str) -> keywatch::Result<Report> {
     keywatch
         .run(
-            &SCHEDULED,
+            &Invocation::SCHEDULED,
             run_id,
             &Deadline::after(Duration::from_secs(60)),
         )
@@ -1104,7 +1075,7 @@ async fn alerts_on_changes_say_what_is_new_open_and_resolved() {
         ("ALERTS", "changes"),
         ("LEDGER_TABLE", ledger.name.as_str()),
     ];
-    let run = || run(&moto, settings(&vars), SCHEDULED);
+    let run = || run(&moto, settings(&vars), Invocation::SCHEDULED);
     let published = |report: &Report| !report.notifications.is_empty();
 
     let first = run().await.expect("run 1");
@@ -1210,7 +1181,11 @@ async fn the_ledger_is_written_only_by_checks_that_completed_and_fails_loudly() 
     a.console_user("bob").await;
     let bob = a.key("bob").await.id;
     let dry = keywatch
-        .run(&DRY_RUN, "dry", &Deadline::after(Duration::from_secs(60)))
+        .run(
+            &Invocation::DRY_RUN,
+            "dry",
+            &Deadline::after(Duration::from_secs(60)),
+        )
         .await
         .expect("a dry run");
     assert_eq!(
@@ -1249,50 +1224,22 @@ async fn the_ledger_is_written_only_by_checks_that_completed_and_fails_loudly() 
     }
 }
 
-/// The messages waiting on the work queue, as the SQS event source would hand them over.
-async fn work_records(account: &Account, queue: &str) -> Vec<keywatch::event::SqsRecord> {
-    let mut records = Vec::new();
-    loop {
-        let messages = account
-            .sqs
-            .receive_message()
-            .queue_url(queue)
-            .max_number_of_messages(10)
-            .send()
-            .await
-            .expect("receive work")
-            .messages
-            .unwrap_or_default();
-        if messages.is_empty() {
-            return records;
-        }
-        for m in messages {
-            account
-                .sqs
-                .delete_message()
-                .queue_url(queue)
-                .set_receipt_handle(m.receipt_handle.clone())
-                .send()
-                .await
-                .expect("delete work");
-            records.push(keywatch::event::SqsRecord {
-                message_id: m.message_id.expect("a message ID"),
-                body: m.body.expect("a body"),
-                receive_count: 1,
-            });
-        }
-    }
-}
-
 /// Dispatches the organization and works every message off, as the event source mapping would.
 async fn dispatch_and_work(keywatch: &Keywatch, own: &Account, work_queue: &str, run_id: &str) {
     let deadline = Deadline::after(Duration::from_secs(60));
     keywatch
-        .route(keywatch::event::Event::Check(SCHEDULED), run_id, &deadline)
+        .route(
+            keywatch::event::Event::Check(Invocation::SCHEDULED),
+            run_id,
+            &deadline,
+        )
         .await
         .expect("dispatch");
     let batch = keywatch
-        .work(work_records(own, work_queue).await, &deadline)
+        .work(
+            support::pump::take_records(&own.sqs, work_queue).await,
+            &deadline,
+        )
         .await;
     assert!(batch.batch_item_failures.is_empty(), "{batch:?}");
 }
@@ -1470,7 +1417,7 @@ async fn keys_not_reached_before_the_deadline_are_skipped_and_deactivated_next_r
 
     let short = Deadline::after(REMEDIATION_RESERVE - Duration::from_secs(1));
     let report = keywatch
-        .run(&SCHEDULED, "short", &short)
+        .run(&Invocation::SCHEDULED, "short", &short)
         .await
         .expect("a run short of time still alerts");
     assert!(report.remediated.is_empty(), "{:?}", report.remediated);

@@ -3,133 +3,27 @@
 //! queue (`support::pump` plays Lambda's SQS poller). The other tests call the handler in-process; this one
 //! covers the bootstrap, the runtime loop and the error responses.
 
-mod support;
+use keywatch_test_support as support;
 
-use std::path::PathBuf;
-use std::process::{Child, Command, ExitStatus, Stdio};
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use serde_json::Value;
 use support::ledger::LedgerTable;
 use support::proxy::Proxy;
-use support::{log_file, project_dir, Account, Moto, RuntimeApi};
+use support::{project_dir, Account, Function, Moto, RuntimeApi};
 
-/// The built `keywatch` binary, polling a [`RuntimeApi`] for events; killed when dropped, even on a panic.
-struct Function {
-    child: Child,
-    log: PathBuf,
-}
+/// The binary as `cargo test` builds it (a debug build: where the Security Hub SDK's stack use matters most).
+const BINARY: &str = env!("CARGO_BIN_EXE_keywatch");
 
-impl Function {
-    /// Starts the binary with only the variables Lambda and keywatch read, so no AWS profile, token or
-    /// endpoint from the developer's environment can reach it: every call goes to `endpoint`.
-    fn start(api: &RuntimeApi, endpoint: &str, vars: &[(&str, &str)]) -> Function {
-        static STARTED: AtomicUsize = AtomicUsize::new(0);
-        let n = STARTED.fetch_add(1, Ordering::Relaxed);
-        let (file, log) = log_file(&format!("keywatch-{}-{n}", api.port));
-        let child = Command::new(env!("CARGO_BIN_EXE_keywatch"))
-            .env_clear()
-            .envs([
-                ("AWS_LAMBDA_RUNTIME_API", api.runtime_api().as_str()),
-                ("AWS_LAMBDA_FUNCTION_NAME", support::EMULATED_FUNCTION),
-                ("AWS_LAMBDA_FUNCTION_VERSION", "$LATEST"),
-                ("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "128"),
-                ("AWS_ENDPOINT_URL", endpoint),
-                ("AWS_ACCESS_KEY_ID", "testing"),
-                ("AWS_SECRET_ACCESS_KEY", "testing"),
-                ("AWS_REGION", "us-east-1"),
-                // No shared config or credentials file, and no instance metadata: nothing but the above.
-                ("AWS_CONFIG_FILE", "/dev/null"),
-                ("AWS_SHARED_CREDENTIALS_FILE", "/dev/null"),
-                ("AWS_EC2_METADATA_DISABLED", "true"),
-            ])
-            .envs(vars.iter().copied())
-            .stdin(Stdio::null())
-            .stdout(file.try_clone().expect("log file handle"))
-            .stderr(file)
-            .spawn()
-            .expect("the keywatch binary starts");
-        Function { child, log }
-    }
-
-    fn logs(&self) -> String {
-        let text = std::fs::read_to_string(&self.log).unwrap_or_default();
-        format!("{}\n{text}", self.log.display())
-    }
-
-    fn assert_running(&mut self) {
-        if let Ok(Some(status)) = self.child.try_wait() {
-            panic!("keywatch exited ({status}); logs:\n{}", self.logs());
-        }
-    }
-
-    fn wait_for_exit(&mut self, within: Duration) -> ExitStatus {
-        let started = Instant::now();
-        loop {
-            if let Some(status) = self.child.try_wait().expect("process status") {
-                return status;
-            }
-            assert!(
-                started.elapsed() < within,
-                "keywatch still running after {within:?}; logs:\n{}",
-                self.logs()
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
-    }
-
-    /// Invokes through the emulator and returns the report, failing with the function's logs otherwise.
-    fn invoke_ok(&mut self, api: &RuntimeApi, event: &str, payload: &str) -> Value {
-        let (status, body) = api.invoke(payload);
-        // The emulator's deadline header is a constant 600000 (ten minutes as a duration), not the epoch
-        // milliseconds Lambda sends; a runtime that trusts it believes the deadline passed in 1970.
-        let hint = if body.contains("Keywatch.Deadline") {
-            "\n(cargo-lambda sends `lambda-runtime-deadline-ms: 600000`, not an epoch time: the deadline \
-             handling must not take it for a deadline in 1970)"
-        } else {
-            ""
-        };
-        assert_eq!(
-            status,
-            200,
-            "{event} failed: {body}{hint}\nkeywatch logs:\n{}",
-            self.logs()
-        );
-        self.assert_running();
-        serde_json::from_str(&body).unwrap_or_else(|e| panic!("report is not JSON ({e}): {body}"))
-    }
-
-    /// Invokes through the emulator, expects a Lambda error response, returns (errorType, errorMessage).
-    fn invoke_err(&mut self, api: &RuntimeApi, payload: &str) -> (String, String) {
-        let (status, body) = api.invoke(payload);
-        assert_ne!(status, 200, "{payload} should fail, got {body}");
-        let error: Value = serde_json::from_str(&body)
-            .unwrap_or_else(|e| panic!("error response is not JSON ({e}): {body}"));
-        let field = |name: &str| error[name].as_str().unwrap_or_default().to_string();
-        self.assert_running();
-        (field("errorType"), field("errorMessage"))
-    }
-}
-
-impl Drop for Function {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        // The log is kept only for a failed test, whose message names it.
-        if !std::thread::panicking() {
-            let _ = std::fs::remove_file(&self.log);
-        }
-    }
-}
-
-/// The one EMF line the function printed for `run_id`, parsed from its real output.
-fn emf_line(function: &Function, run_id: &str) -> Value {
+/// The one EMF line the function printed for `run_id` (and `account_id`, in an organization's run), parsed from
+/// its real output.
+fn emf_line(function: &Function, run_id: &str, account_id: Option<&str>) -> Value {
     let logs = function.logs();
     let lines: Vec<Value> = logs
         .lines()
         .filter_map(|line| serde_json::from_str::<Value>(line).ok())
         .filter(|line| line.get("_aws").is_some() && line["run_id"] == run_id)
+        .filter(|line| account_id.is_none_or(|account| line["AccountId"] == account))
         .collect();
     match &lines[..] {
         [line] => line.clone(),
@@ -188,7 +82,12 @@ async fn the_binary_serves_events_through_the_runtime_api() {
     let (topic, queue) = account.topic_with_queue().await;
 
     let api = RuntimeApi::start();
-    let mut function = Function::start(&api, &moto.endpoint, &[("FINDINGS_TOPIC_ARN", &topic)]);
+    let mut function = Function::start(
+        BINARY.as_ref(),
+        &api,
+        &moto.endpoint,
+        &[("FINDINGS_TOPIC_ARN", &topic)],
+    );
     let expected = vec![("alice".to_string(), alice_key.clone())];
 
     // A schedule: the findings, and exactly one alert delivered to the subscribed queue.
@@ -208,7 +107,11 @@ async fn the_binary_serves_events_through_the_runtime_api() {
     assert_eq!(document["run_id"], report["run_id"]);
     assert!(!report["run_id"].as_str().unwrap_or_default().is_empty());
     // The metrics line the process printed for this check (CloudWatch Embedded Metric Format), from its output.
-    let emf = emf_line(&function, report["run_id"].as_str().unwrap_or_default());
+    let emf = emf_line(
+        &function,
+        report["run_id"].as_str().unwrap_or_default(),
+        None,
+    );
     // Findings and CheckFailed per account and rolled up; the rest rolled up only.
     assert_eq!(
         directives(&emf),
@@ -273,17 +176,89 @@ async fn the_binary_serves_events_through_the_runtime_api() {
     );
 }
 
+/// One scheduled run of an organization through the binary, as AWS drives it: the schedule's invocation dispatches
+/// every account, then the pump plays Lambda's SQS poller until the work queue is drained, every record a success.
+/// Returns the run ID.
+async fn organization_run(
+    function: &mut Function,
+    api: &RuntimeApi,
+    sqs: &aws_sdk_sqs::Client,
+    work_url: &str,
+    accounts: usize,
+) -> String {
+    use support::pump::{Pump, Stop};
+    let dispatched =
+        function.invoke_ok(api, "events/scheduled.json", &event_file("scheduled.json"));
+    assert_eq!(dispatched["dispatched"], accounts, "{dispatched:#}");
+    let pumped = Pump::new(sqs, work_url).await.run(api).await;
+    function.assert_running();
+    assert_eq!(pumped.stopped, Stop::Drained, "{pumped:#?}");
+    assert_eq!(
+        (
+            pumped.records,
+            pumped.deleted,
+            pumped.failed,
+            pumped.function_errors
+        ),
+        (accounts, accounts, 0, 0),
+        "every account checked once, none failed: {pumped:#?}"
+    );
+    dispatched["run_id"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string()
+}
+
+/// Key ID → (record state, the key's status as the finding shows it), every page of the account's hub.
+async fn hub_keys(account: &Account) -> std::collections::BTreeMap<String, (String, String)> {
+    let mut found = std::collections::BTreeMap::new();
+    for finding in account.hub_findings().await {
+        let resource = &finding.resources.unwrap_or_default()[0];
+        // The resource's Id ends with the key ID.
+        let id = resource.id.clone().unwrap_or_default();
+        let key = id.rsplit(':').next().unwrap_or_default().to_string();
+        let status = resource
+            .details
+            .as_ref()
+            .and_then(|d| d.aws_iam_access_key.as_ref())
+            .and_then(|k| k.status.as_ref())
+            .map(|s| s.as_str().to_string())
+            .unwrap_or_default();
+        let state = finding.record_state.map(|s| s.as_str().to_string());
+        found.insert(key, (state.unwrap_or_default(), status));
+    }
+    found
+}
+
+/// The sorted access key IDs of a list of findings or remediations.
+fn key_ids(list: &Value) -> Vec<String> {
+    let mut ids: Vec<String> = list
+        .as_array()
+        .unwrap_or_else(|| panic!("not a list: {list}"))
+        .iter()
+        .map(|r| r["access_key_id"].as_str().unwrap_or_default().to_string())
+        .collect();
+    ids.sort();
+    ids
+}
+
 /// First enablement of deactivation, with Security Hub on, through the binary as `cargo test` builds it (a debug
-/// build, where the runtime thread's stack matters most: the Security Hub SDK decodes findings on it): 120 keys 30
-/// days old that no alert ever named are alerted with their deactivation date, imported into the hub (more than
-/// one import of 100) and left Active; once the ledger says that alert is a week old, the next run reads the hub's
-/// findings back page by page, deactivates exactly those keys, shows them Inactive in the hub, and its alert says
-/// so with the undo commands. The notice period comes from the ledger, not from the keys' age.
+/// build, where the runtime thread's stack matters most: the Security Hub SDK decodes findings on it), for an
+/// organization of two whose work goes through the queue and the pump. The management account's 120 keys and the
+/// member's 3, 30 days old, that no alert ever named are alerted with their deactivation date, imported into each
+/// account's own hub (more than one import of 100 in the management account) and left Active; once the ledger says
+/// those alerts are a week old, the next run reads each hub's findings back page by page, deactivates exactly those
+/// keys, shows them Inactive in the hub, and each alert says so with the undo commands. The notice period comes
+/// from the ledger, not from the keys' age.
 #[tokio::test]
 async fn the_binary_deactivates_only_after_a_delivered_alert_and_the_notice_period() {
     const USERS: usize = 120;
+    const MEMBER_USERS: usize = 3;
     let moto = Moto::start();
     let account: Account = moto.account().await;
+    let organizations = support::create_organization(&moto).await;
+    let member_id = support::create_member(&organizations, "dev").await;
+    let member = support::member_account(&moto, &member_id).await;
     let mut keys = Vec::new();
     for n in 0..USERS {
         let user = format!("user-{n:03}");
@@ -291,13 +266,29 @@ async fn the_binary_deactivates_only_after_a_delivered_alert_and_the_notice_peri
         keys.push(account.key(&user).await.id);
     }
     keys.sort();
+    let mut member_keys = Vec::new();
+    for n in 0..MEMBER_USERS {
+        let user = format!("dev-{n}");
+        member.console_user(&user).await;
+        member_keys.push(member.key(&user).await.id);
+    }
+    member_keys.sort();
+    let expected = |id: &str| {
+        if id == MANAGEMENT {
+            &keys
+        } else {
+            &member_keys
+        }
+    };
     let (topic, queue) = account.topic_with_queue().await;
     let ledger = LedgerTable::create(&account.config).await;
+    let work = support::pump::WorkQueue::create(&account.sqs, "keywatch-work", 60, 3).await;
     let proxy = Proxy::start(&moto.endpoint);
     proxy.age_keys(30);
 
     let api = RuntimeApi::start();
     let mut function = Function::start(
+        BINARY.as_ref(),
         &api,
         &proxy.url,
         &[
@@ -305,116 +296,111 @@ async fn the_binary_deactivates_only_after_a_delivered_alert_and_the_notice_peri
             ("REMEDIATION", "deactivate"),
             ("LEDGER_TABLE", &ledger.name),
             ("SECURITY_HUB", "true"),
+            ("ACCOUNTS", "organization"),
+            ("WORK_QUEUE_URL", &work.url),
         ],
     );
-    let hub = aws_sdk_securityhub::Client::new(&account.config);
-    // Key ID → (record state, the key's status as the finding shows it), every page of the hub.
-    let hub_keys = || async {
-        let mut found = std::collections::BTreeMap::new();
-        let mut pages = hub.get_findings().into_paginator().send();
-        while let Some(page) = pages.next().await {
-            for finding in page.expect("GetFindings").findings.unwrap_or_default() {
-                let resource = &finding.resources.unwrap_or_default()[0];
-                let key = resource.id.clone().unwrap_or_default();
-                let status = resource
-                    .details
-                    .as_ref()
-                    .and_then(|d| d.aws_iam_access_key.as_ref())
-                    .and_then(|k| k.status.as_ref())
-                    .map(|s| s.as_str().to_string())
-                    .unwrap_or_default();
-                let state = finding.record_state.map(|s| s.as_str().to_string());
-                found.insert(key, (state.unwrap_or_default(), status));
-            }
-        }
-        found
-    };
-    let scheduled = event_file("scheduled.json");
-    let ids = |list: &Value| -> Vec<String> {
-        let mut ids: Vec<String> = list
-            .as_array()
-            .unwrap_or_else(|| panic!("not a list: {list}"))
-            .iter()
-            .map(|r| r["access_key_id"].as_str().unwrap_or_default().to_string())
-            .collect();
-        ids.sort();
-        ids
-    };
+    let accounts = [(MANAGEMENT, &account), (member_id.as_str(), &member)];
 
-    let first = function.invoke_ok(&api, "events/scheduled.json", &scheduled);
-    assert_eq!(ids(&first["findings"]), keys, "{first:#}");
-    assert_eq!(first["remediated"], serde_json::json!([]), "{first:#}");
-    for finding in first["findings"].as_array().into_iter().flatten() {
-        assert_eq!(finding["key_age_days"], 30);
-        assert_eq!(finding["change"], "new");
-        assert!(finding["deactivate_on"].is_string(), "{finding}");
-    }
-    assert!(account.key_statuses().await.values().all(|s| s == "Active"));
-    assert_eq!(
-        first["security_hub"],
-        serde_json::json!({"imported": USERS, "archived": 0})
-    );
-    let imported = hub_keys().await;
-    assert_eq!(imported.len(), USERS);
-    assert!(
-        imported
-            .values()
-            .all(|(state, status)| state == "ACTIVE" && status == "Active"),
-        "{imported:?}"
-    );
+    let first = organization_run(&mut function, &api, &account.sqs, &work.url, 2).await;
     let delivered = account.delivered(&queue).await;
-    assert_eq!(delivered.len(), 1, "{delivered:?}");
-    let emf = emf_line(&function, first["run_id"].as_str().unwrap_or_default());
-    assert_eq!(
-        (
-            emf["NewFindings"].as_u64(),
-            emf["OldestOpenFindingDays"].as_u64()
-        ),
-        (Some(USERS as u64), Some(0))
-    );
+    assert_eq!(delivered.len(), 2, "one alert per account: {delivered:?}");
+    for (id, checked) in accounts {
+        let [(_, alert)] = &delivered
+            .iter()
+            .filter(|(_, d)| d["account_id"] == id)
+            .cloned()
+            .collect::<Vec<_>>()[..]
+        else {
+            panic!("one alert for {id}: {delivered:?}")
+        };
+        assert_eq!(alert["run_id"], first.as_str(), "{alert:#}");
+        assert_eq!(&key_ids(&alert["findings"]), expected(id), "{alert:#}");
+        assert_eq!(alert["remediated"], serde_json::json!([]), "{alert:#}");
+        for finding in alert["findings"].as_array().into_iter().flatten() {
+            assert_eq!(finding["key_age_days"], 30);
+            assert_eq!(finding["change"], "new");
+            assert!(finding["deactivate_on"].is_string(), "{finding}");
+        }
+        assert!(checked.key_statuses().await.values().all(|s| s == "Active"));
+        let imported = hub_keys(checked).await;
+        assert_eq!(
+            imported.keys().cloned().collect::<Vec<_>>(),
+            *expected(id),
+            "{id}: each account's findings in its own hub"
+        );
+        assert!(
+            imported
+                .values()
+                .all(|(state, status)| state == "ACTIVE" && status == "Active"),
+            "{imported:?}"
+        );
+        let emf = emf_line(&function, &first, Some(id));
+        let new = expected(id).len() as u64;
+        assert_eq!(
+            (
+                emf["NewFindings"].as_u64(),
+                emf["OldestOpenFindingDays"].as_u64()
+            ),
+            (Some(new), Some(0))
+        );
+    }
 
     ledger.age(7).await;
     proxy.take_log();
-    let second = function.invoke_ok(&api, "events/scheduled.json", &scheduled);
+    let second = organization_run(&mut function, &api, &account.sqs, &work.url, 2).await;
     let requests = proxy.requests();
     assert_eq!(
         requests.get("securityhub:GetFindings"),
-        Some(&2),
-        "120 findings read back, 100 a page: {requests:?}"
+        Some(&3),
+        "120 findings read back 100 a page in the management account, 3 in one page in the member: {requests:?}"
     );
-    assert_eq!(
-        second["security_hub"],
-        serde_json::json!({"imported": USERS, "archived": 0})
-    );
-    let updated = hub_keys().await;
-    assert_eq!(updated.len(), USERS);
-    assert!(
-        updated
-            .values()
-            .all(|(state, status)| state == "ACTIVE" && status == "Inactive"),
-        "deactivated in the run, shown Inactive: {updated:?}"
-    );
-    assert_eq!(ids(&second["remediated"]), keys, "{second:#}");
-    assert!(account
-        .key_statuses()
-        .await
-        .values()
-        .all(|s| s == "Inactive"));
     let delivered = account.delivered(&queue).await;
-    let [(subject, document)] = &delivered[..] else {
-        panic!("one alert: {delivered:?}")
-    };
-    assert!(subject.ends_with(", 120 deactivated"), "{subject}");
-    assert_eq!(ids(&document["remediated"]), keys);
-    let (_, email) = moto.published_emails(&topic).pop().expect("an email");
-    for key in &keys {
+    assert_eq!(delivered.len(), 2, "one alert per account: {delivered:?}");
+    let emails = moto.published_emails(&topic);
+    for (id, checked) in accounts {
+        let updated = hub_keys(checked).await;
+        assert_eq!(updated.keys().cloned().collect::<Vec<_>>(), *expected(id));
         assert!(
-            email.contains(&format!("--access-key-id {key} --status Active")),
-            "the undo command for {key}:\n{email}"
+            updated
+                .values()
+                .all(|(state, status)| state == "ACTIVE" && status == "Inactive"),
+            "deactivated in the run, shown Inactive: {updated:?}"
         );
+        assert!(checked
+            .key_statuses()
+            .await
+            .values()
+            .all(|s| s == "Inactive"));
+        let [(subject, alert)] = &delivered
+            .iter()
+            .filter(|(_, d)| d["account_id"] == id)
+            .cloned()
+            .collect::<Vec<_>>()[..]
+        else {
+            panic!("one alert for {id}: {delivered:?}")
+        };
+        assert_eq!(alert["run_id"], second.as_str(), "{alert:#}");
+        let n = expected(id).len();
+        assert!(
+            subject.ends_with(&format!(", {n} deactivated")),
+            "{subject}"
+        );
+        assert_eq!(&key_ids(&alert["remediated"]), expected(id));
+        let (_, email) = emails
+            .iter()
+            .rev()
+            .find(|(subject, _)| subject.contains(id))
+            .unwrap_or_else(|| panic!("an email for {id}"));
+        for key in expected(id) {
+            assert!(
+                email.contains(&format!("--access-key-id {key} --status Active")),
+                "the undo command for {key}:\n{email}"
+            );
+        }
+        let emf = emf_line(&function, &second, Some(id));
+        assert_eq!(emf["OldestOpenFindingDays"], 7);
     }
-    let emf = emf_line(&function, second["run_id"].as_str().unwrap_or_default());
-    assert_eq!(emf["OldestOpenFindingDays"], 7);
 }
 
 #[test]
@@ -431,7 +417,7 @@ fn a_missing_or_invalid_topic_fails_the_init() {
         )],
     ];
     for vars in cases {
-        let mut function = Function::start(&api, &endpoint, vars);
+        let mut function = Function::start(BINARY.as_ref(), &api, &endpoint, vars);
         // A process that passed init would poll the emulator for events and never exit.
         let status = function.wait_for_exit(Duration::from_secs(20));
         let logs = function.logs();
@@ -572,6 +558,7 @@ async fn an_organization_goes_through_the_work_queue() {
     let api = RuntimeApi::start();
     let max_receive_count = MAX_RECEIVE_COUNT.to_string();
     let mut function = Function::start(
+        BINARY.as_ref(),
         &api,
         &proxy.url,
         &[
@@ -914,6 +901,7 @@ async fn a_malformed_work_message_is_a_failed_record_not_a_crash() {
 
     let api = RuntimeApi::start();
     let mut function = Function::start(
+        BINARY.as_ref(),
         &api,
         &moto.endpoint,
         &[("FINDINGS_TOPIC_ARN", &topic), ("MAX_RECEIVE_COUNT", "2")],

@@ -1,28 +1,13 @@
 //! Both inventory sources, the credential report and the fully live `api` scan, must give the same answers on
 //! the same account.
 
-mod support;
+use keywatch_test_support as support;
 
 use keywatch::event::Invocation;
 use keywatch::inventory::Source;
 use keywatch::report::Report;
+use support::seeded::Seeded;
 use support::{run, settings, Moto};
-
-/// A small deterministic generator (xorshift64*), so every seed gives the same account on every run.
-struct Seeded(u64);
-
-impl Seeded {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
-    }
-
-    fn chance(&mut self, percent: u64) -> bool {
-        self.next() % 100 < percent
-    }
-}
 
 fn outcome(report: &Report) -> (Vec<String>, Vec<String>, Vec<(String, String)>) {
     let mut findings: Vec<String> = report
@@ -56,7 +41,7 @@ async fn report_and_api_sources_agree_on_seeded_accounts() {
             Some(200)
         );
         let account = moto.account().await;
-        let mut rng = Seeded(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1);
+        let mut rng = Seeded::new(seed);
         let mut expected_findings = 0;
         for i in 0..12 {
             let name = if rng.chance(10) {
@@ -75,7 +60,7 @@ async fn report_and_api_sources_agree_on_seeded_accounts() {
             if password {
                 account.password(&name).await;
             }
-            for _ in 0..rng.next() % 3 {
+            for _ in 0..rng.next_u64() % 3 {
                 let key = account.key(&name).await;
                 let (used, inactive) = (rng.chance(30), rng.chance(20));
                 if used {
@@ -87,21 +72,10 @@ async fn report_and_api_sources_agree_on_seeded_accounts() {
                 expected_findings += usize::from(password && !used && !inactive);
             }
         }
-        let by_report = run(
-            &moto,
-            settings(&vars),
-            Invocation {
-                dry_run: true,
-                ..Default::default()
-            },
-        )
-        .await
-        .unwrap();
-        let live = Invocation {
-            dry_run: true,
-            inventory_source: Some(Source::Api),
-            ..Default::default()
-        };
+        let by_report = run(&moto, settings(&vars), Invocation::DRY_RUN)
+            .await
+            .unwrap();
+        let live = Invocation::DRY_RUN.with_source(Source::Api);
         let by_api = run(&moto, settings(&vars), live).await.unwrap();
 
         assert_eq!(by_report.inventory_source, Source::CredentialReport);

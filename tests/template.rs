@@ -8,7 +8,7 @@
 //! emits, and the SAM-transformed template deploys as a CloudFormation stack on moto with every resource
 //! complete, for a single account, for an organization, and with Security Hub and remediation on.
 
-mod support;
+use keywatch_test_support as support;
 
 use std::collections::{BTreeMap, BTreeSet};
 

@@ -7,6 +7,7 @@ use crate::support;
 use crate::support::ledger::LedgerTable;
 use crate::support::proxy::Proxy;
 use crate::support::pump::{queue_depth, take_bodies, Pump, Pumped, Stop};
+use crate::support::runtime::lambda_env;
 use crate::support::{http, Moto};
 use crate::write::*;
 use crate::{Config, CONFIGS};
@@ -112,7 +113,10 @@ pub(crate) async fn invoke(
         ..
     } = CONFIGS[config];
     let mut env: Vec<(&str, String)> = vec![
-        ("DRY_RUN", (if vars.is_empty() { "true" } else { "false" }).to_string()),
+        (
+            "DRY_RUN",
+            (if vars.is_empty() { "true" } else { "false" }).to_string(),
+        ),
         ("INVENTORY_SOURCE", source.to_string()),
         ("CONCURRENCY", concurrency.to_string()),
         ("AWS_LAMBDA_LOG_LEVEL", "WARN".to_string()),
@@ -315,14 +319,11 @@ impl Instance {
         let spawned = Instant::now();
         let child = Command::new(binary)
             .env_clear()
-            .env("AWS_LAMBDA_RUNTIME_API", format!("127.0.0.1:{port}"))
-            .env("AWS_LAMBDA_FUNCTION_NAME", "keywatch")
-            .env("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "128")
-            .env("AWS_LAMBDA_FUNCTION_VERSION", "$LATEST")
-            .env("AWS_ENDPOINT_URL", endpoint)
-            .env("AWS_REGION", "us-east-1")
-            .env("AWS_ACCESS_KEY_ID", "testing")
-            .env("AWS_SECRET_ACCESS_KEY", "testing")
+            .envs(lambda_env(
+                &format!("127.0.0.1:{port}"),
+                "keywatch",
+                endpoint,
+            ))
             .envs(vars.iter().map(|(k, v)| (k, v)))
             .stdin(Stdio::null())
             .stdout(file.try_clone().expect("log file handle"))

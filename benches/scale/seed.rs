@@ -5,6 +5,7 @@
 use crate::measure::*;
 use crate::support;
 use crate::support::pump::WorkQueue;
+use crate::support::seeded::Seeded;
 use crate::support::{Account, Moto};
 use aws_sdk_organizations::types::OrganizationFeatureSet;
 use futures_util::StreamExt;
@@ -19,18 +20,6 @@ pub(crate) const CONSOLE_KEY_NEVER_USED: u64 = 13;
 pub(crate) const SERVICE_SECOND_KEY: u64 = 30;
 pub(crate) const SERVICE_KEY_NEVER_USED: u64 = 10;
 pub(crate) const KEY_INACTIVE: u64 = 20;
-
-/// Deterministic xorshift64*, so every run seeds the same accounts.
-pub(crate) struct Seeded(u64);
-
-impl Seeded {
-    pub(crate) fn chance(&mut self, percent: u64) -> bool {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D) % 100 < percent
-    }
-}
 
 #[derive(Clone, Copy)]
 pub(crate) struct PlannedKey {

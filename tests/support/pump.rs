@@ -142,9 +142,10 @@ pub async fn queue_depth(sqs: &aws_sdk_sqs::Client, url: &str) -> (u64, u64, u64
     )
 }
 
-/// Every message body in the queue, each deleted as it is read (for a DLQ at the end of a test).
-pub async fn take_bodies(sqs: &aws_sdk_sqs::Client, url: &str) -> Vec<String> {
-    let mut bodies = Vec::new();
+/// Every message in the queue, each deleted as it is read: the one drain of a queue that the tests and the bench
+/// share (a DLQ at the end of a test, SNS deliveries, work messages handed over by hand).
+pub async fn take_messages(sqs: &aws_sdk_sqs::Client, url: &str) -> Vec<Message> {
+    let mut taken = Vec::new();
     loop {
         let messages = sqs
             .receive_message()
@@ -156,18 +157,41 @@ pub async fn take_bodies(sqs: &aws_sdk_sqs::Client, url: &str) -> Vec<String> {
             .messages
             .unwrap_or_default();
         if messages.is_empty() {
-            return bodies;
+            return taken;
         }
         for message in messages {
-            bodies.push(message.body.unwrap_or_default());
             sqs.delete_message()
                 .queue_url(url)
-                .set_receipt_handle(message.receipt_handle)
+                .set_receipt_handle(message.receipt_handle.clone())
                 .send()
                 .await
                 .unwrap_or_else(|e| panic!("delete from {url}: {e:?}"));
+            taken.push(message);
         }
     }
+}
+
+/// Every message body in the queue, each deleted as it is read.
+pub async fn take_bodies(sqs: &aws_sdk_sqs::Client, url: &str) -> Vec<String> {
+    take_messages(sqs, url)
+        .await
+        .into_iter()
+        .map(|message| message.body.unwrap_or_default())
+        .collect()
+}
+
+/// The work queue's messages as the SQS records Lambda's poller would hand over, each on its first receive, for
+/// a test that hands them to the handler itself.
+pub async fn take_records(sqs: &aws_sdk_sqs::Client, url: &str) -> Vec<keywatch::event::SqsRecord> {
+    take_messages(sqs, url)
+        .await
+        .into_iter()
+        .map(|message| keywatch::event::SqsRecord {
+            message_id: message.message_id.expect("a message ID"),
+            body: message.body.expect("a body"),
+            receive_count: 1,
+        })
+        .collect()
 }
 
 /// Why the pump stopped. Only `Drained` means the queue was worked off.

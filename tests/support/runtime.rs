@@ -1,0 +1,224 @@
+//! The Runtime API and the binary: cargo-lambda's Runtime API emulator ([`RuntimeApi`]) and the built keywatch
+//! binary polling it ([`Function`]) with only the environment Lambda gives ([`lambda_env`], which the benchmark's
+//! own Runtime API uses too). Use it where the behaviour is the binary's: the bootstrap and its stack, the runtime
+//! loop, error responses, init failures. In-process tests call the handler through [`crate::run`].
+
+use crate::{free_port, http_with_timeout, log_file, project_dir, venv_tool, INSTALL_HINT};
+use serde_json::Value;
+use std::net::TcpStream;
+use std::path::{Path, PathBuf};
+use std::process::ExitStatus;
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+/// The Lambda Runtime API emulator of cargo-lambda (`cargo lambda watch --only-lambda-apis`) on a free
+/// loopback port, killed when dropped. It starts no function of its own: the test runs the built binary
+/// against it, as Lambda runs the bootstrap.
+pub struct RuntimeApi {
+    child: Child,
+    log: PathBuf,
+    pub port: u16,
+}
+
+/// The function name the emulator serves when the runtime is started by hand.
+pub const EMULATED_FUNCTION: &str = "_";
+
+impl RuntimeApi {
+    /// Starts the emulator from the project's venv. Fails (never skips) when it is not installed.
+    pub fn start() -> RuntimeApi {
+        let cargo_lambda = venv_tool("cargo-lambda");
+        let port = free_port();
+        let (log, log_path) = log_file(&format!("cargo-lambda-{port}"));
+        let child = Command::new(&cargo_lambda)
+            .args(["lambda", "watch", "--only-lambda-apis", "--invoke-address"])
+            .args(["127.0.0.1", "--invoke-port", &port.to_string()])
+            // It reads the manifest (`cargo metadata`) even when it builds nothing.
+            .current_dir(project_dir())
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().expect("log file handle"))
+            .stderr(log)
+            .spawn()
+            .unwrap_or_else(|e| {
+                panic!(
+                    "cannot start {}: {e}; {INSTALL_HINT}",
+                    cargo_lambda.display()
+                )
+            });
+        let mut api = RuntimeApi {
+            child,
+            log: log_path,
+            port,
+        };
+        let started = Instant::now();
+        while TcpStream::connect(("127.0.0.1", port)).is_err() {
+            if let Ok(Some(status)) = api.child.try_wait() {
+                panic!(
+                    "cargo-lambda exited with {status} before listening on port {port}; see {}",
+                    api.log.display()
+                );
+            }
+            assert!(
+                started.elapsed() < Duration::from_secs(30),
+                "the Runtime API emulator did not listen on port {port} within 30 s"
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        api
+    }
+
+    /// The value of `AWS_LAMBDA_RUNTIME_API` for a runtime served by this emulator.
+    pub fn runtime_api(&self) -> String {
+        format!("http://127.0.0.1:{}/.rt", self.port)
+    }
+
+    /// One synchronous invocation, as `aws lambda invoke` would send it: (HTTP status, response body).
+    /// A function error comes back as status 500 with `{"errorType": ..., "errorMessage": ...}`.
+    pub fn invoke(&self, payload: &str) -> (u16, String) {
+        let path = format!("/2015-03-31/functions/{EMULATED_FUNCTION}/invocations");
+        http_with_timeout(self.port, "POST", &path, payload, Duration::from_secs(60))
+            .unwrap_or_else(|| {
+                panic!(
+                    "no answer from the Runtime API emulator on port {}",
+                    self.port
+                )
+            })
+    }
+}
+
+impl Drop for RuntimeApi {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        // The log is kept only for a failed test.
+        if !std::thread::panicking() {
+            let _ = std::fs::remove_file(&self.log);
+        }
+    }
+}
+
+/// The environment Lambda gives a function, and nothing else: no AWS profile, token or endpoint from the
+/// developer's environment can reach the binary, so every call goes to `endpoint` (moto or the proxy).
+pub fn lambda_env(
+    runtime_api: &str,
+    function_name: &str,
+    endpoint: &str,
+) -> Vec<(&'static str, String)> {
+    [
+        ("AWS_LAMBDA_RUNTIME_API", runtime_api),
+        ("AWS_LAMBDA_FUNCTION_NAME", function_name),
+        ("AWS_LAMBDA_FUNCTION_VERSION", "$LATEST"),
+        ("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "128"),
+        ("AWS_ENDPOINT_URL", endpoint),
+        ("AWS_ACCESS_KEY_ID", "testing"),
+        ("AWS_SECRET_ACCESS_KEY", "testing"),
+        ("AWS_REGION", "us-east-1"),
+        // No shared config or credentials file, and no instance metadata: nothing but the above.
+        ("AWS_CONFIG_FILE", "/dev/null"),
+        ("AWS_SHARED_CREDENTIALS_FILE", "/dev/null"),
+        ("AWS_EC2_METADATA_DISABLED", "true"),
+    ]
+    .into_iter()
+    .map(|(name, value)| (name, value.to_string()))
+    .collect()
+}
+
+/// The built `keywatch` binary, polling a [`RuntimeApi`] for events; killed when dropped, even on a panic.
+pub struct Function {
+    child: Child,
+    pub log: PathBuf,
+}
+
+impl Function {
+    /// Starts the binary with only the variables Lambda and keywatch read, so no AWS profile, token or
+    /// endpoint from the developer's environment can reach it: every call goes to `endpoint`.
+    pub fn start(
+        binary: &Path,
+        api: &RuntimeApi,
+        endpoint: &str,
+        vars: &[(&str, &str)],
+    ) -> Function {
+        static STARTED: AtomicUsize = AtomicUsize::new(0);
+        let n = STARTED.fetch_add(1, Ordering::Relaxed);
+        let (file, log) = log_file(&format!("keywatch-{}-{n}", api.port));
+        let child = Command::new(binary)
+            .env_clear()
+            .envs(lambda_env(&api.runtime_api(), EMULATED_FUNCTION, endpoint))
+            .envs(vars.iter().copied())
+            .stdin(Stdio::null())
+            .stdout(file.try_clone().expect("log file handle"))
+            .stderr(file)
+            .spawn()
+            .expect("the keywatch binary starts");
+        Function { child, log }
+    }
+
+    pub fn logs(&self) -> String {
+        let text = std::fs::read_to_string(&self.log).unwrap_or_default();
+        format!("{}\n{text}", self.log.display())
+    }
+
+    pub fn assert_running(&mut self) {
+        if let Ok(Some(status)) = self.child.try_wait() {
+            panic!("keywatch exited ({status}); logs:\n{}", self.logs());
+        }
+    }
+
+    pub fn wait_for_exit(&mut self, within: Duration) -> ExitStatus {
+        let started = Instant::now();
+        loop {
+            if let Some(status) = self.child.try_wait().expect("process status") {
+                return status;
+            }
+            assert!(
+                started.elapsed() < within,
+                "keywatch still running after {within:?}; logs:\n{}",
+                self.logs()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// Invokes through the emulator and returns the report, failing with the function's logs otherwise.
+    pub fn invoke_ok(&mut self, api: &RuntimeApi, event: &str, payload: &str) -> Value {
+        let (status, body) = api.invoke(payload);
+        // The emulator's deadline header is a constant 600000 (ten minutes as a duration), not the epoch
+        // milliseconds Lambda sends; a runtime that trusts it believes the deadline passed in 1970.
+        let hint = if body.contains("Keywatch.Deadline") {
+            "\n(cargo-lambda sends `lambda-runtime-deadline-ms: 600000`, not an epoch time: the deadline \
+             handling must not take it for a deadline in 1970)"
+        } else {
+            ""
+        };
+        assert_eq!(
+            status,
+            200,
+            "{event} failed: {body}{hint}\nkeywatch logs:\n{}",
+            self.logs()
+        );
+        self.assert_running();
+        serde_json::from_str(&body).unwrap_or_else(|e| panic!("report is not JSON ({e}): {body}"))
+    }
+
+    /// Invokes through the emulator, expects a Lambda error response, returns (errorType, errorMessage).
+    pub fn invoke_err(&mut self, api: &RuntimeApi, payload: &str) -> (String, String) {
+        let (status, body) = api.invoke(payload);
+        assert_ne!(status, 200, "{payload} should fail, got {body}");
+        let error: Value = serde_json::from_str(&body)
+            .unwrap_or_else(|e| panic!("error response is not JSON ({e}): {body}"));
+        let field = |name: &str| error[name].as_str().unwrap_or_default().to_string();
+        self.assert_running();
+        (field("errorType"), field("errorMessage"))
+    }
+}
+
+impl Drop for Function {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        // The log is kept only for a failed test, whose message names it.
+        if !std::thread::panicking() {
+            let _ = std::fs::remove_file(&self.log);
+        }
+    }
+}
