@@ -20,6 +20,7 @@ use keywatch::inventory::Source;
 use keywatch::report::Report;
 use support::ledger::LedgerTable;
 use support::proxy::{isolated_clients, Fault, Proxy, Rule};
+use support::seeded::Seeded;
 use support::{settings, Account, Moto};
 
 /// moto names a topic's ARN after its fixed account and the region, so it survives `/moto-api/reset`.
@@ -174,46 +175,6 @@ impl Truth {
     }
 }
 
-/// A random small account: users with or without a password, tag exemption and path, and up to two keys each,
-/// active or not, used or not. Returns the truth it implies.
-async fn seed_account(account: &Account, rng: &mut fastrand::Rng, users: usize) -> Truth {
-    let mut truth = Truth::default();
-    for i in 0..users {
-        let name = format!("user{i}-{}", rng.u32(..10_000));
-        let exempt = rng.u8(..10) == 0;
-        let tags: &[(&str, &str)] = if exempt {
-            &[("keywatch:exempt", "soak")]
-        } else {
-            &[]
-        };
-        let path = if rng.bool() { "/" } else { "/team/" };
-        account.user_at(&name, path, tags).await;
-        let password = rng.u8(..10) < 7;
-        if password {
-            account.password(&name).await;
-        }
-        for _ in 0..rng.usize(..=2) {
-            let key = account.key(&name).await;
-            let (used, inactive) = (rng.u8(..10) < 3, rng.u8(..10) < 2);
-            if used {
-                account.use_key(&key).await;
-            }
-            if inactive {
-                account.deactivate(&name, &key).await;
-            }
-            if password && !used && !inactive {
-                let found = (name.clone(), key.id.clone());
-                if exempt {
-                    truth.exempted.insert(found);
-                } else {
-                    truth.findings.insert(found);
-                }
-            }
-        }
-    }
-    truth
-}
-
 /// The proxy's error documents parse as the SDK's typed errors, so keywatch sees what it would see from IAM.
 #[tokio::test]
 async fn injected_errors_parse_as_the_sdk_expects() {
@@ -313,7 +274,17 @@ async fn injected_errors_parse_as_the_sdk_expects() {
 #[tokio::test]
 async fn moderate_retryable_faults_give_the_exact_truth() {
     let bench = Bench::start().await;
-    let truth = seed_account(&bench.account, &mut fastrand::Rng::with_seed(7), 12).await;
+    // No EXEMPT_USERS in this deployment: `svc-` names are findings like any other.
+    let (findings, exempted) = bench
+        .account
+        .seed_random(&mut Seeded::new(7), 12, "m")
+        .await
+        .truth(false);
+    let truth = Truth {
+        findings,
+        exempted,
+        pending: BTreeSet::new(),
+    };
     assert!(
         truth.findings.len() >= 3,
         "the seed gives some findings: {truth:?}"
@@ -1823,11 +1794,11 @@ async fn oracle(account: &Account, grace: bool) -> Truth {
 /// Changes the account after the credential report was recorded, in the ways a stale report must not hide:
 /// passwords added, keys reactivated, deleted or used, and users created. Never a new key on a listed user:
 /// that is the README's one named blind spot.
-async fn change_after_report(account: &Account, rng: &mut fastrand::Rng) {
+async fn change_after_report(account: &Account, rng: &mut Seeded) {
     let users = account.iam.list_users().send().await.unwrap().users;
     for user in users {
         let name = user.user_name;
-        if rng.u8(..10) >= 6 {
+        if !rng.chance(60) {
             continue;
         }
         let keys = account
@@ -1848,9 +1819,9 @@ async fn change_after_report(account: &Account, rng: &mut fastrand::Rng) {
             .send()
             .await
             .is_ok();
-        if !password && rng.bool() {
+        if !password && rng.chance(50) {
             account.password(&name).await;
-        } else if let Some(key) = inactive.filter(|_| rng.bool()) {
+        } else if let Some(key) = inactive.filter(|_| rng.chance(50)) {
             account
                 .iam
                 .update_access_key()
@@ -1860,7 +1831,7 @@ async fn change_after_report(account: &Account, rng: &mut fastrand::Rng) {
                 .send()
                 .await
                 .unwrap();
-        } else if let Some(key) = keys.first().filter(|_| rng.u8(..4) == 0) {
+        } else if let Some(key) = keys.first().filter(|_| rng.chance(25)) {
             account
                 .iam
                 .delete_access_key()
@@ -1871,20 +1842,20 @@ async fn change_after_report(account: &Account, rng: &mut fastrand::Rng) {
                 .unwrap();
         }
     }
-    if rng.bool() {
-        let name = format!("after-report-{}", rng.u32(..10_000));
+    if rng.chance(50) {
+        let name = format!("after-report-{}", rng.below(10_000));
         account.console_user(&name).await;
         let key = account.key(&name).await;
-        if rng.bool() {
+        if rng.chance(50) {
             account.use_key(&key).await;
         }
     }
 }
 
 /// An account whose alert needs more than one SNS message: IAM's longest path and user names.
-async fn seed_large(account: &Account, rng: &mut fastrand::Rng) {
+async fn seed_large(account: &Account, rng: &mut Seeded) {
     let path = format!("/{}/", "p".repeat(510));
-    let tag = rng.u32(..10_000);
+    let tag = rng.below(10_000);
     let users: Vec<String> = (0..100)
         .map(|i| format!("big{tag}-{i:03}-{}", "n".repeat(50)))
         .collect();
@@ -1944,23 +1915,23 @@ async fn soak_lane(mut bench: Bench, seeds: Vec<u64>) -> SoakCounts {
     for seed in seeds {
         bench.reset().await;
         bench.proxy.clear();
-        let mut rng = fastrand::Rng::with_seed(seed);
-        let users = rng.usize(..=4);
-        seed_account(&bench.account, &mut rng, users).await;
-        for _ in 0..rng.usize(..=1) {
+        let mut rng = Seeded::new(seed);
+        let users = rng.below(5) as usize;
+        bench.account.seed_random(&mut rng, users, "").await;
+        for _ in 0..rng.below(2) {
             let name = format!(
                 "{}-{}",
-                ["svc", "SVC", "Svc"][rng.usize(..3)],
-                rng.u32(..10_000)
+                ["svc", "SVC", "Svc"][rng.below(3) as usize],
+                rng.below(10_000)
             );
             bench.account.console_user(&name).await;
             bench.account.key(&name).await;
         }
-        let large = rng.u8(..25) == 0;
+        let large = rng.below(25) == 0;
         if large {
             seed_large(&bench.account, &mut rng).await;
         }
-        let stale = rng.u8(..10) < 3;
+        let stale = rng.chance(30);
         if stale {
             record_report(&bench).await;
             change_after_report(&bench.account, &mut rng).await;
@@ -1970,7 +1941,7 @@ async fn soak_lane(mut bench: Bench, seeds: Vec<u64>) -> SoakCounts {
         let keeper = format!("keeper-{seed}");
         bench.account.console_user(&keeper).await;
         bench.account.key(&keeper).await;
-        let grace = rng.u8(..10) < 2;
+        let grace = rng.chance(20);
         let truth = oracle(&bench.account, grace).await;
         assert!(
             !(truth.findings.is_empty() && truth.pending.is_empty()),
@@ -1979,7 +1950,7 @@ async fn soak_lane(mut bench: Bench, seeds: Vec<u64>) -> SoakCounts {
         let source = if stale {
             Source::CredentialReport
         } else {
-            SOURCES[rng.usize(..SOURCES.len())]
+            SOURCES[rng.below(SOURCES.len() as u64) as usize]
         };
         soak_faults(&bench.proxy, !large);
         if stale {

@@ -3,6 +3,9 @@
 //! members), and the readers of what keywatch did (alerts delivered, key statuses, Security Hub findings). Use it
 //! to seed every scenario; never seed through keywatch itself.
 
+use std::collections::BTreeSet;
+
+use crate::seeded::Seeded;
 use crate::{pump, Moto};
 use aws_config::{BehaviorVersion, Region, SdkConfig};
 use aws_sdk_iam::types::{StatusType, Tag};
@@ -232,6 +235,52 @@ impl Account {
         hub_findings(&aws_sdk_securityhub::Client::new(&self.config)).await
     }
 
+    /// A random small account drawn from `rng`: `users` users named `{prefix}user-N`, or `svc-{prefix}N` (10 %:
+    /// names that `EXEMPT_USERS=svc-*` exempts), under `/` or `/team/` (40 %), with the exemption tag (10 %), a
+    /// password (65 %) and up to two keys, each used (30 %) or Inactive (20 %). Returns what it holds that keywatch
+    /// must report. The one random seeder of the tests.
+    pub async fn seed_random(&self, rng: &mut Seeded, users: usize, prefix: &str) -> RandomAccount {
+        let mut seeded = RandomAccount::default();
+        for i in 0..users {
+            let svc_name = rng.chance(10);
+            let name = if svc_name {
+                format!("svc-{prefix}{i}")
+            } else {
+                format!("{prefix}user-{i}")
+            };
+            let path = if rng.chance(40) { "/team/" } else { "/" };
+            let tag_exempt = rng.chance(10);
+            let tags: &[(&str, &str)] = if tag_exempt {
+                &[("keywatch:exempt", "seeded")]
+            } else {
+                &[]
+            };
+            self.user_at(&name, path, tags).await;
+            let password = rng.chance(65);
+            if password {
+                self.password(&name).await;
+            }
+            for _ in 0..rng.below(3) {
+                let key = self.key(&name).await;
+                let (used, inactive) = (rng.chance(30), rng.chance(20));
+                if used {
+                    self.use_key(&key).await;
+                }
+                if inactive {
+                    self.deactivate(&name, &key).await;
+                }
+                seeded.keys.push(RandomKey {
+                    user: name.clone(),
+                    access_key_id: key.id.clone(),
+                    flagged: password && !used && !inactive,
+                    tag_exempt,
+                    svc_name,
+                });
+            }
+        }
+        seeded
+    }
+
     /// A queue subscribed to `topic` with a filter policy on the `owner` message attribute, as a team would
     /// subscribe: its URL.
     pub async fn owner_queue(&self, topic: &str, name: &str, owner: &str) -> String {
@@ -254,6 +303,43 @@ impl Account {
 }
 
 /// moto's default account (123456789012) as the management account of a new organization, all features on.
+/// Keys as (user name, access key ID) pairs.
+pub type KeyPairs = BTreeSet<(String, String)>;
+
+/// What [`Account::seed_random`] seeded: every key, and what keywatch must make of it.
+#[derive(Debug, Default, Clone)]
+pub struct RandomAccount {
+    pub keys: Vec<RandomKey>,
+}
+
+#[derive(Debug, Clone)]
+pub struct RandomKey {
+    pub user: String,
+    pub access_key_id: String,
+    /// Active and never used, on a user with a password: a finding unless exempt.
+    pub flagged: bool,
+    pub tag_exempt: bool,
+    /// Named `svc-…`: exempt where the deployment sets `EXEMPT_USERS=svc-*`.
+    pub svc_name: bool,
+}
+
+impl RandomAccount {
+    /// (findings, exempted) as (user, access key ID) pairs, for a deployment that exempts `svc-*` names or not.
+    pub fn truth(&self, svc_exempt: bool) -> (KeyPairs, KeyPairs) {
+        let (exempted, findings): (Vec<_>, Vec<_>) = self
+            .keys
+            .iter()
+            .filter(|k| k.flagged)
+            .partition(|k| k.tag_exempt || (svc_exempt && k.svc_name));
+        let pairs = |keys: Vec<&RandomKey>| {
+            keys.into_iter()
+                .map(|k| (k.user.clone(), k.access_key_id.clone()))
+                .collect()
+        };
+        (pairs(findings), pairs(exempted))
+    }
+}
+
 /// Every finding in a Security Hub, every page. moto ignores GetFindings filters, so a test filters what it reads.
 pub async fn hub_findings(hub: &aws_sdk_securityhub::Client) -> Vec<AwsSecurityFinding> {
     let mut findings = Vec::new();

@@ -31,7 +31,9 @@ pub mod pump;
 pub mod runtime;
 pub mod seeded;
 
-pub use account::{create_member, create_organization, hub_findings, member_account, Account, Key};
+pub use account::{
+    create_member, create_organization, hub_findings, member_account, Account, Key, RandomAccount,
+};
 pub use deploy::{deploy_member_role, deploy_template};
 pub use moto::{Moto, Watchdog};
 pub use runtime::{Function, RuntimeApi, EMULATED_FUNCTION};
