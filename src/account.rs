@@ -1,6 +1,7 @@
-//! Checks one account, start to finish: its clients → inventory → evaluate → verify → notify → report. The
-//! function's own account is read with its own credentials; every other account through the member role, with
-//! credentials used for that account alone.
+//! Checks one account, start to finish: its clients → inventory → evaluate → verify → remediate → notify → sinks
+//! → report, all of it readable here (`check_account_inner` lists the stages). The function's own account is read
+//! with its own credentials; every other account through the member role, with credentials used for that account
+//! alone. What routes an event here is `route.rs`; what fans an organization out is `dispatch.rs`.
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -155,6 +156,18 @@ impl Keywatch {
         result
     }
 
+    /// The check's stages, in the order they run, each a call into its own module:
+    /// 1. scope and clients: [`Keywatch::clients_for`] (the member role through STS, or the function's own);
+    /// 2. inventory: [`crate::inventory`] (the credential report, or IAM's API);
+    /// 3. memory: the ledger's items for this account ([`crate::ledger`]), read before verification so every
+    ///    user with an open finding is looked at again;
+    /// 4. evaluate and verify: [`evaluate::candidates`], then [`verify::verify`] live, then
+    ///    [`evaluate::classify`] and the ledger's reconcile (new, open, resolved);
+    /// 5. act: [`remediate::deactivate`] on what [`remediate::due`] names (never in a dry run);
+    /// 6. notify: one alert per owner, published when [`when::decide`] says so; the ledger records what SNS
+    ///    accepted;
+    /// 7. sinks: [`security_hub::sync`], only after a check that got this far;
+    /// 8. report: the [`Report`] returned, and the metrics line [`Keywatch::check_account`] writes.
     async fn check_account_inner(
         &self,
         calls: &CallCounter,
