@@ -230,6 +230,18 @@ async fn hub_keys(account: &Account) -> std::collections::BTreeMap<String, (Stri
     found
 }
 
+/// The one alert delivered for `account_id`, as (subject, document).
+fn alert_for<'a>(delivered: &'a [(String, Value)], account_id: &str) -> &'a (String, Value) {
+    let mine: Vec<&(String, Value)> = delivered
+        .iter()
+        .filter(|(_, document)| document["account_id"] == account_id)
+        .collect();
+    match mine[..] {
+        [alert] => alert,
+        _ => panic!("one alert for {account_id}: {delivered:?}"),
+    }
+}
+
 /// The sorted access key IDs of a list of findings or remediations.
 fn key_ids(list: &Value) -> Vec<String> {
     let mut ids: Vec<String> = list
@@ -306,14 +318,7 @@ async fn the_binary_deactivates_only_after_a_delivered_alert_and_the_notice_peri
     let delivered = account.delivered(&queue).await;
     assert_eq!(delivered.len(), 2, "one alert per account: {delivered:?}");
     for (id, checked) in accounts {
-        let [(_, alert)] = &delivered
-            .iter()
-            .filter(|(_, d)| d["account_id"] == id)
-            .cloned()
-            .collect::<Vec<_>>()[..]
-        else {
-            panic!("one alert for {id}: {delivered:?}")
-        };
+        let (_, alert) = alert_for(&delivered, id);
         assert_eq!(alert["run_id"], first.as_str(), "{alert:#}");
         assert_eq!(&key_ids(&alert["findings"]), expected(id), "{alert:#}");
         assert_eq!(alert["remediated"], serde_json::json!([]), "{alert:#}");
@@ -372,14 +377,7 @@ async fn the_binary_deactivates_only_after_a_delivered_alert_and_the_notice_peri
             .await
             .values()
             .all(|s| s == "Inactive"));
-        let [(subject, alert)] = &delivered
-            .iter()
-            .filter(|(_, d)| d["account_id"] == id)
-            .cloned()
-            .collect::<Vec<_>>()[..]
-        else {
-            panic!("one alert for {id}: {delivered:?}")
-        };
+        let (subject, alert) = alert_for(&delivered, id);
         assert_eq!(alert["run_id"], second.as_str(), "{alert:#}");
         let n = expected(id).len();
         assert!(

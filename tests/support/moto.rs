@@ -24,8 +24,23 @@ pub struct Moto {
 /// bench` runs unlimited). The longest test takes about four minutes on 2 cores.
 const TEST_TIME_LIMIT: Duration = Duration::from_secs(900);
 
-/// The moto servers this test binary runs, for the watchdog to stop.
-static MOTO_PIDS: std::sync::Mutex<Vec<u32>> = std::sync::Mutex::new(Vec::new());
+/// The processes this test binary runs (moto servers, Runtime API emulators, the binary), for the watchdog to
+/// stop: exiting the test binary would leave them running.
+static CHILDREN: std::sync::Mutex<Vec<u32>> = std::sync::Mutex::new(Vec::new());
+
+/// Hands a child process to the watchdog, to stop if a test outruns its limit.
+pub(crate) fn watch_child(pid: u32) {
+    if let Ok(mut pids) = CHILDREN.lock() {
+        pids.push(pid);
+    }
+}
+
+/// The child ended (or is about to be killed by its owner): the watchdog no longer stops it.
+pub(crate) fn unwatch_child(pid: u32) {
+    if let Ok(mut pids) = CHILDREN.lock() {
+        pids.retain(|p| *p != pid);
+    }
+}
 
 /// A per-test time limit: past it, the test binary exits naming the test, so a hung emulator fails CI by name
 /// instead of stalling it. Dropped (the test finished), it stands down.
@@ -58,8 +73,8 @@ impl Watchdog {
                     std::io::stderr(),
                     "TIME LIMIT: {test} ran past {limit:?} ({what}); exiting the test binary so CI fails here"
                 );
-                // The emulators of every test in this binary, which exiting would leave running.
-                for pid in MOTO_PIDS.lock().map(|p| p.clone()).unwrap_or_default() {
+                // The emulators and binaries of every test in this binary, which exiting would leave running.
+                for pid in CHILDREN.lock().map(|p| p.clone()).unwrap_or_default() {
                     let _ = Command::new("kill").arg(pid.to_string()).status();
                 }
                 std::process::exit(101);
@@ -109,9 +124,7 @@ impl Moto {
             port: 0,
             _watchdog: Watchdog::start(&name),
         };
-        if let Ok(mut pids) = MOTO_PIDS.lock() {
-            pids.push(moto.child.id());
-        }
+        watch_child(moto.child.id());
         let started = Instant::now();
         moto.wait_until(started, "saying which port it bound", |moto| {
             bound_port(&moto.log_text()).is_some()
@@ -229,9 +242,7 @@ impl Moto {
 
 impl Drop for Moto {
     fn drop(&mut self) {
-        if let Ok(mut pids) = MOTO_PIDS.lock() {
-            pids.retain(|pid| *pid != self.child.id());
-        }
+        unwatch_child(self.child.id());
         let _ = self.child.kill();
         let _ = self.child.wait();
         // The log is kept only for a failed test.

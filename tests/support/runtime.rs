@@ -3,10 +3,13 @@
 //! own Runtime API uses too). Use it where the behaviour is the binary's: the bootstrap and its stack, the runtime
 //! loop, error responses, init failures. In-process tests call the handler through [`crate::run`].
 //!
+//! Every process started here is handed to the test's [`crate::Watchdog`], which stops it with the test binary.
+//!
 //! The benchmark needs what cargo-lambda's emulator does not give: the moment of the first poll (init), many
 //! instances side by side, and each one's peak memory. [`Instance`] is that: the binary under a Runtime API served
 //! in this process, handed one event at a time.
 
+use crate::moto::{unwatch_child, watch_child};
 use crate::{free_port, http_with_timeout, log_file, project_dir, venv_tool, INSTALL_HINT};
 use serde_json::Value;
 use std::collections::BTreeMap;
@@ -53,6 +56,7 @@ impl RuntimeApi {
                     cargo_lambda.display()
                 )
             });
+        watch_child(child.id());
         let mut api = RuntimeApi {
             child,
             log: log_path,
@@ -96,6 +100,7 @@ impl RuntimeApi {
 
 impl Drop for RuntimeApi {
     fn drop(&mut self) {
+        unwatch_child(self.child.id());
         let _ = self.child.kill();
         let _ = self.child.wait();
         // The log is kept only for a failed test.
@@ -158,6 +163,7 @@ impl Function {
             .stderr(file)
             .spawn()
             .expect("the keywatch binary starts");
+        watch_child(child.id());
         Function { child, log }
     }
 
@@ -222,6 +228,7 @@ impl Function {
 
 impl Drop for Function {
     fn drop(&mut self) {
+        unwatch_child(self.child.id());
         let _ = self.child.kill();
         let _ = self.child.wait();
         // The log is kept only for a failed test, whose message names it.
@@ -346,6 +353,7 @@ impl Instance {
             .stderr(file)
             .spawn()
             .expect("start keywatch");
+        watch_child(child.id());
         let instance = Instance {
             pid: child.id(),
             child: Mutex::new(child),
@@ -398,6 +406,7 @@ impl Instance {
     /// Kills the process; returns its peak RSS (read while it was alive) and its log file.
     pub fn stop(self) -> (u64, PathBuf) {
         let peak = peak_rss_kib(self.pid);
+        unwatch_child(self.pid);
         let mut child = self.child.into_inner().expect("child");
         let _ = child.kill();
         let _ = child.wait();
