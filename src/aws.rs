@@ -19,7 +19,6 @@ use aws_smithy_runtime_api::client::runtime_components::RuntimeComponents;
 use aws_smithy_types::config_bag::ConfigBag;
 use aws_smithy_types::retry::{ErrorKind, ProvideErrorKind};
 
-use crate::config::{Scope, Settings};
 use crate::error::{AwsFailure, Error};
 
 /// Counts AWS calls by IAM-policy action name (`iam:ListUsers`), one per operation, however many retries it took.
@@ -114,7 +113,7 @@ pub struct AccountClients {
 }
 
 /// The optional services a deployment's settings use. A client the settings never call is never built, so a
-/// cold start pays only for what runs (issue: cold start), and a call the settings did not ask for fails by name.
+/// cold start pays only for what runs, and a call the settings did not ask for fails by name.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Services {
     /// SQS: dispatch sends the work queue its messages (`ACCOUNTS` other than `self`).
@@ -132,23 +131,14 @@ impl Services {
         organizations: true,
         security_hub: true,
     };
-
-    pub fn of(settings: &Settings) -> Self {
-        Services {
-            queue: settings.fleet.work_queue_url.is_some(),
-            organizations: settings.fleet.scope == Scope::Organization,
-            security_hub: settings.security_hub.is_some(),
-        }
-    }
 }
 
 impl Clients {
     /// Loads region, credentials and `AWS_ENDPOINT_URL` from the environment, the way every AWS SDK does, and
-    /// builds only the clients `settings` use.
-    pub async fn from_env(settings: &Settings) -> Self {
-        let (mode, max_attempts) = (settings.retry_mode, settings.max_attempts);
+    /// builds only the clients of `services` (the settings' [`crate::config::Settings::services`]).
+    pub async fn from_env(mode: RetryMode, max_attempts: u32, services: Services) -> Self {
         let loader = config_loader(max_attempts).retry_config(retry_config(mode, max_attempts));
-        Self::for_services(&loader.load().await, Services::of(settings))
+        Self::for_services(&loader.load().await, services)
     }
 
     /// Every client, on `config`.
@@ -345,6 +335,7 @@ fn is_throttling<E: ProvideErrorKind, R>(error: &SdkError<E, R>) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::config::Settings;
     use aws_sdk_iam::operation::list_users::ListUsersError;
     use aws_smithy_runtime_api::http::StatusCode;
     use aws_smithy_types::body::SdkBody;
@@ -409,7 +400,7 @@ mod tests {
                     .map(|(_, v)| v.to_string())
             })
             .expect("valid settings");
-            assert_eq!(Services::of(&settings), expected, "{vars:?}");
+            assert_eq!(settings.services(), expected, "{vars:?}");
             let clients = Clients::for_services(&config, expected);
             let variable = |result: Result<(), Error>| match result {
                 Ok(()) => None,

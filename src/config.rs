@@ -4,6 +4,7 @@
 use aws_config::retry::RetryMode;
 use globset::{GlobBuilder, GlobSet, GlobSetBuilder};
 
+use crate::aws::Services;
 use crate::error::{Error, Result};
 use crate::inventory::Source;
 use crate::model::UserIdentity;
@@ -66,6 +67,17 @@ pub struct Settings {
     pub alerts: Alerts,
     /// `OWNER_TAG_KEY`: the user tag (else the account tag) that names a finding's owner; `None` turns routing off.
     pub owner_tag_key: Option<String>,
+}
+
+impl Settings {
+    /// The optional AWS services these settings call: init builds only their clients.
+    pub fn services(&self) -> Services {
+        Services {
+            queue: self.fleet.work_queue_url.is_some(),
+            organizations: self.fleet.scope == Scope::Organization,
+            security_hub: self.security_hub.is_some(),
+        }
+    }
 }
 
 /// When a check publishes (`ALERTS`).

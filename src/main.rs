@@ -37,7 +37,8 @@ async fn serve() -> Result<(), lambda_runtime::Error> {
         }
     };
     // Only the clients these settings use: a cold start pays for nothing it will not call.
-    let clients = Clients::from_env(&settings).await;
+    let services = settings.services();
+    let clients = Clients::from_env(settings.retry_mode, settings.max_attempts, services).await;
     let keywatch = Keywatch::new(settings, clients);
     let keywatch = &keywatch;
     lambda_runtime::run(service_fn(move |event: LambdaEvent<Value>| async move {

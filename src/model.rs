@@ -1,6 +1,8 @@
 //! The account data every step shares: users and their access keys, as read from the credential report or
-//! live from IAM.
+//! live from IAM; and what the steps hand on about a finding (its history in the ledger, a deactivation), so
+//! evaluate, ledger and remediate each depend on this module and never on one another in a circle.
 
+use serde::Serialize;
 use time::OffsetDateTime;
 
 /// A user as the inventory sees it. `keys` comes from the report (slots, no key IDs) or from IAM (with IDs).
@@ -67,6 +69,43 @@ pub fn from_smithy(value: &aws_smithy_types::DateTime) -> Option<OffsetDateTime>
 /// The account ID in an ARN, e.g. `123456789012`.
 pub fn account_from_arn(arn: &str) -> Option<&str> {
     arn.split(':').nth(4).filter(|account| !account.is_empty())
+}
+
+/// Whether a finding is new since the last delivered alert or was already named by one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Change {
+    New,
+    Open,
+}
+
+/// What the ledger knows of a finding; all `None` when there is no ledger (`LEDGER_TABLE` unset).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct History {
+    pub change: Option<Change>,
+    #[serde(with = "time::serde::rfc3339::option")]
+    pub first_seen_at: Option<OffsetDateTime>,
+    #[serde(with = "time::serde::rfc3339::option")]
+    pub first_alerted_at: Option<OffsetDateTime>,
+    /// With `REMEDIATION=deactivate`: the first run on or after this time deactivates the key, counted from the
+    /// first delivered alert (for a new finding, this run's).
+    #[serde(with = "time::serde::rfc3339::option")]
+    pub deactivate_on: Option<OffsetDateTime>,
+}
+
+/// A key keywatch deactivated.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Remediated {
+    pub finding_id: String,
+    pub user_name: String,
+    pub access_key_id: String,
+    /// Always `deactivated`: keywatch never deletes a key.
+    pub action: &'static str,
+    #[serde(with = "time::serde::rfc3339")]
+    pub at: OffsetDateTime,
+    /// The finding's owner, when alerts are routed by owner.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub owner: Option<String>,
 }
 
 #[cfg(test)]

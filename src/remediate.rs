@@ -13,7 +13,7 @@ use crate::deadline::Deadline;
 use crate::error::{Error, Result};
 use crate::evaluate::Finding;
 use crate::inventory::api::{last_use, LastUse};
-use crate::ledger::Change;
+use crate::model::Change;
 use time::format_description::well_known::Rfc3339;
 
 /// The findings to deactivate now: an alert SNS accepted named each one at least `after_days` ago. Only the
@@ -38,19 +38,7 @@ pub fn due<'a>(
         .collect()
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct Remediated {
-    pub finding_id: String,
-    pub user_name: String,
-    pub access_key_id: String,
-    /// Always `deactivated`: keywatch never deletes a key.
-    pub action: &'static str,
-    #[serde(with = "time::serde::rfc3339")]
-    pub at: OffsetDateTime,
-    /// The finding's owner, when alerts are routed by owner.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub owner: Option<String>,
-}
+pub use crate::model::Remediated;
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Skipped {
@@ -204,7 +192,7 @@ pub fn failure(failed: &[Failed]) -> Option<Error> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::ledger::History;
+    use crate::model::History;
     use time::macros::datetime;
 
     fn finding(key: &str, change: Option<Change>, alerted: Option<OffsetDateTime>) -> Finding {

@@ -11,7 +11,7 @@ use exemption::{read_tag, TagExemption};
 
 use crate::config::Exemptions;
 use crate::inventory::{Freshness, Inventory, InventoryUser};
-use crate::ledger::History;
+use crate::model::History;
 use crate::model::{KeySnapshot, UserSnapshot};
 
 /// A check on one key of one user. Adding a rule is one new file implementing this, listed in [`RULES`].

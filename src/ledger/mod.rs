@@ -14,7 +14,7 @@ use serde::{Deserialize, Serialize};
 use time::{Duration, OffsetDateTime};
 
 use crate::evaluate::{Evaluation, Finding, VerifiedUser};
-use crate::remediate::Remediated;
+pub use crate::model::{Change, History, Remediated};
 
 pub use table::Table;
 
@@ -111,28 +111,6 @@ pub struct Item {
     /// Who the alerts went to (`OWNER_TAG_KEY`), so reminders and resolutions reach the same owner.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub owner: Option<String>,
-}
-
-/// Whether a finding is new since the last delivered alert or was already named by one.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Change {
-    New,
-    Open,
-}
-
-/// What the ledger knows of a finding; all `None` when there is no ledger (`LEDGER_TABLE` unset).
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
-pub struct History {
-    pub change: Option<Change>,
-    #[serde(with = "time::serde::rfc3339::option")]
-    pub first_seen_at: Option<OffsetDateTime>,
-    #[serde(with = "time::serde::rfc3339::option")]
-    pub first_alerted_at: Option<OffsetDateTime>,
-    /// With `REMEDIATION=deactivate`: the first run on or after this time deactivates the key, counted from the
-    /// first delivered alert (for a new finding, this run's).
-    #[serde(with = "time::serde::rfc3339::option")]
-    pub deactivate_on: Option<OffsetDateTime>,
 }
 
 /// A finding that stopped being one since the last alert.
