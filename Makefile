@@ -10,6 +10,7 @@ TOOLS_STAMP := $(VENV)/.installed-$(shell cat tools/requirements.txt | cksum | c
 test: tools
 	cargo fmt --all --check
 	cargo clippy --workspace --all-targets --locked -- -D warnings
+	cargo clippy --locked --test scale -- -D warnings   # the benchmark: --all-targets skips a target with test = false
 	cargo test --locked
 	$(VENV)/bin/cfn-lint template.yaml member-role.yaml
 	$(MAKE) --no-print-directory checkov sam-validate fuzz-smoke

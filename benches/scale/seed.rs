@@ -4,54 +4,55 @@
 
 use crate::measure::*;
 use crate::support;
+use crate::support::account::seed_plans;
 use crate::support::pump::WorkQueue;
-use crate::support::seeded::Seeded;
+use crate::support::seeded::{AccountPlan, Mix, PlannedKey, PlannedUser, Seeded};
 use crate::support::{Account, Moto};
 use aws_sdk_organizations::types::OrganizationFeatureSet;
-use futures_util::StreamExt;
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 /// The seed mix, in percent. The document states these values, so they are changed here only.
-pub(crate) const CONSOLE_USERS: u64 = 50;
-pub(crate) const CONSOLE_WITHOUT_KEY: u64 = 40;
-pub(crate) const CONSOLE_SECOND_KEY: u64 = 25;
-pub(crate) const CONSOLE_KEY_NEVER_USED: u64 = 13;
-pub(crate) const SERVICE_SECOND_KEY: u64 = 30;
-pub(crate) const SERVICE_KEY_NEVER_USED: u64 = 10;
-pub(crate) const KEY_INACTIVE: u64 = 20;
+pub(crate) const MIX: Mix = Mix {
+    console: 50,
+    console_without_key: 40,
+    console_second_key: 25,
+    console_key_never_used: 13,
+    service_second_key: 30,
+    service_key_never_used: 10,
+    key_inactive: 20,
+    tag_exempt: 0,
+    svc_name: 0,
+    team_path: 0,
+};
 
-#[derive(Clone, Copy)]
-pub(crate) struct PlannedKey {
-    pub(crate) active: bool,
-    pub(crate) used: bool,
+/// What a planned user means for keywatch's rules and calls.
+pub(crate) trait Expected {
+    fn never_used(&self) -> impl Iterator<Item = &PlannedKey>;
+    /// The new candidate rule: a never-used key in any slot, Active or Inactive, password or not. (Users missing
+    /// from the report are candidates too; here every user exists before the report.)
+    fn is_candidate(&self) -> bool;
+    /// The old rule: an Active never-used key on a console user.
+    fn is_old_rule_candidate(&self) -> bool;
+    /// Keys whose last use has to be looked up live: Active keys of a console user the report did not see used
+    /// (every used key is used before the report here).
+    fn live_lookups(&self) -> usize;
 }
 
-pub(crate) struct PlannedUser {
-    pub(crate) name: String,
-    pub(crate) console: bool,
-    pub(crate) keys: Vec<PlannedKey>,
-}
-
-impl PlannedUser {
-    pub(crate) fn never_used(&self) -> impl Iterator<Item = &PlannedKey> {
+impl Expected for PlannedUser {
+    fn never_used(&self) -> impl Iterator<Item = &PlannedKey> {
         self.keys.iter().filter(|k| !k.used)
     }
 
-    /// The new candidate rule: a never-used key in any slot, Active or Inactive, password or not. (Users missing
-    /// from the report are candidates too; here every user exists before the report.)
-    pub(crate) fn is_candidate(&self) -> bool {
+    fn is_candidate(&self) -> bool {
         self.never_used().next().is_some()
     }
 
-    /// The old rule: an Active never-used key on a console user.
-    pub(crate) fn is_old_rule_candidate(&self) -> bool {
+    fn is_old_rule_candidate(&self) -> bool {
         self.console && self.never_used().any(|k| k.active)
     }
 
-    /// Keys whose last use has to be looked up live: Active keys of a console user the report did not see used
-    /// (every used key is used before the report here).
-    pub(crate) fn live_lookups(&self) -> usize {
+    fn live_lookups(&self) -> usize {
         if self.console {
             self.never_used().filter(|k| k.active).count()
         } else {
@@ -60,9 +61,15 @@ impl PlannedUser {
     }
 }
 
-/// Everything the seed will create, decided up front: the expected figures come from here, not from keywatch.
-pub(crate) struct Plan {
-    pub(crate) users: Vec<PlannedUser>,
+/// Everything the seed will create, decided up front (support's [`AccountPlan`], drawn from [`MIX`]): the expected
+/// figures come from here, not from keywatch.
+pub(crate) struct Plan(AccountPlan);
+
+impl std::ops::Deref for Plan {
+    type Target = AccountPlan;
+    fn deref(&self) -> &AccountPlan {
+        &self.0
+    }
 }
 
 impl Plan {
@@ -77,37 +84,7 @@ impl Plan {
     }
 
     pub(crate) fn seeded(size: usize, seed: u64) -> Plan {
-        let mut rng = Seeded(seed);
-        let users = (0..size)
-            .map(|i| {
-                let console = rng.chance(CONSOLE_USERS);
-                let (keys, never_used) = if console {
-                    let keys = if rng.chance(CONSOLE_WITHOUT_KEY) {
-                        0
-                    } else if rng.chance(CONSOLE_SECOND_KEY) {
-                        2
-                    } else {
-                        1
-                    };
-                    (keys, CONSOLE_KEY_NEVER_USED)
-                } else {
-                    let keys = if rng.chance(SERVICE_SECOND_KEY) { 2 } else { 1 };
-                    (keys, SERVICE_KEY_NEVER_USED)
-                };
-                let keys = (0..keys)
-                    .map(|_| PlannedKey {
-                        used: !rng.chance(never_used),
-                        active: !rng.chance(KEY_INACTIVE),
-                    })
-                    .collect();
-                PlannedUser {
-                    name: format!("user-{i:05}"),
-                    console,
-                    keys,
-                }
-            })
-            .collect();
-        Plan { users }
+        Plan(AccountPlan::draw(&mut Seeded(seed), &MIX, size, ""))
     }
 
     pub(crate) fn count(&self, f: impl Fn(&PlannedUser) -> usize) -> usize {
@@ -163,41 +140,13 @@ impl Plan {
     }
 }
 
-/// Creates each plan's users and keys in its account: each key is created, used if planned (a signed request),
-/// then deactivated if planned. Accounts are seeded together, a few requests in flight in all: moto is one process.
+/// Seeds each plan into its account with the tests' one seeder ([`seed_plans`]).
 pub(crate) async fn seed(accounts: &[(&Account, &Plan)]) {
-    // Two passes, so a user's second key is created in a later second than its first: real keys are created
-    // apart, and keywatch matches report slots to live keys by creation second.
-    for pass in 0..2 {
-        if pass == 1 {
-            tokio::time::sleep(Duration::from_millis(1_100)).await;
-        }
-        let users = accounts
-            .iter()
-            .flat_map(|&(account, plan)| plan.users.iter().map(move |user| (account, user)));
-        futures_util::stream::iter(users)
-            .map(|(account, user)| async move {
-                if pass == 0 {
-                    account.user(&user.name).await;
-                    if user.console {
-                        account.password(&user.name).await;
-                    }
-                }
-                if let Some(planned) = user.keys.get(pass) {
-                    let key = account.key(&user.name).await;
-                    if planned.used {
-                        account.use_key(&key).await;
-                    }
-                    if !planned.active {
-                        account.deactivate(&user.name, &key).await;
-                    }
-                }
-            })
-            // moto 5.2 answers 500 to some concurrent STS calls above a handful in flight.
-            .buffer_unordered(4)
-            .collect::<Vec<()>>()
-            .await;
-    }
+    let plans: Vec<(&Account, &AccountPlan)> = accounts
+        .iter()
+        .map(|&(account, plan)| (account, &plan.0))
+        .collect();
+    seed_plans(&plans).await;
 }
 
 /// The function's own account: moto's default, and the organization's management account.

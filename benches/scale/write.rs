@@ -269,13 +269,20 @@ pub(crate) fn render(bench: &Bench, binary: &Path) -> (String, Vec<String>) {
     let _ = writeln!(out, "\n## Seeded accounts\n");
     let _ = writeln!(
         out,
-        "Each user is a console user (with a password) with probability {CONSOLE_USERS} %, else a service user. A \
-         console user has no key with probability {CONSOLE_WITHOUT_KEY} %, else one key, or two with \
-         {CONSOLE_SECOND_KEY} %; each of its keys is never used with probability {CONSOLE_KEY_NEVER_USED} %. A service \
-         user has one key, or two with {SERVICE_SECOND_KEY} %; each never used with {SERVICE_KEY_NEVER_USED} %. Any \
-         key is Inactive with probability {KEY_INACTIVE} % (deactivated after its use, if used). A used key signed \
+        "Each user is a console user (with a password) with probability {} %, else a service user. A \
+         console user has no key with probability {} %, else one key, or two with \
+         {} %; each of its keys is never used with probability {} %. A service \
+         user has one key, or two with {} %; each never used with {} %. Any \
+         key is Inactive with probability {} % (deactivated after its use, if used). A used key signed \
          one request before any run; a user's second key was created at least a second after the first. Counts from \
-         the seed plan:\n"
+         the seed plan:\n",
+        MIX.console,
+        MIX.console_without_key,
+        MIX.console_second_key,
+        MIX.console_key_never_used,
+        MIX.service_second_key,
+        MIX.service_key_never_used,
+        MIX.key_inactive,
     );
     let _ = writeln!(
         out,

@@ -3,9 +3,12 @@
 //! members), and the readers of what keywatch did (alerts delivered, key statuses, Security Hub findings). Use it
 //! to seed every scenario; never seed through keywatch itself.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::Duration;
 
-use crate::seeded::Seeded;
+use futures_util::StreamExt;
+
+use crate::seeded::{AccountPlan, Mix, Seeded};
 use crate::{pump, Moto};
 use aws_config::{BehaviorVersion, Region, SdkConfig};
 use aws_sdk_iam::types::{StatusType, Tag};
@@ -235,50 +238,28 @@ impl Account {
         hub_findings(&aws_sdk_securityhub::Client::new(&self.config)).await
     }
 
-    /// A random small account drawn from `rng`: `users` users named `{prefix}user-N`, or `svc-{prefix}N` (10 %:
-    /// names that `EXEMPT_USERS=svc-*` exempts), under `/` or `/team/` (40 %), with the exemption tag (10 %), a
-    /// password (65 %) and up to two keys, each used (30 %) or Inactive (20 %). Returns what it holds that keywatch
-    /// must report. The one random seeder of the tests.
+    /// A random small account drawn from `rng` with [`Mix::TESTS`] and seeded here, named with `prefix`.
+    /// Returns what it holds that keywatch must report. The one random seeder of the tests.
     pub async fn seed_random(&self, rng: &mut Seeded, users: usize, prefix: &str) -> RandomAccount {
-        let mut seeded = RandomAccount::default();
-        for i in 0..users {
-            let svc_name = rng.chance(10);
-            let name = if svc_name {
-                format!("svc-{prefix}{i}")
-            } else {
-                format!("{prefix}user-{i}")
-            };
-            let path = if rng.chance(40) { "/team/" } else { "/" };
-            let tag_exempt = rng.chance(10);
-            let tags: &[(&str, &str)] = if tag_exempt {
-                &[("keywatch:exempt", "seeded")]
-            } else {
-                &[]
-            };
-            self.user_at(&name, path, tags).await;
-            let password = rng.chance(65);
-            if password {
-                self.password(&name).await;
-            }
-            for _ in 0..rng.below(3) {
-                let key = self.key(&name).await;
-                let (used, inactive) = (rng.chance(30), rng.chance(20));
-                if used {
-                    self.use_key(&key).await;
-                }
-                if inactive {
-                    self.deactivate(&name, &key).await;
-                }
-                seeded.keys.push(RandomKey {
-                    user: name.clone(),
-                    access_key_id: key.id.clone(),
-                    flagged: password && !used && !inactive,
-                    tag_exempt,
-                    svc_name,
-                });
-            }
-        }
-        seeded
+        let plan = AccountPlan::draw(rng, &Mix::TESTS, users, prefix);
+        let ids = seed_plans(&[(self, &plan)]).await.remove(0);
+        let keys = plan
+            .users
+            .iter()
+            .flat_map(|user| {
+                user.keys
+                    .iter()
+                    .zip(&ids[&user.name])
+                    .map(|(key, id)| RandomKey {
+                        user: user.name.clone(),
+                        access_key_id: id.clone(),
+                        flagged: user.console && key.active && !key.used,
+                        tag_exempt: user.tag_exempt,
+                        svc_name: user.svc_name,
+                    })
+            })
+            .collect();
+        RandomAccount { keys }
     }
 
     /// A queue subscribed to `topic` with a filter policy on the `owner` message attribute, as a team would
@@ -338,6 +319,71 @@ impl RandomAccount {
         };
         (pairs(findings), pairs(exempted))
     }
+}
+
+/// Creates each plan's users and keys in its account: each user (with its path and tag, and a password if a
+/// console user), each key created, used if planned (a signed request), then deactivated if planned. Accounts are
+/// seeded together, a few requests in flight in all: moto is one process. Returns, per account, each user's key
+/// IDs in the plan's order.
+pub async fn seed_plans(
+    accounts: &[(&Account, &AccountPlan)],
+) -> Vec<BTreeMap<String, Vec<String>>> {
+    let mut ids: Vec<BTreeMap<String, Vec<String>>> = vec![BTreeMap::new(); accounts.len()];
+    // Two passes, so a user's second key is created in a later second than its first: real keys are created
+    // apart, and keywatch matches report slots to live keys by creation second.
+    for pass in 0..2 {
+        if pass == 1 {
+            if !accounts
+                .iter()
+                .any(|(_, plan)| plan.users.iter().any(|u| u.keys.len() > 1))
+            {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(1_100)).await;
+        }
+        let users = accounts
+            .iter()
+            .enumerate()
+            .flat_map(|(index, &(account, plan))| {
+                plan.users.iter().map(move |user| (index, account, user))
+            });
+        let created: Vec<Option<(usize, String, String)>> = futures_util::stream::iter(users)
+            .map(|(index, account, user)| async move {
+                if pass == 0 {
+                    let tags: &[(&str, &str)] = if user.tag_exempt {
+                        &[("keywatch:exempt", "seeded")]
+                    } else {
+                        &[]
+                    };
+                    account.user_at(&user.name, user.path, tags).await;
+                    if user.console {
+                        account.password(&user.name).await;
+                    }
+                }
+                let planned = user.keys.get(pass)?;
+                let key = account.key(&user.name).await;
+                if planned.used {
+                    account.use_key(&key).await;
+                }
+                if !planned.active {
+                    account.deactivate(&user.name, &key).await;
+                }
+                Some((index, user.name.clone(), key.id))
+            })
+            // moto 5.2 answers 500 to some concurrent STS calls above a handful in flight.
+            .buffer_unordered(4)
+            .collect()
+            .await;
+        for (index, user, key) in created.into_iter().flatten() {
+            ids[index].entry(user).or_default().push(key);
+        }
+    }
+    for (index, (_, plan)) in accounts.iter().enumerate() {
+        for user in &plan.users {
+            ids[index].entry(user.name.clone()).or_default();
+        }
+    }
+    ids
 }
 
 /// Every finding in a Security Hub, every page. moto ignores GetFindings filters, so a test filters what it reads.
