@@ -242,12 +242,17 @@ impl Moto {
 
 impl Drop for Moto {
     fn drop(&mut self) {
-        unwatch_child(self.child.id());
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        // The log is kept only for a failed test.
-        if !std::thread::panicking() {
-            let _ = std::fs::remove_file(&self.log);
-        }
+        stop_child(&mut self.child, &self.log);
+    }
+}
+
+/// Stops a child process of a test, the watchdog's hold on it included. Its log is kept only for a failed test,
+/// whose message names it.
+pub(crate) fn stop_child(child: &mut Child, log: &std::path::Path) {
+    unwatch_child(child.id());
+    let _ = child.kill();
+    let _ = child.wait();
+    if !std::thread::panicking() {
+        let _ = std::fs::remove_file(log);
     }
 }

@@ -9,7 +9,7 @@
 //! instances side by side, and each one's peak memory. [`Instance`] is that: the binary under a Runtime API served
 //! in this process, handed one event at a time.
 
-use crate::moto::{unwatch_child, watch_child};
+use crate::moto::{stop_child, unwatch_child, watch_child};
 use crate::{free_port, http_with_timeout, log_file, project_dir, venv_tool, INSTALL_HINT};
 use serde_json::Value;
 use std::collections::BTreeMap;
@@ -100,13 +100,7 @@ impl RuntimeApi {
 
 impl Drop for RuntimeApi {
     fn drop(&mut self) {
-        unwatch_child(self.child.id());
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        // The log is kept only for a failed test.
-        if !std::thread::panicking() {
-            let _ = std::fs::remove_file(&self.log);
-        }
+        stop_child(&mut self.child, &self.log);
     }
 }
 
@@ -228,13 +222,7 @@ impl Function {
 
 impl Drop for Function {
     fn drop(&mut self) {
-        unwatch_child(self.child.id());
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        // The log is kept only for a failed test, whose message names it.
-        if !std::thread::panicking() {
-            let _ = std::fs::remove_file(&self.log);
-        }
+        stop_child(&mut self.child, &self.log);
     }
 }
 
