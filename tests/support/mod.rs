@@ -3,7 +3,7 @@
 //! - [`moto`]: the emulator, a private moto server per test;
 //! - [`account`]: seeded accounts and organizations, and the readers of what keywatch left in them;
 //! - [`proxy`]: the fault-injecting proxy between keywatch and moto, and AWS limits moto does not enforce;
-//! - [`seeded`]: the one deterministic generator of random accounts;
+//! - [`seeded`]: the one deterministic generator, and the one way to plan a random account;
 //! - [`runtime`]: the Runtime API and the built binary under it;
 //! - [`pump`]: Lambda's SQS poller for the work queue, and the one queue drain;
 //! - [`ledger`]: the ledger's DynamoDB table, read directly;
