@@ -554,7 +554,9 @@ async fn least_privilege_under_enforcement() {
     // Without either ledger action, the run fails as Keywatch.LedgerUnavailable naming the table and the action,
     // after publishing the alert: an unreadable ledger (Query) has everything published and nothing written;
     // an unwritable one (BatchWriteItem) fails once SNS accepted the alert it could not record.
-    let alerts = subscribe_queue(&account, &role.topic_arn).await;
+    let alerts = account
+        .subscribed_queue(&role.topic_arn, "alerts", None)
+        .await;
     for action in LEDGER_ACTIONS {
         forget_ledger(&account, &role.ledger).await;
         let error = run_as_role(
@@ -1025,40 +1027,6 @@ async fn key_status(account: &Account, key_id: &str) -> String {
         .unwrap_or_else(|| panic!("no key {key_id}"))
 }
 
-/// A queue subscribed to `topic_arn` (enforcement off), to read the alerts as a subscriber does.
-async fn subscribe_queue(account: &Account, topic_arn: &str) -> String {
-    let queue = account
-        .sqs
-        .create_queue()
-        .queue_name("alerts")
-        .send()
-        .await
-        .expect("queue")
-        .queue_url
-        .expect("url");
-    let arn = account
-        .sqs
-        .get_queue_attributes()
-        .queue_url(&queue)
-        .attribute_names(aws_sdk_sqs::types::QueueAttributeName::QueueArn)
-        .send()
-        .await
-        .expect("queue attributes")
-        .attributes
-        .and_then(|mut a| a.remove(&aws_sdk_sqs::types::QueueAttributeName::QueueArn))
-        .expect("queue ARN");
-    account
-        .sns
-        .subscribe()
-        .topic_arn(topic_arn)
-        .protocol("sqs")
-        .endpoint(arn)
-        .send()
-        .await
-        .expect("subscribe");
-    queue
-}
-
 /// Makes a deactivated key Active again (enforcement off), so the next run finds it again.
 async fn reactivate(account: &Account, user: &str, key_id: &str) {
     account
@@ -1143,7 +1111,9 @@ async fn security_hub_and_remediation_least_privilege_under_enforcement() {
     );
     let vars = role.vars();
     let relaxed = relaxed_for_moto(&role.policy);
-    let alerts = subscribe_queue(&account, &role.topic_arn).await;
+    let alerts = account
+        .subscribed_queue(&role.topic_arn, "alerts", None)
+        .await;
 
     // As deployed, the first run: the key is alerted, not deactivated; its finding imported; the alert recorded.
     let report = run_as_role_with(

@@ -8,7 +8,6 @@ use crate::support::account::seed_plans;
 use crate::support::pump::WorkQueue;
 use crate::support::seeded::{AccountPlan, Mix, PlannedKey, PlannedUser, Seeded};
 use crate::support::{Account, Moto};
-use aws_sdk_organizations::types::OrganizationFeatureSet;
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
@@ -168,25 +167,10 @@ pub(crate) struct Org {
 pub(crate) async fn organization(moto: &Moto, accounts: usize, users: usize) -> Org {
     let started = Instant::now();
     let own = moto.account().await;
-    let organizations = aws_sdk_organizations::Client::new(&own.config);
-    organizations
-        .create_organization()
-        .feature_set(OrganizationFeatureSet::All)
-        .send()
-        .await
-        .expect("create organization");
+    let organizations = support::create_organization(moto).await;
     let mut members = Vec::new();
     for i in 1..accounts {
-        let id = organizations
-            .create_account()
-            .account_name(format!("member-{i:03}"))
-            .email(format!("member-{i:03}@example.com"))
-            .send()
-            .await
-            .expect("create account")
-            .create_account_status
-            .and_then(|status| status.account_id)
-            .expect("account id");
+        let id = support::create_member(&organizations, &format!("member-{i:03}")).await;
         members.push((id.clone(), support::member_account(moto, &id).await));
     }
     let mut plans = BTreeMap::new();

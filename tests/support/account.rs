@@ -174,28 +174,34 @@ impl Account {
             .expect("topic")
             .topic_arn
             .expect("arn");
-        let queue = self.queue("keywatch-findings").await;
-        let attributes = self
-            .sqs
-            .get_queue_attributes()
-            .queue_url(&queue)
-            .attribute_names(aws_sdk_sqs::types::QueueAttributeName::QueueArn)
-            .send()
-            .await
-            .expect("queue attributes");
-        let queue_arn = attributes.attributes.and_then(|a| {
-            a.get(&aws_sdk_sqs::types::QueueAttributeName::QueueArn)
-                .cloned()
-        });
+        let queue = self
+            .subscribed_queue(&topic, "keywatch-findings", None)
+            .await;
+        (topic, queue)
+    }
+
+    /// A queue `name` subscribed to `topic`, with a filter policy when given: its URL.
+    pub async fn subscribed_queue(
+        &self,
+        topic: &str,
+        name: &str,
+        filter_policy: Option<Value>,
+    ) -> String {
+        let queue = self.queue(name).await;
+        let queue_arn = pump::queue_arn(&self.sqs, &queue).await;
         self.sns
             .subscribe()
-            .topic_arn(&topic)
+            .topic_arn(topic)
             .protocol("sqs")
-            .endpoint(queue_arn.expect("queue arn"))
+            .endpoint(queue_arn)
+            .set_attributes(
+                filter_policy
+                    .map(|policy| [("FilterPolicy".to_string(), policy.to_string())].into()),
+            )
             .send()
             .await
             .expect("subscribe");
-        (topic, queue)
+        queue
     }
 
     /// Every SNS notification waiting in the queue, as (subject, parsed JSON document).
@@ -265,25 +271,11 @@ impl Account {
     /// A queue subscribed to `topic` with a filter policy on the `owner` message attribute, as a team would
     /// subscribe: its URL.
     pub async fn owner_queue(&self, topic: &str, name: &str, owner: &str) -> String {
-        let queue = self.queue(name).await;
-        let queue_arn = pump::queue_arn(&self.sqs, &queue).await;
-        self.sns
-            .subscribe()
-            .topic_arn(topic)
-            .protocol("sqs")
-            .endpoint(queue_arn)
-            .attributes(
-                "FilterPolicy",
-                serde_json::json!({ "owner": [owner] }).to_string(),
-            )
-            .send()
-            .await
-            .expect("subscribe with a filter policy");
-        queue
+        let policy = serde_json::json!({ "owner": [owner] });
+        self.subscribed_queue(topic, name, Some(policy)).await
     }
 }
 
-/// moto's default account (123456789012) as the management account of a new organization, all features on.
 /// Keys as (user name, access key ID) pairs.
 pub type KeyPairs = BTreeSet<(String, String)>;
 
@@ -396,6 +388,7 @@ pub async fn hub_findings(hub: &aws_sdk_securityhub::Client) -> Vec<AwsSecurityF
     findings
 }
 
+/// moto's default account (123456789012) as the management account of a new organization, all features on.
 pub async fn create_organization(moto: &Moto) -> aws_sdk_organizations::Client {
     let organizations = aws_sdk_organizations::Client::new(&moto.sdk_config().await);
     organizations
