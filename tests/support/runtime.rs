@@ -13,7 +13,6 @@ use crate::moto::{stop_child, unwatch_child, watch_child};
 use crate::{free_port, http_with_timeout, log_file, project_dir, venv_tool, INSTALL_HINT};
 use serde_json::Value;
 use std::collections::BTreeMap;
-use std::net::TcpStream;
 use std::path::{Path, PathBuf};
 use std::process::ExitStatus;
 use std::process::{Child, Command, Stdio};
@@ -32,14 +31,58 @@ pub struct RuntimeApi {
     pub port: u16,
 }
 
+/// How many ports [`RuntimeApi::start`] tries before it gives up.
+const START_ATTEMPTS: usize = 3;
+
+/// Whether process `pid` holds the socket listening on 127.0.0.1:`port`, from Linux's `/proc`: a connection
+/// alone would also succeed against whatever else listens there.
+fn listens_on(pid: u32, port: u16) -> bool {
+    let Ok(table) = std::fs::read_to_string("/proc/net/tcp") else {
+        return false;
+    };
+    // Columns: sl, local address (hex, host byte order on x86 and arm64: 127.0.0.1 is 0100007F), remote
+    // address, state (0A is LISTEN), ..., inode (the tenth).
+    let local = format!("0100007F:{port:04X}");
+    let sockets: Vec<String> = table
+        .lines()
+        .skip(1)
+        .filter_map(|line| {
+            let fields: Vec<&str> = line.split_whitespace().collect();
+            (fields.get(1) == Some(&local.as_str()) && fields.get(3) == Some(&"0A"))
+                .then(|| fields.get(9).map(|inode| format!("socket:[{inode}]")))
+                .flatten()
+        })
+        .collect();
+    let Ok(fds) = std::fs::read_dir(format!("/proc/{pid}/fd")) else {
+        return false;
+    };
+    fds.flatten().any(|fd| {
+        std::fs::read_link(fd.path())
+            .is_ok_and(|target| sockets.iter().any(|s| target.as_os_str() == s.as_str()))
+    })
+}
+
 /// The function name the emulator serves when the runtime is started by hand.
 pub const EMULATED_FUNCTION: &str = "_";
 
 impl RuntimeApi {
     /// Starts the emulator from the project's venv. Fails (never skips) when it is not installed.
+    ///
+    /// Ready means cargo-lambda itself holds the listening socket: a port from [`free_port`] can be taken by
+    /// another process before cargo-lambda binds it, and cargo-lambda then exits quietly (status 0) while the
+    /// port still answers. It is started again on a new port, up to [`START_ATTEMPTS`] times.
     pub fn start() -> RuntimeApi {
+        for _ in 0..START_ATTEMPTS {
+            if let Some(api) = RuntimeApi::start_on(free_port()) {
+                return api;
+            }
+        }
+        panic!("cargo-lambda could not bind a loopback port in {START_ATTEMPTS} attempts")
+    }
+
+    /// `None` when cargo-lambda exits before it listens on `port` (taken by another process).
+    fn start_on(port: u16) -> Option<RuntimeApi> {
         let cargo_lambda = venv_tool("cargo-lambda");
-        let port = free_port();
         let (log, log_path) = log_file(&format!("cargo-lambda-{port}"));
         let child = Command::new(&cargo_lambda)
             .args(["lambda", "watch", "--only-lambda-apis", "--invoke-address"])
@@ -63,20 +106,28 @@ impl RuntimeApi {
             port,
         };
         let started = Instant::now();
-        while TcpStream::connect(("127.0.0.1", port)).is_err() {
+        while !listens_on(api.child.id(), port) {
             if let Ok(Some(status)) = api.child.try_wait() {
-                panic!(
-                    "cargo-lambda exited with {status} before listening on port {port}; see {}",
-                    api.log.display()
+                let log = std::fs::read_to_string(&api.log).unwrap_or_default();
+                assert!(
+                    status.success(),
+                    "cargo-lambda exited with {status} before listening on port {port}:\n{log}"
                 );
+                eprintln!(
+                    "cargo-lambda exited before listening on port {port} (taken?); trying another"
+                );
+                return None;
             }
             assert!(
                 started.elapsed() < Duration::from_secs(30),
-                "the Runtime API emulator did not listen on port {port} within 30 s"
+                "the Runtime API emulator (pid {}) did not listen on 127.0.0.1:{port} within 30 s (read from \
+                 /proc/net/tcp and /proc/PID/fd); see {}",
+                api.child.id(),
+                api.log.display()
             );
             std::thread::sleep(Duration::from_millis(100));
         }
-        api
+        Some(api)
     }
 
     /// The value of `AWS_LAMBDA_RUNTIME_API` for a runtime served by this emulator.
