@@ -181,26 +181,8 @@ pub fn emit(line: &EmfLine) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use keywatch_test_support::emf_directives as directives;
     use time::macros::datetime;
-
-    /// Each directive's dimension sets and metric names, in order; every directive in the keywatch namespace.
-    fn directives(line: &serde_json::Value) -> Vec<(serde_json::Value, Vec<&str>)> {
-        line["_aws"]["CloudWatchMetrics"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|d| {
-                assert_eq!(d["Namespace"], "keywatch");
-                let names = d["Metrics"]
-                    .as_array()
-                    .unwrap()
-                    .iter()
-                    .map(|m| m["Name"].as_str().unwrap())
-                    .collect();
-                (d["Dimensions"].clone(), names)
-            })
-            .collect()
-    }
 
     #[test]
     fn lines_follow_the_embedded_metric_format() {

@@ -10,7 +10,7 @@ use std::time::Duration;
 use serde_json::Value;
 use support::ledger::LedgerTable;
 use support::proxy::Proxy;
-use support::{project_dir, Account, Function, Moto, RuntimeApi};
+use support::{emf_directives, project_dir, Account, Function, Moto, RuntimeApi};
 
 /// The binary as `cargo test` builds it (a debug build: where the Security Hub SDK's stack use matters most).
 const BINARY: &str = env!("CARGO_BIN_EXE_keywatch");
@@ -29,25 +29,6 @@ fn emf_line(function: &Function, run_id: &str, account_id: Option<&str>) -> Valu
         [line] => line.clone(),
         other => panic!("expected one EMF line for {run_id}, got {other:?} in:\n{logs}"),
     }
-}
-
-/// An EMF line's directives: each one's dimension sets and metric names, all in the keywatch namespace.
-fn directives(line: &Value) -> Vec<(Value, Vec<&str>)> {
-    line["_aws"]["CloudWatchMetrics"]
-        .as_array()
-        .unwrap_or_else(|| panic!("no directives in {line}"))
-        .iter()
-        .map(|d| {
-            assert_eq!(d["Namespace"], "keywatch", "{line}");
-            let names = d["Metrics"]
-                .as_array()
-                .unwrap_or_else(|| panic!("no metrics in {line}"))
-                .iter()
-                .map(|m| m["Name"].as_str().unwrap_or_default())
-                .collect();
-            (d["Dimensions"].clone(), names)
-        })
-        .collect()
 }
 
 fn event_file(name: &str) -> String {
@@ -114,7 +95,7 @@ async fn the_binary_serves_events_through_the_runtime_api() {
     );
     // Findings and CheckFailed per account and rolled up; the rest rolled up only.
     assert_eq!(
-        directives(&emf),
+        emf_directives(&emf),
         [
             (
                 serde_json::json!([["AccountId"], []]),
@@ -808,7 +789,7 @@ async fn an_organization_goes_through_the_work_queue() {
         let last = of.last().expect("a line");
         assert_eq!(last["CheckFailed"], 1, "{last}");
         assert_eq!(
-            directives(last),
+            emf_directives(last),
             [
                 (serde_json::json!([["AccountId"], []]), vec!["CheckFailed"]),
                 (serde_json::json!([[]]), vec!["ApiCalls", "DurationMs"]),

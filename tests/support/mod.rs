@@ -9,7 +9,8 @@
 //! - [`ledger`]: the ledger's DynamoDB table, read directly;
 //! - [`deploy`]: the templates deployed on moto.
 //!
-//! Here: the paths and tools every module needs, and [`run`], the handler in process on a moto account.
+//! Here: the paths and tools every module needs, [`run`], the handler in process on a moto account, and
+//! [`emf_directives`], the reader of keywatch's metric lines.
 
 use keywatch::aws::Clients;
 use keywatch::config::Settings;
@@ -116,6 +117,26 @@ pub async fn run(
         )
         .await
 }
+/// An EMF line's directives: each one's dimension sets and metric names, all in the keywatch namespace. For the
+/// lines the binary prints and those `keywatch::metrics` builds in a unit test alike.
+pub fn emf_directives(line: &serde_json::Value) -> Vec<(serde_json::Value, Vec<&str>)> {
+    line["_aws"]["CloudWatchMetrics"]
+        .as_array()
+        .unwrap_or_else(|| panic!("no directives in {line}"))
+        .iter()
+        .map(|d| {
+            assert_eq!(d["Namespace"], "keywatch", "{line}");
+            let names = d["Metrics"]
+                .as_array()
+                .unwrap_or_else(|| panic!("no metrics in {line}"))
+                .iter()
+                .map(|m| m["Name"].as_str().unwrap_or_default())
+                .collect();
+            (d["Dimensions"].clone(), names)
+        })
+        .collect()
+}
+
 /// A fresh log file under `target/tmp` (where cargo puts the tests' scratch files), for a child process's output.
 pub fn log_file(name: &str) -> (std::fs::File, PathBuf) {
     let dir = project_dir().join("target/tmp");
