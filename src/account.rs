@@ -18,7 +18,7 @@ use crate::evaluate::{self, Policy, UNOWNED};
 use crate::event::Invocation;
 use crate::handler::Keywatch;
 use crate::inventory::elapsed_ms;
-use crate::ledger::{Ledger, Table};
+use crate::ledger::{Ledger, Notice, Table};
 use crate::metrics;
 use crate::notify::security_hub::{self, Hub};
 use crate::notify::sns::SnsSink;
@@ -135,10 +135,8 @@ impl Keywatch {
         let start = Instant::now();
         let account_id = target.account_id;
         // On the heap: a check's future is large, and a test thread's stack is small.
-        let result = Box::pin(
-            self.check_account_inner(calls, target, invocation, run_id, deadline, attempt),
-        )
-        .await;
+        let result =
+            Box::pin(self.check_leased(calls, target, invocation, run_id, deadline, attempt)).await;
         let outcome = match &result {
             Ok(report) => Ok(report),
             Err(error) => Err(metrics::Failed {
@@ -154,6 +152,56 @@ impl Keywatch {
             OffsetDateTime::now_utc(),
         ));
         result
+    }
+
+    /// One check of an account at a time: with a ledger, a check that writes holds the account's lease
+    /// ([`Table::take_lease`]) from before it reads the ledger until it is done. A dry run writes nothing and
+    /// takes none.
+    async fn check_leased(
+        &self,
+        calls: &CallCounter,
+        target: Target<'_>,
+        invocation: &Invocation,
+        run_id: &str,
+        deadline: &Deadline,
+        attempt: &Attempt,
+    ) -> Result<Report> {
+        let dry_run = invocation.dry_run || self.settings.dry_run_only;
+        let table = self.ledger_table().filter(|_| !dry_run);
+        let (lease, unusable) = match &table {
+            None => (None, None),
+            Some(table) => match table.take_lease(target.account_id, run_id, deadline).await {
+                Ok(lease) => (Some(lease), None),
+                // A ledger that cannot be written never silences an alert: the check publishes everything,
+                // writes nothing, and fails at the end, as with any unusable ledger.
+                Err(error @ Error::LedgerUnavailable { .. }) => {
+                    tracing::error!(run_id, account_id = target.account_id, %error, "lease not taken");
+                    (None, Some(error))
+                }
+                Err(error) => return Err(error),
+            },
+        };
+        let result = self
+            .check_account_inner(calls, target, invocation, run_id, deadline, attempt)
+            .await;
+        let result = match (result, unusable) {
+            (Ok(_), Some(error)) => Err(error),
+            (result, _) => result,
+        };
+        if let (Some(table), Some(lease)) = (&table, &lease) {
+            if let Err(error) = table.release(lease).await {
+                // It expires by itself past this check's deadline.
+                tracing::warn!(run_id, account_id = target.account_id, %error, "lease not released");
+            }
+        }
+        result
+    }
+
+    fn ledger_table(&self) -> Option<Table> {
+        self.settings.ledger_table.as_ref().map(|name| Table {
+            client: self.clients.dynamodb.clone(),
+            name: name.clone(),
+        })
     }
 
     /// The check's stages, in the order they run, each a call into its own module:
@@ -217,10 +265,7 @@ impl Keywatch {
         // The ledger, with the function's own credentials. Read before verification, so every user with an open
         // finding is looked at live again and a resolution has its exact reason. Unreadable, the check goes on
         // (nothing is deactivated, everything is published) and fails at the end.
-        let table = self.settings.ledger_table.as_ref().map(|name| Table {
-            client: clients.dynamodb.clone(),
-            name: name.clone(),
-        });
+        let table = self.ledger_table();
         let mut ledger_error = None;
         let mut ledger = match &table {
             None => None,
@@ -323,7 +368,26 @@ impl Keywatch {
         // notice period ago (the ledger says when), after one more look at each key.
         if !dry_run {
             let start = Instant::now();
-            let due = remediate::due(&self.settings.remediation, &report.findings, checked_at);
+            let mut due = remediate::due(&self.settings.remediation, &report.findings, checked_at);
+            // Recorded before any UpdateAccessKey is sent, so a key found Inactive later is known to be
+            // keywatch's even if every later write fails. Unrecorded, no key is touched.
+            let mut unrecorded = Vec::new();
+            if let (Some(ledger), Some(table), false) = (ledger.as_mut(), &table, due.is_empty()) {
+                let keys = ledger.deactivating(&due, run_id, OffsetDateTime::now_utc());
+                if let Err(error) = save(ledger, table, Some(&keys), deadline).await {
+                    tracing::error!(run_id, account_id, %error, "deactivation not recorded: no key deactivated");
+                    unrecorded = std::mem::take(&mut due);
+                    ledger_error.get_or_insert(error);
+                }
+            }
+            report
+                .remediation_skipped
+                .extend(unrecorded.iter().map(|f| remediate::Skipped {
+                    finding_id: f.finding_id.clone(),
+                    user_name: f.user_name.clone(),
+                    access_key_id: f.access_key_id.clone(),
+                    reason: remediate::NOT_RECORDED.to_string(),
+                }));
             if !due.is_empty() {
                 let outcome = remediate::deactivate(
                     iam,
@@ -334,7 +398,7 @@ impl Keywatch {
                 )
                 .await;
                 report.remediated = outcome.remediated;
-                report.remediation_skipped = outcome.skipped;
+                report.remediation_skipped.extend(outcome.skipped);
                 report.remediation_failed = outcome.failed;
                 report.phase_ms.insert("remediation", elapsed_ms(start));
             }
@@ -355,7 +419,7 @@ impl Keywatch {
         }
 
         // One alert per owner when routing by owner, each with exactly that owner's keys; else one.
-        let alerts: Vec<Report> = match &self.settings.owner_tag_key {
+        let mut alerts: Vec<Report> = match &self.settings.owner_tag_key {
             None => vec![report.clone()],
             Some(_) => {
                 let mut owners = report.owners();
@@ -370,7 +434,8 @@ impl Keywatch {
         let mut whys = Vec::new();
         let mut announced = Vec::new();
         let mut publish_error = None;
-        for alert in &alerts {
+        let notice_days = self.settings.remediation.notice_days();
+        for alert in &mut alerts {
             let memory = match (&table, &ledger) {
                 (None, _) => Memory::None,
                 (Some(_), None) => Memory::Unreadable,
@@ -391,6 +456,24 @@ impl Keywatch {
             let Some(sink) = sink.as_ref().filter(|_| decision.publish) else {
                 continue;
             };
+            // A notice dates the deactivation from this alert's publish, never from the check's start.
+            if let Some(days) = notice_days {
+                // Whole seconds, rounded up: the date a person reads is never earlier than the period.
+                let on = OffsetDateTime::now_utc() + time::Duration::days(days.into());
+                let on = on.replace_nanosecond(0).unwrap_or(on) + time::Duration::seconds(1);
+                for finding in alert.findings.iter_mut() {
+                    if finding.history.notice == Some(Notice::New) {
+                        finding.history.deactivate_on = Some(on);
+                        if let Some(same) = report
+                            .findings
+                            .iter_mut()
+                            .find(|f| f.finding_id == finding.finding_id)
+                        {
+                            same.history.deactivate_on = Some(on);
+                        }
+                    }
+                }
+            }
             match sink.publish(alert, decision.kind, deadline).await {
                 Ok(notifications) => {
                     report.notifications.extend(notifications);
@@ -403,6 +486,7 @@ impl Keywatch {
                             &alert.findings,
                             &alert.remediated,
                             alert.resolved.as_deref().unwrap_or_default(),
+                            notice_days,
                             OffsetDateTime::now_utc(),
                         ));
                     }
@@ -545,9 +629,9 @@ async fn save(
     if changed.is_empty() {
         return Ok(());
     }
-    table.save(&changed, deadline).await?;
-    ledger.stored_now(&changed);
-    Ok(())
+    let (written, error) = table.save(&changed, deadline).await;
+    ledger.stored_now(&written);
+    error.map_or(Ok(()), Err)
 }
 
 /// `keywatch-` and the run ID, in the characters STS allows, so CloudTrail in the member account shows the run.

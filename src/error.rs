@@ -109,6 +109,9 @@ pub enum Error {
         cause: Box<Error>,
     },
 
+    #[error("account {account_id} is being checked by another invocation: {detail}. This check stopped before it could announce or change anything twice; it is retried (SQS redelivers the message, Lambda retries the event), or run it again in a minute")]
+    CheckInProgress { account_id: String, detail: String },
+
     #[error("could not deactivate access key(s) {}: {cause}. The alert, already published, lists them; the other keys were handled. Grant iam:UpdateAccessKey (Remediation=deactivate in the templates), or deactivate them by hand", .keys.join(", "))]
     RemediationFailed {
         /// `AKIA... (user)`, one per key.
@@ -194,13 +197,16 @@ impl Error {
             | Error::Excluded(_)
             | Error::NoTopic
             | Error::NoAccounts(_)
-            | Error::Render(_)
             | Error::SecurityHub { .. }
             | Error::RemediationFailed { .. } => true,
-            Error::ReportNotReady { .. }
+            // A part too large is split, never dropped: a render failure is a bug that must not silence an
+            // account for good, so it is retried like a transient failure.
+            Error::Render(_)
+            | Error::ReportNotReady { .. }
             | Error::ReportMalformed { .. }
             | Error::ReportIncomplete { .. }
             | Error::IncompleteResponse { .. }
+            | Error::CheckInProgress { .. }
             | Error::Deadline { .. }
             | Error::Dispatch { .. } => false,
         }
@@ -240,6 +246,7 @@ impl Error {
             Error::RemediationFailed { .. } => "Keywatch.RemediationFailed",
             Error::SecurityHub { .. } => "Keywatch.SecurityHubFailed",
             Error::LedgerUnavailable { .. } => "Keywatch.LedgerUnavailable",
+            Error::CheckInProgress { .. } => "Keywatch.CheckInProgress",
         }
     }
 }
@@ -315,6 +322,14 @@ mod tests {
             (aws(AwsFailure::Other, "ServiceFailure"), false),
             (assumed(aws(AwsFailure::Other, "ServiceFailure")), false),
             (Error::Deadline { phase: "p" }, false),
+            (Error::Render("r".into()), false),
+            (
+                Error::CheckInProgress {
+                    account_id: "111122223333".into(),
+                    detail: "d".into(),
+                },
+                false,
+            ),
             (
                 Error::Config {
                     variable: "V",

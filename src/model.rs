@@ -87,10 +87,22 @@ pub struct History {
     pub first_seen_at: Option<OffsetDateTime>,
     #[serde(with = "time::serde::rfc3339::option")]
     pub first_alerted_at: Option<OffsetDateTime>,
-    /// With `REMEDIATION=deactivate`: the first run on or after this time deactivates the key, counted from the
-    /// first delivered alert (for a new finding, this run's).
+    /// With `REMEDIATION=deactivate`: the first run on or after this time deactivates the key. It is the date a
+    /// delivered alert announced to the finding's owner; with `notice` set, the date this alert announces.
     #[serde(with = "time::serde::rfc3339::option")]
     pub deactivate_on: Option<OffsetDateTime>,
+    /// What this alert says of the deactivation date: `new` announces it (first notice, or a new owner's),
+    /// `later` moves it later (`DEACTIVATE_AFTER_DAYS` raised); `null` when a delivered alert already said it.
+    /// A finding with a notice still to deliver is never deactivated.
+    pub notice: Option<Notice>,
+}
+
+/// A deactivation date this alert announces, as opposed to one a delivered alert already announced.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Notice {
+    New,
+    Later,
 }
 
 /// A key keywatch deactivated.

@@ -46,9 +46,10 @@ pub const REMEDIATION_ACTIONS: &[&str] = &["iam:UpdateAccessKey"];
 pub const SECURITY_HUB_ACTIONS: &[&str] =
     &["securityhub:BatchImportFindings", "securityhub:GetFindings"];
 
-/// With `LEDGER_TABLE`: one paged query per account check and batched writes, on the ledger table's ARN only,
-/// always as the function's own role (in an Organization, the ledger is in the central account).
-pub const LEDGER_ACTIONS: &[&str] = &["dynamodb:Query", "dynamodb:BatchWriteItem"];
+/// With `LEDGER_TABLE`: one paged query per account check, a conditional put per changed item, and the
+/// account's lease (a conditional put, and a delete when done), on the ledger table's ARN only, always as the
+/// function's own role (in an Organization, the ledger is in the central account).
+pub const LEDGER_ACTIONS: &[&str] = &["dynamodb:Query", "dynamodb:PutItem", "dynamodb:DeleteItem"];
 
 /// Never called, and denied explicitly in both roles (`template.yaml` and `member-role.yaml`), so no bug and no
 /// other policy on the role can create or delete credentials or users. Alongside them, `iam:UpdateAccessKey` is

@@ -1,11 +1,14 @@
-//! Opt-in remediation (`REMEDIATION=deactivate`): a finding that a delivered alert first named at least
-//! `DEACTIVATE_AFTER_DAYS` ago (the ledger says when) is deactivated, after one more look at its last use. Never deleted: a person undoes it in one command.
+//! Opt-in remediation (`REMEDIATION=deactivate`): a finding is deactivated only on or after the date that a
+//! delivered alert announced to its current owner (the ledger's notice), after one more look at its status and
+//! last use. Never deleted: a person undoes it in one command.
+
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use aws_sdk_iam::types::StatusType;
 use aws_sdk_iam::Client as IamClient;
 use futures_util::StreamExt;
 use serde::Serialize;
-use time::{Duration, OffsetDateTime};
+use time::OffsetDateTime;
 
 use crate::aws::{aws_error, error_code};
 use crate::config::Remediation;
@@ -16,25 +19,22 @@ use crate::inventory::api::{last_use, LastUse};
 use crate::model::Change;
 use time::format_description::well_known::Rfc3339;
 
-/// The findings to deactivate now: an alert SNS accepted named each one at least `after_days` ago. Only the
-/// ledger sets `first_alerted_at`, so a key no delivered alert named is never due, whatever its age.
+/// The findings to deactivate now: open ones whose deactivation date a delivered alert announced to their
+/// owner, on or after that date. Only the ledger records a notice, so a key no delivered notice named is never
+/// due, whatever its age or its earlier alerts; a date this run's alert still has to announce is never due.
 pub fn due<'a>(
     remediation: &Remediation,
     findings: &'a [Finding],
     now: OffsetDateTime,
 ) -> Vec<&'a Finding> {
-    let Remediation::Deactivate { after_days } = remediation else {
+    if *remediation == Remediation::Off {
         return Vec::new();
-    };
+    }
     findings
         .iter()
         .filter(|finding| finding.history.change == Some(Change::Open))
-        .filter(|finding| {
-            finding
-                .history
-                .first_alerted_at
-                .is_some_and(|alerted| alerted + Duration::days((*after_days).into()) <= now)
-        })
+        .filter(|finding| finding.history.notice.is_none())
+        .filter(|finding| finding.history.deactivate_on.is_some_and(|on| on <= now))
         .collect()
 }
 
@@ -85,16 +85,26 @@ pub async fn deactivate(
     deadline: &Deadline,
 ) -> Outcome {
     let start_by = deadline.reserving(REMEDIATION_RESERVE);
+    // A call the deadline cuts is read back within the time kept here.
+    let act_by = deadline.reserving(READ_BACK_LIMIT);
     let acted: Vec<(&Finding, Result<Acted>)> = futures_util::stream::iter(due.iter().copied())
         .map(|finding| {
-            let start_by = &start_by;
+            let (start_by, act_by) = (&start_by, &act_by);
             async move {
                 if start_by.remaining().is_zero() {
                     return (finding, Ok(Acted::Skipped(NOT_REACHED.to_string())));
                 }
-                let acted = deadline
-                    .run("remediation", deactivate_one(iam, finding))
-                    .await;
+                let sent = AtomicBool::new(false);
+                let acted = match act_by
+                    .run("remediation", deactivate_one(iam, finding, &sent))
+                    .await
+                {
+                    // Cut after UpdateAccessKey went out: what IAM holds now says whether it took effect.
+                    Err(Error::Deadline { .. }) if sent.load(Ordering::SeqCst) => {
+                        read_back(iam, finding).await
+                    }
+                    acted => acted,
+                };
                 (finding, acted)
             }
         })
@@ -144,8 +154,14 @@ pub async fn deactivate(
     outcome
 }
 
-/// Looks at the key's last use once more, right before acting: a key used since verification is left alone.
-async fn deactivate_one(iam: &IamClient, finding: &Finding) -> Result<Acted> {
+/// Looks at the key once more, right before acting: its status (a key someone else deactivated in between is
+/// never claimed as keywatch's) and its last use (a key used since verification is left alone).
+async fn deactivate_one(iam: &IamClient, finding: &Finding, sent: &AtomicBool) -> Result<Acted> {
+    match status(iam, finding).await? {
+        None => return Ok(Acted::Skipped(KEY_GONE.to_string())),
+        Some(StatusType::Active) => {}
+        Some(_) => return Ok(Acted::Skipped(INACTIVE_ALREADY.to_string())),
+    }
     match last_use(iam, &finding.access_key_id).await? {
         LastUse::Never => {}
         LastUse::KeyGone => return Ok(Acted::Skipped(KEY_GONE.to_string())),
@@ -156,6 +172,7 @@ async fn deactivate_one(iam: &IamClient, finding: &Finding) -> Result<Acted> {
             )));
         }
     }
+    sent.store(true, Ordering::SeqCst);
     match iam
         .update_access_key()
         .user_name(&finding.user_name)
@@ -172,6 +189,52 @@ async fn deactivate_one(iam: &IamClient, finding: &Finding) -> Result<Acted> {
     }
 }
 
+/// The key's status as `ListAccessKeys` gives it now; `None` when the key or its user is gone.
+async fn status(iam: &IamClient, finding: &Finding) -> Result<Option<StatusType>> {
+    let listed = iam
+        .list_access_keys()
+        .user_name(&finding.user_name)
+        .into_paginator()
+        .items()
+        .send()
+        .try_collect()
+        .await;
+    let listed: Vec<_> = match listed {
+        Ok(keys) => keys,
+        Err(e) if error_code(&e) == Some("NoSuchEntity") => return Ok(None),
+        Err(e) => return Err(aws_error("iam:ListAccessKeys", e)),
+    };
+    Ok(listed
+        .into_iter()
+        .find(|key| key.access_key_id.as_deref() == Some(finding.access_key_id.as_str()))
+        .map(|key| key.status.unwrap_or(StatusType::Active)))
+}
+
+/// After the deadline cut an `UpdateAccessKey` that went out: Inactive now means it took effect (the key was
+/// Active right before), Active means it did not. Either way the report says what is true.
+async fn read_back(iam: &IamClient, finding: &Finding) -> Result<Acted> {
+    match tokio::time::timeout(READ_BACK_LIMIT, status(iam, finding)).await {
+        Ok(Ok(Some(StatusType::Active))) => Ok(Acted::Skipped(CUT_STILL_ACTIVE.to_string())),
+        Ok(Ok(Some(_))) => Ok(Acted::Deactivated(OffsetDateTime::now_utc())),
+        Ok(Ok(None)) => Ok(Acted::Skipped(KEY_GONE.to_string())),
+        Ok(Err(error)) => Err(error),
+        Err(_) => Err(Error::Deadline {
+            phase: "reading back a deactivation the deadline cut",
+        }),
+    }
+}
+
+/// How long the read-back of a cut call may take: it runs inside the time remediation keeps back.
+const READ_BACK_LIMIT: std::time::Duration = std::time::Duration::from_secs(5);
+const INACTIVE_ALREADY: &str =
+    "the key was already Inactive when keywatch looked again: someone else deactivated it";
+const CUT_STILL_ACTIVE: &str =
+    "the invocation's deadline cut the call, and the key is still Active: \
+     it is deactivated in the next run";
+/// A due key left alone because the ledger could not record, beforehand, that keywatch was deactivating it.
+pub const NOT_RECORDED: &str =
+    "the ledger could not record the deactivation beforehand, so the key was \
+     left Active; it is deactivated in a later run";
 const KEY_GONE: &str = "the key was deleted since it was verified";
 const NOT_REACHED: &str =
     "not reached before the invocation's deadline (the rest of the time is kept to record \
@@ -192,17 +255,23 @@ pub fn failure(failed: &[Failed]) -> Option<Error> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::History;
+    use crate::model::{History, Notice};
     use time::macros::datetime;
+    use time::Duration;
 
-    fn finding(key: &str, change: Option<Change>, alerted: Option<OffsetDateTime>) -> Finding {
+    fn finding(
+        key: &str,
+        change: Option<Change>,
+        deactivate_on: Option<OffsetDateTime>,
+        notice: Option<Notice>,
+    ) -> Finding {
         Finding {
             finding_id: format!("123456789012/u/{key}"),
             rule: "r",
             user_name: "u".into(),
             user_arn: "arn:aws:iam::123456789012:user/u".into(),
             access_key_id: key.into(),
-            // Old keys: age never makes a key due.
+            // Old keys, alerted long ago: neither age nor earlier alerts make a key due.
             key_created: Some(datetime!(2020-01-01 00:00 UTC)),
             key_age_days: Some(2_000),
             user_created: datetime!(2020-01-01 00:00 UTC),
@@ -212,23 +281,34 @@ mod tests {
             owner: None,
             history: History {
                 change,
-                first_alerted_at: alerted,
+                first_alerted_at: Some(datetime!(2020-01-02 00:00 UTC)),
+                deactivate_on,
+                notice,
                 ..History::default()
             },
         }
     }
 
     #[test]
-    fn due_only_after_the_notice_period_counted_from_the_first_delivered_alert() {
+    fn due_only_on_or_after_a_date_a_delivered_notice_announced() {
         let now = datetime!(2026-11-30 12:00 UTC);
         let open = Some(Change::Open);
         let findings = [
-            finding("ALERTED8", open, Some(now - Duration::days(8))),
-            finding("ALERTED7", open, Some(now - Duration::days(7))),
-            finding("ALERTED1H", open, Some(now - Duration::hours(1))),
-            finding("NEVER_ALERTED", open, None),
-            finding("NEW", Some(Change::New), None),
-            finding("NO_LEDGER", None, None),
+            finding("ANNOUNCED_PAST", open, Some(now - Duration::days(1)), None),
+            finding("ANNOUNCED_NOW", open, Some(now), None),
+            finding(
+                "ANNOUNCED_LATER",
+                open,
+                Some(now + Duration::hours(1)),
+                None,
+            ),
+            // Alerted for years while remediation was off: no notice yet, this alert gives it.
+            finding("NO_NOTICE_YET", open, Some(now), Some(Notice::New)),
+            // A new owner, or a raised period: what this alert says is not yet delivered.
+            finding("MOVED_LATER", open, Some(now), Some(Notice::Later)),
+            finding("NEW", Some(Change::New), Some(now), Some(Notice::New)),
+            finding("NO_DATE", open, None, None),
+            finding("NO_LEDGER", None, None, None),
         ];
         let due = |remediation: Remediation| -> Vec<&str> {
             super::due(&remediation, &findings, now)
@@ -237,14 +317,12 @@ mod tests {
                 .collect()
         };
         assert!(due(Remediation::Off).is_empty());
-        assert_eq!(
-            due(Remediation::Deactivate { after_days: 7 }),
-            ["ALERTED8", "ALERTED7"]
-        );
-        // 0: the first run after the one that first alerted it; never the run that alerts it first.
-        assert_eq!(
-            due(Remediation::Deactivate { after_days: 0 }),
-            ["ALERTED8", "ALERTED7", "ALERTED1H"]
-        );
+        for after_days in [0, 7, 30] {
+            assert_eq!(
+                due(Remediation::Deactivate { after_days }),
+                ["ANNOUNCED_PAST", "ANNOUNCED_NOW"],
+                "the setting never moves an announced date: {after_days}"
+            );
+        }
     }
 }

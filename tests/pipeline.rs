@@ -588,6 +588,8 @@ async fn remediation_deactivates_exactly_the_reported_keys_after_the_notice_peri
         "{email}"
     );
 
+    // The notice's date has come (lowering the period to 0 would not have brought it forward).
+    ledger.age(7).await;
     let now = [
         ("REMEDIATION", "deactivate"),
         ("DEACTIVATE_AFTER_DAYS", "0"),
@@ -606,8 +608,8 @@ async fn remediation_deactivates_exactly_the_reported_keys_after_the_notice_peri
     }
     a.delivered(&queue).await;
 
-    // No notice period: the alerts above named every key, so exactly the reported keys become Inactive, and
-    // nothing is deleted.
+    // The delivered notice named every key with a date now past, so exactly the reported keys become Inactive,
+    // and nothing is deleted.
     let report = run(&moto, with(&now), Invocation::SCHEDULED)
         .await
         .expect("run");
@@ -921,10 +923,15 @@ async fn the_notice_period_counts_from_the_first_delivered_alert() {
     assert!(first.remediated.is_empty(), "{:?}", first.remediated);
     assert_eq!(keys_of(&first.findings, |f| &f.access_key_id), old);
     assert_eq!(first.new.as_deref().map(<[String]>::len), Some(2));
-    let due = first.checked_at + time::Duration::days(7);
+    // Counted from the alert's publish, in whole seconds: never earlier than a full period after the check.
+    let due = first.findings[0].history.deactivate_on.expect("a date");
+    assert!(due >= first.checked_at + time::Duration::days(7), "{due}");
+    assert!(due <= first.checked_at + time::Duration::days(7) + time::Duration::seconds(30));
+    assert_eq!(due.nanosecond(), 0);
     for finding in &first.findings {
         assert_eq!(finding.key_age_days, Some(31));
         assert_eq!(finding.history.change, Some(Change::New));
+        assert_eq!(finding.history.notice, Some(keywatch::ledger::Notice::New));
         assert_eq!(finding.history.deactivate_on, Some(due));
     }
     assert!(a.key_statuses().await.values().all(|s| s == "Active"));
@@ -932,7 +939,7 @@ async fn the_notice_period_counts_from_the_first_delivered_alert() {
     let [(_, document)] = &delivered[..] else {
         panic!("one alert: {delivered:?}")
     };
-    assert_eq!(document["schema"], "keywatch.alert/v2");
+    assert_eq!(document["schema"], "keywatch.alert/v3");
     assert_eq!(document["new"].as_array().unwrap().len(), 2);
     let (_, email) = moto.published_emails(&topic).pop().expect("an email");
     let on = due
@@ -945,6 +952,9 @@ async fn the_notice_period_counts_from_the_first_delivered_alert() {
     for item in ledger.items().await {
         assert_eq!((item.state, item.alerts), (State::Open, 1));
         assert!(item.first_alerted_at.is_some_and(|t| t >= first.checked_at));
+        // The notice as delivered: when, the date it said, and the period.
+        assert_eq!(item.notice_at, item.first_alerted_at);
+        assert_eq!((item.deactivate_on, item.notice_days), (Some(due), Some(7)));
     }
 
     // The same day: nothing is due yet.
@@ -1202,7 +1212,7 @@ async fn the_ledger_is_written_only_by_checks_that_completed_and_fails_loudly() 
     assert_eq!(ledger.raw().await, before, "a failed check writes nothing");
     proxy.clear();
 
-    for action in ["dynamodb:Query", "dynamodb:BatchWriteItem"] {
+    for action in ["dynamodb:Query", "dynamodb:PutItem"] {
         proxy.add(Rule::on(action, Fault::AccessDenied));
         let error = check(&keywatch, action)
             .await

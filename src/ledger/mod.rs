@@ -14,7 +14,7 @@ use serde::{Deserialize, Serialize};
 use time::{Duration, OffsetDateTime};
 
 use crate::evaluate::{Evaluation, Finding, VerifiedUser};
-pub use crate::model::{Change, History, Remediated};
+pub use crate::model::{Change, History, Notice, Remediated};
 
 pub use table::Table;
 
@@ -111,6 +111,45 @@ pub struct Item {
     /// Who the alerts went to (`OWNER_TAG_KEY`), so reminders and resolutions reach the same owner.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub owner: Option<String>,
+    /// Bumped by every write, and every write is conditional on the version its check read: a stale check
+    /// fails instead of overwriting a newer state. Items written before versions read as 0.
+    #[serde(default)]
+    pub version: u64,
+    /// The notice: when SNS accepted the first alert that announced this key's deactivation to `notice_owner`.
+    /// Alerts sent while remediation was off announce nothing and set nothing here.
+    #[serde(
+        default,
+        with = "time::serde::rfc3339::option",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub notice_at: Option<OffsetDateTime>,
+    /// The owner the notice was delivered to; a new owner gets a notice of their own.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub notice_owner: Option<String>,
+    /// The date the delivered notice announced: the key is deactivated on or after it, never before.
+    #[serde(
+        default,
+        with = "time::serde::rfc3339::option",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub deactivate_on: Option<OffsetDateTime>,
+    /// `DEACTIVATE_AFTER_DAYS` when the date was announced: raising it moves the date later, lowering it never
+    /// brings it forward.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub notice_days: Option<u32>,
+    /// Written before `UpdateAccessKey` is sent: if the key is found Inactive later and nothing else was
+    /// recorded, keywatch did it (and says so, with its undo command), even when every later write failed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub deactivating_run: Option<String>,
+    #[serde(
+        default,
+        with = "time::serde::rfc3339::option",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub deactivating_at: Option<OffsetDateTime>,
+    /// For a key resolved because its user became exempt by tag: the tag as `key=value`, named once.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub exempt_tag: Option<String>,
 }
 
 /// A finding that stopped being one since the last alert.
@@ -122,6 +161,9 @@ pub struct Resolved {
     pub user_name: String,
     pub access_key_id: String,
     pub reason: Reason,
+    /// For `exempted`: the exemption tag as `key=value` (whoever may tag users may exempt them).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub exempt_tag: Option<String>,
     #[serde(with = "time::serde::rfc3339::option")]
     pub first_alerted_at: Option<OffsetDateTime>,
     #[serde(with = "time::serde::rfc3339")]
@@ -179,7 +221,9 @@ impl Ledger {
 
     /// Marks each finding new or open and gives it its history, and resolves every open item that is no longer a
     /// finding, with the reason the live data shows. `notice_days` is `DEACTIVATE_AFTER_DAYS` when keys are
-    /// deactivated. A key that was resolved or deactivated and is a finding again starts a fresh notice period.
+    /// deactivated: each finding then carries the date a delivered alert announced to its owner, or the date
+    /// this run's alert announces (`notice`). A key that was resolved or deactivated and is a finding again
+    /// starts afresh. A key that became exempt by tag is named once, as resolved, with the tag.
     pub fn reconcile(
         &mut self,
         findings: &mut [Finding],
@@ -188,44 +232,84 @@ impl Ledger {
         now: OffsetDateTime,
         notice_days: Option<u32>,
     ) -> Vec<Resolved> {
-        let notice = |from: OffsetDateTime| notice_days.map(|d| from + Duration::days(d.into()));
+        let mut resolved = Vec::new();
+        // Found Inactive after keywatch recorded that it was deactivating the key: keywatch's own, to announce.
+        for item in self.items.values_mut() {
+            if item.state == State::Open && item.deactivating_run.is_some() {
+                if live_key(item, users).is_some_and(|key| !key.active) {
+                    item.state = State::Deactivated;
+                    item.deactivated_at = item.deactivating_at;
+                    item.deactivated_run = item.deactivating_run.take();
+                    item.deactivating_at = None;
+                    item.deactivation_announced = false;
+                } else {
+                    // The call never took effect: an open finding as before.
+                    item.deactivating_run = None;
+                    item.deactivating_at = None;
+                }
+            }
+        }
         for finding in findings.iter_mut() {
             // An owner tag changed since: reminders and resolutions go to the owner of now.
             let owner = &finding.owner;
             if let Some(item) = self
                 .items
                 .get_mut(&finding.access_key_id)
-                .filter(|item| item.state == State::Open && item.owner != *owner)
+                .filter(|item| item.state == State::Open)
             {
-                item.owner.clone_from(owner);
+                if item.owner != *owner {
+                    item.owner.clone_from(owner);
+                }
+                // Alerts sent while remediation is off announce nothing: a notice is only ever one that said
+                // the date, and a later switch to deactivate gives a full period again.
+                if notice_days.is_none() && item.notice_at.is_some() {
+                    item.notice_at = None;
+                    item.notice_owner = None;
+                    item.deactivate_on = None;
+                    item.notice_days = None;
+                }
             }
             let item = self
                 .items
                 .get(&finding.access_key_id)
                 .filter(|item| item.state == State::Open);
             finding.history = match item {
-                Some(item) => History {
-                    change: Some(Change::Open),
-                    first_seen_at: Some(item.first_seen_at),
-                    first_alerted_at: item.first_alerted_at,
-                    deactivate_on: notice(item.first_alerted_at.unwrap_or(now)),
-                },
+                Some(item) => {
+                    let (deactivate_on, notice) = notice_days
+                        .map(|days| item.notice_for(owner.as_deref(), days, now))
+                        .unzip();
+                    History {
+                        change: Some(Change::Open),
+                        first_seen_at: Some(item.first_seen_at),
+                        first_alerted_at: item.first_alerted_at,
+                        deactivate_on,
+                        notice: notice.flatten(),
+                    }
+                }
                 None => {
+                    let version = self
+                        .items
+                        .get(&finding.access_key_id)
+                        .map_or(0, |old| old.version);
                     self.items.insert(
                         finding.access_key_id.clone(),
-                        Item::new(&self.account_id, finding, now),
+                        Item {
+                            version,
+                            ..Item::new(&self.account_id, finding, now)
+                        },
                     );
                     History {
                         change: Some(Change::New),
                         first_seen_at: Some(now),
                         first_alerted_at: None,
-                        deactivate_on: notice(now),
+                        // Provisional: the alert that announces it dates it from its own publish.
+                        deactivate_on: notice_days.map(|d| now + Duration::days(d.into())),
+                        notice: notice_days.map(|_| Notice::New),
                     }
                 }
             };
         }
         let current: BTreeSet<&str> = findings.iter().map(|f| f.access_key_id.as_str()).collect();
-        let mut resolved = Vec::new();
         for item in self.items.values_mut() {
             if item.state != State::Open || current.contains(item.access_key_id.as_str()) {
                 continue;
@@ -233,46 +317,85 @@ impl Ledger {
             let Some(reason) = resolution(item, evaluation_rest, users) else {
                 continue;
             };
-            item.state = State::Resolved;
-            item.resolved_at = Some(now);
-            item.resolved_reason = Some(reason);
-            item.expires_at = Some((now + RETENTION).unix_timestamp());
-            resolved.push(Resolved {
-                owner: item.owner.clone(),
-                finding_id: finding_id(&self.account_id, &item.user_name, &item.access_key_id),
-                user_name: item.user_name.clone(),
-                access_key_id: item.access_key_id.clone(),
-                reason,
-                first_alerted_at: item.first_alerted_at,
-                resolved_at: now,
-            });
+            item.resolve(reason, now, exempt_tag(item, evaluation_rest, users));
+            resolved.push(Resolved::of(&self.account_id, item, now));
+        }
+        // Keys that became exempt by tag without being open: named once, with the tag.
+        for exempted in &evaluation_rest.exempted {
+            let key = &exempted.finding.access_key_id;
+            let Some(tag) = exempt_tag_of(&exempted.finding.user_name, users) else {
+                continue;
+            };
+            if self.items.get(key).is_some_and(|item| match item.state {
+                State::Open => true,
+                State::Resolved => item.resolved_reason == Some(Reason::Exempted),
+                // Never overwrite a deactivation still to announce.
+                State::Deactivated => !item.deactivation_announced,
+            }) {
+                continue;
+            }
+            let version = self.items.get(key).map_or(0, |old| old.version);
+            let mut item = Item {
+                version,
+                ..Item::new(&self.account_id, &exempted.finding, now)
+            };
+            item.resolve(Reason::Exempted, now, Some(tag));
+            resolved.push(Resolved::of(&self.account_id, &item, now));
+            self.items.insert(key.clone(), item);
         }
         resolved
     }
 
-    /// Records keys keywatch deactivated in `run_id`, not yet announced.
-    pub fn deactivated(&mut self, remediated: &[Remediated], run_id: &str) -> Vec<String> {
+    /// Records, before any `UpdateAccessKey` is sent, that keywatch is deactivating these keys in `run_id`.
+    pub fn deactivating(
+        &mut self,
+        due: &[&Finding],
+        run_id: &str,
+        now: OffsetDateTime,
+    ) -> Vec<String> {
         let mut keys = Vec::new();
-        for done in remediated {
-            if let Some(item) = self.items.get_mut(&done.access_key_id) {
-                item.state = State::Deactivated;
-                item.deactivated_at = Some(done.at);
-                item.deactivated_run = Some(run_id.to_string());
-                item.deactivation_announced = false;
-                keys.push(done.access_key_id.clone());
+        for finding in due {
+            if let Some(item) = self.items.get_mut(&finding.access_key_id) {
+                item.deactivating_run = Some(run_id.to_string());
+                item.deactivating_at = Some(now);
+                keys.push(finding.access_key_id.clone());
             }
         }
         keys
     }
 
-    /// After SNS accepted every part of an alert at `now`: each finding it named was alerted, and each
-    /// deactivation it named was announced.
+    /// Records keys keywatch deactivated in `run_id`, not yet announced, and clears the intent of the others.
+    pub fn deactivated(&mut self, remediated: &[Remediated], run_id: &str) -> Vec<String> {
+        let mut keys = Vec::new();
+        for item in self.items.values_mut() {
+            if item.deactivating_run.as_deref() != Some(run_id) {
+                continue;
+            }
+            item.deactivating_run = None;
+            item.deactivating_at = None;
+            if let Some(done) = remediated
+                .iter()
+                .find(|done| done.access_key_id == item.access_key_id)
+            {
+                item.state = State::Deactivated;
+                item.deactivated_at = Some(done.at);
+                item.deactivated_run = Some(run_id.to_string());
+                item.deactivation_announced = false;
+            }
+            keys.push(item.access_key_id.clone());
+        }
+        keys
+    }
+
+    /// After SNS accepted every part of an alert at `now`: each finding it named was alerted, each notice it
+    /// carried was given (with the date it said), and each deactivation it named was announced.
     /// Returns the keys of the items it changed, and of the resolutions the alert carried: what to write.
     pub fn announced(
         &mut self,
         findings: &[Finding],
         deactivations: &[Remediated],
         resolved: &[Resolved],
+        notice_days: Option<u32>,
         now: OffsetDateTime,
     ) -> Vec<String> {
         let mut keys = Vec::new();
@@ -281,6 +404,16 @@ impl Ledger {
                 item.first_alerted_at.get_or_insert(now);
                 item.last_alerted_at = Some(now);
                 item.alerts = item.alerts.saturating_add(1);
+                if let (Some(notice), Some(on)) =
+                    (finding.history.notice, finding.history.deactivate_on)
+                {
+                    if notice == Notice::New {
+                        item.notice_at = Some(now);
+                    }
+                    item.notice_owner.clone_from(&finding.owner);
+                    item.deactivate_on = Some(on);
+                    item.notice_days = notice_days;
+                }
                 keys.push(finding.access_key_id.clone());
             }
         }
@@ -315,10 +448,28 @@ impl Ledger {
             .collect()
     }
 
-    /// After a successful write: these items are what is stored now.
+    /// After a successful write: these items, with the versions they were written under, are what is stored.
     pub fn stored_now(&mut self, written: &[Item]) {
         for item in written {
+            if let Some(held) = self.items.get_mut(&item.access_key_id) {
+                held.version = item.version;
+            }
             self.stored.insert(item.access_key_id.clone(), item.clone());
+        }
+    }
+}
+
+impl Resolved {
+    fn of(account_id: &str, item: &Item, now: OffsetDateTime) -> Resolved {
+        Resolved {
+            owner: item.owner.clone(),
+            finding_id: finding_id(account_id, &item.user_name, &item.access_key_id),
+            user_name: item.user_name.clone(),
+            access_key_id: item.access_key_id.clone(),
+            reason: item.resolved_reason.unwrap_or(Reason::KeyDeleted),
+            exempt_tag: item.exempt_tag.clone(),
+            first_alerted_at: item.first_alerted_at,
+            resolved_at: now,
         }
     }
 }
@@ -341,12 +492,79 @@ impl Item {
             resolved_reason: None,
             expires_at: None,
             owner: finding.owner.clone(),
+            version: 0,
+            notice_at: None,
+            notice_owner: None,
+            deactivate_on: None,
+            notice_days: None,
+            deactivating_run: None,
+            deactivating_at: None,
+            exempt_tag: None,
+        }
+    }
+
+    fn resolve(&mut self, reason: Reason, now: OffsetDateTime, exempt_tag: Option<String>) {
+        self.state = State::Resolved;
+        self.resolved_at = Some(now);
+        self.resolved_reason = Some(reason);
+        self.exempt_tag = exempt_tag;
+        self.expires_at = Some((now + RETENTION).unix_timestamp());
+    }
+
+    /// The deactivation date in force for `owner` with `days` set now, and what the alert must say of it. A
+    /// notice delivered to this owner keeps its date unless `days` was raised, which moves it later; lowering
+    /// `days` never brings it forward. No notice for this owner: a full period from this alert.
+    fn notice_for(
+        &self,
+        owner: Option<&str>,
+        days: u32,
+        now: OffsetDateTime,
+    ) -> (OffsetDateTime, Option<Notice>) {
+        match (self.notice_at, self.deactivate_on) {
+            (Some(at), Some(on)) if self.notice_owner.as_deref() == owner => {
+                let later = at + Duration::days(days.into());
+                if self.notice_days.is_some_and(|announced| days > announced) && later > on {
+                    (later, Some(Notice::Later))
+                } else {
+                    (on, None)
+                }
+            }
+            _ => (now + Duration::days(days.into()), Some(Notice::New)),
         }
     }
 }
 
 fn finding_id(account_id: &str, user_name: &str, key: &str) -> String {
     format!("{account_id}/{user_name}/{key}")
+}
+
+fn live_key<'a>(item: &Item, users: &'a [VerifiedUser]) -> Option<&'a crate::model::KeySnapshot> {
+    users
+        .iter()
+        .find(|u| u.user.name == item.user_name)?
+        .user
+        .keys
+        .iter()
+        .find(|k| k.id.as_deref() == Some(item.access_key_id.as_str()))
+}
+
+/// The exemption tag of `user`, as `key=value`, when it is what exempts them.
+fn exempt_tag_of(user: &str, users: &[VerifiedUser]) -> Option<String> {
+    users
+        .iter()
+        .find(|u| u.user.name == user)?
+        .exempt_tag
+        .as_ref()
+        .map(|(key, value)| format!("{key}={value}"))
+}
+
+fn exempt_tag(item: &Item, evaluation: &Evaluation, users: &[VerifiedUser]) -> Option<String> {
+    evaluation
+        .exempted
+        .iter()
+        .any(|e| e.finding.access_key_id == item.access_key_id)
+        .then(|| exempt_tag_of(&item.user_name, users))
+        .flatten()
 }
 
 /// Why an open item is no longer a finding, from this run's live data; `None` while it is only in its grace
@@ -476,7 +694,9 @@ mod tests {
         let open = &findings[0].history;
         assert_eq!(open.change, Some(Change::Open));
         assert_eq!(open.first_alerted_at, Some(alerted));
-        assert_eq!(open.deactivate_on, Some(alerted + Duration::days(7)));
+        // Alerted before without a notice: this alert announces a full period.
+        assert_eq!(open.deactivate_on, Some(NOW + Duration::days(7)));
+        assert_eq!(open.notice, Some(Notice::New));
         // New, and a resolved or deactivated key that is a finding again: a fresh notice period.
         for f in &findings[1..] {
             assert_eq!(f.history.change, Some(Change::New), "{}", f.access_key_id);
@@ -590,8 +810,14 @@ mod tests {
             at: NOW,
             owner: None,
         };
+        let due: Vec<&Finding> = findings.iter().collect();
+        let intent = ledger.deactivating(&due, "run-1", NOW);
+        let recorded = ledger.changed(Some(&intent));
+        assert_eq!(recorded[0].deactivating_run.as_deref(), Some("run-1"));
+        ledger.stored_now(&recorded);
         let keys = ledger.deactivated(std::slice::from_ref(&done), "run-1");
         let written = ledger.changed(Some(&keys));
+        assert_eq!(written[0].deactivating_run, None);
         assert_eq!(written[0].state, State::Deactivated);
         assert!(!written[0].deactivation_announced);
         ledger.stored_now(&written);
@@ -602,6 +828,7 @@ mod tests {
             &[],
             std::slice::from_ref(&done),
             &[],
+            None,
             NOW + Duration::hours(1),
         );
         let stored = &next.changed(None)[0];
@@ -616,7 +843,7 @@ mod tests {
         let mut ledger = Ledger::new(ACCOUNT, vec![]);
         let mut findings = [finding("ann", "K")];
         ledger.reconcile(&mut findings, &Evaluation::default(), &[], NOW, None);
-        let keys = ledger.announced(&findings, &[], &[], NOW);
+        let keys = ledger.announced(&findings, &[], &[], None, NOW);
         assert_eq!(keys, ["K"]);
         let first = ledger.changed(None).remove(0);
         assert_eq!((first.first_alerted_at, first.alerts), (Some(NOW), 1));
@@ -630,7 +857,7 @@ mod tests {
             again.changed(None).is_empty(),
             "an unchanged open finding writes nothing"
         );
-        again.announced(&findings, &[], &[], later);
+        again.announced(&findings, &[], &[], None, later);
         let second = again.changed(None).remove(0);
         assert_eq!(
             (
@@ -639,6 +866,209 @@ mod tests {
                 second.alerts
             ),
             (Some(NOW), Some(later), 2)
+        );
+    }
+
+    /// An open item as a delivered notice left it: announced at `at` to `owner`, for `on`, with `days`.
+    fn noticed(owner: Option<&str>, at: OffsetDateTime, on: OffsetDateTime, days: u32) -> Item {
+        Item {
+            owner: owner.map(str::to_string),
+            notice_at: Some(at),
+            notice_owner: owner.map(str::to_string),
+            deactivate_on: Some(on),
+            notice_days: Some(days),
+            ..item("ann", "K", State::Open, Some(at - Duration::days(60)))
+        }
+    }
+
+    #[test]
+    fn the_date_in_force_is_the_one_a_delivered_notice_announced_to_the_owner_of_now() {
+        let at = NOW - Duration::days(3);
+        let on = at + Duration::days(30);
+        let team_b = Some("team-b".to_string());
+        type Case = (
+            &'static str,
+            Item,
+            Option<String>,
+            Option<u32>,
+            Option<(OffsetDateTime, Option<Notice>)>,
+        );
+        let cases: Vec<Case> = vec![
+            (
+                "alerted for 60 days with remediation off",
+                item("ann", "K", State::Open, Some(NOW - Duration::days(60))),
+                None,
+                Some(7),
+                Some((NOW + Duration::days(7), Some(Notice::New))),
+            ),
+            (
+                "announced, unchanged",
+                noticed(None, at, on, 30),
+                None,
+                Some(30),
+                Some((on, None)),
+            ),
+            (
+                "lowered to 0: never brought forward",
+                noticed(None, at, on, 30),
+                None,
+                Some(0),
+                Some((on, None)),
+            ),
+            (
+                "raised to 40: later, and said",
+                noticed(None, at, on, 30),
+                None,
+                Some(40),
+                Some((at + Duration::days(40), Some(Notice::Later))),
+            ),
+            (
+                "announced to unowned, now owned by team-b",
+                noticed(Some("unowned"), at, on, 30),
+                team_b.clone(),
+                Some(30),
+                Some((NOW + Duration::days(30), Some(Notice::New))),
+            ),
+            (
+                "remediation off again",
+                noticed(None, at, on, 30),
+                None,
+                None,
+                None,
+            ),
+        ];
+        for (name, stored, owner, days, expected) in cases {
+            let mut ledger = Ledger::new(ACCOUNT, vec![stored]);
+            let mut findings = [Finding {
+                owner: owner.clone(),
+                ..finding("ann", "K")
+            }];
+            ledger.reconcile(&mut findings, &Evaluation::default(), &[], NOW, days);
+            let history = &findings[0].history;
+            assert_eq!(
+                history.deactivate_on.map(|on| (on, history.notice)),
+                expected,
+                "{name}"
+            );
+            if days.is_none() {
+                let item = &ledger.changed(None)[0];
+                assert!(
+                    item.notice_at.is_none() && item.deactivate_on.is_none(),
+                    "{name}: notice cleared"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn a_delivered_alert_records_the_notice_it_gave() {
+        let delivered = NOW + Duration::seconds(2);
+        let announced = |stored: Item, owner: Option<String>, days: u32| {
+            let mut ledger = Ledger::new(ACCOUNT, vec![stored]);
+            let mut findings = [Finding {
+                owner,
+                ..finding("ann", "K")
+            }];
+            ledger.reconcile(&mut findings, &Evaluation::default(), &[], NOW, Some(days));
+            ledger.announced(&findings, &[], &[], Some(days), delivered);
+            (findings[0].history.clone(), ledger.changed(None).remove(0))
+        };
+        // A first notice: dated from its delivery.
+        let (history, item) = announced(item("ann", "K", State::Open, Some(NOW)), None, 7);
+        assert_eq!(
+            (item.notice_at, item.deactivate_on, item.notice_days),
+            (Some(delivered), history.deactivate_on, Some(7))
+        );
+        // The date moved later: the notice keeps its first delivery, the new date and period are recorded.
+        let at = NOW - Duration::days(3);
+        let (history, item) = announced(noticed(None, at, at + Duration::days(7), 7), None, 14);
+        assert_eq!(history.notice, Some(Notice::Later));
+        assert_eq!(
+            (item.notice_at, item.deactivate_on, item.notice_days),
+            (Some(at), Some(at + Duration::days(14)), Some(14))
+        );
+        // A new owner's notice: theirs, from this delivery.
+        let (_, item) = announced(
+            noticed(Some("unowned"), at, at + Duration::days(7), 7),
+            Some("team-b".into()),
+            7,
+        );
+        assert_eq!(
+            (item.notice_owner.as_deref(), item.notice_at),
+            (Some("team-b"), Some(delivered))
+        );
+    }
+
+    #[test]
+    fn a_key_found_inactive_after_keywatch_recorded_its_deactivation_is_keywatchs() {
+        let started = NOW - Duration::days(1);
+        let intent = Item {
+            deactivating_run: Some("run-0".into()),
+            deactivating_at: Some(started),
+            ..item("ann", "K", State::Open, Some(NOW - Duration::days(9)))
+        };
+        // Inactive: the call took effect, though nothing after it was recorded.
+        let mut ledger = Ledger::new(ACCOUNT, vec![intent.clone()]);
+        let resolved = ledger.reconcile(
+            &mut [],
+            &Evaluation::default(),
+            &[user("ann", true, &[("K", false, false)])],
+            NOW,
+            Some(7),
+        );
+        assert!(
+            resolved.is_empty(),
+            "never resolved as someone else's: {resolved:?}"
+        );
+        let late = ledger.unannounced();
+        assert_eq!(late.len(), 1);
+        assert_eq!((late[0].access_key_id.as_str(), late[0].at), ("K", started));
+        // Still Active: the call never took effect, and the finding stays open.
+        let mut ledger = Ledger::new(ACCOUNT, vec![intent]);
+        let mut findings = [finding("ann", "K")];
+        ledger.reconcile(
+            &mut findings,
+            &Evaluation::default(),
+            &[user("ann", true, &[("K", true, false)])],
+            NOW,
+            Some(7),
+        );
+        assert!(ledger.unannounced().is_empty());
+        assert_eq!(ledger.changed(None)[0].deactivating_run, None);
+    }
+
+    #[test]
+    fn a_key_that_becomes_exempt_by_tag_is_named_once_with_the_tag() {
+        let mut exempt = user("ann", true, &[("K", true, false)]);
+        exempt.exempt_tag = Some(("keywatch:exempt".into(), "break-glass".into()));
+        let evaluation = Evaluation {
+            exempted: vec![Exempted {
+                finding: finding("ann", "K"),
+                reason: "tag".into(),
+            }],
+            ..Evaluation::default()
+        };
+        let users = [exempt];
+        let mut ledger = Ledger::new(ACCOUNT, vec![]);
+        let resolved = ledger.reconcile(&mut [], &evaluation, &users, NOW, None);
+        assert_eq!(resolved.len(), 1);
+        assert_eq!(
+            (resolved[0].reason, resolved[0].exempt_tag.as_deref()),
+            (Reason::Exempted, Some("keywatch:exempt=break-glass"))
+        );
+        let stored = ledger.changed(None);
+        let mut next = Ledger::new(ACCOUNT, stored);
+        assert!(
+            next.reconcile(&mut [], &evaluation, &users, NOW, None)
+                .is_empty(),
+            "named once"
+        );
+        // An open finding whose user becomes exempt: resolved, with the tag.
+        let mut ledger = Ledger::new(ACCOUNT, vec![item("ann", "K", State::Open, Some(NOW))]);
+        let resolved = ledger.reconcile(&mut [], &evaluation, &users, NOW, None);
+        assert_eq!(
+            resolved[0].exempt_tag.as_deref(),
+            Some("keywatch:exempt=break-glass")
         );
     }
 }

@@ -3,7 +3,7 @@
 
 use serde::Serialize;
 
-use super::render::{AlertPart, MAX_SUBJECT_CHARS};
+use super::render::{alert_id, AlertPart, MAX_SUBJECT_CHARS};
 use crate::error::{Error, Result};
 
 pub const SCHEMA: &str = "keywatch.check-failed/v1";
@@ -91,11 +91,21 @@ pub fn render(notice: &Notice) -> Result<AlertPart> {
         email: &text,
     })
     .map_err(|e| Error::Render(e.to_string()))?;
+    // A notice is sent once per check, on its last attempt: what identifies it is which check failed how.
+    let alert_id = alert_id(&(
+        notice.run_id,
+        notice.account_id,
+        notice.owner,
+        "check-failed",
+        notice.message_id,
+        notice.error_type,
+    ))?;
     Ok(AlertPart {
         part: 1,
         parts: 1,
         subject,
         message,
+        alert_id,
     })
 }
 

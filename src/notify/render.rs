@@ -9,7 +9,8 @@ use time::OffsetDateTime;
 
 use crate::error::{Error, Result};
 use crate::evaluate::Finding;
-use crate::ledger::{days_between, Change, Resolved};
+use crate::ledger::{days_between, Change, Notice, Resolved};
+use crate::notify::when::Kind;
 use crate::remediate::{Failed, Remediated, Skipped};
 use crate::report::Report;
 
@@ -31,12 +32,17 @@ pub struct AlertPart {
     pub subject: String,
     /// The `MessageStructure=json` envelope: `{"default": <JSON document>, "email": <text>}`.
     pub message: String,
+    /// The document's `alert_id`, sent as the message attribute of that name too.
+    pub alert_id: String,
 }
 
 /// The JSON document SQS, Lambda and HTTPS subscribers receive.
 #[derive(Debug, Serialize)]
 pub struct AlertDocument<'a> {
     pub schema: &'static str,
+    /// This message's identity, also its `alert_id` message attribute: unique among a run's messages (account,
+    /// owner, kind, part and what the part says), the same when a retry sends the same content again.
+    pub alert_id: &'a str,
     pub run_id: &'a str,
     pub part: usize,
     pub parts: usize,
@@ -58,12 +64,12 @@ pub struct AlertDocument<'a> {
     pub new: Option<Vec<&'a str>>,
     /// The finding IDs of this part that earlier alerts named already; `null` without a ledger.
     pub open: Option<Vec<&'a str>>,
-    /// Findings resolved since the last delivered alert (in part 1); `null` without a ledger.
+    /// This part's share of the findings resolved since the last delivered alert; `null` without a ledger.
     pub resolved: Option<&'a [Resolved]>,
     /// `DEACTIVATE_AFTER_DAYS` when keywatch deactivates due findings, else `null`.
     pub deactivate_after_days: Option<u32>,
-    /// Keys keywatch deactivated: this part's findings, and in part 1 any deactivation an earlier alert could
-    /// not announce.
+    /// Keys keywatch deactivated: this part's findings, and this part's share of the deactivations an earlier
+    /// alert could not announce.
     pub remediated: Vec<&'a Remediated>,
     pub remediation_skipped: Vec<&'a Skipped>,
     pub remediation_failed: Vec<&'a Failed>,
@@ -74,7 +80,7 @@ enum KeyAction<'a> {
     Deactivated(&'a Remediated),
     Failed(&'a Failed),
     Skipped(&'a Skipped),
-    Due(OffsetDateTime),
+    Due(OffsetDateTime, Option<Notice>),
     None,
 }
 
@@ -98,18 +104,19 @@ fn action_for<'a>(report: &'a Report, finding: &Finding) -> KeyAction<'a> {
         .deactivate_after_days
         .and(finding.history.deactivate_on)
     {
-        KeyAction::Due(due)
+        KeyAction::Due(due, finding.history.notice)
     } else {
         KeyAction::None
     }
 }
 
 /// Deactivations that are not this run's findings: announced late, after an earlier publish failed.
-fn earlier_deactivations(report: &Report) -> impl Iterator<Item = &Remediated> {
+fn earlier_deactivations(report: &Report) -> Vec<&Remediated> {
     report
         .remediated
         .iter()
         .filter(|r| !report.findings.iter().any(|f| f.finding_id == r.finding_id))
+        .collect()
 }
 
 #[derive(Serialize)]
@@ -118,19 +125,46 @@ struct Envelope<'a> {
     email: &'a str,
 }
 
-/// v2 added `new`, `open`, `resolved` and each finding's history, from the ledger.
-pub const SCHEMA: &str = "keywatch.alert/v2";
+/// v2 added `new`, `open`, `resolved` and each finding's history, from the ledger; v3 `alert_id`, each
+/// finding's `notice`, and resolutions and late deactivations split across parts like findings.
+pub const SCHEMA: &str = "keywatch.alert/v3";
 
-/// Splits the findings into as few parts as fit, and renders each. With no findings, one part (an all-clear, or
-/// what was resolved or deactivated).
-pub fn render_parts(report: &Report) -> Result<Vec<AlertPart>> {
-    let chunks = chunk_findings(report)?;
+/// What one part carries: a run of findings, of late deactivations and of resolutions.
+#[derive(Debug, Clone, Copy, Default)]
+struct Chunk<'a> {
+    findings: &'a [Finding],
+    late: &'a [&'a Remediated],
+    resolved: &'a [Resolved],
+}
+
+/// What makes a message itself, for its `alert_id`: everything it says but the check's clock.
+#[derive(Serialize)]
+struct Identity<'a> {
+    run_id: &'a str,
+    account_id: &'a str,
+    owner: Option<&'a str>,
+    kind: &'a str,
+    part: usize,
+    parts: usize,
+    findings: Vec<(&'a str, &'a crate::model::History)>,
+    late: Vec<&'a str>,
+    resolved: Vec<&'a str>,
+    remediated: Vec<&'a str>,
+    skipped: Vec<&'a str>,
+    failed: Vec<&'a str>,
+}
+
+/// Splits the findings, late deactivations and resolutions into as few parts as fit, and renders each. With
+/// nothing to say, one part (an all-clear).
+pub fn render_parts(report: &Report, kind: Kind) -> Result<Vec<AlertPart>> {
+    let late = earlier_deactivations(report);
+    let chunks = chunk(report, &late)?;
     let parts = chunks.len();
     chunks
         .into_iter()
         .enumerate()
-        .map(|(index, findings)| {
-            let part = render_part(report, findings, index + 1, parts)?;
+        .map(|(index, chunk)| {
+            let part = render_part(report, chunk, index + 1, parts, kind)?;
             if part.message.len() > PART_BUDGET_BYTES {
                 return Err(Error::Render(format!(
                     "part {} is {} bytes, over the {PART_BUDGET_BYTES}-byte budget; please report this as a bug",
@@ -153,14 +187,53 @@ fn ids_with(findings: &[Finding], change: Change) -> Vec<&str> {
 
 fn render_part(
     report: &Report,
-    findings: &[Finding],
+    chunk: Chunk<'_>,
     part: usize,
     parts: usize,
+    kind: Kind,
 ) -> Result<AlertPart> {
-    let first = part == 1;
+    let findings = chunk.findings;
     let ledger = report.resolved.is_some();
+    let actions = |pick: fn(KeyAction<'_>) -> Option<&str>| -> Vec<&str> {
+        findings
+            .iter()
+            .filter_map(|f| pick(action_for(report, f)))
+            .collect()
+    };
+    let identity = Identity {
+        run_id: &report.run_id,
+        account_id: &report.account_id,
+        owner: report.owner.as_deref(),
+        kind: kind.as_str(),
+        part,
+        parts,
+        findings: findings
+            .iter()
+            .map(|f| (f.finding_id.as_str(), &f.history))
+            .collect(),
+        late: chunk.late.iter().map(|r| r.finding_id.as_str()).collect(),
+        resolved: chunk
+            .resolved
+            .iter()
+            .map(|r| r.finding_id.as_str())
+            .collect(),
+        remediated: actions(|a| match a {
+            KeyAction::Deactivated(done) => Some(done.finding_id.as_str()),
+            _ => None,
+        }),
+        skipped: actions(|a| match a {
+            KeyAction::Skipped(skipped) => Some(skipped.reason.as_str()),
+            _ => None,
+        }),
+        failed: actions(|a| match a {
+            KeyAction::Failed(failed) => Some(failed.error.as_str()),
+            _ => None,
+        }),
+    };
+    let alert_id = alert_id(&identity)?;
     let document = AlertDocument {
         schema: SCHEMA,
+        alert_id: &alert_id,
         run_id: &report.run_id,
         part,
         parts,
@@ -175,10 +248,7 @@ fn render_part(
         findings,
         new: ledger.then(|| ids_with(findings, Change::New)),
         open: ledger.then(|| ids_with(findings, Change::Open)),
-        resolved: report
-            .resolved
-            .as_deref()
-            .map(|resolved| if first { resolved } else { &[] }),
+        resolved: report.resolved.as_ref().map(|_| chunk.resolved),
         deactivate_after_days: report.deactivate_after_days,
         remediated: findings
             .iter()
@@ -186,7 +256,7 @@ fn render_part(
                 KeyAction::Deactivated(done) => Some(done),
                 _ => None,
             })
-            .chain(earlier_deactivations(report).filter(|_| first))
+            .chain(chunk.late.iter().copied())
             .collect(),
         remediation_skipped: findings
             .iter()
@@ -204,7 +274,7 @@ fn render_part(
             .collect(),
     };
     let json = serde_json::to_string(&document).map_err(|e| Error::Render(e.to_string()))?;
-    let text = email_text(report, findings, part, parts);
+    let text = email_text(report, chunk, part, parts);
     let message = serde_json::to_string(&Envelope {
         default: &json,
         email: &text,
@@ -215,48 +285,70 @@ fn render_part(
         parts,
         subject: subject(report, part, parts),
         message,
+        alert_id,
     })
 }
 
-/// Greedy packing by an exact-enough size estimate: JSON string escaping is per character, so a finding adds
-/// the escaped length of its JSON and its email block to the envelope. `render_parts` checks the real size.
-/// Part 1 also carries what was resolved and any late-announced deactivation, so its overhead is its own.
-fn chunk_findings(report: &Report) -> Result<Vec<&[Finding]>> {
-    let overhead =
-        |part| -> Result<usize> { Ok(render_part(report, &[], part, usize::MAX)?.message.len()) };
-    let first_budget = PART_BUDGET_BYTES.saturating_sub(overhead(1)?);
-    let budget = PART_BUDGET_BYTES.saturating_sub(overhead(usize::MAX)?);
-    if first_budget == 0 {
-        return Err(Error::Render(
-            "what was resolved or deactivated since the last alert is larger than one SNS message; \
-             please report this as a bug"
-                .to_string(),
-        ));
+/// The first 32 hex digits of the SHA-256 of the message's identity.
+pub(crate) fn alert_id<T: Serialize>(identity: &T) -> Result<String> {
+    use sha2::Digest;
+    let bytes = serde_json::to_vec(identity).map_err(|e| Error::Render(e.to_string()))?;
+    let digest = sha2::Sha256::digest(&bytes);
+    Ok(digest.iter().take(16).map(|b| format!("{b:02x}")).collect())
+}
+
+/// Greedy packing by an exact-enough size estimate: JSON string escaping is per character, so an entry adds
+/// the escaped length of its JSON and its email lines to the envelope. `render_parts` checks the real size.
+/// Findings first, then late deactivations, then resolutions, each in order: none is ever left out.
+fn chunk<'a>(report: &'a Report, late: &'a [&'a Remediated]) -> Result<Vec<Chunk<'a>>> {
+    let empty = Chunk::default();
+    let overhead = render_part(report, empty, usize::MAX, usize::MAX, Kind::CheckFailed)?
+        .message
+        .len();
+    let budget = PART_BUDGET_BYTES.saturating_sub(overhead);
+    let resolved = report.resolved.as_deref().unwrap_or_default();
+    let mut costs = Vec::with_capacity(report.findings.len() + late.len() + resolved.len());
+    for finding in &report.findings {
+        costs.push(finding_cost(finding, report)?);
     }
-    let mut chunks = Vec::new();
+    for done in late {
+        let mut lines = String::new();
+        write_late(&mut lines, done);
+        costs.push(json_len(done)? + escaped_len(&lines)? + 2);
+    }
+    for r in resolved {
+        let mut lines = String::new();
+        write_resolved(&mut lines, r);
+        costs.push(json_len(r)? + escaped_len(&lines)? + 2);
+    }
+    if let Some(index) = costs.iter().position(|cost| *cost > budget) {
+        return Err(Error::Render(format!(
+            "entry {index} of the alert alone is larger than one SNS message; please report this as a bug"
+        )));
+    }
+    // Cut points over the entries, in order.
+    let mut ranges = Vec::new();
     let (mut start, mut used) = (0, 0);
-    for (index, finding) in report.findings.iter().enumerate() {
-        let cost = finding_cost(finding, report)?;
-        let room = if chunks.is_empty() {
-            first_budget
-        } else {
-            budget
-        };
-        if cost > budget {
-            return Err(Error::Render(format!(
-                "finding {} alone is larger than one SNS message",
-                finding.finding_id
-            )));
-        }
-        // Past part 1's room, even an empty part 1 goes alone: it carries what was resolved or deactivated.
-        if used + cost > room {
-            chunks.push(&report.findings[start..index]);
+    for (index, cost) in costs.iter().enumerate() {
+        if used + cost > budget {
+            ranges.push(start..index);
             (start, used) = (index, 0);
         }
         used += cost;
     }
-    chunks.push(&report.findings[start..]);
-    Ok(chunks)
+    ranges.push(start..costs.len());
+    let (f, l) = (report.findings.len(), late.len());
+    let slice = |range: &std::ops::Range<usize>, from: usize, len: usize| {
+        range.start.clamp(from, from + len) - from..range.end.clamp(from, from + len) - from
+    };
+    Ok(ranges
+        .iter()
+        .map(|range| Chunk {
+            findings: &report.findings[slice(range, 0, f)],
+            late: &late[slice(range, f, l)],
+            resolved: &resolved[slice(range, f + l, resolved.len())],
+        })
+        .collect())
 }
 
 fn finding_cost(finding: &Finding, report: &Report) -> Result<usize> {
@@ -264,12 +356,12 @@ fn finding_cost(finding: &Finding, report: &Report) -> Result<usize> {
         KeyAction::Deactivated(done) => json_len(done)?,
         KeyAction::Failed(failed) => json_len(failed)?,
         KeyAction::Skipped(skipped) => json_len(skipped)?,
-        KeyAction::Due(_) | KeyAction::None => 0,
+        KeyAction::Due(..) | KeyAction::None => 0,
     };
     let mut block = String::new();
     write_finding(&mut block, finding, report);
     // Escaped lengths inside the envelope, plus a comma between array items (finding and action), plus its ID
-    // in `new` or `open`.
+    // in `new` or `open`, and in the identity's list.
     Ok(json_len(finding)? + action + escaped_len(&block)? + json_len(&finding.finding_id)? + 6)
 }
 
@@ -285,7 +377,8 @@ fn escaped_len(text: &str) -> Result<usize> {
         - 2)
 }
 
-/// Printable ASCII, at most 99 characters, no newline: what SNS and every mail client accept.
+/// Printable ASCII, at most 99 characters, no newline: what SNS and every mail client accept. A long subject is
+/// cut before its `(part N of M)`, never through it.
 pub fn subject(report: &Report, part: usize, parts: usize) -> String {
     let account: String = report
         .account_id
@@ -299,9 +392,15 @@ pub fn subject(report: &Report, part: usize, parts: usize) -> String {
         1 => format!("keywatch: 1 never-used access key on a console user in {account}"),
         _ => format!("keywatch: {n} never-used access keys on console users in {account}"),
     };
+    let notices = report
+        .findings
+        .iter()
+        .filter(|f| f.history.notice.is_some())
+        .count();
     let changes: Vec<String> = [
         (report.new.as_ref().map_or(0, Vec::len), "new"),
         (report.resolved.as_ref().map_or(0, Vec::len), "resolved"),
+        (notices, "deactivation dates"),
     ]
     .iter()
     .filter(|(count, _)| *count > 0)
@@ -313,9 +412,13 @@ pub fn subject(report: &Report, part: usize, parts: usize) -> String {
     if !report.remediated.is_empty() {
         subject.push_str(&format!(", {} deactivated", report.remediated.len()));
     }
-    if parts > 1 {
-        subject.push_str(&format!(" (part {part} of {parts})"));
-    }
+    let suffix = if parts > 1 {
+        format!(" (part {part} of {parts})")
+    } else {
+        String::new()
+    };
+    subject.truncate(MAX_SUBJECT_CHARS.saturating_sub(suffix.len()));
+    subject.push_str(&suffix);
     subject.truncate(MAX_SUBJECT_CHARS);
     subject
 }
@@ -345,6 +448,31 @@ fn undo_line(out: &mut String, done: &Remediated) {
         date(Some(done.at)),
         shell_quote(&done.user_name),
         done.access_key_id,
+    );
+}
+
+fn write_late(out: &mut String, done: &Remediated) {
+    let _ = writeln!(
+        out,
+        "- {}  key {}  (an earlier alert could not say so)",
+        done.user_name, done.access_key_id
+    );
+    undo_line(out, done);
+}
+
+fn write_resolved(out: &mut String, r: &Resolved) {
+    let tag = r
+        .exempt_tag
+        .as_deref()
+        .map(|tag| format!(" (tag {tag})"))
+        .unwrap_or_default();
+    let _ = writeln!(
+        out,
+        "- {}  key {}  {}{tag} (first alerted {})",
+        r.user_name,
+        r.access_key_id,
+        r.reason.describe(),
+        date(r.first_alerted_at)
     );
 }
 
@@ -391,7 +519,13 @@ fn write_finding(out: &mut String, finding: &Finding, report: &Report) {
         KeyAction::Skipped(skipped) => {
             writeln!(out, "    not deactivated: {}", skipped.reason)
         }
-        KeyAction::Due(due) => writeln!(
+        KeyAction::Due(due, Some(Notice::Later)) => writeln!(
+            out,
+            "    the deactivation date moved later (DEACTIVATE_AFTER_DAYS was raised): keywatch deactivates it on or \
+             after {} unless it is used or deleted first",
+            date(Some(due))
+        ),
+        KeyAction::Due(due, _) => writeln!(
             out,
             "    keywatch deactivates it on or after {} unless it is used or deleted first",
             date(Some(due))
@@ -402,7 +536,8 @@ fn write_finding(out: &mut String, finding: &Finding, report: &Report) {
 
 /// The email body: readable with no mailer in between. In this order: what keywatch deactivated, new findings,
 /// those still open, and what was resolved since the last alert.
-pub fn email_text(report: &Report, findings: &[Finding], part: usize, parts: usize) -> String {
+fn email_text(report: &Report, chunk: Chunk<'_>, part: usize, parts: usize) -> String {
+    let findings = chunk.findings;
     let mut out = String::new();
     let account = &report.account_id;
     let _ = writeln!(out, "{}\n", subject(report, part, parts));
@@ -425,9 +560,7 @@ pub fn email_text(report: &Report, findings: &[Finding], part: usize, parts: usi
     );
 
     let deactivated = |f: &&Finding| matches!(action_for(report, f), KeyAction::Deactivated(_));
-    let earlier: Vec<&Remediated> = earlier_deactivations(report)
-        .filter(|_| part == 1)
-        .collect();
+    let earlier = chunk.late;
     if findings.iter().any(|f| deactivated(&f)) || !earlier.is_empty() {
         let _ = writeln!(
             out,
@@ -438,16 +571,22 @@ pub fn email_text(report: &Report, findings: &[Finding], part: usize, parts: usi
             write_finding(&mut out, finding, report);
         }
         for done in earlier {
-            let _ = writeln!(
-                out,
-                "- {}  key {}  (an earlier alert could not say so)",
-                done.user_name, done.access_key_id
-            );
-            undo_line(&mut out, done);
+            write_late(&mut out, done);
         }
         out.push('\n');
     }
 
+    let notices = findings
+        .iter()
+        .filter(|f| f.history.notice.is_some() && !deactivated(f))
+        .count();
+    if notices > 0 {
+        let _ = writeln!(
+            out,
+            "Deactivation notice (REMEDIATION=deactivate): keywatch will deactivate {notices} key(s) in this part on\n\
+             the date under each, unless it is used or deleted first. Until then nothing is changed.\n"
+        );
+    }
     if report.findings.is_empty() {
         let _ = writeln!(
             out,
@@ -489,18 +628,10 @@ pub fn email_text(report: &Report, findings: &[Finding], part: usize, parts: usi
              \x20 drop create-access-key from onboarding scripts, and let people create their own keys when they need one."
         );
     }
-    let resolved = report.resolved.as_deref().unwrap_or_default();
-    if part == 1 && !resolved.is_empty() {
+    if !chunk.resolved.is_empty() {
         let _ = writeln!(out, "\nResolved since the last alert:\n");
-        for r in resolved {
-            let _ = writeln!(
-                out,
-                "- {}  key {}  {} (first alerted {})",
-                r.user_name,
-                r.access_key_id,
-                r.reason.describe(),
-                date(r.first_alerted_at)
-            );
+        for r in chunk.resolved {
+            write_resolved(&mut out, r);
         }
     }
     if !report.pending.is_empty() || !report.exempted.is_empty() {
@@ -584,7 +715,7 @@ pub(crate) mod tests {
             ..finding("frank", "AKIAFRANK2")
         };
         let report = report_with(vec![finding("frank", "AKIAFRANK1"), expired]);
-        let parts = render_parts(&report).unwrap();
+        let parts = render_parts(&report, Kind::Findings).unwrap();
         assert_eq!(parts.len(), 1);
         assert_eq!(
             parts[0].subject,
@@ -619,6 +750,7 @@ pub(crate) mod tests {
             deactivate_on: Some(
                 alerted.unwrap_or(datetime!(2026-11-29 12:00 UTC)) + time::Duration::days(7),
             ),
+            notice: None,
         };
         let alerted = Some(datetime!(2026-11-20 12:00 UTC));
         let mut report = report_with(vec![
@@ -645,6 +777,7 @@ pub(crate) mod tests {
             user_name: "eve".into(),
             access_key_id: "AKIAEVE".into(),
             reason: Reason::Used,
+            exempt_tag: None,
             first_alerted_at: alerted,
             resolved_at: report.checked_at,
         }]);
@@ -665,7 +798,7 @@ pub(crate) mod tests {
             access_key_id: "AKIABOB".into(),
             error: "iam:UpdateAccessKey failed (AccessDenied)".into(),
         }];
-        let parts = render_parts(&report).unwrap();
+        let parts = render_parts(&report, Kind::Findings).unwrap();
         assert_eq!(
             parts[0].subject,
             "keywatch: 4 never-used access keys on console users in 123456789012 (1 new, 1 resolved), 2 deactivated"
@@ -693,7 +826,7 @@ pub(crate) mod tests {
         assert!(at("- cy") < at("Still open:"));
         assert!(at("Still open:") < at("- bob"));
         assert!(at("- dee") < at("Resolved since the last alert:"));
-        assert_eq!(document["schema"], "keywatch.alert/v2");
+        assert_eq!(document["schema"], "keywatch.alert/v3");
         let keys = |name: &str| -> Vec<String> {
             document[name]
                 .as_array()
@@ -725,7 +858,7 @@ pub(crate) mod tests {
 
     #[test]
     fn clean_report_renders_an_all_clear() {
-        let parts = render_parts(&report_with(vec![])).unwrap();
+        let parts = render_parts(&report_with(vec![]), Kind::Findings).unwrap();
         assert_eq!(parts.len(), 1);
         assert_eq!(
             parts[0].subject,
@@ -748,7 +881,7 @@ pub(crate) mod tests {
             .map(|i| finding(&format!("{name}{i}"), &format!("AKIA{i:016}")))
             .collect();
         let report = report_with(findings);
-        let parts = render_parts(&report).unwrap();
+        let parts = render_parts(&report, Kind::Findings).unwrap();
         assert!(parts.len() > 1, "2,000 large findings need several parts");
         let mut seen = Vec::new();
         for part in &parts {
@@ -795,7 +928,7 @@ mod properties {
             let findings: Vec<Finding> = names.iter().enumerate().map(|(i, n)| finding(n, &format!("AKIA{i:016}"))).collect();
             let mut report = report_with(findings);
             report.account_id = account;
-            let parts = render_parts(&report).unwrap();
+            let parts = render_parts(&report, Kind::Findings).unwrap();
             let mut seen = Vec::new();
             for part in &parts {
                 prop_assert!(part.message.len() + part.subject.len() <= SNS_MAX_BYTES);

@@ -1,7 +1,7 @@
 //! The SNS sink. One publish per alert part, with `MessageStructure=json`: email subscribers get plain text,
 //! every other protocol (SQS, Lambda, HTTPS) the JSON document under `default`. Every publish carries message
-//! attributes (`account_id`, `kind`, `findings`, and `owner` when routing by owner), so a subscription's filter
-//! policy picks what reaches it.
+//! attributes (`account_id`, `kind`, `findings`, `alert_id`, and `owner` when routing by owner), so a
+//! subscription's filter policy picks what reaches it, and a subscriber drops a duplicate by `alert_id`.
 
 use aws_sdk_sns::types::MessageAttributeValue;
 use aws_sdk_sns::Client as SnsClient;
@@ -64,6 +64,14 @@ impl Attributes<'_> {
     }
 }
 
+fn string_attribute(value: &str) -> Result<MessageAttributeValue> {
+    MessageAttributeValue::builder()
+        .data_type("String")
+        .string_value(value)
+        .build()
+        .map_err(|e| Error::Render(e.to_string()))
+}
+
 /// The owner as an attribute value: never empty, at most [`MAX_OWNER_CHARS`] characters.
 pub fn owner_attribute(owner: &str) -> String {
     if owner.chars().count() <= MAX_OWNER_CHARS {
@@ -90,6 +98,7 @@ impl SnsSink {
                 attributes
                     .to_sns()?
                     .into_iter()
+                    .chain([("alert_id", string_attribute(&part.alert_id)?)])
                     .map(|(name, value)| (name.to_string(), value))
                     .collect(),
             ))
@@ -108,7 +117,7 @@ impl Sink for SnsSink {
         kind: Kind,
         deadline: &Deadline,
     ) -> Result<Vec<Notification>> {
-        let parts = render_parts(report)?;
+        let parts = render_parts(report, kind)?;
         let attributes = Attributes {
             account_id: &report.account_id,
             owner: report.owner.as_deref(),

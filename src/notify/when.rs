@@ -64,6 +64,12 @@ pub fn decide(
     let failed = report.remediation_failed.len();
     let open = count(report.open.as_ref());
     let findings = report.findings.len();
+    // A deactivation date announced (or moved later) is news: the notice must reach the owner.
+    let notices = report
+        .findings
+        .iter()
+        .filter(|f| f.history.notice.is_some())
+        .count();
     // What the alert is about, if published.
     let kind = |reminder: bool| {
         if findings + deactivated + failed == 0 {
@@ -91,11 +97,11 @@ pub fn decide(
     if report.dry_run {
         return quiet("dry run: nothing is published or written".to_string());
     }
-    if new + resolved + deactivated + failed > 0 {
+    if new + resolved + deactivated + failed + notices > 0 {
         return publish(
             format!(
                 "changes since the last alert: {new} new, {resolved} resolved, {deactivated} deactivated, \
-                 {failed} not deactivated"
+                 {failed} not deactivated, {notices} deactivation date(s) announced"
             ),
             false,
         );
@@ -176,6 +182,7 @@ mod tests {
             user_name: "cy".into(),
             access_key_id: "AKIACY".into(),
             reason: Reason::KeyDeleted,
+            exempt_tag: None,
             first_alerted_at: Some(now),
             resolved_at: now,
         }]);

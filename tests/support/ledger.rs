@@ -77,11 +77,12 @@ impl LedgerTable {
         items
     }
 
-    /// Every item, read as keywatch reads it.
+    /// Every finding's item, read as keywatch reads it (the accounts' lease items left out).
     pub async fn items(&self) -> Vec<Item> {
         self.raw()
             .await
             .into_iter()
+            .filter(|raw| !keywatch::ledger::table::is_lease(raw))
             .map(|raw| serde_dynamo::from_item(raw).expect("a ledger item keywatch can read"))
             .collect()
     }
@@ -105,6 +106,9 @@ impl LedgerTable {
                 &mut item.last_alerted_at,
                 &mut item.deactivated_at,
                 &mut item.resolved_at,
+                &mut item.notice_at,
+                &mut item.deactivate_on,
+                &mut item.deactivating_at,
             ]
             .into_iter()
             .flatten()
