@@ -1506,3 +1506,645 @@ async fn work_side_by_side_counts_only_its_own_calls() {
         counts(&[("iam:ListGroups", 2), ("iam:ListUsers", 3)])
     );
 }
+
+// Promises kept before acting: the notice, one check per account at a time, alerts that never block, one
+// identity per message, and the truth about each deactivation.
+
+/// `base` with `extra` set, replacing any setting of the same name.
+fn vars_with<'a>(
+    base: &[(&'a str, &'a str)],
+    extra: &[(&'a str, &'a str)],
+) -> Vec<(&'a str, &'a str)> {
+    let mut vars: Vec<_> = base
+        .iter()
+        .filter(|(name, _)| !extra.iter().any(|(other, _)| other == name))
+        .copied()
+        .collect();
+    vars.extend_from_slice(extra);
+    vars
+}
+
+async fn tag_user(a: &Account, user: &str, key: &str, value: &str) {
+    a.iam
+        .tag_user()
+        .user_name(user)
+        .tags(
+            aws_sdk_iam::types::Tag::builder()
+                .key(key)
+                .value(value)
+                .build()
+                .expect("a tag"),
+        )
+        .send()
+        .await
+        .expect("tag the user");
+}
+
+fn date_of(finding: &serde_json::Value) -> time::OffsetDateTime {
+    time::OffsetDateTime::parse(
+        finding["deactivate_on"]
+            .as_str()
+            .expect("a deactivation date"),
+        &time::format_description::well_known::Rfc3339,
+    )
+    .expect("an RFC 3339 date")
+}
+
+/// The scenario of the trust issue: 60 days of alerts with remediation off announce nothing; the first run with
+/// REMEDIATION=deactivate deactivates nothing and publishes a notice naming every finding with its date (a
+/// change, under ALERTS=changes); lowering DEACTIVATE_AFTER_DAYS never brings the date forward; raising it moves
+/// the date later and the next alert says so; a key whose user gets an owner is told to that owner with a full
+/// period of its own; on the date, exactly the keys whose date was announced to their owner are deactivated.
+#[tokio::test]
+async fn keys_are_deactivated_only_on_a_date_a_delivered_notice_announced_to_their_owner() {
+    let moto = Moto::start();
+    let a = moto.account().await;
+    let (topic, queue) = a.topic_with_queue().await;
+    let ledger = LedgerTable::create(&a.config).await;
+    a.console_user("ann").await;
+    let ann = a.key("ann").await.id;
+    a.console_user("bob").await;
+    let bob = a.key("bob").await.id;
+    let proxy = Proxy::start(&moto.endpoint);
+    let base = [
+        ("FINDINGS_TOPIC_ARN", topic.as_str()),
+        ("AWS_REGION", "us-east-1"),
+        ("LEDGER_TABLE", ledger.name.as_str()),
+        ("ALERTS", "changes"),
+    ];
+    let deactivate = |days: &'static str| {
+        vars_with(
+            &base,
+            &[
+                ("REMEDIATION", "deactivate"),
+                ("DEACTIVATE_AFTER_DAYS", days),
+            ],
+        )
+    };
+
+    // Remediation off: alerts that say nothing of deactivation, for 60 days.
+    let off = through(&proxy, &base).await;
+    let first = check(&off, "off-1").await.expect("run");
+    assert!(first
+        .findings
+        .iter()
+        .all(|f| f.history.deactivate_on.is_none()));
+    let (_, email) = moto.published_emails(&topic).pop().expect("an email");
+    assert!(!email.contains("deactivates it"), "{email}");
+    ledger.age(60).await;
+    check(&off, "off-60").await.expect("a reminder");
+    assert_eq!(
+        a.delivered(&queue).await.len(),
+        2,
+        "the alert and a reminder"
+    );
+
+    // Remediation on, 7 days: the notice, and nothing deactivated.
+    let on7 = through(&proxy, &deactivate("7")).await;
+    let notice = check(&on7, "notice").await.expect("run");
+    assert!(notice.remediated.is_empty(), "{:?}", notice.remediated);
+    assert!(a.key_statuses().await.values().all(|s| s == "Active"));
+    let delivered = a.delivered(&queue).await;
+    let [(subject, document)] = &delivered[..] else {
+        panic!("one notice: {delivered:?}")
+    };
+    assert!(subject.contains("(2 notices)"), "{subject}");
+    let findings = document["findings"].as_array().unwrap();
+    assert_eq!(findings.len(), 2);
+    for finding in findings {
+        assert_eq!(finding["notice"], "new");
+        assert!(date_of(finding) >= notice.checked_at + time::Duration::days(7));
+    }
+    let (_, email) = moto.published_emails(&topic).pop().expect("an email");
+    assert!(email.contains("Deactivation notice"), "{email}");
+    for key in [&ann, &bob] {
+        assert!(
+            email.contains(&format!("key {key}")),
+            "the notice names {key}"
+        );
+    }
+    let announced = ledger
+        .item(&ann)
+        .await
+        .deactivate_on
+        .expect("the date announced");
+
+    // Lowered to 0 the same day: the announced date stands, and nothing is news.
+    let on0 = through(&proxy, &deactivate("0")).await;
+    let lowered = check(&on0, "lowered").await.expect("run");
+    assert!(lowered.remediated.is_empty(), "{:?}", lowered.remediated);
+    assert!(a.delivered(&queue).await.is_empty(), "{}", lowered.alert);
+    for finding in &lowered.findings {
+        assert_eq!(finding.history.notice, None);
+        assert!(finding.history.deactivate_on.is_some());
+    }
+    assert_eq!(ledger.item(&ann).await.deactivate_on, Some(announced));
+
+    // Raised to 10: later dates, said in the next alert.
+    let on10 = through(&proxy, &deactivate("10")).await;
+    check(&on10, "raised").await.expect("run");
+    let delivered = a.delivered(&queue).await;
+    let [(_, document)] = &delivered[..] else {
+        panic!("one alert: {delivered:?}")
+    };
+    let item = ledger.item(&ann).await;
+    let later = item.notice_at.expect("the notice") + time::Duration::days(10);
+    for finding in document["findings"].as_array().unwrap() {
+        assert_eq!(finding["notice"], "later");
+        assert_eq!(date_of(finding), later);
+    }
+    assert_eq!(
+        (item.deactivate_on, item.notice_days),
+        (Some(later), Some(10))
+    );
+    let (_, email) = moto.published_emails(&topic).pop().expect("an email");
+    assert!(
+        email.contains("the deactivation date moved later"),
+        "{email}"
+    );
+
+    // bob gets an owner, and ann's date comes: ann is deactivated, team-b is told of bob with a full period.
+    tag_user(&a, "bob", "owner", "team-b").await;
+    ledger.age(10).await;
+    let due = check(&on10, "due").await.expect("run");
+    assert_eq!(
+        keys_of(&due.remediated, |r| &r.access_key_id),
+        [ann.clone()]
+    );
+    let statuses = a.key_statuses().await;
+    assert_eq!(
+        (statuses[&ann].as_str(), statuses[&bob].as_str()),
+        ("Inactive", "Active")
+    );
+    let delivered = a.delivered_with_attributes(&queue).await;
+    let team_b: Vec<_> = delivered
+        .iter()
+        .filter(|(_, _, attributes)| attributes["owner"] == "team-b")
+        .collect();
+    let [(_, document, _)] = &team_b[..] else {
+        panic!("one alert for team-b: {delivered:?}")
+    };
+    assert_eq!(document["findings"][0]["notice"], "new");
+    assert!(date_of(&document["findings"][0]) >= due.checked_at + time::Duration::days(10));
+    assert_eq!(
+        ledger.item(&bob).await.notice_owner.as_deref(),
+        Some("team-b")
+    );
+
+    // team-b's date comes (a day more: the date is rounded up to a whole second).
+    ledger.age(11).await;
+    let last = check(&on10, "due-b").await.expect("run");
+    assert_eq!(
+        keys_of(&last.remediated, |r| &r.access_key_id),
+        [bob.clone()]
+    );
+}
+
+/// Two checks of one account at once: the second waits for the first's lease (or stops with
+/// Keywatch.CheckInProgress, which is retried), so a finding is announced as new once and a due key is
+/// deactivated once. A lease held by another check past this check's patience stops it before it publishes
+/// or writes anything; a write by a check whose reading is stale is refused, leaving the newer item.
+#[tokio::test]
+async fn checks_of_one_account_never_overlap() {
+    let moto = Moto::start();
+    let a = moto.account().await;
+    let (topic, queue) = a.topic_with_queue().await;
+    let ledger = LedgerTable::create(&a.config).await;
+    a.console_user("ann").await;
+    let ann = a.key("ann").await.id;
+    let proxy = Proxy::start(&moto.endpoint);
+    let vars = [
+        ("FINDINGS_TOPIC_ARN", topic.as_str()),
+        ("AWS_REGION", "us-east-1"),
+        ("LEDGER_TABLE", ledger.name.as_str()),
+        ("ALERTS", "changes"),
+        ("REMEDIATION", "deactivate"),
+        ("DEACTIVATE_AFTER_DAYS", "1"),
+    ];
+    let keywatch = through(&proxy, &vars).await;
+    let side_by_side = || async {
+        let (one, two) = tokio::join!(check(&keywatch, "one"), check(&keywatch, "two"));
+        for result in [&one, &two] {
+            if let Err(error) = result {
+                assert_eq!(error.error_type(), "Keywatch.CheckInProgress", "{error}");
+            }
+        }
+        [one, two]
+    };
+
+    let [one, two] = side_by_side().await;
+    let news: usize = [&one, &two]
+        .iter()
+        .filter_map(|r| r.as_ref().ok())
+        .map(|r| r.new.as_ref().map_or(0, Vec::len))
+        .sum();
+    assert_eq!(news, 1, "announced as new once: {one:?} {two:?}");
+    let delivered = a.delivered(&queue).await;
+    assert_eq!(delivered.len(), 1, "one alert: {delivered:?}");
+    assert_eq!(ledger.item(&ann).await.alerts, 1);
+
+    ledger.age(1).await;
+    let [one, two] = side_by_side().await;
+    let deactivations: usize = [&one, &two]
+        .iter()
+        .filter_map(|r| r.as_ref().ok())
+        .map(|r| r.remediated.len())
+        .sum();
+    assert_eq!(deactivations, 1, "deactivated once: {one:?} {two:?}");
+    let delivered = a.delivered(&queue).await;
+    let announcements: usize = delivered
+        .iter()
+        .map(|(_, document)| document["remediated"].as_array().map_or(0, Vec::len))
+        .sum();
+    assert_eq!(announcements, 1, "{delivered:?}");
+    assert!(ledger.item(&ann).await.deactivation_announced);
+    assert_eq!(
+        ledger.raw().await.len(),
+        1,
+        "both leases were given back: only ann's item is left"
+    );
+
+    // Another check holds the lease well past this check's patience.
+    a.console_user("bob").await;
+    a.key("bob").await;
+    let number = |n: i64| aws_sdk_dynamodb::types::AttributeValue::N(n.to_string());
+    let string = |s: &str| aws_sdk_dynamodb::types::AttributeValue::S(s.to_string());
+    let until = time::OffsetDateTime::now_utc().unix_timestamp() + 600;
+    ledger
+        .client
+        .put_item()
+        .table_name(&ledger.name)
+        .item("account_id", string("123456789012"))
+        .item("access_key_id", string("#lease"))
+        .item("holder", string("another-check"))
+        .item("lease_until", number(until))
+        .send()
+        .await
+        .expect("hold the lease");
+    let before = ledger.raw().await;
+    let started = std::time::Instant::now();
+    let error = keywatch
+        .run(
+            &Invocation::SCHEDULED,
+            "blocked",
+            &Deadline::after(Duration::from_secs(6)),
+        )
+        .await
+        .expect_err("the account is held");
+    assert_eq!(error.error_type(), "Keywatch.CheckInProgress", "{error}");
+    assert!(!error.is_permanent(), "retried by SQS or Lambda");
+    assert!(
+        started.elapsed() >= Duration::from_secs(1),
+        "it waited first"
+    );
+    assert!(a.delivered(&queue).await.is_empty(), "nothing published");
+    assert_eq!(
+        ledger.raw().await,
+        before,
+        "nothing written, the lease kept"
+    );
+
+    // A stale check's write: refused, and the newer item stays.
+    let table = keywatch::ledger::Table {
+        client: ledger.client.clone(),
+        name: ledger.name.clone(),
+    };
+    let newer = ledger.item(&ann).await;
+    let mut stale = newer.clone();
+    stale.version -= 1;
+    stale.state = State::Open;
+    let (written, error) = table
+        .save(&[stale], &Deadline::after(Duration::from_secs(10)))
+        .await;
+    assert!(written.is_empty());
+    let error = error.expect("a stale write fails");
+    assert_eq!(error.error_type(), "Keywatch.CheckInProgress", "{error}");
+    assert_eq!(
+        ledger.item(&ann).await,
+        newer,
+        "the newer state is not lost"
+    );
+}
+
+/// A bulk cleanup: 1,000 open findings resolved in one run are all delivered, split across parts like
+/// findings (each part under SNS's limit, its subject ending in its part number), each exactly once; the
+/// resolutions are recorded, so the next run is quiet.
+#[tokio::test]
+async fn a_thousand_resolutions_are_delivered_in_parts_and_the_next_run_is_quiet() {
+    let moto = Moto::start();
+    let a = moto.account().await;
+    let (topic, queue) = a.topic_with_queue().await;
+    let ledger = LedgerTable::create(&a.config).await;
+    let alerted = time::OffsetDateTime::now_utc() - time::Duration::days(3);
+    let stamp = alerted
+        .format(&time::format_description::well_known::Rfc3339)
+        .unwrap();
+    let mut keys = Vec::new();
+    for i in 0..1_000 {
+        // Users deleted since: their open findings resolve. Long names make large entries.
+        let user = format!("{}{i:04}", "departed-contractor-".repeat(3));
+        let key = format!("AKIA{i:016}");
+        let item = serde_json::json!({
+            "account_id": "123456789012", "access_key_id": key, "user_name": user, "state": "open",
+            "first_seen_at": stamp, "first_alerted_at": stamp, "last_alerted_at": stamp, "alerts": 1,
+            "owner": "unowned", "version": 1,
+        });
+        ledger
+            .client
+            .put_item()
+            .table_name(&ledger.name)
+            .set_item(Some(serde_dynamo::to_item(item).expect("an item")))
+            .send()
+            .await
+            .expect("seed an open item");
+        keys.push(key);
+    }
+    let vars = [
+        ("FINDINGS_TOPIC_ARN", topic.as_str()),
+        ("AWS_REGION", "us-east-1"),
+        ("LEDGER_TABLE", ledger.name.as_str()),
+        ("ALERTS", "changes"),
+    ];
+    let proxy = Proxy::start(&moto.endpoint);
+    let keywatch = through(&proxy, &vars).await;
+    let report = check(&keywatch, "cleanup").await.expect("the cleanup run");
+    assert_eq!(report.resolved.as_ref().map(Vec::len), Some(1_000));
+    let delivered = a.delivered_with_attributes(&queue).await;
+    assert!(
+        delivered.len() > 1,
+        "more than one message holds 1,000 resolutions"
+    );
+    let mut seen = Vec::new();
+    let mut ids = std::collections::BTreeSet::new();
+    for (subject, document, attributes) in &delivered {
+        let parts = delivered.len();
+        assert!(
+            subject.ends_with(&format!("(part {} of {parts})", document["part"])),
+            "{subject}"
+        );
+        assert_eq!(attributes["kind"], "resolved");
+        assert!(ids.insert(document["alert_id"].as_str().unwrap().to_string()));
+        for r in document["resolved"].as_array().unwrap() {
+            assert_eq!(r["reason"], "user_deleted");
+            seen.push(r["access_key_id"].as_str().unwrap().to_string());
+        }
+    }
+    seen.sort();
+    assert_eq!(seen, keys, "every resolution exactly once");
+    for (subject, body) in moto.published_emails(&topic) {
+        assert!(subject.len() + body.len() <= 262_144, "under SNS's 256 KiB");
+    }
+    assert!(ledger
+        .items()
+        .await
+        .iter()
+        .all(|item| item.state == State::Resolved));
+    let quiet = check(&keywatch, "after").await.expect("the next run");
+    assert!(quiet.notifications.is_empty(), "{}", quiet.alert);
+    assert!(a.delivered(&queue).await.is_empty());
+}
+
+/// Every message carries `alert_id`, as a message attribute and in its document, the same value: two owners'
+/// first parts differ, and a retry that sends the same content again sends the same one.
+#[tokio::test]
+async fn every_message_carries_one_alert_id() {
+    let moto = Moto::start();
+    let a = moto.account().await;
+    let (topic, queue) = a.topic_with_queue().await;
+    for (user, owner) in [("ann", "team-a"), ("bob", "team-b")] {
+        a.user_at(user, "/", &[("owner", owner)]).await;
+        a.password(user).await;
+        a.key(user).await;
+    }
+    let proxy = Proxy::start(&moto.endpoint);
+    let keywatch = through(
+        &proxy,
+        &[
+            ("FINDINGS_TOPIC_ARN", topic.as_str()),
+            ("AWS_REGION", "us-east-1"),
+        ],
+    )
+    .await;
+    let deadline = Deadline::after(Duration::from_secs(60));
+    let mut ids = Vec::new();
+    for run_id in ["run-a", "run-a", "run-b"] {
+        keywatch
+            .run(&Invocation::SCHEDULED, run_id, &deadline)
+            .await
+            .expect("run");
+        let delivered = a.delivered_with_attributes(&queue).await;
+        assert_eq!(delivered.len(), 2, "one alert per owner");
+        let mut of_run: Vec<(String, String)> = delivered
+            .iter()
+            .map(|(_, document, attributes)| {
+                assert_eq!(document["part"], 1);
+                assert_eq!(attributes["alert_id"], document["alert_id"]);
+                (
+                    attributes["owner"].as_str().unwrap().to_string(),
+                    attributes["alert_id"].as_str().unwrap().to_string(),
+                )
+            })
+            .collect();
+        of_run.sort();
+        assert_ne!(of_run[0].1, of_run[1].1, "each owner's part 1 is its own");
+        ids.push(of_run);
+    }
+    assert_eq!(ids[0], ids[1], "the same content again: the same alert_id");
+    assert_ne!(ids[0][0].1, ids[2][0].1, "another run: another alert_id");
+}
+
+/// What the alert says of a deactivation is what IAM holds: a key someone else deactivated between the check
+/// and the call is never claimed; a call the deadline cut is read back and reported as it took effect; and
+/// when both the write after the deactivation and the publish fail, the next run still announces it as
+/// keywatch's, with its undo command.
+#[tokio::test]
+async fn deactivation_reports_the_truth() {
+    let moto = Moto::start();
+    let a = moto.account().await;
+    let (topic, queue) = a.topic_with_queue().await;
+    let ledger = LedgerTable::create(&a.config).await;
+    let mut keys = Vec::new();
+    for user in ["ann", "bob", "cy"] {
+        a.console_user(user).await;
+        keys.push(a.key(user).await.id);
+    }
+    let [ann, bob, cy] = &keys[..] else {
+        unreachable!()
+    };
+    let proxy = Proxy::start(&moto.endpoint);
+    let vars = [
+        ("FINDINGS_TOPIC_ARN", topic.as_str()),
+        ("AWS_REGION", "us-east-1"),
+        ("LEDGER_TABLE", ledger.name.as_str()),
+        ("REMEDIATION", "deactivate"),
+        ("DEACTIVATE_AFTER_DAYS", "0"),
+        ("EXEMPT_USERS", "bob,cy"),
+    ];
+    let only_ann = through(&proxy, &vars).await;
+    check(&only_ann, "notice").await.expect("the notice");
+    a.delivered(&queue).await;
+    ledger.age(1).await;
+
+    // Someone else deactivates ann's key right before keywatch's own last look.
+    proxy.add(
+        Rule::on(
+            "iam:ListAccessKeys",
+            Fault::DeactivateKeyFirst {
+                user: "ann".into(),
+                id: ann.clone(),
+            },
+        )
+        .param("UserName", "ann")
+        .nth(2),
+    );
+    let report = check(&only_ann, "someone-else").await.expect("run");
+    proxy.clear();
+    assert!(report.remediated.is_empty(), "{:?}", report.remediated);
+    assert!(
+        report.remediation_skipped[0]
+            .reason
+            .contains("someone else"),
+        "{:?}",
+        report.remediation_skipped
+    );
+    let delivered = a.delivered(&queue).await;
+    assert!(delivered
+        .iter()
+        .all(|(_, d)| d["remediated"].as_array().unwrap().is_empty()));
+    let next = check(&only_ann, "resolved").await.expect("run");
+    assert_eq!(
+        next.resolved.as_ref().unwrap()[0].reason,
+        Reason::DeactivatedBySomeoneElse
+    );
+    a.delivered(&queue).await;
+
+    // bob: UpdateAccessKey takes effect, but its answer comes after the deadline.
+    let vars_bob = vars_with(&vars, &[("EXEMPT_USERS", "ann,cy")]);
+    let only_bob = through(&proxy, &vars_bob).await;
+    check(&only_bob, "notice-bob").await.expect("the notice");
+    a.delivered(&queue).await;
+    ledger.age(1).await;
+    proxy.add(Rule::on(
+        "iam:UpdateAccessKey",
+        Fault::DelayAfterForward(Duration::from_secs(30)),
+    ));
+    let cut = only_bob
+        .run(
+            &Invocation::SCHEDULED,
+            "cut",
+            &Deadline::after(Duration::from_secs(20)),
+        )
+        .await
+        .expect("the cut call is read back, not failed");
+    proxy.clear();
+    assert!(
+        cut.remediation_skipped.is_empty(),
+        "{:?}",
+        cut.remediation_skipped
+    );
+    assert_eq!(a.key_statuses().await[bob], "Inactive");
+    assert_eq!(
+        keys_of(&cut.remediated, |r| &r.access_key_id),
+        [bob.clone()]
+    );
+    assert!(cut.remediation_failed.is_empty());
+    let delivered = a.delivered(&queue).await;
+    assert_eq!(
+        delivered[0].1["remediated"][0]["access_key_id"],
+        bob.as_str()
+    );
+
+    // cy: the write after the deactivation and the publish both fail. The lease and the recorded intent are
+    // the first two puts.
+    let vars_cy = vars_with(&vars, &[("EXEMPT_USERS", "ann,bob")]);
+    let only_cy = through(&proxy, &vars_cy).await;
+    check(&only_cy, "notice-cy").await.expect("the notice");
+    a.delivered(&queue).await;
+    ledger.age(1).await;
+    proxy.add(Rule::on("dynamodb:PutItem", Fault::AccessDenied).nth(3));
+    proxy.add(Rule::on("sns:Publish", Fault::AccessDenied).times(1));
+    check(&only_cy, "lost")
+        .await
+        .expect_err("the publish is denied");
+    proxy.clear();
+    assert_eq!(a.key_statuses().await[cy], "Inactive");
+    let after = check(&only_cy, "announces").await.expect("the next run");
+    assert_eq!(
+        keys_of(&after.remediated, |r| &r.access_key_id),
+        [cy.clone()]
+    );
+    assert!(
+        after.resolved.as_ref().is_none_or(|r| r.is_empty()),
+        "never someone else's: {:?}",
+        after.resolved
+    );
+    let (_, email) = moto.published_emails(&topic).pop().expect("an email");
+    assert!(
+        email.contains(&format!(
+            "aws iam update-access-key --user-name cy --access-key-id {cy} --status Active"
+        )),
+        "{email}"
+    );
+}
+
+/// Whoever may tag users may exempt them: each key that becomes exempt by tag is named once in the next
+/// alert, with the tag's value, whether it was an open finding or a new key of an exempt user.
+#[tokio::test]
+async fn each_key_that_becomes_exempt_is_named_once_with_the_tag() {
+    let moto = Moto::start();
+    let a = moto.account().await;
+    let (topic, queue) = a.topic_with_queue().await;
+    let ledger = LedgerTable::create(&a.config).await;
+    a.console_user("ann").await;
+    let ann = a.key("ann").await.id;
+    let proxy = Proxy::start(&moto.endpoint);
+    let vars = [
+        ("FINDINGS_TOPIC_ARN", topic.as_str()),
+        ("AWS_REGION", "us-east-1"),
+        ("LEDGER_TABLE", ledger.name.as_str()),
+        ("ALERTS", "changes"),
+    ];
+    let keywatch = through(&proxy, &vars).await;
+    check(&keywatch, "open").await.expect("run");
+    a.delivered(&queue).await;
+
+    tag_user(&a, "ann", "keywatch:exempt", "break-glass").await;
+    a.user_at("ivy", "/", &[("keywatch:exempt", "SEC-42")])
+        .await;
+    a.password("ivy").await;
+    let ivy = a.key("ivy").await.id;
+    check(&keywatch, "exempt").await.expect("run");
+    let delivered = a.delivered(&queue).await;
+    let [(_, document)] = &delivered[..] else {
+        panic!("one alert: {delivered:?}")
+    };
+    let mut named: Vec<(String, String)> = document["resolved"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| {
+            assert_eq!(r["reason"], "exempted");
+            (
+                r["access_key_id"].as_str().unwrap().to_string(),
+                r["exempt_tag"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect();
+    named.sort();
+    let mut expected = vec![
+        (ann.clone(), "keywatch:exempt=break-glass".to_string()),
+        (ivy.clone(), "keywatch:exempt=SEC-42".to_string()),
+    ];
+    expected.sort();
+    assert_eq!(named, expected);
+    let (_, email) = moto.published_emails(&topic).pop().expect("an email");
+    assert!(email.contains("(tag keywatch:exempt=SEC-42)"), "{email}");
+
+    let again = check(&keywatch, "again").await.expect("run");
+    assert!(
+        again.notifications.is_empty(),
+        "named once: {}",
+        again.alert
+    );
+    assert!(a.delivered(&queue).await.is_empty());
+}

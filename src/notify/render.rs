@@ -392,19 +392,23 @@ pub fn subject(report: &Report, part: usize, parts: usize) -> String {
         1 => format!("keywatch: 1 never-used access key on a console user in {account}"),
         _ => format!("keywatch: {n} never-used access keys on console users in {account}"),
     };
+    // A new finding's date goes without saying; an open one's new or later date is news.
     let notices = report
         .findings
         .iter()
-        .filter(|f| f.history.notice.is_some())
+        .filter(|f| f.history.change == Some(Change::Open) && f.history.notice.is_some())
         .count();
     let changes: Vec<String> = [
         (report.new.as_ref().map_or(0, Vec::len), "new"),
         (report.resolved.as_ref().map_or(0, Vec::len), "resolved"),
-        (notices, "deactivation dates"),
+        (notices, "notice"),
     ]
     .iter()
     .filter(|(count, _)| *count > 0)
-    .map(|(count, what)| format!("{count} {what}"))
+    .map(|(count, what)| match (*count, *what) {
+        (1, what) | (_, what @ ("new" | "resolved")) => format!("{count} {what}"),
+        (_, what) => format!("{count} {what}s"),
+    })
     .collect();
     if !changes.is_empty() {
         subject.push_str(&format!(" ({})", changes.join(", ")));

@@ -61,6 +61,11 @@ pub enum Fault {
     /// Before forwarding, the key signs one request of its own to moto, which records a use: the key is used
     /// between two of keywatch's calls.
     UseKeyFirst { id: String, secret: String },
+    /// Before forwarding, the key is set Inactive in moto, as by another person: someone deactivates it between
+    /// two of keywatch's calls.
+    DeactivateKeyFirst { user: String, id: String },
+    /// Forwarded, and the answer held back this long: moto acted, but a deadline may cut the call first.
+    DelayAfterForward(Duration),
     /// Answered 200 with this JSON body instead of forwarding: a service's own account of partial failure, such
     /// as Security Hub's `FailedFindings`.
     RespondJson(&'static str),
@@ -435,6 +440,9 @@ async fn handle(state: Arc<State>, reset: Arc<AtomicBool>, request: Request<Inco
             return Ok(response(status, headers, body));
         }
         Some(Fault::UseKeyFirst { id, secret }) => use_key(&state.upstream, id, secret).await,
+        Some(Fault::DeactivateKeyFirst { user, id }) => {
+            deactivate_key(&state.upstream, user, id).await
+        }
         Some(Fault::RespondJson(body)) => {
             let mut headers = HeaderMap::new();
             headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
@@ -480,6 +488,9 @@ async fn handle(state: Arc<State>, reset: Arc<AtomicBool>, request: Request<Inco
     };
     if action == "iam:GetCredentialReport" && status == StatusCode::OK {
         lock(&state.first_report).get_or_insert_with(|| (status, headers.clone(), body.clone()));
+    }
+    if let Some(Fault::DelayAfterForward(delay)) = &fault {
+        tokio::time::sleep(*delay).await;
     }
     if fault == Some(Fault::ResetAfterForward) {
         reset.store(true, Ordering::SeqCst);
@@ -527,6 +538,27 @@ async fn use_key(upstream: &str, id: &str, secret: &str) {
         .send()
         .await
         .expect("a request signed with the key");
+}
+
+/// Sets the key Inactive straight in moto, as the account's administrator.
+async fn deactivate_key(upstream: &str, user: &str, id: &str) {
+    let config = aws_config::defaults(aws_config::BehaviorVersion::latest())
+        .http_client(keywatch::aws::http_client())
+        .endpoint_url(upstream)
+        .region(Region::new("us-east-1"))
+        .credentials_provider(aws_sdk_iam::config::Credentials::new(
+            "testing", "testing", None, None, "test",
+        ))
+        .load()
+        .await;
+    aws_sdk_iam::Client::new(&config)
+        .update_access_key()
+        .user_name(user)
+        .access_key_id(id)
+        .status(aws_sdk_iam::types::StatusType::Inactive)
+        .send()
+        .await
+        .expect("deactivate the key as someone else");
 }
 
 /// Moves every `<element>` time back by `seconds`. A time it cannot read is a broken test: it panics.
