@@ -458,9 +458,9 @@ impl Keywatch {
             };
             // A notice dates the deactivation from this alert's publish, never from the check's start.
             if let Some(days) = notice_days {
-                // Whole seconds, rounded up: the date a person reads is never earlier than the period.
+                // In whole seconds, as a person reads it.
                 let on = OffsetDateTime::now_utc() + time::Duration::days(days.into());
-                let on = on.replace_nanosecond(0).unwrap_or(on) + time::Duration::seconds(1);
+                let on = on.replace_nanosecond(0).unwrap_or(on);
                 for finding in alert.findings.iter_mut() {
                     if finding.history.notice == Some(Notice::New) {
                         finding.history.deactivate_on = Some(on);
