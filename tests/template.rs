@@ -2449,8 +2449,28 @@ fn iam_condition_holds(block: &Value, key: &str, value: Option<&str>) -> bool {
     })
 }
 
-/// Both roles deny, with no condition, exactly the four actions keywatch never calls (creating or deleting
-/// credentials or users), and deny `iam:UpdateAccessKey` on users exempt for good. That deny is keyed on
+/// Every IAM action that creates, changes or deletes a user or one of its credentials (password, access key,
+/// service-specific credential, SSH public key, signing certificate), except `iam:UpdateAccessKey`, which
+/// remediation needs: what the roles' unconditioned deny claims to cover. Written out here, not read from
+/// `DENIED_ACTIONS`, so dropping one from both the code and the templates still fails.
+const NEVER_CALLED: [&str; 13] = [
+    "iam:CreateUser",
+    "iam:DeleteUser",
+    "iam:CreateLoginProfile",
+    "iam:UpdateLoginProfile",
+    "iam:DeleteLoginProfile",
+    "iam:CreateAccessKey",
+    "iam:DeleteAccessKey",
+    "iam:CreateServiceSpecificCredential",
+    "iam:DeleteServiceSpecificCredential",
+    "iam:UploadSSHPublicKey",
+    "iam:DeleteSSHPublicKey",
+    "iam:UploadSigningCertificate",
+    "iam:DeleteSigningCertificate",
+];
+
+/// Both roles deny, with no condition, exactly the actions keywatch never calls (creating, changing or
+/// deleting users and their credentials: [`NEVER_CALLED`]), and deny `iam:UpdateAccessKey` on users exempt for good. That deny is keyed on
 /// `aws:ResourceTag/<tag>` for the tag the function reads as `EXEMPT_TAG_KEY` (the `ExemptTagKey` parameter),
 /// exists exactly when the parameter is that tag, and, evaluated as IAM does over tag values, denies only
 /// where the code's own reading of the tag exempts the user now and forever: an expired date, `false` or no
@@ -2470,6 +2490,11 @@ fn both_roles_deny_creating_and_deleting_credentials_and_touching_users_exempt_f
     let default_key = parameter(&template, "ExemptTagKey", &[]);
     assert_eq!(parameter(&member, "ExemptTagKey", &[]), default_key);
     let denied: BTreeSet<&str> = DENIED_ACTIONS.iter().copied().collect();
+    assert_eq!(
+        denied,
+        NEVER_CALLED.into_iter().collect(),
+        "DENIED_ACTIONS is every create, change and delete of a user or its credentials"
+    );
     assert!(
         denied.is_disjoint(&every_listed()),
         "a denied action is never called"
@@ -2487,7 +2512,7 @@ fn both_roles_deny_creating_and_deleting_credentials_and_touching_users_exempt_f
         assert_eq!(plain[0].condition, None, "{file}: always");
         assert_eq!(statement["Resource"], "*", "{file}");
         let never: BTreeSet<&str> = actions(statement).into_iter().collect();
-        assert_eq!(never, denied, "{file}: exactly the four");
+        assert_eq!(never, denied, "{file}: exactly DENIED_ACTIONS");
 
         assert_eq!(conditioned.len(), 1, "{file}: one conditioned deny");
         let grant = conditioned[0];
