@@ -1950,6 +1950,7 @@ fn assert_deployed(summary: &Json, complete: &[&str], unsupported: &[(&str, &str
         serde_json::json!(["arn:aws:iam::aws:policy/service-role/AWSLambdaBasicExecutionRole"])
     );
     assert_eq!(summary["outputs"]["FunctionRoleArn"], role["arn"]);
+    assert_deployed_topic_policy(summary, &given);
 
     // The function's settings as Lambda holds them.
     assert_eq!(environment["ACCOUNTS"], accounts.as_str());
@@ -2004,6 +2005,57 @@ fn assert_deployed(summary: &Json, complete: &[&str], unsupported: &[(&str, &str
             })]
         );
     }
+}
+
+/// The topic's policy as SNS holds it (deploy_template.py set it with SetTopicAttributes, from the template's
+/// resolved document, and compared the two): on the created topic only, denying every action without TLS,
+/// letting publish only the deployed function role, this account's root and this account's CloudWatch alarms.
+/// None on an existing topic, which is not the stack's to change.
+fn assert_deployed_topic_policy(summary: &Json, given: &[(&str, &str)]) {
+    let policy = &summary["topic_policy"];
+    if given
+        .iter()
+        .any(|(k, v)| *k == "ExistingTopicArn" && !v.is_empty())
+    {
+        assert!(policy.is_null(), "{policy}");
+        return;
+    }
+    let topic = &summary["outputs"]["TopicArn"];
+    let account = "123456789012";
+    let statements = policy["Statement"].as_array().expect("the topic's policy");
+    let mut allowed = BTreeSet::new();
+    for statement in statements {
+        assert_eq!(&statement["Resource"], topic, "{statement}");
+        if statement["Effect"] == "Deny" {
+            assert_eq!(statement["Principal"], "*");
+            assert_eq!(
+                statement["Condition"],
+                serde_json::json!({ "Bool": { "aws:SecureTransport": "false" } })
+            );
+            assert_eq!(statement["Action"], serde_json::json!(TOPIC_POLICY_ACTIONS));
+            continue;
+        }
+        assert_eq!(statement["Action"], "sns:Publish", "{statement}");
+        allowed.insert((
+            statement["Principal"].to_string(),
+            statement.get("Condition").map(Json::to_string),
+        ));
+    }
+    let wanted: BTreeSet<(String, Option<String>)> = [
+        (serde_json::json!({ "AWS": summary["role"]["arn"] }), None),
+        (
+            serde_json::json!({ "AWS": format!("arn:aws:iam::{account}:root") }),
+            None,
+        ),
+        (
+            serde_json::json!({ "Service": "cloudwatch.amazonaws.com" }),
+            Some(serde_json::json!({ "StringEquals": { "aws:SourceAccount": account } })),
+        ),
+    ]
+    .into_iter()
+    .map(|(p, c)| (p.to_string(), c.map(|c| c.to_string())))
+    .collect();
+    assert_eq!(allowed, wanted, "{policy}");
 }
 
 /// The ledger as deployed: the function's `LEDGER_TABLE` (read by the code) is the table the stack created
@@ -2084,6 +2136,7 @@ const SINGLE_ACCOUNT: [&str; 9] = [
 ];
 
 const ALARM: (&str, &str) = ("KeywatchErrorsAlarm", "AWS::CloudWatch::Alarm");
+const TOPIC_POLICY: (&str, &str) = ("FindingsTopicPolicy", "AWS::SNS::TopicPolicy");
 const INVOKE_CONFIG: (&str, &str) = (
     "KeywatchFunctionEventInvokeConfig",
     "AWS::Lambda::EventInvokeConfig",
@@ -2095,7 +2148,11 @@ async fn template_deploys_on_moto() {
 
     // Defaults: a new KMS-encrypted topic, no email subscription, this account only.
     let summary = deploy_template(&moto, "keywatch", &[]);
-    assert_deployed(&summary, &SINGLE_ACCOUNT, &[ALARM, INVOKE_CONFIG]);
+    assert_deployed(
+        &summary,
+        &SINGLE_ACCOUNT,
+        &[ALARM, INVOKE_CONFIG, TOPIC_POLICY],
+    );
 
     // Deleting the stack deletes the function and the topic, and keeps the ledger (DeletionPolicy: Retain,
     // which moto's CloudFormation honours), with its items.
@@ -2207,6 +2264,7 @@ async fn template_for_accounts_deploys_on_moto() {
         failed_alarm,
         queue_policy,
         INVOKE_CONFIG,
+        TOPIC_POLICY,
     ];
 
     // As CloudFormation, the deploy refuses an organization without its ID, naming the rule.
@@ -2272,7 +2330,11 @@ async fn template_with_security_hub_and_remediation_deploys_on_moto() {
             ("DeactivateAfterDays", "0"),
         ],
     );
-    assert_deployed(&summary, &SINGLE_ACCOUNT, &[ALARM, INVOKE_CONFIG]);
+    assert_deployed(
+        &summary,
+        &SINGLE_ACCOUNT,
+        &[ALARM, INVOKE_CONFIG, TOPIC_POLICY],
+    );
     let statements = summary["role"]["inline_policies"]
         .as_object()
         .and_then(|p| p.values().next())
@@ -2634,4 +2696,139 @@ fn only_the_function_role_may_send_work() {
         Some(1),
         "{statement:?}"
     );
+}
+
+/// Every action an SNS topic policy can name (Amazon SNS API permissions reference, "Valid Amazon SNS policy
+/// actions"): what the topic's TLS deny must cover to deny every action without TLS.
+const TOPIC_POLICY_ACTIONS: [&str; 11] = [
+    "sns:AddPermission",
+    "sns:DeleteTopic",
+    "sns:GetDataProtectionPolicy",
+    "sns:GetTopicAttributes",
+    "sns:ListSubscriptionsByTopic",
+    "sns:ListTagsForResource",
+    "sns:Publish",
+    "sns:PutDataProtectionPolicy",
+    "sns:RemovePermission",
+    "sns:SetTopicAttributes",
+    "sns:Subscribe",
+];
+
+/// `!Ref FindingsTopic`.
+fn is_the_created_topic(value: &Value) -> bool {
+    tagged(value, "Ref").and_then(Value::as_str) == Some("FindingsTopic")
+}
+
+/// The topic the template creates has a policy of its own: every action is denied without TLS, and only the
+/// function's role, this account's CloudWatch alarms (`aws:SourceAccount`) and this account's root may publish;
+/// nothing else is allowed at all. The KMS key lets CloudWatch use it only for this account's alarms too.
+/// moto's CloudFormation cannot create `AWS::SNS::TopicPolicy` and moto's SNS never evaluates a topic policy,
+/// so this is the proof of its statements; the deployed tests check SNS holds exactly this document.
+#[test]
+fn the_topic_lets_only_the_function_its_alarms_and_its_account_publish_and_only_over_tls() {
+    let template = template();
+    let resources = &template["Resources"];
+    let policy = &resources["FindingsTopicPolicy"];
+    assert_eq!(policy["Type"], "AWS::SNS::TopicPolicy");
+    assert_eq!(
+        policy["Condition"], resources["FindingsTopic"]["Condition"],
+        "exactly when the topic is created"
+    );
+    let topics = list(&policy["Properties"]["Topics"]);
+    assert!(
+        topics.len() == 1 && is_the_created_topic(&topics[0]),
+        "{topics:?}"
+    );
+    let document = &policy["Properties"]["PolicyDocument"];
+    assert_eq!(document["Version"], "2012-10-17");
+    let statements = list(&document["Statement"]);
+    for statement in statements {
+        assert!(
+            is_the_created_topic(&statement["Resource"]),
+            "on the topic only: {statement:?}"
+        );
+    }
+
+    let (denies, allows): (Vec<&Value>, Vec<&Value>) =
+        statements.iter().partition(|s| s["Effect"] == "Deny");
+    assert_eq!(denies.len(), 1, "one deny: {denies:?}");
+    let deny = denies[0];
+    assert_eq!(deny["Principal"], "*", "{deny:?}");
+    let denied: BTreeSet<&str> = actions(deny).into_iter().collect();
+    assert_eq!(
+        denied,
+        TOPIC_POLICY_ACTIONS.into_iter().collect(),
+        "every topic action"
+    );
+    assert_eq!(
+        deny["Condition"],
+        serde_yaml_ng::from_str::<Value>(r#"{ Bool: { "aws:SecureTransport": "false" } }"#)
+            .expect("yaml"),
+        "denied exactly when the request is not over TLS"
+    );
+
+    // Each allow: sns:Publish alone, to one principal.
+    let mut principals: Vec<((String, &Value), Option<&Value>)> = Vec::new();
+    for allow in &allows {
+        assert_eq!(allow["Effect"], "Allow", "{allow:?}");
+        assert_eq!(actions(allow), SNS_ACTIONS, "only publishing: {allow:?}");
+        let principal = allow["Principal"].as_mapping().expect("a principal");
+        assert_eq!(principal.len(), 1, "{allow:?}");
+        let (kind, who) = principal.iter().next().expect("one");
+        principals.push((
+            (kind.as_str().expect("AWS or Service").to_string(), who),
+            allow.get("Condition"),
+        ));
+    }
+    assert_eq!(principals.len(), 3, "{principals:?}");
+    let role = principals
+        .iter()
+        .find(|((kind, who), _)| {
+            kind == "AWS"
+                && tagged(who, "GetAtt").and_then(Value::as_str) == Some("KeywatchFunctionRole.Arn")
+        })
+        .expect("the function's role publishes");
+    assert!(role.1.is_none(), "{role:?}");
+    let root = principals
+        .iter()
+        .find(|((kind, who), _)| {
+            kind == "AWS"
+                && tagged(who, "Sub").and_then(Value::as_str)
+                    == Some("arn:${AWS::Partition}:iam::${AWS::AccountId}:root")
+        })
+        .expect("this account (its root) publishes");
+    assert!(root.1.is_none(), "{root:?}");
+    let alarms = principals
+        .iter()
+        .find(|((kind, who), _)| {
+            kind == "Service" && who.as_str() == Some("cloudwatch.amazonaws.com")
+        })
+        .expect("CloudWatch alarms publish");
+    let source_account = serde_yaml_ng::from_str::<Value>(
+        r#"{ StringEquals: { "aws:SourceAccount": !Ref AWS::AccountId } }"#,
+    )
+    .expect("yaml");
+    assert_eq!(
+        alarms.1,
+        Some(&source_account),
+        "only this account's alarms"
+    );
+    // Every alarm of the stack notifies this topic (or the existing one), so CloudWatch is the one service that
+    // needs to publish.
+    for (name, resource) in resources.as_mapping().expect("resources") {
+        if resource["Type"] == "AWS::CloudWatch::Alarm" {
+            let actions = list(&resource["Properties"]["AlarmActions"]);
+            assert_eq!(actions.len(), 1, "{name:?}");
+            assert_is_the_findings_topic(&actions[0], &format!("{name:?}'s action"));
+        }
+    }
+
+    // The key: CloudWatch may use it only for this account's alarms.
+    let key_statements = list(&resources["TopicKey"]["Properties"]["KeyPolicy"]["Statement"]);
+    let cloudwatch: Vec<&Value> = key_statements
+        .iter()
+        .filter(|s| s["Principal"]["Service"] == "cloudwatch.amazonaws.com")
+        .collect();
+    assert_eq!(cloudwatch.len(), 1, "{key_statements:?}");
+    assert_eq!(cloudwatch[0]["Condition"], source_account, "{cloudwatch:?}");
 }
