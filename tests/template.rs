@@ -5,7 +5,9 @@
 //! grants exactly what a member check calls for the same settings (never the ledger's) and trusts only the
 //! function's role, the ledger table is what the code reads and writes (its key, its TTL attribute) and is kept
 //! safe (on-demand, encrypted, point-in-time recovery, retained), the dashboard plots only metrics the code
-//! emits, and the SAM-transformed template deploys as a CloudFormation stack on moto with every resource
+//! emits, the heartbeat and queue-age alarms watch what the code writes and the queue (and the heartbeat fires
+//! when the checks stop, evaluated from its own definition), the topic's policy and the roles' denies are what
+//! they claim, and the SAM-transformed template deploys as a CloudFormation stack on moto with every resource
 //! complete, for a single account, for an organization, and with Security Hub and remediation on.
 
 use keywatch_test_support as support;
@@ -1951,6 +1953,7 @@ fn assert_deployed(summary: &Json, complete: &[&str], unsupported: &[(&str, &str
     );
     assert_eq!(summary["outputs"]["FunctionRoleArn"], role["arn"]);
     assert_deployed_topic_policy(summary, &given);
+    assert_deployed_alarms(summary, scope);
 
     // The function's settings as Lambda holds them.
     assert_eq!(environment["ACCOUNTS"], accounts.as_str());
@@ -2004,6 +2007,41 @@ fn assert_deployed(summary: &Json, complete: &[&str], unsupported: &[(&str, &str
                 "State": "Enabled",
             })]
         );
+    }
+}
+
+/// The heartbeat and the queue-age alarms as CloudWatch holds them (deploy_template.py compared every alarm
+/// with the template's resolved properties): the heartbeat always, on the metric the code writes, breaching
+/// when missing; the queue age only with a work queue, on that queue. Both notify the deployed topic.
+fn assert_deployed_alarms(summary: &Json, scope: &Scope) {
+    let alarms = summary["alarms"].as_object().expect("the alarms");
+    let topic = &summary["outputs"]["TopicArn"];
+    let heartbeat = &alarms["HeartbeatAlarm"];
+    assert_eq!(heartbeat["Namespace"], metrics::NAMESPACE, "{heartbeat}");
+    assert_eq!(heartbeat["MetricName"], metrics::CHECKS_COMPLETED);
+    assert_eq!(
+        heartbeat["Dimensions"],
+        serde_json::json!([]),
+        "the roll-up"
+    );
+    assert_eq!(heartbeat["TreatMissingData"], "breaching");
+    assert_eq!(heartbeat["AlarmActions"], serde_json::json!([topic]));
+    match (scope, alarms.get("WorkQueueAgeAlarm")) {
+        (Scope::Own, None) => {}
+        (Scope::Own, Some(age)) => panic!("a queue-age alarm without a work queue: {age}"),
+        (_, None) => panic!("no queue-age alarm on the work queue: {alarms:?}"),
+        (_, Some(age)) => {
+            assert_eq!(age["Namespace"], "AWS/SQS");
+            assert_eq!(age["MetricName"], "ApproximateAgeOfOldestMessage");
+            assert_eq!(
+                age["Dimensions"],
+                serde_json::json!([{
+                    "Name": "QueueName",
+                    "Value": summary["queues"]["WorkQueue.QueueName"],
+                }])
+            );
+            assert_eq!(age["AlarmActions"], serde_json::json!([topic]));
+        }
     }
 }
 
@@ -2137,6 +2175,7 @@ const SINGLE_ACCOUNT: [&str; 9] = [
 
 const ALARM: (&str, &str) = ("KeywatchErrorsAlarm", "AWS::CloudWatch::Alarm");
 const TOPIC_POLICY: (&str, &str) = ("FindingsTopicPolicy", "AWS::SNS::TopicPolicy");
+const HEARTBEAT: (&str, &str) = ("HeartbeatAlarm", "AWS::CloudWatch::Alarm");
 const INVOKE_CONFIG: (&str, &str) = (
     "KeywatchFunctionEventInvokeConfig",
     "AWS::Lambda::EventInvokeConfig",
@@ -2151,7 +2190,7 @@ async fn template_deploys_on_moto() {
     assert_deployed(
         &summary,
         &SINGLE_ACCOUNT,
-        &[ALARM, INVOKE_CONFIG, TOPIC_POLICY],
+        &[ALARM, HEARTBEAT, INVOKE_CONFIG, TOPIC_POLICY],
     );
 
     // Deleting the stack deletes the function and the topic, and keeps the ledger (DeletionPolicy: Retain,
@@ -2212,6 +2251,7 @@ async fn template_deploys_on_moto() {
         &SINGLE_ACCOUNT[2..],
         &[
             ALARM,
+            HEARTBEAT,
             ("EmailSubscription", "AWS::SNS::Subscription"),
             INVOKE_CONFIG,
         ],
@@ -2260,6 +2300,8 @@ async fn template_for_accounts_deploys_on_moto() {
     // What moto's CloudFormation skips for these stacks (deploy_template.py creates them through their APIs).
     let skipped = [
         ALARM,
+        HEARTBEAT,
+        ("WorkQueueAgeAlarm", "AWS::CloudWatch::Alarm"),
         dead_letter_alarm,
         failed_alarm,
         queue_policy,
@@ -2333,7 +2375,7 @@ async fn template_with_security_hub_and_remediation_deploys_on_moto() {
     assert_deployed(
         &summary,
         &SINGLE_ACCOUNT,
-        &[ALARM, INVOKE_CONFIG, TOPIC_POLICY],
+        &[ALARM, HEARTBEAT, INVOKE_CONFIG, TOPIC_POLICY],
     );
     let statements = summary["role"]["inline_policies"]
         .as_object()
@@ -2831,4 +2873,356 @@ fn the_topic_lets_only_the_function_its_alarms_and_its_account_publish_and_only_
         .collect();
     assert_eq!(cloudwatch.len(), 1, "{key_statements:?}");
     assert_eq!(cloudwatch[0]["Condition"], source_account, "{cloudwatch:?}");
+}
+
+/// Seconds between runs of an EventBridge `rate(N unit)` expression.
+fn rate_seconds(expression: &str) -> i64 {
+    let inner = expression
+        .strip_prefix("rate(")
+        .and_then(|e| e.strip_suffix(')'))
+        .unwrap_or_else(|| panic!("not a rate() expression: {expression}"));
+    let (value, unit) = inner.split_once(' ').expect("rate(N unit)");
+    let value: i64 = value.parse().expect("a number");
+    let unit = match unit.trim_end_matches('s') {
+        "minute" => 60,
+        "hour" => 3600,
+        "day" => 86_400,
+        other => panic!("unknown rate unit {other}"),
+    };
+    value * unit
+}
+
+/// A metric alarm as template.yaml defines it: what CloudWatch evaluates.
+#[derive(Debug)]
+struct AlarmDefinition {
+    namespace: String,
+    metric: String,
+    dimensions: Vec<String>,
+    statistic: String,
+    period: i64,
+    evaluation_periods: i64,
+    datapoints_to_alarm: i64,
+    threshold: f64,
+    comparison: String,
+    treat_missing_data: String,
+}
+
+fn alarm_definition(template: &Value, name: &str) -> AlarmDefinition {
+    let alarm = &template["Resources"][name];
+    assert_eq!(alarm["Type"], "AWS::CloudWatch::Alarm", "{name}");
+    let p = &alarm["Properties"];
+    let text = |key: &str| {
+        p[key]
+            .as_str()
+            .unwrap_or_else(|| panic!("{name}.{key} is a literal string: {:?}", p[key]))
+            .to_string()
+    };
+    let number = |key: &str| {
+        p[key]
+            .as_i64()
+            .unwrap_or_else(|| panic!("{name}.{key} is a literal number: {:?}", p[key]))
+    };
+    let evaluation_periods = number("EvaluationPeriods");
+    AlarmDefinition {
+        namespace: text("Namespace"),
+        metric: text("MetricName"),
+        dimensions: p
+            .get("Dimensions")
+            .map(|d| {
+                list(d)
+                    .iter()
+                    .map(|d| d["Name"].as_str().expect("a name").to_string())
+                    .collect()
+            })
+            .unwrap_or_default(),
+        statistic: text("Statistic"),
+        period: number("Period"),
+        evaluation_periods,
+        // CloudWatch's default: every evaluated period must breach.
+        datapoints_to_alarm: p
+            .get("DatapointsToAlarm")
+            .map_or(evaluation_periods, |_| number("DatapointsToAlarm")),
+        threshold: p["Threshold"].as_f64().expect("a Threshold"),
+        comparison: text("ComparisonOperator"),
+        treat_missing_data: text("TreatMissingData"),
+    }
+}
+
+/// The datapoints (epoch milliseconds, value) CloudWatch would extract from Embedded Metric Format lines for
+/// this alarm's metric: the lines whose directives declare it in the alarm's namespace under exactly the
+/// alarm's dimension set.
+fn datapoints(lines: &[Json], alarm: &AlarmDefinition) -> Vec<(i64, f64)> {
+    let dimensions = serde_json::json!(alarm.dimensions);
+    lines
+        .iter()
+        .filter(|line| {
+            line["_aws"]["CloudWatchMetrics"]
+                .as_array()
+                .expect("directives")
+                .iter()
+                .any(|d| {
+                    d["Namespace"] == alarm.namespace.as_str()
+                        && d["Dimensions"]
+                            .as_array()
+                            .is_some_and(|sets| sets.contains(&dimensions))
+                        && d["Metrics"]
+                            .as_array()
+                            .is_some_and(|m| m.iter().any(|m| m["Name"] == alarm.metric.as_str()))
+                })
+        })
+        .map(|line| {
+            (
+                line["_aws"]["Timestamp"].as_i64().expect("a Timestamp"),
+                line[alarm.metric.as_str()]
+                    .as_f64()
+                    .expect("the metric's value at the top level"),
+            )
+        })
+        .collect()
+}
+
+/// The alarm's state at `at` (epoch milliseconds), evaluated as CloudWatch evaluates a metric alarm over a
+/// sliding window: the last `EvaluationPeriods` periods ending at `at`, each the statistic of the datapoints in
+/// it or missing; missing counts as breaching or not as `TreatMissingData` says; ALARM when at least
+/// `DatapointsToAlarm` of them breach. CloudWatch also waits a little for late data; this does not.
+fn alarm_state(alarm: &AlarmDefinition, points: &[(i64, f64)], at: i64) -> &'static str {
+    let period = alarm.period * 1000;
+    let breaching = (0..alarm.evaluation_periods)
+        .filter(|k| {
+            let (start, end) = (at - (k + 1) * period, at - k * period);
+            let values: Vec<f64> = points
+                .iter()
+                .filter(|(t, _)| (start..end).contains(t))
+                .map(|(_, v)| *v)
+                .collect();
+            if values.is_empty() {
+                return match alarm.treat_missing_data.as_str() {
+                    "breaching" => true,
+                    "notBreaching" => false,
+                    other => panic!("this evaluation does not model TreatMissingData {other}"),
+                };
+            }
+            let value = match alarm.statistic.as_str() {
+                "Sum" => values.iter().sum(),
+                "Maximum" => values.iter().copied().fold(f64::MIN, f64::max),
+                "Minimum" => values.iter().copied().fold(f64::MAX, f64::min),
+                "SampleCount" => values.len() as f64,
+                "Average" => values.iter().sum::<f64>() / values.len() as f64,
+                other => panic!("unknown statistic {other}"),
+            };
+            match alarm.comparison.as_str() {
+                "LessThanThreshold" => value < alarm.threshold,
+                "LessThanOrEqualToThreshold" => value <= alarm.threshold,
+                "GreaterThanThreshold" => value > alarm.threshold,
+                "GreaterThanOrEqualToThreshold" => value >= alarm.threshold,
+                other => panic!("unknown comparison {other}"),
+            }
+        })
+        .count() as i64;
+    if breaching >= alarm.datapoints_to_alarm {
+        "ALARM"
+    } else {
+        "OK"
+    }
+}
+
+/// A report of a completed check with nothing found, as the metrics line builder takes it.
+fn completed_report(account_id: &str, at: time::OffsetDateTime) -> keywatch::report::Report {
+    keywatch::report::Report {
+        run_id: "r".into(),
+        account_id: account_id.into(),
+        checked_at: at,
+        report_generated_at: Some(at),
+        inventory_source: keywatch::inventory::Source::CredentialReport,
+        dry_run: false,
+        grace_period_hours: 0,
+        users_examined: 3,
+        keys_examined: 3,
+        candidates_verified: 0,
+        api_calls: keywatch::report::ApiCalls::default(),
+        phase_ms: Default::default(),
+        findings: vec![],
+        pending: vec![],
+        exempted: vec![],
+        remediated: vec![],
+        remediation_skipped: vec![],
+        remediation_failed: vec![],
+        deactivate_after_days: None,
+        security_hub: None,
+        notifications: vec![],
+        new: None,
+        open: None,
+        resolved: None,
+        alert: String::new(),
+        owner: None,
+    }
+}
+
+/// Nothing stops silently: a heartbeat alarm on the metric every completed check writes, breaching when it is
+/// missing, over two schedule intervals, for every deployment; and, with a work queue, an alarm on the age of
+/// its oldest message, well before SQS drops it. Both notify the findings topic.
+#[test]
+fn a_heartbeat_and_the_work_queue_age_alarm_on_the_findings_topic() {
+    let template = template();
+    let resources = &template["Resources"];
+    let heartbeat = &resources["HeartbeatAlarm"];
+    assert!(
+        heartbeat.get("Condition").is_none(),
+        "every deployment: {heartbeat:?}"
+    );
+    let alarm = alarm_definition(&template, "HeartbeatAlarm");
+    assert_eq!(alarm.namespace, metrics::NAMESPACE);
+    assert_eq!(alarm.metric, metrics::CHECKS_COMPLETED);
+    assert!(metrics::METRICS.iter().any(|(m, _)| *m == alarm.metric));
+    assert!(
+        alarm.dimensions.is_empty() && !metrics::PER_ACCOUNT.contains(&alarm.metric.as_str()),
+        "the roll-up, never per account: {alarm:?}"
+    );
+    assert_eq!(alarm.statistic, "Sum");
+    assert_eq!(
+        alarm.treat_missing_data, "breaching",
+        "missing is the signal"
+    );
+    assert_eq!(
+        (alarm.comparison.as_str(), alarm.threshold),
+        ("LessThanThreshold", 1.0)
+    );
+    // Two schedule intervals of the default schedule, and every period of them must be empty.
+    let interval = rate_seconds(&parameter(&template, "ScheduleExpression", &[]));
+    assert_eq!(alarm.period * alarm.evaluation_periods, 2 * interval);
+    assert_eq!(alarm.datapoints_to_alarm, alarm.evaluation_periods);
+    // CloudWatch's limits: a period of 60 s multiples, at most a day per period, and at most 7 days evaluated
+    // (1 day with periods under an hour).
+    assert_eq!(alarm.period % 60, 0);
+    assert!(alarm.period <= 86_400, "{alarm:?}");
+    let range = alarm.period * alarm.evaluation_periods;
+    assert!(
+        range <= if alarm.period < 3600 { 86_400 } else { 604_800 },
+        "{alarm:?}"
+    );
+    let actions = list(&heartbeat["Properties"]["AlarmActions"]);
+    assert_eq!(actions.len(), 1);
+    assert_is_the_findings_topic(&actions[0], "HeartbeatAlarm's action");
+
+    let age = &resources["WorkQueueAgeAlarm"];
+    assert_eq!(
+        age["Condition"], resources["WorkQueue"]["Condition"],
+        "exactly where the work queue exists"
+    );
+    let definition = alarm_definition(&template, "WorkQueueAgeAlarm");
+    assert_eq!(definition.namespace, "AWS/SQS");
+    assert_eq!(definition.metric, "ApproximateAgeOfOldestMessage");
+    let dimensions = list(&age["Properties"]["Dimensions"]);
+    assert_eq!(dimensions.len(), 1);
+    assert_eq!(dimensions[0]["Name"], "QueueName");
+    assert_eq!(
+        tagged(&dimensions[0]["Value"], "GetAtt").and_then(Value::as_str),
+        Some("WorkQueue.QueueName")
+    );
+    assert_eq!(definition.statistic, "Maximum");
+    assert_eq!(definition.comparison, "GreaterThanThreshold");
+    assert_eq!(
+        definition.treat_missing_data, "notBreaching",
+        "an idle queue"
+    );
+    // Above the default retries of a message (MaxReceiveCount visibility timeouts), below SQS's retention (the
+    // queue sets none: SQS keeps a message 4 days), with the alarm's own evaluation time to spare.
+    let queue = &resources["WorkQueue"]["Properties"];
+    assert!(
+        queue.get("MessageRetentionPeriod").is_none(),
+        "the default retention"
+    );
+    let retention = f64::from(4 * 86_400);
+    let retries = DEFAULT_MAX_RECEIVE_COUNT as f64
+        * queue["VisibilityTimeout"]
+            .as_f64()
+            .expect("a VisibilityTimeout");
+    assert_eq!(
+        parameter(&template, "MaxReceiveCount", &[]),
+        DEFAULT_MAX_RECEIVE_COUNT.to_string()
+    );
+    let evaluated = (definition.period * definition.evaluation_periods) as f64;
+    assert!(
+        retries < definition.threshold && definition.threshold + evaluated < retention,
+        "{definition:?}"
+    );
+    let actions = list(&age["Properties"]["AlarmActions"]);
+    assert_eq!(actions.len(), 1);
+    assert_is_the_findings_topic(&actions[0], "WorkQueueAgeAlarm's action");
+}
+
+/// The heartbeat fires when the checks stop. moto does not evaluate alarms (it only stores them), so this
+/// evaluates `HeartbeatAlarm`'s own definition, read from template.yaml, over the datapoints of metrics lines
+/// the real code builds ([`metrics::line`]): three accounts checked once per schedule interval for five
+/// intervals, then only failed checks. It is OK from the first completed check on, while the checks run and
+/// until two intervals have passed without one, and ALARM from then on: a failed check is no heartbeat. Before
+/// the first check (a new stack) it is ALARM too, as the README says.
+#[test]
+fn the_heartbeat_alarm_fires_once_two_intervals_pass_without_a_completed_check() {
+    use time::macros::datetime;
+    let template = template();
+    let alarm = alarm_definition(&template, "HeartbeatAlarm");
+    let interval = time::Duration::seconds(rate_seconds(&parameter(
+        &template,
+        "ScheduleExpression",
+        &[],
+    )));
+    let first = datetime!(2026-12-01 12:00 UTC);
+    let accounts = ["111111111111", "222222222222", "333333333333"];
+    let runs = 5;
+    let mut lines = Vec::new();
+    let mut last_completed = first;
+    for run in 0..runs + 4 {
+        for (i, account) in accounts.iter().enumerate() {
+            let at = first + interval * run + time::Duration::minutes(5 * i as i64);
+            let report = completed_report(account, at);
+            let outcome = if run < runs {
+                last_completed = at;
+                Ok(&report)
+            } else {
+                Err(metrics::Failed {
+                    api_calls: 3,
+                    final_failure: true,
+                })
+            };
+            lines.push(
+                serde_json::to_value(metrics::line(account, "r", outcome, 900, at)).expect("json"),
+            );
+        }
+    }
+    let points = datapoints(&lines, &alarm);
+    assert_eq!(
+        points.len(),
+        runs as usize * accounts.len(),
+        "one heartbeat per completed check, none per failed one"
+    );
+    let ms = |at: time::OffsetDateTime| (at.unix_timestamp_nanos() / 1_000_000) as i64;
+    let state = |at: time::OffsetDateTime| alarm_state(&alarm, &points, ms(at));
+
+    assert_eq!(
+        state(first - time::Duration::minutes(1)),
+        "ALARM",
+        "before any check"
+    );
+    let silent_from = last_completed + interval * 2;
+    let end = first + interval * (runs + 4);
+    let step = time::Duration::minutes(10);
+    let mut at = first + time::Duration::minutes(1);
+    while at <= silent_from {
+        assert_eq!(state(at), "OK", "at {at}: checks ran within two intervals");
+        at += step;
+    }
+    assert_eq!(
+        state(silent_from + time::Duration::minutes(1)),
+        "ALARM",
+        "two intervals after the last completed check ({last_completed})"
+    );
+    while at <= end {
+        assert_eq!(
+            state(at),
+            "ALARM",
+            "at {at}: no completed check for two intervals"
+        );
+        at += step;
+    }
 }

@@ -209,6 +209,8 @@ def main() -> int:
             client, resources, physical, outputs, values, function_properties, role, topic_policy
         )
         problems += check_work_queues(client, transformed, resources, physical, values, conditions, attributes)
+        alarms, alarm_problems = check_alarms(client("cloudwatch"), transformed, physical, values, conditions, attributes)
+        problems += alarm_problems
         dashboard, dashboard_problems = check_dashboard(client("cloudwatch"), transformed, resources, physical, values, conditions)
         problems += dashboard_problems
         ledger, ledger_problems, ledger_workarounds = check_ledger(
@@ -232,6 +234,7 @@ def main() -> int:
             )
     else:
         event_invoke_config = None
+        alarms = None
         function = None
         dashboard = None
         ledger = None
@@ -247,6 +250,7 @@ def main() -> int:
         "outputs": outputs,
         "role": role,
         "event_invoke_config": event_invoke_config,
+        "alarms": alarms,
         "topic_policy": topic_policy_held(client("sns"), outputs.get("TopicArn")) if "FindingsTopic" in resources else None,
         "function": function,
         "dashboard": dashboard,
@@ -798,6 +802,56 @@ def check_work_queues(
         [("keywatch", "CheckFailed", [], [topic])],
     )
     return problems
+
+
+# What an alarm is, as PutMetricAlarm takes it and DescribeAlarms returns it.
+ALARM_KEYS = (
+    "Namespace",
+    "MetricName",
+    "Dimensions",
+    "Statistic",
+    "Period",
+    "EvaluationPeriods",
+    "DatapointsToAlarm",
+    "Threshold",
+    "ComparisonOperator",
+    "TreatMissingData",
+    "AlarmActions",
+)
+
+
+def check_alarms(
+    cloudwatch: Any, template: dict, physical: dict, values: dict, conditions: dict, attributes: dict
+) -> tuple[dict, list[str]]:
+    """Every alarm of the template as CloudWatch holds it, against its resolved properties (ALARM_KEYS); an
+    alarm whose condition is false must not exist. Returns what is held, by logical name, and the problems."""
+    held: dict[str, dict] = {}
+    problems: list[str] = []
+    for name, resource in template["Resources"].items():
+        if resource["Type"] != "AWS::CloudWatch::Alarm":
+            continue
+        alarm_name = resource.get("Properties", {}).get("AlarmName", f"{values['AWS::StackName']}-{name}")
+        found = cloudwatch.describe_alarms(AlarmNames=[alarm_name])["MetricAlarms"]
+        if not conditions.get(resource.get("Condition", ""), True):
+            if found:
+                problems.append(f"{name} exists though its condition {resource['Condition']} is false")
+            continue
+        if len(found) != 1:
+            problems.append(f"{name}: expected one alarm {alarm_name}, found {len(found)}")
+            continue
+        wanted = resolve(resource["Properties"], values, conditions, physical, attributes)
+        alarm = {key: found[0].get(key) for key in ALARM_KEYS}
+        alarm["Dimensions"] = alarm["Dimensions"] or []
+        held[name] = alarm
+        for key in ALARM_KEYS:
+            expected = wanted.get(key, [] if key == "Dimensions" else None)
+            if key in ("Period", "EvaluationPeriods", "DatapointsToAlarm") and expected is not None:
+                expected = int(expected)
+            if key == "Threshold":
+                expected = float(expected)
+            if alarm[key] != expected:
+                problems.append(f"{name} {key}: expected {expected!r}, got {alarm[key]!r}")
+    return held, problems
 
 
 def check_dashboard(
