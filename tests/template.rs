@@ -3226,3 +3226,81 @@ fn the_heartbeat_alarm_fires_once_two_intervals_pass_without_a_completed_check()
         at += step;
     }
 }
+
+/// The README's SCP that keeps exempting users to a security role: it denies `iam:TagUser` and `iam:UntagUser`
+/// when any tag key of the request is the default `ExemptTagKey` (in any case, as keywatch reads tag keys),
+/// to every principal but the named role, and nothing else. Evaluated here as IAM evaluates its two operators.
+#[test]
+fn the_readme_scp_keeps_exemptions_to_the_security_role() {
+    fn glob(pattern: &[u8], text: &[u8]) -> bool {
+        match (pattern.first(), text.first()) {
+            (None, None) => true,
+            (Some(b'*'), _) => {
+                glob(&pattern[1..], text) || (!text.is_empty() && glob(pattern, &text[1..]))
+            }
+            (Some(b'?'), Some(_)) => glob(&pattern[1..], &text[1..]),
+            (Some(p), Some(t)) if p == t => glob(&pattern[1..], &text[1..]),
+            _ => false,
+        }
+    }
+    let readme = std::fs::read_to_string(project_dir().join("README.md")).expect("README.md");
+    let block = readme
+        .split_once("<!-- scp:exempt-tag")
+        .and_then(|(_, rest)| rest.split_once("```json\n"))
+        .and_then(|(_, rest)| rest.split_once("```"))
+        .map(|(json, _)| json)
+        .expect("the README's SCP block");
+    let scp: Json = serde_json::from_str(block).expect("the SCP is JSON");
+    let statements = scp["Statement"].as_array().expect("statements");
+    assert_eq!(statements.len(), 1, "{scp}");
+    let statement = &statements[0];
+    assert_eq!(statement["Effect"], "Deny");
+    assert_eq!(statement["Resource"], "*");
+    let actions: BTreeSet<&str> = statement["Action"]
+        .as_array()
+        .expect("actions")
+        .iter()
+        .map(|a| a.as_str().expect("an action"))
+        .collect();
+    assert_eq!(
+        actions,
+        ["iam:TagUser", "iam:UntagUser"].into_iter().collect()
+    );
+    let condition = statement["Condition"].as_object().expect("a Condition");
+    assert_eq!(condition.len(), 2, "{condition:?}");
+    let keys: Vec<&str> = condition["ForAnyValue:StringEqualsIgnoreCase"]["aws:TagKeys"]
+        .as_array()
+        .expect("aws:TagKeys")
+        .iter()
+        .map(|k| k.as_str().expect("a key"))
+        .collect();
+    let role = condition["ArnNotLike"]["aws:PrincipalArn"]
+        .as_str()
+        .expect("aws:PrincipalArn");
+    let default_key = parameter(&template(), "ExemptTagKey", &[]);
+    assert_eq!(keys, [default_key.as_str()]);
+
+    // Denied when any of the request's tag keys matches, and the principal is not the security role.
+    let denies = |principal: &str, tag_keys: &[&str]| {
+        tag_keys
+            .iter()
+            .any(|k| keys.iter().any(|w| w.eq_ignore_ascii_case(k)))
+            && !glob(role.as_bytes(), principal.as_bytes())
+    };
+    let admin = "arn:aws:iam::111122223333:role/Admin";
+    let security = role.replace('*', "111122223333");
+    assert!(denies(admin, &["keywatch:exempt"]));
+    assert!(
+        denies(admin, &["owner", "Keywatch:Exempt"]),
+        "any case, among others"
+    );
+    assert!(!denies(admin, &["owner"]), "other tags stay free");
+    assert!(
+        !denies(&security, &["keywatch:exempt"]),
+        "the security role may"
+    );
+    assert!(denies(
+        "arn:aws:iam::111122223333:role/security-admin-not",
+        &["keywatch:exempt"]
+    ));
+}
