@@ -9,8 +9,12 @@ use crate::report::Report;
 pub const NAMESPACE: &str = "keywatch";
 pub const DIMENSION: &str = "AccountId";
 
-/// Every metric a line may carry, with its unit: what the template's dashboard may plot.
-pub const METRICS: [(&str, &str); 10] = [
+/// The heartbeat: 1 on the line of every check that completed, on the roll-up only, absent on a failed one.
+/// template.yaml's `HeartbeatAlarm` fires when none arrives for two schedule intervals.
+pub const CHECKS_COMPLETED: &str = "ChecksCompleted";
+
+/// Every metric a line may carry, with its unit: what the template's dashboard and alarms may use.
+pub const METRICS: [(&str, &str); 11] = [
     ("Findings", "Count"),
     ("NewFindings", "Count"),
     ("ResolvedFindings", "Count"),
@@ -21,6 +25,7 @@ pub const METRICS: [(&str, &str); 10] = [
     ("ApiCalls", "Count"),
     ("DurationMs", "Milliseconds"),
     ("CheckFailed", "Count"),
+    (CHECKS_COMPLETED, "Count"),
 ];
 
 /// Written per account (and rolled up): what an organization's dashboard and alarm need by account. Every other
@@ -68,6 +73,9 @@ pub struct EmfLine<'a> {
     /// attempt that will be retried, so the metric counts accounts, not attempts.
     #[serde(rename = "CheckFailed", skip_serializing_if = "Option::is_none")]
     pub check_failed: Option<u8>,
+    /// 1 when the check completed, else absent (a failed check is not a heartbeat).
+    #[serde(rename = "ChecksCompleted", skip_serializing_if = "Option::is_none")]
+    pub checks_completed: Option<u8>,
 }
 
 #[derive(Debug, Serialize)]
@@ -167,6 +175,7 @@ pub fn line<'a>(
         api_calls,
         duration_ms,
         check_failed: counted,
+        checks_completed: report.map(|_| 1),
     }
 }
 
@@ -220,7 +229,8 @@ mod tests {
                         "Exempted",
                         "UsersExamined",
                         "ApiCalls",
-                        "DurationMs"
+                        "DurationMs",
+                        "ChecksCompleted"
                     ]
                 ),
             ]
@@ -245,6 +255,10 @@ mod tests {
             (Some(0), Some(0))
         );
         assert_eq!(ok["AccountId"], "123456789012");
+        assert_eq!(
+            ok[CHECKS_COMPLETED], 1,
+            "the heartbeat of a completed check"
+        );
 
         let failure = |final_failure| Failed {
             api_calls: 7,
@@ -273,5 +287,11 @@ mod tests {
         );
         assert_eq!(failed["CheckFailed"], 1);
         assert!(failed.get("Findings").is_none(), "no false zero: {failed}");
+        for line in [&retried, &failed] {
+            assert!(
+                line.get(CHECKS_COMPLETED).is_none(),
+                "a failed check is no heartbeat: {line}"
+            );
+        }
     }
 }

@@ -55,10 +55,19 @@ pub const LEDGER_ACTIONS: &[&str] = &["dynamodb:Query", "dynamodb:PutItem", "dyn
 /// other policy on the role can create or delete credentials or users. Alongside them, `iam:UpdateAccessKey` is
 /// denied on users exempt for good by the default exemption tag.
 pub const DENIED_ACTIONS: &[&str] = &[
+    "iam:CreateUser",
+    "iam:DeleteUser",
+    "iam:CreateLoginProfile",
+    "iam:UpdateLoginProfile",
+    "iam:DeleteLoginProfile",
     "iam:CreateAccessKey",
     "iam:DeleteAccessKey",
-    "iam:DeleteLoginProfile",
-    "iam:DeleteUser",
+    "iam:CreateServiceSpecificCredential",
+    "iam:DeleteServiceSpecificCredential",
+    "iam:UploadSSHPublicKey",
+    "iam:DeleteSSHPublicKey",
+    "iam:UploadSigningCertificate",
+    "iam:DeleteSigningCertificate",
 ];
 
 /// Needs no grant: AWS allows every principal to ask who it is. Used once per container for the account ID.

@@ -108,7 +108,8 @@ async fn the_binary_serves_events_through_the_runtime_api() {
                     "Exempted",
                     "UsersExamined",
                     "ApiCalls",
-                    "DurationMs"
+                    "DurationMs",
+                    "ChecksCompleted"
                 ]
             ),
         ]

@@ -5,7 +5,9 @@
 //! grants exactly what a member check calls for the same settings (never the ledger's) and trusts only the
 //! function's role, the ledger table is what the code reads and writes (its key, its TTL attribute) and is kept
 //! safe (on-demand, encrypted, point-in-time recovery, retained), the dashboard plots only metrics the code
-//! emits, and the SAM-transformed template deploys as a CloudFormation stack on moto with every resource
+//! emits, the heartbeat and queue-age alarms watch what the code writes and the queue (and the heartbeat fires
+//! when the checks stop, evaluated from its own definition), the topic's policy and the roles' denies are what
+//! they claim, and the SAM-transformed template deploys as a CloudFormation stack on moto with every resource
 //! complete, for a single account, for an organization, and with Security Hub and remediation on.
 
 use keywatch_test_support as support;
@@ -1950,6 +1952,8 @@ fn assert_deployed(summary: &Json, complete: &[&str], unsupported: &[(&str, &str
         serde_json::json!(["arn:aws:iam::aws:policy/service-role/AWSLambdaBasicExecutionRole"])
     );
     assert_eq!(summary["outputs"]["FunctionRoleArn"], role["arn"]);
+    assert_deployed_topic_policy(summary, &given);
+    assert_deployed_alarms(summary, scope);
 
     // The function's settings as Lambda holds them.
     assert_eq!(environment["ACCOUNTS"], accounts.as_str());
@@ -2004,6 +2008,92 @@ fn assert_deployed(summary: &Json, complete: &[&str], unsupported: &[(&str, &str
             })]
         );
     }
+}
+
+/// The heartbeat and the queue-age alarms as CloudWatch holds them (deploy_template.py compared every alarm
+/// with the template's resolved properties): the heartbeat always, on the metric the code writes, breaching
+/// when missing; the queue age only with a work queue, on that queue. Both notify the deployed topic.
+fn assert_deployed_alarms(summary: &Json, scope: &Scope) {
+    let alarms = summary["alarms"].as_object().expect("the alarms");
+    let topic = &summary["outputs"]["TopicArn"];
+    let heartbeat = &alarms["HeartbeatAlarm"];
+    assert_eq!(heartbeat["Namespace"], metrics::NAMESPACE, "{heartbeat}");
+    assert_eq!(heartbeat["MetricName"], metrics::CHECKS_COMPLETED);
+    assert_eq!(
+        heartbeat["Dimensions"],
+        serde_json::json!([]),
+        "the roll-up"
+    );
+    assert_eq!(heartbeat["TreatMissingData"], "breaching");
+    assert_eq!(heartbeat["AlarmActions"], serde_json::json!([topic]));
+    match (scope, alarms.get("WorkQueueAgeAlarm")) {
+        (Scope::Own, None) => {}
+        (Scope::Own, Some(age)) => panic!("a queue-age alarm without a work queue: {age}"),
+        (_, None) => panic!("no queue-age alarm on the work queue: {alarms:?}"),
+        (_, Some(age)) => {
+            assert_eq!(age["Namespace"], "AWS/SQS");
+            assert_eq!(age["MetricName"], "ApproximateAgeOfOldestMessage");
+            assert_eq!(
+                age["Dimensions"],
+                serde_json::json!([{
+                    "Name": "QueueName",
+                    "Value": summary["queues"]["WorkQueue.QueueName"],
+                }])
+            );
+            assert_eq!(age["AlarmActions"], serde_json::json!([topic]));
+        }
+    }
+}
+
+/// The topic's policy as SNS holds it (deploy_template.py set it with SetTopicAttributes, from the template's
+/// resolved document, and compared the two): on the created topic only, denying every action without TLS,
+/// letting publish only the deployed function role, this account's root and this account's CloudWatch alarms.
+/// None on an existing topic, which is not the stack's to change.
+fn assert_deployed_topic_policy(summary: &Json, given: &[(&str, &str)]) {
+    let policy = &summary["topic_policy"];
+    if given
+        .iter()
+        .any(|(k, v)| *k == "ExistingTopicArn" && !v.is_empty())
+    {
+        assert!(policy.is_null(), "{policy}");
+        return;
+    }
+    let topic = &summary["outputs"]["TopicArn"];
+    let account = "123456789012";
+    let statements = policy["Statement"].as_array().expect("the topic's policy");
+    let mut allowed = BTreeSet::new();
+    for statement in statements {
+        assert_eq!(&statement["Resource"], topic, "{statement}");
+        if statement["Effect"] == "Deny" {
+            assert_eq!(statement["Principal"], "*");
+            assert_eq!(
+                statement["Condition"],
+                serde_json::json!({ "Bool": { "aws:SecureTransport": "false" } })
+            );
+            assert_eq!(statement["Action"], serde_json::json!(TOPIC_POLICY_ACTIONS));
+            continue;
+        }
+        assert_eq!(statement["Action"], "sns:Publish", "{statement}");
+        allowed.insert((
+            statement["Principal"].to_string(),
+            statement.get("Condition").map(Json::to_string),
+        ));
+    }
+    let wanted: BTreeSet<(String, Option<String>)> = [
+        (serde_json::json!({ "AWS": summary["role"]["arn"] }), None),
+        (
+            serde_json::json!({ "AWS": format!("arn:aws:iam::{account}:root") }),
+            None,
+        ),
+        (
+            serde_json::json!({ "Service": "cloudwatch.amazonaws.com" }),
+            Some(serde_json::json!({ "StringEquals": { "aws:SourceAccount": account } })),
+        ),
+    ]
+    .into_iter()
+    .map(|(p, c)| (p.to_string(), c.map(|c| c.to_string())))
+    .collect();
+    assert_eq!(allowed, wanted, "{policy}");
 }
 
 /// The ledger as deployed: the function's `LEDGER_TABLE` (read by the code) is the table the stack created
@@ -2084,6 +2174,8 @@ const SINGLE_ACCOUNT: [&str; 9] = [
 ];
 
 const ALARM: (&str, &str) = ("KeywatchErrorsAlarm", "AWS::CloudWatch::Alarm");
+const TOPIC_POLICY: (&str, &str) = ("FindingsTopicPolicy", "AWS::SNS::TopicPolicy");
+const HEARTBEAT: (&str, &str) = ("HeartbeatAlarm", "AWS::CloudWatch::Alarm");
 const INVOKE_CONFIG: (&str, &str) = (
     "KeywatchFunctionEventInvokeConfig",
     "AWS::Lambda::EventInvokeConfig",
@@ -2095,7 +2187,11 @@ async fn template_deploys_on_moto() {
 
     // Defaults: a new KMS-encrypted topic, no email subscription, this account only.
     let summary = deploy_template(&moto, "keywatch", &[]);
-    assert_deployed(&summary, &SINGLE_ACCOUNT, &[ALARM, INVOKE_CONFIG]);
+    assert_deployed(
+        &summary,
+        &SINGLE_ACCOUNT,
+        &[ALARM, HEARTBEAT, INVOKE_CONFIG, TOPIC_POLICY],
+    );
 
     // Deleting the stack deletes the function and the topic, and keeps the ledger (DeletionPolicy: Retain,
     // which moto's CloudFormation honours), with its items.
@@ -2155,6 +2251,7 @@ async fn template_deploys_on_moto() {
         &SINGLE_ACCOUNT[2..],
         &[
             ALARM,
+            HEARTBEAT,
             ("EmailSubscription", "AWS::SNS::Subscription"),
             INVOKE_CONFIG,
         ],
@@ -2203,10 +2300,13 @@ async fn template_for_accounts_deploys_on_moto() {
     // What moto's CloudFormation skips for these stacks (deploy_template.py creates them through their APIs).
     let skipped = [
         ALARM,
+        HEARTBEAT,
+        ("WorkQueueAgeAlarm", "AWS::CloudWatch::Alarm"),
         dead_letter_alarm,
         failed_alarm,
         queue_policy,
         INVOKE_CONFIG,
+        TOPIC_POLICY,
     ];
 
     // As CloudFormation, the deploy refuses an organization without its ID, naming the rule.
@@ -2272,7 +2372,11 @@ async fn template_with_security_hub_and_remediation_deploys_on_moto() {
             ("DeactivateAfterDays", "0"),
         ],
     );
-    assert_deployed(&summary, &SINGLE_ACCOUNT, &[ALARM, INVOKE_CONFIG]);
+    assert_deployed(
+        &summary,
+        &SINGLE_ACCOUNT,
+        &[ALARM, HEARTBEAT, INVOKE_CONFIG, TOPIC_POLICY],
+    );
     let statements = summary["role"]["inline_policies"]
         .as_object()
         .and_then(|p| p.values().next())
@@ -2449,8 +2553,28 @@ fn iam_condition_holds(block: &Value, key: &str, value: Option<&str>) -> bool {
     })
 }
 
-/// Both roles deny, with no condition, exactly the four actions keywatch never calls (creating or deleting
-/// credentials or users), and deny `iam:UpdateAccessKey` on users exempt for good. That deny is keyed on
+/// Every IAM action that creates, changes or deletes a user or one of its credentials (password, access key,
+/// service-specific credential, SSH public key, signing certificate), except `iam:UpdateAccessKey`, which
+/// remediation needs: what the roles' unconditioned deny claims to cover. Written out here, not read from
+/// `DENIED_ACTIONS`, so dropping one from both the code and the templates still fails.
+const NEVER_CALLED: [&str; 13] = [
+    "iam:CreateUser",
+    "iam:DeleteUser",
+    "iam:CreateLoginProfile",
+    "iam:UpdateLoginProfile",
+    "iam:DeleteLoginProfile",
+    "iam:CreateAccessKey",
+    "iam:DeleteAccessKey",
+    "iam:CreateServiceSpecificCredential",
+    "iam:DeleteServiceSpecificCredential",
+    "iam:UploadSSHPublicKey",
+    "iam:DeleteSSHPublicKey",
+    "iam:UploadSigningCertificate",
+    "iam:DeleteSigningCertificate",
+];
+
+/// Both roles deny, with no condition, exactly the actions keywatch never calls (creating, changing or
+/// deleting users and their credentials: [`NEVER_CALLED`]), and deny `iam:UpdateAccessKey` on users exempt for good. That deny is keyed on
 /// `aws:ResourceTag/<tag>` for the tag the function reads as `EXEMPT_TAG_KEY` (the `ExemptTagKey` parameter),
 /// exists exactly when the parameter is that tag, and, evaluated as IAM does over tag values, denies only
 /// where the code's own reading of the tag exempts the user now and forever: an expired date, `false` or no
@@ -2470,6 +2594,11 @@ fn both_roles_deny_creating_and_deleting_credentials_and_touching_users_exempt_f
     let default_key = parameter(&template, "ExemptTagKey", &[]);
     assert_eq!(parameter(&member, "ExemptTagKey", &[]), default_key);
     let denied: BTreeSet<&str> = DENIED_ACTIONS.iter().copied().collect();
+    assert_eq!(
+        denied,
+        NEVER_CALLED.into_iter().collect(),
+        "DENIED_ACTIONS is every create, change and delete of a user or its credentials"
+    );
     assert!(
         denied.is_disjoint(&every_listed()),
         "a denied action is never called"
@@ -2487,7 +2616,7 @@ fn both_roles_deny_creating_and_deleting_credentials_and_touching_users_exempt_f
         assert_eq!(plain[0].condition, None, "{file}: always");
         assert_eq!(statement["Resource"], "*", "{file}");
         let never: BTreeSet<&str> = actions(statement).into_iter().collect();
-        assert_eq!(never, denied, "{file}: exactly the four");
+        assert_eq!(never, denied, "{file}: exactly DENIED_ACTIONS");
 
         assert_eq!(conditioned.len(), 1, "{file}: one conditioned deny");
         let grant = conditioned[0];
@@ -2609,4 +2738,569 @@ fn only_the_function_role_may_send_work() {
         Some(1),
         "{statement:?}"
     );
+}
+
+/// Every action an SNS topic policy can name (Amazon SNS API permissions reference, "Valid Amazon SNS policy
+/// actions"): what the topic's TLS deny must cover to deny every action without TLS.
+const TOPIC_POLICY_ACTIONS: [&str; 11] = [
+    "sns:AddPermission",
+    "sns:DeleteTopic",
+    "sns:GetDataProtectionPolicy",
+    "sns:GetTopicAttributes",
+    "sns:ListSubscriptionsByTopic",
+    "sns:ListTagsForResource",
+    "sns:Publish",
+    "sns:PutDataProtectionPolicy",
+    "sns:RemovePermission",
+    "sns:SetTopicAttributes",
+    "sns:Subscribe",
+];
+
+/// `!Ref FindingsTopic`.
+fn is_the_created_topic(value: &Value) -> bool {
+    tagged(value, "Ref").and_then(Value::as_str) == Some("FindingsTopic")
+}
+
+/// The topic the template creates has a policy of its own: every action is denied without TLS, and only the
+/// function's role, this account's CloudWatch alarms (`aws:SourceAccount`) and this account's root may publish;
+/// nothing else is allowed at all. The KMS key lets CloudWatch use it only for this account's alarms too.
+/// moto's CloudFormation cannot create `AWS::SNS::TopicPolicy` and moto's SNS never evaluates a topic policy,
+/// so this is the proof of its statements; the deployed tests check SNS holds exactly this document.
+#[test]
+fn the_topic_lets_only_the_function_its_alarms_and_its_account_publish_and_only_over_tls() {
+    let template = template();
+    let resources = &template["Resources"];
+    let policy = &resources["FindingsTopicPolicy"];
+    assert_eq!(policy["Type"], "AWS::SNS::TopicPolicy");
+    assert_eq!(
+        policy["Condition"], resources["FindingsTopic"]["Condition"],
+        "exactly when the topic is created"
+    );
+    let topics = list(&policy["Properties"]["Topics"]);
+    assert!(
+        topics.len() == 1 && is_the_created_topic(&topics[0]),
+        "{topics:?}"
+    );
+    let document = &policy["Properties"]["PolicyDocument"];
+    assert_eq!(document["Version"], "2012-10-17");
+    let statements = list(&document["Statement"]);
+    for statement in statements {
+        assert!(
+            is_the_created_topic(&statement["Resource"]),
+            "on the topic only: {statement:?}"
+        );
+    }
+
+    let (denies, allows): (Vec<&Value>, Vec<&Value>) =
+        statements.iter().partition(|s| s["Effect"] == "Deny");
+    assert_eq!(denies.len(), 1, "one deny: {denies:?}");
+    let deny = denies[0];
+    assert_eq!(deny["Principal"], "*", "{deny:?}");
+    let denied: BTreeSet<&str> = actions(deny).into_iter().collect();
+    assert_eq!(
+        denied,
+        TOPIC_POLICY_ACTIONS.into_iter().collect(),
+        "every topic action"
+    );
+    assert_eq!(
+        deny["Condition"],
+        serde_yaml_ng::from_str::<Value>(r#"{ Bool: { "aws:SecureTransport": "false" } }"#)
+            .expect("yaml"),
+        "denied exactly when the request is not over TLS"
+    );
+
+    // Each allow: sns:Publish alone, to one principal.
+    let mut principals: Vec<((String, &Value), Option<&Value>)> = Vec::new();
+    for allow in &allows {
+        assert_eq!(allow["Effect"], "Allow", "{allow:?}");
+        assert_eq!(actions(allow), SNS_ACTIONS, "only publishing: {allow:?}");
+        let principal = allow["Principal"].as_mapping().expect("a principal");
+        assert_eq!(principal.len(), 1, "{allow:?}");
+        let (kind, who) = principal.iter().next().expect("one");
+        principals.push((
+            (kind.as_str().expect("AWS or Service").to_string(), who),
+            allow.get("Condition"),
+        ));
+    }
+    assert_eq!(principals.len(), 3, "{principals:?}");
+    let role = principals
+        .iter()
+        .find(|((kind, who), _)| {
+            kind == "AWS"
+                && tagged(who, "GetAtt").and_then(Value::as_str) == Some("KeywatchFunctionRole.Arn")
+        })
+        .expect("the function's role publishes");
+    assert!(role.1.is_none(), "{role:?}");
+    let root = principals
+        .iter()
+        .find(|((kind, who), _)| {
+            kind == "AWS"
+                && tagged(who, "Sub").and_then(Value::as_str)
+                    == Some("arn:${AWS::Partition}:iam::${AWS::AccountId}:root")
+        })
+        .expect("this account (its root) publishes");
+    assert!(root.1.is_none(), "{root:?}");
+    let alarms = principals
+        .iter()
+        .find(|((kind, who), _)| {
+            kind == "Service" && who.as_str() == Some("cloudwatch.amazonaws.com")
+        })
+        .expect("CloudWatch alarms publish");
+    let source_account = serde_yaml_ng::from_str::<Value>(
+        r#"{ StringEquals: { "aws:SourceAccount": !Ref AWS::AccountId } }"#,
+    )
+    .expect("yaml");
+    assert_eq!(
+        alarms.1,
+        Some(&source_account),
+        "only this account's alarms"
+    );
+    // Every alarm of the stack notifies this topic (or the existing one), so CloudWatch is the one service that
+    // needs to publish.
+    for (name, resource) in resources.as_mapping().expect("resources") {
+        if resource["Type"] == "AWS::CloudWatch::Alarm" {
+            let actions = list(&resource["Properties"]["AlarmActions"]);
+            assert_eq!(actions.len(), 1, "{name:?}");
+            assert_is_the_findings_topic(&actions[0], &format!("{name:?}'s action"));
+        }
+    }
+
+    // The key: CloudWatch may use it only for this account's alarms.
+    let key_statements = list(&resources["TopicKey"]["Properties"]["KeyPolicy"]["Statement"]);
+    let cloudwatch: Vec<&Value> = key_statements
+        .iter()
+        .filter(|s| s["Principal"]["Service"] == "cloudwatch.amazonaws.com")
+        .collect();
+    assert_eq!(cloudwatch.len(), 1, "{key_statements:?}");
+    assert_eq!(cloudwatch[0]["Condition"], source_account, "{cloudwatch:?}");
+}
+
+/// Seconds between runs of an EventBridge `rate(N unit)` expression.
+fn rate_seconds(expression: &str) -> i64 {
+    let inner = expression
+        .strip_prefix("rate(")
+        .and_then(|e| e.strip_suffix(')'))
+        .unwrap_or_else(|| panic!("not a rate() expression: {expression}"));
+    let (value, unit) = inner.split_once(' ').expect("rate(N unit)");
+    let value: i64 = value.parse().expect("a number");
+    let unit = match unit.trim_end_matches('s') {
+        "minute" => 60,
+        "hour" => 3600,
+        "day" => 86_400,
+        other => panic!("unknown rate unit {other}"),
+    };
+    value * unit
+}
+
+/// A metric alarm as template.yaml defines it: what CloudWatch evaluates.
+#[derive(Debug)]
+struct AlarmDefinition {
+    namespace: String,
+    metric: String,
+    dimensions: Vec<String>,
+    statistic: String,
+    period: i64,
+    evaluation_periods: i64,
+    datapoints_to_alarm: i64,
+    threshold: f64,
+    comparison: String,
+    treat_missing_data: String,
+}
+
+fn alarm_definition(template: &Value, name: &str) -> AlarmDefinition {
+    let alarm = &template["Resources"][name];
+    assert_eq!(alarm["Type"], "AWS::CloudWatch::Alarm", "{name}");
+    let p = &alarm["Properties"];
+    let text = |key: &str| {
+        p[key]
+            .as_str()
+            .unwrap_or_else(|| panic!("{name}.{key} is a literal string: {:?}", p[key]))
+            .to_string()
+    };
+    let number = |key: &str| {
+        p[key]
+            .as_i64()
+            .unwrap_or_else(|| panic!("{name}.{key} is a literal number: {:?}", p[key]))
+    };
+    let evaluation_periods = number("EvaluationPeriods");
+    AlarmDefinition {
+        namespace: text("Namespace"),
+        metric: text("MetricName"),
+        dimensions: p
+            .get("Dimensions")
+            .map(|d| {
+                list(d)
+                    .iter()
+                    .map(|d| d["Name"].as_str().expect("a name").to_string())
+                    .collect()
+            })
+            .unwrap_or_default(),
+        statistic: text("Statistic"),
+        period: number("Period"),
+        evaluation_periods,
+        // CloudWatch's default: every evaluated period must breach.
+        datapoints_to_alarm: p
+            .get("DatapointsToAlarm")
+            .map_or(evaluation_periods, |_| number("DatapointsToAlarm")),
+        threshold: p["Threshold"].as_f64().expect("a Threshold"),
+        comparison: text("ComparisonOperator"),
+        treat_missing_data: text("TreatMissingData"),
+    }
+}
+
+/// The datapoints (epoch milliseconds, value) CloudWatch would extract from Embedded Metric Format lines for
+/// this alarm's metric: the lines whose directives declare it in the alarm's namespace under exactly the
+/// alarm's dimension set.
+fn datapoints(lines: &[Json], alarm: &AlarmDefinition) -> Vec<(i64, f64)> {
+    let dimensions = serde_json::json!(alarm.dimensions);
+    lines
+        .iter()
+        .filter(|line| {
+            line["_aws"]["CloudWatchMetrics"]
+                .as_array()
+                .expect("directives")
+                .iter()
+                .any(|d| {
+                    d["Namespace"] == alarm.namespace.as_str()
+                        && d["Dimensions"]
+                            .as_array()
+                            .is_some_and(|sets| sets.contains(&dimensions))
+                        && d["Metrics"]
+                            .as_array()
+                            .is_some_and(|m| m.iter().any(|m| m["Name"] == alarm.metric.as_str()))
+                })
+        })
+        .map(|line| {
+            (
+                line["_aws"]["Timestamp"].as_i64().expect("a Timestamp"),
+                line[alarm.metric.as_str()]
+                    .as_f64()
+                    .expect("the metric's value at the top level"),
+            )
+        })
+        .collect()
+}
+
+/// The alarm's state at `at` (epoch milliseconds), evaluated as CloudWatch evaluates a metric alarm over a
+/// sliding window: the last `EvaluationPeriods` periods ending at `at`, each the statistic of the datapoints in
+/// it or missing; missing counts as breaching or not as `TreatMissingData` says; ALARM when at least
+/// `DatapointsToAlarm` of them breach. CloudWatch also waits a little for late data; this does not.
+fn alarm_state(alarm: &AlarmDefinition, points: &[(i64, f64)], at: i64) -> &'static str {
+    let period = alarm.period * 1000;
+    let breaching = (0..alarm.evaluation_periods)
+        .filter(|k| {
+            let (start, end) = (at - (k + 1) * period, at - k * period);
+            let values: Vec<f64> = points
+                .iter()
+                .filter(|(t, _)| (start..end).contains(t))
+                .map(|(_, v)| *v)
+                .collect();
+            if values.is_empty() {
+                return match alarm.treat_missing_data.as_str() {
+                    "breaching" => true,
+                    "notBreaching" => false,
+                    other => panic!("this evaluation does not model TreatMissingData {other}"),
+                };
+            }
+            let value = match alarm.statistic.as_str() {
+                "Sum" => values.iter().sum(),
+                "Maximum" => values.iter().copied().fold(f64::MIN, f64::max),
+                "Minimum" => values.iter().copied().fold(f64::MAX, f64::min),
+                "SampleCount" => values.len() as f64,
+                "Average" => values.iter().sum::<f64>() / values.len() as f64,
+                other => panic!("unknown statistic {other}"),
+            };
+            match alarm.comparison.as_str() {
+                "LessThanThreshold" => value < alarm.threshold,
+                "LessThanOrEqualToThreshold" => value <= alarm.threshold,
+                "GreaterThanThreshold" => value > alarm.threshold,
+                "GreaterThanOrEqualToThreshold" => value >= alarm.threshold,
+                other => panic!("unknown comparison {other}"),
+            }
+        })
+        .count() as i64;
+    if breaching >= alarm.datapoints_to_alarm {
+        "ALARM"
+    } else {
+        "OK"
+    }
+}
+
+/// A report of a completed check with nothing found, as the metrics line builder takes it.
+fn completed_report(account_id: &str, at: time::OffsetDateTime) -> keywatch::report::Report {
+    keywatch::report::Report {
+        run_id: "r".into(),
+        account_id: account_id.into(),
+        checked_at: at,
+        report_generated_at: Some(at),
+        inventory_source: keywatch::inventory::Source::CredentialReport,
+        dry_run: false,
+        grace_period_hours: 0,
+        users_examined: 3,
+        keys_examined: 3,
+        candidates_verified: 0,
+        api_calls: keywatch::report::ApiCalls::default(),
+        phase_ms: Default::default(),
+        findings: vec![],
+        pending: vec![],
+        exempted: vec![],
+        remediated: vec![],
+        remediation_skipped: vec![],
+        remediation_failed: vec![],
+        deactivate_after_days: None,
+        security_hub: None,
+        notifications: vec![],
+        new: None,
+        open: None,
+        resolved: None,
+        alert: String::new(),
+        owner: None,
+    }
+}
+
+/// Nothing stops silently: a heartbeat alarm on the metric every completed check writes, breaching when it is
+/// missing, over two schedule intervals, for every deployment; and, with a work queue, an alarm on the age of
+/// its oldest message, well before SQS drops it. Both notify the findings topic.
+#[test]
+fn a_heartbeat_and_the_work_queue_age_alarm_on_the_findings_topic() {
+    let template = template();
+    let resources = &template["Resources"];
+    let heartbeat = &resources["HeartbeatAlarm"];
+    assert!(
+        heartbeat.get("Condition").is_none(),
+        "every deployment: {heartbeat:?}"
+    );
+    let alarm = alarm_definition(&template, "HeartbeatAlarm");
+    assert_eq!(alarm.namespace, metrics::NAMESPACE);
+    assert_eq!(alarm.metric, metrics::CHECKS_COMPLETED);
+    assert!(metrics::METRICS.iter().any(|(m, _)| *m == alarm.metric));
+    assert!(
+        alarm.dimensions.is_empty() && !metrics::PER_ACCOUNT.contains(&alarm.metric.as_str()),
+        "the roll-up, never per account: {alarm:?}"
+    );
+    assert_eq!(alarm.statistic, "Sum");
+    assert_eq!(
+        alarm.treat_missing_data, "breaching",
+        "missing is the signal"
+    );
+    assert_eq!(
+        (alarm.comparison.as_str(), alarm.threshold),
+        ("LessThanThreshold", 1.0)
+    );
+    // Two schedule intervals of the default schedule, and every period of them must be empty.
+    let interval = rate_seconds(&parameter(&template, "ScheduleExpression", &[]));
+    assert_eq!(alarm.period * alarm.evaluation_periods, 2 * interval);
+    assert_eq!(alarm.datapoints_to_alarm, alarm.evaluation_periods);
+    // CloudWatch's limits: a period of 60 s multiples, at most a day per period, and at most 7 days evaluated
+    // (1 day with periods under an hour).
+    assert_eq!(alarm.period % 60, 0);
+    assert!(alarm.period <= 86_400, "{alarm:?}");
+    let range = alarm.period * alarm.evaluation_periods;
+    assert!(
+        range <= if alarm.period < 3600 { 86_400 } else { 604_800 },
+        "{alarm:?}"
+    );
+    let actions = list(&heartbeat["Properties"]["AlarmActions"]);
+    assert_eq!(actions.len(), 1);
+    assert_is_the_findings_topic(&actions[0], "HeartbeatAlarm's action");
+
+    let age = &resources["WorkQueueAgeAlarm"];
+    assert_eq!(
+        age["Condition"], resources["WorkQueue"]["Condition"],
+        "exactly where the work queue exists"
+    );
+    let definition = alarm_definition(&template, "WorkQueueAgeAlarm");
+    assert_eq!(definition.namespace, "AWS/SQS");
+    assert_eq!(definition.metric, "ApproximateAgeOfOldestMessage");
+    let dimensions = list(&age["Properties"]["Dimensions"]);
+    assert_eq!(dimensions.len(), 1);
+    assert_eq!(dimensions[0]["Name"], "QueueName");
+    assert_eq!(
+        tagged(&dimensions[0]["Value"], "GetAtt").and_then(Value::as_str),
+        Some("WorkQueue.QueueName")
+    );
+    assert_eq!(definition.statistic, "Maximum");
+    assert_eq!(definition.comparison, "GreaterThanThreshold");
+    assert_eq!(
+        definition.treat_missing_data, "notBreaching",
+        "an idle queue"
+    );
+    // Above the default retries of a message (MaxReceiveCount visibility timeouts), below SQS's retention (the
+    // queue sets none: SQS keeps a message 4 days), with the alarm's own evaluation time to spare.
+    let queue = &resources["WorkQueue"]["Properties"];
+    assert!(
+        queue.get("MessageRetentionPeriod").is_none(),
+        "the default retention"
+    );
+    let retention = f64::from(4 * 86_400);
+    let retries = DEFAULT_MAX_RECEIVE_COUNT as f64
+        * queue["VisibilityTimeout"]
+            .as_f64()
+            .expect("a VisibilityTimeout");
+    assert_eq!(
+        parameter(&template, "MaxReceiveCount", &[]),
+        DEFAULT_MAX_RECEIVE_COUNT.to_string()
+    );
+    let evaluated = (definition.period * definition.evaluation_periods) as f64;
+    assert!(
+        retries < definition.threshold && definition.threshold + evaluated < retention,
+        "{definition:?}"
+    );
+    let actions = list(&age["Properties"]["AlarmActions"]);
+    assert_eq!(actions.len(), 1);
+    assert_is_the_findings_topic(&actions[0], "WorkQueueAgeAlarm's action");
+}
+
+/// The heartbeat fires when the checks stop. moto does not evaluate alarms (it only stores them), so this
+/// evaluates `HeartbeatAlarm`'s own definition, read from template.yaml, over the datapoints of metrics lines
+/// the real code builds ([`metrics::line`]): three accounts checked once per schedule interval for five
+/// intervals, then only failed checks. It is OK from the first completed check on, while the checks run and
+/// until two intervals have passed without one, and ALARM from then on: a failed check is no heartbeat. Before
+/// the first check (a new stack) it is ALARM too, as the README says.
+#[test]
+fn the_heartbeat_alarm_fires_once_two_intervals_pass_without_a_completed_check() {
+    use time::macros::datetime;
+    let template = template();
+    let alarm = alarm_definition(&template, "HeartbeatAlarm");
+    let interval = time::Duration::seconds(rate_seconds(&parameter(
+        &template,
+        "ScheduleExpression",
+        &[],
+    )));
+    let first = datetime!(2026-12-01 12:00 UTC);
+    let accounts = ["111111111111", "222222222222", "333333333333"];
+    let runs = 5;
+    let mut lines = Vec::new();
+    let mut last_completed = first;
+    for run in 0..runs + 4 {
+        for (i, account) in accounts.iter().enumerate() {
+            let at = first + interval * run + time::Duration::minutes(5 * i as i64);
+            let report = completed_report(account, at);
+            let outcome = if run < runs {
+                last_completed = at;
+                Ok(&report)
+            } else {
+                Err(metrics::Failed {
+                    api_calls: 3,
+                    final_failure: true,
+                })
+            };
+            lines.push(
+                serde_json::to_value(metrics::line(account, "r", outcome, 900, at)).expect("json"),
+            );
+        }
+    }
+    let points = datapoints(&lines, &alarm);
+    assert_eq!(
+        points.len(),
+        runs as usize * accounts.len(),
+        "one heartbeat per completed check, none per failed one"
+    );
+    let ms = |at: time::OffsetDateTime| (at.unix_timestamp_nanos() / 1_000_000) as i64;
+    let state = |at: time::OffsetDateTime| alarm_state(&alarm, &points, ms(at));
+
+    assert_eq!(
+        state(first - time::Duration::minutes(1)),
+        "ALARM",
+        "before any check"
+    );
+    let silent_from = last_completed + interval * 2;
+    let end = first + interval * (runs + 4);
+    let step = time::Duration::minutes(10);
+    let mut at = first + time::Duration::minutes(1);
+    while at <= silent_from {
+        assert_eq!(state(at), "OK", "at {at}: checks ran within two intervals");
+        at += step;
+    }
+    assert_eq!(
+        state(silent_from + time::Duration::minutes(1)),
+        "ALARM",
+        "two intervals after the last completed check ({last_completed})"
+    );
+    while at <= end {
+        assert_eq!(
+            state(at),
+            "ALARM",
+            "at {at}: no completed check for two intervals"
+        );
+        at += step;
+    }
+}
+
+/// The README's SCP that keeps exempting users to a security role: it denies `iam:TagUser` and `iam:UntagUser`
+/// when any tag key of the request is the default `ExemptTagKey` (in any case, as keywatch reads tag keys),
+/// to every principal but the named role, and nothing else. Evaluated here as IAM evaluates its two operators.
+#[test]
+fn the_readme_scp_keeps_exemptions_to_the_security_role() {
+    fn glob(pattern: &[u8], text: &[u8]) -> bool {
+        match (pattern.first(), text.first()) {
+            (None, None) => true,
+            (Some(b'*'), _) => {
+                glob(&pattern[1..], text) || (!text.is_empty() && glob(pattern, &text[1..]))
+            }
+            (Some(b'?'), Some(_)) => glob(&pattern[1..], &text[1..]),
+            (Some(p), Some(t)) if p == t => glob(&pattern[1..], &text[1..]),
+            _ => false,
+        }
+    }
+    let readme = std::fs::read_to_string(project_dir().join("README.md")).expect("README.md");
+    let block = readme
+        .split_once("<!-- scp:exempt-tag")
+        .and_then(|(_, rest)| rest.split_once("```json\n"))
+        .and_then(|(_, rest)| rest.split_once("```"))
+        .map(|(json, _)| json)
+        .expect("the README's SCP block");
+    let scp: Json = serde_json::from_str(block).expect("the SCP is JSON");
+    let statements = scp["Statement"].as_array().expect("statements");
+    assert_eq!(statements.len(), 1, "{scp}");
+    let statement = &statements[0];
+    assert_eq!(statement["Effect"], "Deny");
+    assert_eq!(statement["Resource"], "*");
+    let actions: BTreeSet<&str> = statement["Action"]
+        .as_array()
+        .expect("actions")
+        .iter()
+        .map(|a| a.as_str().expect("an action"))
+        .collect();
+    assert_eq!(
+        actions,
+        ["iam:TagUser", "iam:UntagUser"].into_iter().collect()
+    );
+    let condition = statement["Condition"].as_object().expect("a Condition");
+    assert_eq!(condition.len(), 2, "{condition:?}");
+    let keys: Vec<&str> = condition["ForAnyValue:StringEqualsIgnoreCase"]["aws:TagKeys"]
+        .as_array()
+        .expect("aws:TagKeys")
+        .iter()
+        .map(|k| k.as_str().expect("a key"))
+        .collect();
+    let role = condition["ArnNotLike"]["aws:PrincipalArn"]
+        .as_str()
+        .expect("aws:PrincipalArn");
+    let default_key = parameter(&template(), "ExemptTagKey", &[]);
+    assert_eq!(keys, [default_key.as_str()]);
+
+    // Denied when any of the request's tag keys matches, and the principal is not the security role.
+    let denies = |principal: &str, tag_keys: &[&str]| {
+        tag_keys
+            .iter()
+            .any(|k| keys.iter().any(|w| w.eq_ignore_ascii_case(k)))
+            && !glob(role.as_bytes(), principal.as_bytes())
+    };
+    let admin = "arn:aws:iam::111122223333:role/Admin";
+    let security = role.replace('*', "111122223333");
+    assert!(denies(admin, &["keywatch:exempt"]));
+    assert!(
+        denies(admin, &["owner", "Keywatch:Exempt"]),
+        "any case, among others"
+    );
+    assert!(!denies(admin, &["owner"]), "other tags stay free");
+    assert!(
+        !denies(&security, &["keywatch:exempt"]),
+        "the security role may"
+    );
+    assert!(denies(
+        "arn:aws:iam::111122223333:role/security-admin-not",
+        &["keywatch:exempt"]
+    ));
 }

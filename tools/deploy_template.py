@@ -19,11 +19,11 @@ every problem listed, if a resource the template should create is missing or not
 
 moto 5.2.5 limits, handled in the open (each one is listed under "moto_workarounds" in the summary):
 - moto's CloudFormation skips resource types it does not implement (with only a Python warning, and still
-  reports the stack CREATE_COMPLETE). Of this template's types, AWS::CloudWatch::Alarm, AWS::SNS::Subscription
-  AWS::Lambda::EventInvokeConfig (which SAM makes from the function's EventInvokeConfig) and
-  AWS::SQS::QueuePolicy are skipped. They are listed under "unsupported", and created through their own API
-  (PutMetricAlarm, Subscribe, PutFunctionEventInvokeConfig, SetQueueAttributes) from the same resolved properties, so botocore still checks their property
-  names and types against the service model. (AWS::SQS::Queue, AWS::Lambda::EventSourceMapping and
+  reports the stack CREATE_COMPLETE). Of this template's types, AWS::CloudWatch::Alarm, AWS::SNS::Subscription,
+  AWS::Lambda::EventInvokeConfig (which SAM makes from the function's EventInvokeConfig), AWS::SQS::QueuePolicy
+  and AWS::SNS::TopicPolicy are skipped. They are listed under "unsupported", and created through their own API
+  (PutMetricAlarm, Subscribe, PutFunctionEventInvokeConfig, SetQueueAttributes, SetTopicAttributes) from the same
+  resolved properties, so botocore still checks their property names and types against the service model. (AWS::SQS::Queue, AWS::Lambda::EventSourceMapping and
   AWS::CloudWatch::Dashboard it creates; the script reads them back and compares them with the template.)
 - moto stores an AWS::IAM::Role's inline `Policies` as a Python dict instead of a JSON string, and its IAM
   enforcement then fails with an internal error. The script puts the same documents back with PutRolePolicy.
@@ -66,6 +66,7 @@ MOTO_UNSUPPORTED = {
     "AWS::SNS::Subscription",
     "AWS::Lambda::EventInvokeConfig",
     "AWS::SQS::QueuePolicy",
+    "AWS::SNS::TopicPolicy",
 }
 
 
@@ -203,8 +204,13 @@ def main() -> int:
         attributes["KeywatchFunctionRole.Arn"] = role["arn"] if role else ""
         function = transformed["Resources"]["KeywatchFunction"]["Properties"]
         function_properties = resolve(function, values, conditions, physical, attributes)
-        problems += check_created(client, resources, physical, outputs, values, function_properties, role)
+        topic_policy = wanted_topic_policy(transformed, values, conditions, physical, attributes)
+        problems += check_created(
+            client, resources, physical, outputs, values, function_properties, role, topic_policy
+        )
         problems += check_work_queues(client, transformed, resources, physical, values, conditions, attributes)
+        alarms, alarm_problems = check_alarms(client("cloudwatch"), transformed, physical, values, conditions, attributes)
+        problems += alarm_problems
         dashboard, dashboard_problems = check_dashboard(client("cloudwatch"), transformed, resources, physical, values, conditions)
         problems += dashboard_problems
         ledger, ledger_problems, ledger_workarounds = check_ledger(
@@ -228,6 +234,7 @@ def main() -> int:
             )
     else:
         event_invoke_config = None
+        alarms = None
         function = None
         dashboard = None
         ledger = None
@@ -243,6 +250,8 @@ def main() -> int:
         "outputs": outputs,
         "role": role,
         "event_invoke_config": event_invoke_config,
+        "alarms": alarms,
+        "topic_policy": topic_policy_held(client("sns"), outputs.get("TopicArn")) if "FindingsTopic" in resources else None,
         "function": function,
         "dashboard": dashboard,
         "ledger": ledger,
@@ -539,6 +548,12 @@ def create_unsupported(client: Any, stack_name: str, name: str, kind: str, props
         for url in props["Queues"]:
             client("sqs").set_queue_attributes(QueueUrl=url, Attributes={"Policy": json.dumps(props["PolicyDocument"])})
         return f"{name}: set with sqs:SetQueueAttributes Policy (moto's CloudFormation skips {kind})"
+    if kind == "AWS::SNS::TopicPolicy":
+        for arn in props["Topics"]:
+            client("sns").set_topic_attributes(
+                TopicArn=arn, AttributeName="Policy", AttributeValue=json.dumps(props["PolicyDocument"])
+            )
+        return f"{name}: set with sns:SetTopicAttributes Policy (moto's CloudFormation skips {kind})"
     raise ValueError(f"no API fallback for {kind}")
 
 
@@ -605,6 +620,21 @@ def repair_role_policies(iam: Any, role_name: str) -> dict:
     }
 
 
+def wanted_topic_policy(template: dict, values: dict, conditions: dict, physical: dict, attributes: dict) -> dict | None:
+    """The findings topic's policy document as the template resolves it for these parameters; None without it."""
+    policy = template["Resources"].get("FindingsTopicPolicy")
+    if policy is None or not conditions.get(policy.get("Condition", ""), True):
+        return None
+    return resolve(policy["Properties"], values, conditions, physical, attributes)["PolicyDocument"]
+
+
+def topic_policy_held(sns: Any, topic_arn: str | None) -> dict | None:
+    """The topic's policy as SNS holds it (GetTopicAttributes), parsed."""
+    if not topic_arn:
+        return None
+    return json.loads(sns.get_topic_attributes(TopicArn=topic_arn)["Attributes"].get("Policy", "null"))
+
+
 def check_created(
     client: Any,
     resources: dict,
@@ -613,6 +643,7 @@ def check_created(
     values: dict,
     function_properties: dict,
     role: dict | None,
+    topic_policy: dict | None,
 ) -> list[str]:
     """What the created resources look like, as far as moto keeps it. Problems as messages."""
     problems: list[str] = []
@@ -661,6 +692,7 @@ def check_created(
     if "FindingsTopic" in resources:
         attributes = client("sns").get_topic_attributes(TopicArn=topic_arn)["Attributes"]
         expect("topic KMS key", attributes.get("KmsMasterKeyId"), physical.get("TopicKey"))
+        expect("topic policy", json.loads(attributes.get("Policy", "null")), topic_policy)
 
     if function_name:  # the alarm is unconditional and watches the function
         alarm_name = f"{values['AWS::StackName']}-KeywatchErrorsAlarm"
@@ -770,6 +802,56 @@ def check_work_queues(
         [("keywatch", "CheckFailed", [], [topic])],
     )
     return problems
+
+
+# What an alarm is, as PutMetricAlarm takes it and DescribeAlarms returns it.
+ALARM_KEYS = (
+    "Namespace",
+    "MetricName",
+    "Dimensions",
+    "Statistic",
+    "Period",
+    "EvaluationPeriods",
+    "DatapointsToAlarm",
+    "Threshold",
+    "ComparisonOperator",
+    "TreatMissingData",
+    "AlarmActions",
+)
+
+
+def check_alarms(
+    cloudwatch: Any, template: dict, physical: dict, values: dict, conditions: dict, attributes: dict
+) -> tuple[dict, list[str]]:
+    """Every alarm of the template as CloudWatch holds it, against its resolved properties (ALARM_KEYS); an
+    alarm whose condition is false must not exist. Returns what is held, by logical name, and the problems."""
+    held: dict[str, dict] = {}
+    problems: list[str] = []
+    for name, resource in template["Resources"].items():
+        if resource["Type"] != "AWS::CloudWatch::Alarm":
+            continue
+        alarm_name = resource.get("Properties", {}).get("AlarmName", f"{values['AWS::StackName']}-{name}")
+        found = cloudwatch.describe_alarms(AlarmNames=[alarm_name])["MetricAlarms"]
+        if not conditions.get(resource.get("Condition", ""), True):
+            if found:
+                problems.append(f"{name} exists though its condition {resource['Condition']} is false")
+            continue
+        if len(found) != 1:
+            problems.append(f"{name}: expected one alarm {alarm_name}, found {len(found)}")
+            continue
+        wanted = resolve(resource["Properties"], values, conditions, physical, attributes)
+        alarm = {key: found[0].get(key) for key in ALARM_KEYS}
+        alarm["Dimensions"] = alarm["Dimensions"] or []
+        held[name] = alarm
+        for key in ALARM_KEYS:
+            expected = wanted.get(key, [] if key == "Dimensions" else None)
+            if key in ("Period", "EvaluationPeriods", "DatapointsToAlarm") and expected is not None:
+                expected = int(expected)
+            if key == "Threshold":
+                expected = float(expected)
+            if alarm[key] != expected:
+                problems.append(f"{name} {key}: expected {expected!r}, got {alarm[key]!r}")
+    return held, problems
 
 
 def check_dashboard(
