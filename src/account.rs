@@ -184,17 +184,21 @@ impl Keywatch {
         let result = self
             .check_account_inner(calls, target, invocation, run_id, deadline, attempt)
             .await;
-        let result = match (result, unusable) {
-            (Ok(_), Some(error)) => Err(error),
-            (result, _) => result,
+        let released = match (&table, &lease) {
+            (Some(table), Some(lease)) => table.release(lease).await,
+            _ => Ok(()),
         };
-        if let (Some(table), Some(lease)) = (&table, &lease) {
-            if let Err(error) = table.release(lease).await {
-                // It expires by itself past this check's deadline.
-                tracing::warn!(run_id, account_id = target.account_id, %error, "lease not released");
+        match (result, unusable, released) {
+            (Ok(_), Some(error), _) => Err(error),
+            // A lease held on would stall the account's next checks until it expires: said loudly, after
+            // everything else was done.
+            (Ok(_), None, Err(error)) => Err(error),
+            (result, _, Err(error)) => {
+                tracing::error!(run_id, account_id = target.account_id, %error, "lease not released");
+                result
             }
+            (result, _, Ok(())) => result,
         }
-        result
     }
 
     fn ledger_table(&self) -> Option<Table> {

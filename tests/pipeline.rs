@@ -1675,7 +1675,7 @@ async fn keys_are_deactivated_only_on_a_date_a_delivered_notice_announced_to_the
     let due = check(&on10, "due").await.expect("run");
     assert_eq!(
         keys_of(&due.remediated, |r| &r.access_key_id),
-        [ann.clone()]
+        std::slice::from_ref(&ann)
     );
     let statuses = a.key_statuses().await;
     assert_eq!(
@@ -1705,7 +1705,7 @@ async fn keys_are_deactivated_only_on_a_date_a_delivered_notice_announced_to_the
     let last = check(&on10, "due-b").await.expect("run");
     assert_eq!(
         keys_of(&last.remediated, |r| &r.access_key_id),
-        [bob.clone()]
+        std::slice::from_ref(&bob)
     );
 }
 
@@ -2054,7 +2054,7 @@ async fn deactivation_reports_the_truth() {
     assert_eq!(a.key_statuses().await[bob], "Inactive");
     assert_eq!(
         keys_of(&cut.remediated, |r| &r.access_key_id),
-        [bob.clone()]
+        std::slice::from_ref(bob)
     );
     assert!(cut.remediation_failed.is_empty());
     let delivered = a.delivered(&queue).await;
@@ -2080,7 +2080,7 @@ async fn deactivation_reports_the_truth() {
     let after = check(&only_cy, "announces").await.expect("the next run");
     assert_eq!(
         keys_of(&after.remediated, |r| &r.access_key_id),
-        [cy.clone()]
+        std::slice::from_ref(cy)
     );
     assert!(
         after.resolved.as_ref().is_none_or(|r| r.is_empty()),

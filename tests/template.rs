@@ -947,8 +947,8 @@ fn no_action_is_a_wildcard_or_listed_twice() {
     assert!(prefixed(LEDGER_ACTIONS, "dynamodb:"));
     assert_eq!(
         LEDGER_ACTIONS,
-        ["dynamodb:Query", "dynamodb:BatchWriteItem"],
-        "one query and batched puts: no Scan, no DeleteItem, no table management"
+        ["dynamodb:Query", "dynamodb:PutItem", "dynamodb:DeleteItem"],
+        "one query, conditional puts, and the lease's delete: no Scan, no table management"
     );
     assert_eq!(
         REMEDIATION_ACTIONS,
@@ -960,7 +960,7 @@ fn no_action_is_a_wildcard_or_listed_twice() {
 /// Each statement grants exactly one list of src/permissions.rs, under that list's condition and on its
 /// resource: IAM (reads, and UpdateAccessKey under `DeactivateKeys`), ListAccounts and Security Hub (under
 /// `UseSecurityHub`) on `*`, Publish on the findings topic, AssumeRole on the member role's ARN in any account,
-/// the queue actions on the work queue, the ledger's Query and BatchWriteItem on the ledger table's ARN only.
+/// the queue actions on the work queue, the ledger's Query, PutItem and DeleteItem on the ledger table's ARN only.
 #[test]
 fn each_statement_grants_one_list_under_its_condition_on_its_resource() {
     let template = template();

@@ -183,11 +183,11 @@ pub(crate) async fn bench_ledger(
     for label in ["first run", "unchanged second run"] {
         let run = invoke(binary, &proxy.url, size, 0, &vars).await;
         eprintln!(
-            "  ledger, {label}: {} findings, {} parts published, {} Query, {} BatchWriteItem",
+            "  ledger, {label}: {} findings, {} parts published, {} Query, {} PutItem",
             run.findings,
             run.notifications,
             calls_of(&run.calls, &["dynamodb:Query"]),
-            calls_of(&run.calls, &["dynamodb:BatchWriteItem"]),
+            calls_of(&run.calls, &["dynamodb:PutItem"]),
         );
         runs.push((label, run));
     }
