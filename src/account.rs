@@ -188,6 +188,14 @@ impl Keywatch {
             (Some(table), Some(lease)) => table.release(lease).await,
             _ => Ok(()),
         };
+        // The release's call is this check's too.
+        let mut result = result;
+        if let Ok(report) = &mut result {
+            for (action, count) in calls.take() {
+                *report.api_calls.by_operation.entry(action).or_default() += count;
+                report.api_calls.total += count;
+            }
+        }
         match (result, unusable, released) {
             (Ok(_), Some(error), _) => Err(error),
             // A lease held on would stall the account's next checks until it expires: said loudly, after

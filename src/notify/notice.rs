@@ -29,6 +29,14 @@ pub struct Notice<'a> {
     pub alert_parts_delivered: usize,
 }
 
+/// The document as published: the notice and its `alert_id`, also sent as the message attribute.
+#[derive(Serialize)]
+struct Identified<'a> {
+    alert_id: &'a str,
+    #[serde(flatten)]
+    notice: &'a Notice<'a>,
+}
+
 #[derive(Serialize)]
 struct Envelope<'a> {
     default: &'a str,
@@ -85,12 +93,6 @@ pub fn render(notice: &Notice) -> Result<AlertPart> {
         error_type = notice.error_type,
         error = notice.error,
     );
-    let json = serde_json::to_string(notice).map_err(|e| Error::Render(e.to_string()))?;
-    let message = serde_json::to_string(&Envelope {
-        default: &json,
-        email: &text,
-    })
-    .map_err(|e| Error::Render(e.to_string()))?;
     // A notice is sent once per check, on its last attempt: what identifies it is which check failed how.
     let alert_id = alert_id(&(
         notice.run_id,
@@ -100,6 +102,16 @@ pub fn render(notice: &Notice) -> Result<AlertPart> {
         notice.message_id,
         notice.error_type,
     ))?;
+    let json = serde_json::to_string(&Identified {
+        alert_id: &alert_id,
+        notice,
+    })
+    .map_err(|e| Error::Render(e.to_string()))?;
+    let message = serde_json::to_string(&Envelope {
+        default: &json,
+        email: &text,
+    })
+    .map_err(|e| Error::Render(e.to_string()))?;
     Ok(AlertPart {
         part: 1,
         parts: 1,
@@ -156,6 +168,8 @@ mod tests {
             serde_json::from_str(envelope["default"].as_str().unwrap()).unwrap();
         assert_eq!(document["account_id"], "111122223333");
         assert_eq!(document["schema"], SCHEMA);
+        assert_eq!(document["alert_id"], part.alert_id.as_str());
+        assert_eq!(part.alert_id.len(), 32);
     }
 
     #[test]

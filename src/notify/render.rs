@@ -872,6 +872,24 @@ pub(crate) mod tests {
     }
 
     #[test]
+    fn a_long_subject_is_cut_before_its_part_number() {
+        let mut report = report_with(vec![finding("ann", "AKIAANN")]);
+        report.account_id = "1".repeat(32);
+        report.new = Some(vec!["x".into(); 1_000]);
+        report.resolved = Some(vec![]);
+        let full = subject(&report, 1, 1);
+        let suffix = " (part 12 of 345)";
+        assert!(
+            full.len() + suffix.len() > 99,
+            "long enough to be cut: {full}"
+        );
+        let cut = subject(&report, 12, 345);
+        assert!(cut.ends_with(suffix), "{cut}");
+        assert_eq!(cut.len(), 99, "SNS's 100 characters, one kept back");
+        assert!(full.starts_with(&cut[..99 - suffix.len()]));
+    }
+
+    #[test]
     fn shell_quoting_keeps_odd_user_names_safe() {
         assert_eq!(shell_quote("o'neil.m+ops@corp"), r"'o'\''neil.m+ops@corp'");
         assert_eq!(shell_quote("alice"), "alice");
