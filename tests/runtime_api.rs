@@ -76,13 +76,16 @@ async fn the_binary_serves_events_through_the_runtime_api() {
     assert_eq!(finding_keys(&report), expected, "{report:#}");
     assert_eq!(report["dry_run"], false);
     assert_eq!(report["notifications"].as_array().map(Vec::len), Some(1));
-    let delivered = account.delivered(&queue).await;
+    let delivered = account.delivered_with_attributes(&queue).await;
     assert_eq!(delivered.len(), 1, "exactly one SNS message: {delivered:?}");
-    let (subject, document) = &delivered[0];
+    let (subject, document, attributes) = &delivered[0];
     assert_eq!(
         subject,
         "keywatch: 1 never-used access key on a console user in 123456789012"
     );
+    // One identity per message, as attribute and in the document (the shipped binary's publish).
+    assert_eq!(attributes["alert_id"], document["alert_id"]);
+    assert_eq!(document["alert_id"].as_str().map(str::len), Some(32));
     assert_eq!(document["findings"][0]["access_key_id"], alice_key.as_str());
     // The run ID is the Lambda request ID the emulator assigned: the alert ties back to the invocation.
     assert_eq!(document["run_id"], report["run_id"]);
