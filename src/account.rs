@@ -251,6 +251,7 @@ impl Keywatch {
             (Some(topic_arn), false) => Some(SnsSink {
                 client: clients.sns.clone(),
                 topic_arn: topic_arn.clone(),
+                chat: self.settings.chat,
             }),
             (None, false) => return Err(Error::NoTopic),
         };

@@ -67,6 +67,8 @@ pub struct Settings {
     pub alerts: Alerts,
     /// `OWNER_TAG_KEY`: the user tag (else the account tag) that names a finding's owner; `None` turns routing off.
     pub owner_tag_key: Option<String>,
+    /// `CHAT_NOTIFICATIONS`: what HTTPS subscribers receive.
+    pub chat: Chat,
 }
 
 impl Settings {
@@ -91,6 +93,17 @@ pub enum Alerts {
 }
 
 pub const DEFAULT_REMIND_EVERY_DAYS: u32 = 7;
+
+/// `CHAT_NOTIFICATIONS`: the `https` variant of every publish.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Chat {
+    /// HTTPS subscribers get the JSON document, as SQS and Lambda subscribers do.
+    #[default]
+    Off,
+    /// HTTPS subscribers get a custom notification, which AWS's chat integration (Amazon Q Developer in chat
+    /// applications) renders in Slack and Microsoft Teams.
+    Custom,
+}
 
 /// Which users are exempt: by name, path or ARN glob, or by a tag key.
 #[derive(Debug, Clone)]
@@ -286,6 +299,21 @@ impl Settings {
             ledger_table,
             alerts,
             owner_tag_key,
+            chat: match var("CHAT_NOTIFICATIONS")
+                .map(|m| m.to_ascii_lowercase())
+                .as_deref()
+            {
+                None | Some("off") => Chat::Off,
+                Some("custom") => Chat::Custom,
+                Some(other) => {
+                    return Err(Error::Config {
+                        variable: "CHAT_NOTIFICATIONS",
+                        reason: format!(
+                            "{other:?} is not off or custom (custom: the https variant is a chat custom notification)"
+                        ),
+                    })
+                }
+            },
         };
         // Both promise something across runs ("after N days of alerts", "only what changed"): only the ledger
         // can keep that promise.
@@ -458,6 +486,17 @@ mod tests {
             (Alerts::EveryRun, None)
         );
         assert_eq!(s.owner_tag_key.as_deref(), Some("owner"));
+        assert_eq!(
+            s.chat,
+            Chat::Off,
+            "HTTPS subscribers keep the JSON document"
+        );
+        let chat = settings(&[
+            ("FINDINGS_TOPIC_ARN", TOPIC),
+            ("CHAT_NOTIFICATIONS", "Custom"),
+        ])
+        .unwrap();
+        assert_eq!(chat.chat, Chat::Custom);
         let off = settings(&[("FINDINGS_TOPIC_ARN", TOPIC), ("OWNER_TAG_KEY", " ")]).unwrap();
         assert_eq!(off.owner_tag_key, None, "empty turns routing off");
         let on = settings(&[
@@ -506,6 +545,13 @@ mod tests {
                     ("AWS_REGION", "us-east-1"),
                 ],
                 "FINDINGS_TOPIC_ARN",
+            ),
+            (
+                &[
+                    ("FINDINGS_TOPIC_ARN", TOPIC),
+                    ("CHAT_NOTIFICATIONS", "slack"),
+                ],
+                "CHAT_NOTIFICATIONS",
             ),
             (
                 &[("FINDINGS_TOPIC_ARN", TOPIC), ("GRACE_PERIOD_HOURS", "-1")],

@@ -224,6 +224,7 @@ impl Keywatch {
         let sink = SnsSink {
             client: self.clients.sns.clone(),
             topic_arn,
+            chat: self.settings.chat,
         };
         // With routing by owner: the account's owner, and whoever reads what nobody owns.
         let owners: Vec<Option<&str>> = match (&self.settings.owner_tag_key, item) {
@@ -255,7 +256,7 @@ impl Keywatch {
                 kind: Kind::CheckFailed,
                 findings: 0,
             };
-            let published = match notice::render(&notice) {
+            let published = match notice::render(&notice, sink.chat) {
                 Ok(part) => {
                     deadline
                         .run(

@@ -2157,3 +2157,144 @@ async fn each_key_that_becomes_exempt_is_named_once_with_the_tag() {
     );
     assert!(a.delivered(&queue).await.is_empty());
 }
+
+/// `CHAT_NOTIFICATIONS=custom`: each team's HTTPS endpoint, subscribed as AWS's chat integration subscribes
+/// (with a filter policy on `owner`), receives exactly its owner's custom notifications. Every `https` variant
+/// read back from moto's SNS matches the documented schema; 500 findings keep the description under 4,000
+/// characters without losing a count; a user name Markdown would read stays code. SQS subscribers still get the
+/// JSON document.
+#[tokio::test]
+async fn chat_notifications_reach_each_teams_channel_within_the_limits() {
+    use std::collections::BTreeSet;
+    use support::https_sink::{assert_matches_schema, HttpsSink};
+
+    let endpoint = HttpsSink::start();
+    let moto = Moto::start_with_env(&endpoint.moto_env());
+    let a = moto.account().await;
+    let (topic, queue) = a.topic_with_queue().await;
+    for team in ["team-a", "team-b"] {
+        a.sns
+            .subscribe()
+            .topic_arn(&topic)
+            .protocol("https")
+            .endpoint(endpoint.url(&format!("/{team}")))
+            .attributes(
+                "FilterPolicy",
+                serde_json::json!({ "owner": [team] }).to_string(),
+            )
+            .send()
+            .await
+            .expect("subscribe the team's endpoint");
+    }
+    let many: Vec<String> = (0..500).map(|i| format!("contractor-{i:03}")).collect();
+    let team_a: BTreeSet<(String, String)> = a
+        .owned_console_users(&many, "team-a")
+        .await
+        .into_iter()
+        .collect();
+    // `_` would be italics and `@here` a mention, were they read as Markdown.
+    let odd = ["_new_hire_".to_string(), "@here".to_string()];
+    let team_b: BTreeSet<(String, String)> = a
+        .owned_console_users(&odd, "team-b")
+        .await
+        .into_iter()
+        .collect();
+    let vars = [
+        ("FINDINGS_TOPIC_ARN", topic.as_str()),
+        ("AWS_REGION", "us-east-1"),
+        ("CHAT_NOTIFICATIONS", "custom"),
+    ];
+    let report = run(&moto, settings(&vars), Invocation::SCHEDULED)
+        .await
+        .expect("the run succeeds");
+    assert_eq!(report.findings.len(), 502);
+
+    let schema = support::project_dir().join("tests/fixtures/chat-custom-notification.schema.json");
+    let published = moto.published_chat(&topic);
+    assert_matches_schema(&schema, &published);
+    // The schema accepts AWS's own shape of example too.
+    let example = support::project_dir().join("tests/fixtures/chat-custom-notification.json");
+    let example = std::fs::read_to_string(example).expect("the example");
+    assert_matches_schema(&schema, &[serde_json::from_str(&example).expect("JSON")]);
+
+    let documents = a.delivered(&queue).await;
+    assert_eq!(
+        documents.len(),
+        published.len(),
+        "the SQS subscriber gets every part"
+    );
+    for (_, document) in &documents {
+        assert_eq!(
+            document["schema"], "keywatch.alert/v3",
+            "SQS keeps the JSON document"
+        );
+    }
+
+    for (team, keys) in [("team-a", &team_a), ("team-b", &team_b)] {
+        let received = endpoint.delivered(&format!("/{team}"));
+        let notifications: Vec<serde_json::Value> = received
+            .iter()
+            .map(|envelope| {
+                assert_eq!(envelope["Type"], "Notification", "{envelope}");
+                serde_json::from_str(envelope["Message"].as_str().expect("Message"))
+                    .expect("the custom notification is JSON")
+            })
+            .collect();
+        assert!(!notifications.is_empty(), "{team} received nothing");
+        assert_matches_schema(&schema, &notifications);
+        let (mut listed, mut not_listed) = (BTreeSet::new(), 0);
+        for chat in &notifications {
+            assert_eq!(chat["metadata"]["threadId"], format!("123456789012/{team}"));
+            assert_eq!(chat["metadata"]["additionalContext"]["owner"], team);
+            let description = chat["content"]["description"].as_str().unwrap();
+            assert!(
+                description.chars().count() < 4_000,
+                "{team}: {} characters",
+                description.chars().count()
+            );
+            assert!(
+                description.contains(&format!("of {}", keys.len())),
+                "{team}: the total is kept: {description}"
+            );
+            for (user, key) in keys.iter() {
+                if description.contains(&format!("`{user}` key `{key}`")) {
+                    listed.insert((user.clone(), key.clone()));
+                }
+            }
+            if let Some(tail) = description.split("…and ").nth(1) {
+                not_listed += tail
+                    .split(' ')
+                    .next()
+                    .and_then(|n| n.parse::<usize>().ok())
+                    .expect("a count of what is not listed");
+                assert!(tail.contains(chat["id"].as_str().unwrap()), "{tail}");
+            }
+        }
+        assert_eq!(
+            listed.len() + not_listed,
+            keys.len(),
+            "{team}: every key listed or counted, none of another team's"
+        );
+        let all: String = notifications
+            .iter()
+            .map(|n| n["content"]["description"].as_str().unwrap().to_string())
+            .collect();
+        for (other, _) in [&team_a, &team_b]
+            .iter()
+            .filter(|k| !std::ptr::eq(**k, keys))
+            .flat_map(|k| k.iter())
+        {
+            assert!(!all.contains(&format!("`{other}`")), "{team} sees {other}");
+        }
+        if team == "team-b" {
+            assert_eq!(listed.len(), 2, "both listed: {all}");
+            for user in &odd {
+                assert!(
+                    !all.replace(&format!("`{user}`"), "")
+                        .contains(user.as_str()),
+                    "{user} only ever as code: {all}"
+                );
+            }
+        }
+    }
+}

@@ -552,6 +552,7 @@ async fn an_organization_goes_through_the_work_queue() {
             // One try per call: the 500s below reach the check at once instead of after the SDK's backoff.
             ("AWS_MAX_ATTEMPTS", "1"),
             ("LEDGER_TABLE", &ledger.name),
+            ("CHAT_NOTIFICATIONS", "custom"),
         ],
     );
     let active: Vec<String> = seeded.keys().cloned().collect();
@@ -821,6 +822,42 @@ async fn an_organization_goes_through_the_work_queue() {
     assert!(
         late.is_empty(),
         "nothing published after the pump: {late:?}"
+    );
+    // CHAT_NOTIFICATIONS=custom: every publish, alerts and failed-check notices alike, has a chat variant of the
+    // documented schema, threaded by account and owner.
+    let chat = moto.published_chat(&topic);
+    support::https_sink::assert_matches_schema(
+        &support::project_dir().join("tests/fixtures/chat-custom-notification.schema.json"),
+        &chat,
+    );
+    let threads: std::collections::BTreeSet<(String, String)> = chat
+        .iter()
+        .map(|c| {
+            (
+                c["metadata"]["eventType"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_string(),
+                c["metadata"]["threadId"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_string(),
+            )
+        })
+        .collect();
+    for notice in [
+        format!("{audit}/team-audit"),
+        format!("{audit}/unowned"),
+        format!("{prod}/unowned"),
+    ] {
+        assert!(
+            threads.contains(&("check-failed".to_string(), notice.clone())),
+            "{notice}: {threads:?}"
+        );
+    }
+    assert!(
+        threads.contains(&("findings".to_string(), format!("{dev}/team-dev"))),
+        "{threads:?}"
     );
     // The ledger: each checked account's findings under its own account ID, nothing for the others.
     let mut stored: std::collections::BTreeMap<String, Vec<(String, String)>> =

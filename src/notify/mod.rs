@@ -1,5 +1,6 @@
 //! Delivering the report to people and machines. Rendering is pure ([`render`]); each sink is one file.
 
+pub mod chat;
 pub mod notice;
 pub mod render;
 pub mod security_hub;

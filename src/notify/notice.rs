@@ -3,7 +3,8 @@
 
 use serde::Serialize;
 
-use super::render::{alert_id, AlertPart, MAX_SUBJECT_CHARS};
+use super::render::{alert_id, AlertPart, Envelope, MAX_SUBJECT_CHARS};
+use crate::config::Chat;
 use crate::error::{Error, Result};
 
 pub const SCHEMA: &str = "keywatch.check-failed/v1";
@@ -37,14 +38,8 @@ struct Identified<'a> {
     notice: &'a Notice<'a>,
 }
 
-#[derive(Serialize)]
-struct Envelope<'a> {
-    default: &'a str,
-    email: &'a str,
-}
-
 /// Subject, and the `MessageStructure=json` envelope, as an alert part is rendered.
-pub fn render(notice: &Notice) -> Result<AlertPart> {
+pub fn render(notice: &Notice, chat: Chat) -> Result<AlertPart> {
     let account = notice.account_id.unwrap_or("an unknown account");
     let delivered = notice.alert_parts_delivered > 0;
     let mut subject = if delivered {
@@ -107,9 +102,19 @@ pub fn render(notice: &Notice) -> Result<AlertPart> {
         notice,
     })
     .map_err(|e| Error::Render(e.to_string()))?;
+    let https = match chat {
+        Chat::Off => None,
+        Chat::Custom => Some(super::chat::check_failed(
+            notice,
+            &alert_id,
+            &subject,
+            consequence,
+        )?),
+    };
     let message = serde_json::to_string(&Envelope {
         default: &json,
         email: &text,
+        https: https.as_deref(),
     })
     .map_err(|e| Error::Render(e.to_string()))?;
     Ok(AlertPart {
@@ -138,18 +143,21 @@ mod tests {
                 member_role: None,
             }),
         };
-        let part = render(&Notice {
-            schema: SCHEMA,
-            run_id: "r1",
-            account_id: Some("111122223333"),
-            error_type: error.error_type(),
-            error: error.to_string(),
-            attempts: 3,
-            message_id: "m1",
-            owner: Some("platform"),
-            permanent: true,
-            alert_parts_delivered: 0,
-        })
+        let part = render(
+            &Notice {
+                schema: SCHEMA,
+                run_id: "r1",
+                account_id: Some("111122223333"),
+                error_type: error.error_type(),
+                error: error.to_string(),
+                attempts: 3,
+                message_id: "m1",
+                owner: Some("platform"),
+                permanent: true,
+                alert_parts_delivered: 0,
+            },
+            Chat::Off,
+        )
         .unwrap();
         assert_eq!(
             part.subject,
@@ -174,18 +182,21 @@ mod tests {
 
     #[test]
     fn a_notice_after_a_delivered_alert_says_what_was_and_was_not_done() {
-        let part = render(&Notice {
-            schema: SCHEMA,
-            run_id: "r1",
-            account_id: Some("111122223333"),
-            error_type: "Keywatch.SecurityHubFailed",
-            error: "Security Hub is not enabled".into(),
-            attempts: 1,
-            message_id: "m1",
-            owner: None,
-            permanent: true,
-            alert_parts_delivered: 2,
-        })
+        let part = render(
+            &Notice {
+                schema: SCHEMA,
+                run_id: "r1",
+                account_id: Some("111122223333"),
+                error_type: "Keywatch.SecurityHubFailed",
+                error: "Security Hub is not enabled".into(),
+                attempts: 1,
+                message_id: "m1",
+                owner: None,
+                permanent: true,
+                alert_parts_delivered: 2,
+            },
+            Chat::Off,
+        )
         .unwrap();
         assert_eq!(
             part.subject,

@@ -7,6 +7,7 @@ use serde::Serialize;
 use time::format_description::well_known::Rfc3339;
 use time::OffsetDateTime;
 
+use crate::config::Chat;
 use crate::error::{Error, Result};
 use crate::evaluate::Finding;
 use crate::ledger::{days_between, Change, Notice, Resolved};
@@ -30,7 +31,8 @@ pub struct AlertPart {
     pub part: usize,
     pub parts: usize,
     pub subject: String,
-    /// The `MessageStructure=json` envelope: `{"default": <JSON document>, "email": <text>}`.
+    /// The `MessageStructure=json` envelope: `{"default": <JSON document>, "email": <text>}`, and with
+    /// `CHAT_NOTIFICATIONS=custom`, `"https": <custom notification>`.
     pub message: String,
     /// The document's `alert_id`, sent as the message attribute of that name too.
     pub alert_id: String,
@@ -76,7 +78,7 @@ pub struct AlertDocument<'a> {
 }
 
 /// What remediation did, or will do, to one finding's key.
-enum KeyAction<'a> {
+pub(crate) enum KeyAction<'a> {
     Deactivated(&'a Remediated),
     Failed(&'a Failed),
     Skipped(&'a Skipped),
@@ -84,7 +86,7 @@ enum KeyAction<'a> {
     None,
 }
 
-fn action_for<'a>(report: &'a Report, finding: &Finding) -> KeyAction<'a> {
+pub(crate) fn action_for<'a>(report: &'a Report, finding: &Finding) -> KeyAction<'a> {
     let id = &finding.finding_id;
     if let Some(done) = report.remediated.iter().find(|r| &r.finding_id == id) {
         KeyAction::Deactivated(done)
@@ -119,10 +121,13 @@ fn earlier_deactivations(report: &Report) -> Vec<&Remediated> {
         .collect()
 }
 
+/// A `MessageStructure=json` message: one variant per protocol, `default` for those not named.
 #[derive(Serialize)]
-struct Envelope<'a> {
-    default: &'a str,
-    email: &'a str,
+pub(crate) struct Envelope<'a> {
+    pub default: &'a str,
+    pub email: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub https: Option<&'a str>,
 }
 
 /// v2 added `new`, `open`, `resolved` and each finding's history, from the ledger; v3 `alert_id`, each
@@ -131,10 +136,10 @@ pub const SCHEMA: &str = "keywatch.alert/v3";
 
 /// What one part carries: a run of findings, of late deactivations and of resolutions.
 #[derive(Debug, Clone, Copy, Default)]
-struct Chunk<'a> {
-    findings: &'a [Finding],
-    late: &'a [&'a Remediated],
-    resolved: &'a [Resolved],
+pub(crate) struct Chunk<'a> {
+    pub findings: &'a [Finding],
+    pub late: &'a [&'a Remediated],
+    pub resolved: &'a [Resolved],
 }
 
 /// What makes a message itself, for its `alert_id`: everything it says but the check's clock.
@@ -156,15 +161,15 @@ struct Identity<'a> {
 
 /// Splits the findings, late deactivations and resolutions into as few parts as fit, and renders each. With
 /// nothing to say, one part (an all-clear).
-pub fn render_parts(report: &Report, kind: Kind) -> Result<Vec<AlertPart>> {
+pub fn render_parts(report: &Report, kind: Kind, chat: Chat) -> Result<Vec<AlertPart>> {
     let late = earlier_deactivations(report);
-    let chunks = chunk(report, &late)?;
+    let chunks = chunk(report, &late, chat)?;
     let parts = chunks.len();
     chunks
         .into_iter()
         .enumerate()
         .map(|(index, chunk)| {
-            let part = render_part(report, chunk, index + 1, parts, kind)?;
+            let part = render_part(report, chunk, index + 1, parts, kind, chat)?;
             if part.message.len() > PART_BUDGET_BYTES {
                 return Err(Error::Render(format!(
                     "part {} is {} bytes, over the {PART_BUDGET_BYTES}-byte budget; please report this as a bug",
@@ -191,6 +196,7 @@ fn render_part(
     part: usize,
     parts: usize,
     kind: Kind,
+    chat: Chat,
 ) -> Result<AlertPart> {
     let findings = chunk.findings;
     let ledger = report.resolved.is_some();
@@ -275,15 +281,23 @@ fn render_part(
     };
     let json = serde_json::to_string(&document).map_err(|e| Error::Render(e.to_string()))?;
     let text = email_text(report, chunk, part, parts);
+    let subject = subject(report, part, parts);
+    let https = match chat {
+        Chat::Off => None,
+        Chat::Custom => Some(super::chat::alert(
+            report, chunk, part, parts, kind, &alert_id, &subject,
+        )?),
+    };
     let message = serde_json::to_string(&Envelope {
         default: &json,
         email: &text,
+        https: https.as_deref(),
     })
     .map_err(|e| Error::Render(e.to_string()))?;
     Ok(AlertPart {
         part,
         parts,
-        subject: subject(report, part, parts),
+        subject,
         message,
         alert_id,
     })
@@ -300,12 +314,24 @@ pub(crate) fn alert_id<T: Serialize>(identity: &T) -> Result<String> {
 /// Greedy packing by an exact-enough size estimate: JSON string escaping is per character, so an entry adds
 /// the escaped length of its JSON and its email lines to the envelope. `render_parts` checks the real size.
 /// Findings first, then late deactivations, then resolutions, each in order: none is ever left out.
-fn chunk<'a>(report: &'a Report, late: &'a [&'a Remediated]) -> Result<Vec<Chunk<'a>>> {
+fn chunk<'a>(report: &'a Report, late: &'a [&'a Remediated], chat: Chat) -> Result<Vec<Chunk<'a>>> {
     let empty = Chunk::default();
-    let overhead = render_part(report, empty, usize::MAX, usize::MAX, Kind::CheckFailed)?
-        .message
-        .len();
-    let budget = PART_BUDGET_BYTES.saturating_sub(overhead);
+    let overhead = render_part(
+        report,
+        empty,
+        usize::MAX,
+        usize::MAX,
+        Kind::CheckFailed,
+        Chat::Off,
+    )?
+    .message
+    .len();
+    // A chat notification is bounded whatever the part holds: keep its room whole.
+    let chat_room = match chat {
+        Chat::Off => 0,
+        Chat::Custom => super::chat::MAX_BYTES,
+    };
+    let budget = PART_BUDGET_BYTES.saturating_sub(overhead + chat_room);
     let resolved = report.resolved.as_deref().unwrap_or_default();
     let mut costs = Vec::with_capacity(report.findings.len() + late.len() + resolved.len());
     for finding in &report.findings {
@@ -370,7 +396,7 @@ fn json_len<T: Serialize>(value: &T) -> Result<usize> {
     escaped_len(&serde_json::to_string(value).map_err(|e| Error::Render(e.to_string()))?)
 }
 
-fn escaped_len(text: &str) -> Result<usize> {
+pub(crate) fn escaped_len(text: &str) -> Result<usize> {
     Ok(serde_json::to_string(text)
         .map_err(|e| Error::Render(e.to_string()))?
         .len()
@@ -427,14 +453,14 @@ pub fn subject(report: &Report, part: usize, parts: usize) -> String {
     subject
 }
 
-fn date(value: Option<OffsetDateTime>) -> String {
+pub(crate) fn date(value: Option<OffsetDateTime>) -> String {
     value
         .and_then(|v| v.format(&Rfc3339).ok())
         .unwrap_or_else(|| "unknown".to_string())
 }
 
 /// Quotes a value for a POSIX shell, so user names with `'`, `+` or `@` copy-paste safely.
-fn shell_quote(value: &str) -> String {
+pub(crate) fn shell_quote(value: &str) -> String {
     if value
         .bytes()
         .all(|b| b.is_ascii_alphanumeric() || b"-_.+=,@/".contains(&b))
@@ -445,13 +471,35 @@ fn shell_quote(value: &str) -> String {
     }
 }
 
+/// The AWS CLI commands an alert gives for a key, ready to paste.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum KeyCommand {
+    Delete,
+    Deactivate,
+    /// Undoes keywatch's deactivation.
+    Reactivate,
+}
+
+impl KeyCommand {
+    pub(crate) fn line(self, user_name: &str, access_key_id: &str) -> String {
+        let (verb, status) = match self {
+            KeyCommand::Delete => ("delete-access-key", ""),
+            KeyCommand::Deactivate => ("update-access-key", " --status Inactive"),
+            KeyCommand::Reactivate => ("update-access-key", " --status Active"),
+        };
+        format!(
+            "aws iam {verb} --user-name {} --access-key-id {access_key_id}{status}",
+            shell_quote(user_name)
+        )
+    }
+}
+
 fn undo_line(out: &mut String, done: &Remediated) {
     let _ = writeln!(
         out,
-        "    deactivated by keywatch at {}; to undo: aws iam update-access-key --user-name {} --access-key-id {} --status Active",
+        "    deactivated by keywatch at {}; to undo: {}",
         date(Some(done.at)),
-        shell_quote(&done.user_name),
-        done.access_key_id,
+        KeyCommand::Reactivate.line(&done.user_name, &done.access_key_id),
     );
 }
 
@@ -503,10 +551,10 @@ fn write_finding(out: &mut String, finding: &Finding, report: &Report) {
     };
     let _ = writeln!(
         out,
-        "- {user}  key {key}  {age}  created at user setup: {setup}{expired}{open_for}\n    aws iam delete-access-key --user-name {quoted} --access-key-id {key}",
+        "- {user}  key {key}  {age}  created at user setup: {setup}{expired}{open_for}\n    {delete}",
         user = finding.user_name,
         key = finding.access_key_id,
-        quoted = shell_quote(&finding.user_name),
+        delete = KeyCommand::Delete.line(&finding.user_name, &finding.access_key_id),
     );
     let _ = match action_for(report, finding) {
         KeyAction::Deactivated(done) => {
@@ -719,7 +767,7 @@ pub(crate) mod tests {
             ..finding("frank", "AKIAFRANK2")
         };
         let report = report_with(vec![finding("frank", "AKIAFRANK1"), expired]);
-        let parts = render_parts(&report, Kind::Findings).unwrap();
+        let parts = render_parts(&report, Kind::Findings, Chat::Off).unwrap();
         assert_eq!(parts.len(), 1);
         assert_eq!(
             parts[0].subject,
@@ -802,7 +850,7 @@ pub(crate) mod tests {
             access_key_id: "AKIABOB".into(),
             error: "iam:UpdateAccessKey failed (AccessDenied)".into(),
         }];
-        let parts = render_parts(&report, Kind::Findings).unwrap();
+        let parts = render_parts(&report, Kind::Findings, Chat::Off).unwrap();
         assert_eq!(
             parts[0].subject,
             "keywatch: 4 never-used access keys on console users in 123456789012 (1 new, 1 resolved), 2 deactivated"
@@ -862,7 +910,7 @@ pub(crate) mod tests {
 
     #[test]
     fn clean_report_renders_an_all_clear() {
-        let parts = render_parts(&report_with(vec![]), Kind::Findings).unwrap();
+        let parts = render_parts(&report_with(vec![]), Kind::Findings, Chat::Off).unwrap();
         assert_eq!(parts.len(), 1);
         assert_eq!(
             parts[0].subject,
@@ -903,7 +951,7 @@ pub(crate) mod tests {
             .map(|i| finding(&format!("{name}{i}"), &format!("AKIA{i:016}")))
             .collect();
         let report = report_with(findings);
-        let parts = render_parts(&report, Kind::Findings).unwrap();
+        let parts = render_parts(&report, Kind::Findings, Chat::Off).unwrap();
         assert!(parts.len() > 1, "2,000 large findings need several parts");
         let mut seen = Vec::new();
         for part in &parts {
@@ -950,7 +998,7 @@ mod properties {
             let findings: Vec<Finding> = names.iter().enumerate().map(|(i, n)| finding(n, &format!("AKIA{i:016}"))).collect();
             let mut report = report_with(findings);
             report.account_id = account;
-            let parts = render_parts(&report, Kind::Findings).unwrap();
+            let parts = render_parts(&report, Kind::Findings, Chat::Off).unwrap();
             let mut seen = Vec::new();
             for part in &parts {
                 prop_assert!(part.message.len() + part.subject.len() <= SNS_MAX_BYTES);

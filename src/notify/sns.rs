@@ -1,5 +1,6 @@
 //! The SNS sink. One publish per alert part, with `MessageStructure=json`: email subscribers get plain text,
-//! every other protocol (SQS, Lambda, HTTPS) the JSON document under `default`. Every publish carries message
+//! HTTPS subscribers a chat custom notification with `CHAT_NOTIFICATIONS=custom`, and every other protocol
+//! (SQS, Lambda, HTTPS otherwise) the JSON document under `default`. Every publish carries message
 //! attributes (`account_id`, `kind`, `findings`, `alert_id`, and `owner` when routing by owner), so a
 //! subscription's filter policy picks what reaches it, and a subscriber drops a duplicate by `alert_id`.
 
@@ -10,6 +11,7 @@ use super::render::{render_parts, AlertPart};
 use super::when::Kind;
 use super::Sink;
 use crate::aws::aws_error;
+use crate::config::Chat;
 use crate::deadline::Deadline;
 use crate::error::{Error, Result};
 use crate::report::{Notification, Report};
@@ -23,6 +25,8 @@ pub const CUT_MARKER: &str = "…";
 pub struct SnsSink {
     pub client: SnsClient,
     pub topic_arn: String,
+    /// `CHAT_NOTIFICATIONS`: whether the `https` variant is a chat custom notification.
+    pub chat: Chat,
 }
 
 /// What a publish says about itself, for subscription filter policies.
@@ -117,7 +121,7 @@ impl Sink for SnsSink {
         kind: Kind,
         deadline: &Deadline,
     ) -> Result<Vec<Notification>> {
-        let parts = render_parts(report, kind)?;
+        let parts = render_parts(report, kind, self.chat)?;
         let attributes = Attributes {
             account_id: &report.account_id,
             owner: report.owner.as_deref(),

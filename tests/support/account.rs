@@ -72,6 +72,24 @@ impl Account {
         self.password(name).await;
     }
 
+    /// Console users tagged `owner=<owner>`, each with a key never used, a few at a time: (user, key ID) each.
+    pub async fn owned_console_users(
+        &self,
+        names: &[String],
+        owner: &str,
+    ) -> Vec<(String, String)> {
+        futures_util::stream::iter(names)
+            .map(|name| async move {
+                self.user_at(name, "/", &[("owner", owner)]).await;
+                self.password(name).await;
+                (name.clone(), self.key(name).await.id)
+            })
+            // moto is one process; a few requests in flight is what it serves fastest.
+            .buffer_unordered(4)
+            .collect()
+            .await
+    }
+
     pub async fn key(&self, name: &str) -> Key {
         let key = self
             .iam

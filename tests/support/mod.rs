@@ -7,7 +7,8 @@
 //! - [`runtime`]: the Runtime API and the built binary under it;
 //! - [`pump`]: Lambda's SQS poller for the work queue, and the one queue drain;
 //! - [`ledger`]: the ledger's DynamoDB table, read directly;
-//! - [`deploy`]: the templates deployed on moto.
+//! - [`deploy`]: the templates deployed on moto;
+//! - [`https_sink`]: an HTTPS endpoint SNS delivers to, and the JSON Schema check of what it received.
 //!
 //! Here: the paths and tools every module needs, [`run`], the handler in process on a moto account, and
 //! [`emf_directives`], the reader of keywatch's metric lines.
@@ -25,6 +26,7 @@ use std::time::Duration;
 
 pub mod account;
 pub mod deploy;
+pub mod https_sink;
 pub mod ledger;
 pub mod moto;
 pub mod proxy;

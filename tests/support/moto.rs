@@ -101,6 +101,11 @@ impl Moto {
     /// Starts moto from the project's venv. Fails (never skips) when it is not installed, and fails fast,
     /// printing moto's own log, when the server exits or never answers.
     pub fn start() -> Moto {
+        Moto::start_with_env(&[])
+    }
+
+    /// As [`Moto::start`], with variables in moto's environment (`REQUESTS_CA_BUNDLE`, for HTTPS delivery).
+    pub fn start_with_env(env: &[(&str, &str)]) -> Moto {
         static STARTED: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
         let server = venv_tool("moto_server");
         let name = format!(
@@ -113,6 +118,7 @@ impl Moto {
         // and the server that answers is this one.
         let child = Command::new(&server)
             .args(["-H", "127.0.0.1", "-p", "0"])
+            .envs(env.iter().copied())
             .stdout(log.try_clone().expect("log file handle"))
             .stderr(log)
             .spawn()
@@ -165,6 +171,32 @@ impl Moto {
     /// What SNS accepted on `topic_arn`, read from moto's model dump: (subject, the `email` text an email
     /// subscriber receives). moto delivers nothing by email, so this is the delivered message itself.
     pub fn published_emails(&self, topic_arn: &str) -> Vec<(String, String)> {
+        self.published(topic_arn)
+            .into_iter()
+            .map(|(subject, envelope)| {
+                let email = envelope["email"].as_str().expect("an email variant");
+                (subject, email.to_string())
+            })
+            .collect()
+    }
+
+    /// The `https` variant of every publish on `topic_arn`, parsed: what AWS's chat integration receives.
+    /// Fails if a publish has none.
+    pub fn published_chat(&self, topic_arn: &str) -> Vec<Value> {
+        self.published(topic_arn)
+            .into_iter()
+            .map(|(subject, envelope)| {
+                let https = envelope["https"]
+                    .as_str()
+                    .unwrap_or_else(|| panic!("{subject:?} has no https variant: {envelope}"));
+                serde_json::from_str(https).expect("the https variant is JSON")
+            })
+            .collect()
+    }
+
+    /// Every publish SNS accepted on `topic_arn`, from moto's model dump: (subject, the `MessageStructure=json`
+    /// envelope with one variant per protocol).
+    pub fn published(&self, topic_arn: &str) -> Vec<(String, Value)> {
         let (status, body) = http_with_timeout(
             self.port,
             "GET",
@@ -188,13 +220,7 @@ impl Moto {
                 // (message_id, message, subject, attributes, group_id)
                 let envelope: Value = serde_json::from_str(sent[1].as_str().expect("message"))
                     .expect("a MessageStructure=json envelope");
-                (
-                    sent[2].as_str().unwrap_or("").to_string(),
-                    envelope["email"]
-                        .as_str()
-                        .expect("an email variant")
-                        .to_string(),
-                )
+                (sent[2].as_str().unwrap_or("").to_string(), envelope)
             })
             .collect()
     }
