@@ -58,8 +58,9 @@ $(TOOLS_STAMP): tools/requirements.txt
 ## checkov: policy scan of template.yaml and member-role.yaml. A skipped check carries its reason in the template
 ## (Metadata: checkov). Its own venv: checkov pins boto3 and friends, which would clash with moto's. No calls to
 ## Prisma Cloud or PyPI. checkov drops what a Condition or !If leaves out for the parameter defaults, so both
-## templates are also scanned as copies with every option on: Accounts=organization (the work queues),
-## EnableSecurityHub=true and Remediation=deactivate (their grants).
+## templates are also scanned (and cfn-linted) as copies with every option on: Accounts=organization (the work
+## queues), EnableSecurityHub=true and Remediation=deactivate (their grants), ChatNotifications=custom with both
+## a Slack and a Teams channel.
 CHECKOV_VENV := .venv-checkov
 CHECKOV_STAMP := $(CHECKOV_VENV)/.installed-$(shell cat tools/requirements-checkov.txt | cksum | cut -d' ' -f1)
 ALL_OPTIONS_TEMPLATE := target/lint/template-all-options.yaml
@@ -67,7 +68,13 @@ ALL_OPTIONS_MEMBER_ROLE := target/lint/member-role-all-options.yaml
 # Each range ends at the parameter's own Default line.
 ALL_OPTIONS := -e 's/^    Default: self$$/    Default: organization/' \
 	-e '/^  EnableSecurityHub:$$/,/^    Default:/s/^    Default: "false"$$/    Default: "true"/' \
-	-e '/^  Remediation:$$/,/^    Default:/s/^    Default: "off"$$/    Default: deactivate/'
+	-e '/^  Remediation:$$/,/^    Default:/s/^    Default: "off"$$/    Default: deactivate/' \
+	-e '/^  ChatNotifications:$$/,/^    Default:/s/^    Default: "off"$$/    Default: custom/' \
+	-e '/^  SlackWorkspaceId:$$/,/^    Default:/s/^    Default: ""$$/    Default: T0123ABCD/' \
+	-e '/^  SlackChannelId:$$/,/^    Default:/s/^    Default: ""$$/    Default: C0123ABCD/' \
+	-e '/^  TeamsTenantId:$$/,/^    Default:/s/^    Default: ""$$/    Default: 11111111-2222-3333-4444-555555555555/' \
+	-e '/^  TeamsTeamId:$$/,/^    Default:/s/^    Default: ""$$/    Default: 66666666-7777-8888-9999-000000000000/' \
+	-e '/^  TeamsChannelId:$$/,/^    Default:/s/^    Default: ""$$/    Default: 19%3ab6ef35dc342d56ba5654e6fc6d25a071%40thread.tacv2/'
 
 checkov: $(CHECKOV_STAMP)
 	mkdir -p $(dir $(ALL_OPTIONS_TEMPLATE))
@@ -79,6 +86,11 @@ checkov: $(CHECKOV_STAMP)
 		grep -A3 '^  Remediation:$$' $$copy | grep -q '^    Default: deactivate$$' || \
 		{ echo "$$copy: EnableSecurityHub or Remediation default not replaced"; exit 1; }; \
 	done
+	for id in SlackWorkspaceId SlackChannelId TeamsTenantId TeamsTeamId TeamsChannelId ChatNotifications; do \
+		grep -A3 "^  $$id:$$" $(ALL_OPTIONS_TEMPLATE) | grep -q '^    Default: [^"]' || \
+		{ echo "$(ALL_OPTIONS_TEMPLATE): $$id default not replaced"; exit 1; }; \
+	done
+	$(VENV)/bin/cfn-lint $(ALL_OPTIONS_TEMPLATE)
 	CKV_SKIP_PACKAGE_UPDATE_CHECK=true $(CHECKOV_VENV)/bin/checkov --file template.yaml --file member-role.yaml \
 		--file $(ALL_OPTIONS_TEMPLATE) --file $(ALL_OPTIONS_MEMBER_ROLE) \
 		--framework cloudformation --skip-download --compact --quiet

@@ -17,7 +17,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use aws_sdk_dynamodb::types::AttributeValue;
 use keywatch::config::fleet::DEFAULT_MAX_RECEIVE_COUNT;
 use keywatch::config::{
-    Alerts, MemberRole, Remediation, Scope, Settings, DEFAULT_DEACTIVATE_AFTER_DAYS,
+    Alerts, Chat, MemberRole, Remediation, Scope, Settings, DEFAULT_DEACTIVATE_AFTER_DAYS,
     DEFAULT_REMIND_EVERY_DAYS, MAX_DEACTIVATE_AFTER_DAYS,
 };
 use keywatch::error::Error;
@@ -3303,4 +3303,100 @@ fn the_readme_scp_keeps_exemptions_to_the_security_role() {
         "arn:aws:iam::111122223333:role/security-admin-not",
         &["keywatch:exempt"]
     ));
+}
+
+/// Chat: `CHAT_NOTIFICATIONS` is the `ChatNotifications` parameter, read by the code as the template means it
+/// (off by default). A Slack or Teams channel exists only when all its IDs are given, and only with custom
+/// notifications (a rule). Each subscribes to the findings topic, with a role of its own that holds no
+/// permission and a guardrail that denies every action: a channel reads notifications and does nothing else.
+#[test]
+fn chat_channels_exist_only_with_their_ids_and_can_only_read() {
+    let template = template();
+    let variables = &function(&template)["Environment"]["Variables"];
+    assert_eq!(
+        tagged(&variables["CHAT_NOTIFICATIONS"], "Ref").and_then(Value::as_str),
+        Some("ChatNotifications")
+    );
+    assert_eq!(settings_with(&template, &[]).chat, Chat::Off);
+    assert_eq!(
+        allowed_values(&template, "ChatNotifications"),
+        ["off", "custom"]
+    );
+    assert_eq!(
+        settings_with(&template, &[("ChatNotifications", "custom")]).chat,
+        Chat::Custom
+    );
+
+    let slack = [
+        ("SlackWorkspaceId", "T0123ABCD"),
+        ("SlackChannelId", "C0123ABCD"),
+    ];
+    let teams = [
+        ("TeamsTenantId", "11111111-2222-3333-4444-555555555555"),
+        ("TeamsTeamId", "66666666-7777-8888-9999-000000000000"),
+        (
+            "TeamsChannelId",
+            "19%3ab6ef35dc342d56ba5654e6fc6d25a071%40thread.tacv2",
+        ),
+    ];
+    assert!(!condition(&template, "SlackChannel", &[]));
+    assert!(!condition(&template, "SlackChannel", &slack[..1]));
+    assert!(condition(&template, "SlackChannel", &slack));
+    assert!(!condition(&template, "TeamsChannel", &teams[..2]));
+    assert!(condition(&template, "TeamsChannel", &teams));
+    assert!(!condition(&template, "ChatChannel", &[]));
+
+    let rule = &template["Rules"]["ChatChannelsNeedCustomNotifications"];
+    let assertions = list(&rule["Assertions"]);
+    let passes = |given: &[(&str, &str)]| {
+        !holds(&template, &rule["RuleCondition"], given)
+            || assertions
+                .iter()
+                .all(|a| holds(&template, &a["Assert"], given))
+    };
+    assert!(passes(&[]));
+    assert!(!passes(&slack));
+    assert!(!passes(&teams));
+    assert!(passes(
+        &[&slack[..], &teams[..], &[("ChatNotifications", "custom")]].concat()
+    ));
+
+    let resources = &template["Resources"];
+    for (name, condition) in [
+        ("SlackChannelConfiguration", "SlackChannel"),
+        ("TeamsChannelConfiguration", "TeamsChannel"),
+    ] {
+        let channel = &resources[name];
+        assert_eq!(channel["Condition"], condition, "{name}");
+        let properties = &channel["Properties"];
+        assert_eq!(
+            tagged(&properties["IamRoleArn"], "GetAtt").and_then(Value::as_str),
+            Some("ChatRole.Arn"),
+            "{name}"
+        );
+        let guardrails = list(&properties["GuardrailPolicies"]);
+        assert_eq!(guardrails.len(), 1, "{name}");
+        assert_eq!(
+            tagged(&guardrails[0], "Sub").and_then(Value::as_str),
+            Some("arn:${AWS::Partition}:iam::aws:policy/AWSDenyAll"),
+            "{name}: the guardrail denies every action"
+        );
+        assert_eq!(properties["UserRoleRequired"], false, "{name}");
+        let topics = list(&properties["SnsTopicArns"]);
+        assert_eq!(topics.len(), 1, "{name}");
+        assert_is_the_findings_topic(&topics[0], name);
+    }
+    let role = &resources["ChatRole"];
+    assert_eq!(role["Condition"], "ChatChannel");
+    let properties = role["Properties"].as_mapping().expect("properties");
+    let keys: BTreeSet<&str> = properties.keys().filter_map(Value::as_str).collect();
+    assert_eq!(
+        keys,
+        BTreeSet::from(["AssumeRolePolicyDocument", "Description"]),
+        "no policy, managed policy or boundary: the role can do nothing"
+    );
+    let trust = list(&role["Properties"]["AssumeRolePolicyDocument"]["Statement"]);
+    assert_eq!(trust.len(), 1);
+    assert_eq!(trust[0]["Principal"]["Service"], "chatbot.amazonaws.com");
+    assert_eq!(trust[0]["Action"], "sts:AssumeRole");
 }
