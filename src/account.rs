@@ -252,6 +252,7 @@ impl Keywatch {
                 client: clients.sns.clone(),
                 topic_arn: topic_arn.clone(),
                 chat: self.settings.chat,
+                owner_topics: self.settings.owner_topics.clone(),
             }),
             (None, false) => return Err(Error::NoTopic),
         };
@@ -490,9 +491,13 @@ impl Keywatch {
             match sink.publish(alert, decision.kind, deadline).await {
                 Ok(notifications) => {
                     report.notifications.extend(notifications);
-                    attempt
-                        .delivered
-                        .store(report.notifications.len(), Ordering::Relaxed);
+                    // Parts on the findings topic: what the failed-check notice says was delivered.
+                    let parts = report
+                        .notifications
+                        .iter()
+                        .filter(|n| n.owner_topic_arn.is_none())
+                        .count();
+                    attempt.delivered.store(parts, Ordering::Relaxed);
                     // SNS accepted every part: what it named was alerted.
                     if let Some(ledger) = ledger.as_mut() {
                         announced.extend(ledger.announced(

@@ -1,6 +1,8 @@
 //! Settings, read from environment variables once at cold start. A bad value fails the init and names the
 //! variable, so a misconfigured deployment never runs a half-configured check.
 
+use std::collections::BTreeMap;
+
 use aws_config::retry::RetryMode;
 use globset::{GlobBuilder, GlobSet, GlobSetBuilder};
 
@@ -69,6 +71,9 @@ pub struct Settings {
     pub owner_tag_key: Option<String>,
     /// `CHAT_NOTIFICATIONS`: what HTTPS subscribers receive.
     pub chat: Chat,
+    /// `OWNER_TOPIC_ARNS`: an owner's own topic, which gets that owner's alerts and notices too (a team's chat
+    /// channel: AWS's chat integration subscribes to a whole topic, with no filter policy).
+    pub owner_topics: BTreeMap<String, String>,
 }
 
 impl Settings {
@@ -93,6 +98,10 @@ pub enum Alerts {
 }
 
 pub const DEFAULT_REMIND_EVERY_DAYS: u32 = 7;
+
+/// An owner's topic is named with this prefix: the function's role may publish only to topics so named, in
+/// its own account and region.
+pub const OWNER_TOPIC_PREFIX: &str = "keywatch-owner-";
 
 /// `CHAT_NOTIFICATIONS`: the `https` variant of every publish.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -208,6 +217,7 @@ impl Settings {
         };
         let tag_key = tag_key_of("EXEMPT_TAG_KEY", DEFAULT_EXEMPT_TAG_KEY)?;
         let owner_tag_key = tag_key_of("OWNER_TAG_KEY", DEFAULT_OWNER_TAG_KEY)?;
+        let owner_tag_key_is_off = owner_tag_key.is_none();
         let exemptions = Exemptions::new(&patterns, tag_key.as_deref())?;
         let ledger_table = var("LEDGER_TABLE")
             .map(|name| validate_table_name(&name))
@@ -314,6 +324,18 @@ impl Settings {
                     })
                 }
             },
+            owner_topics: match var("OWNER_TOPIC_ARNS") {
+                None => BTreeMap::new(),
+                Some(_) if owner_tag_key_is_off => {
+                    return Err(Error::Config {
+                        variable: "OWNER_TOPIC_ARNS",
+                        reason: "set, but OWNER_TAG_KEY is empty: without routing by owner no alert has an \
+                                 owner to send to its topic"
+                            .to_string(),
+                    })
+                }
+                Some(pairs) => parse_owner_topics(&pairs, region.as_deref())?,
+            },
         };
         // Both promise something across runs ("after N days of alerts", "only what changed"): only the ledger
         // can keep that promise.
@@ -411,11 +433,57 @@ fn validate_table_name(name: &str) -> Result<String> {
     }
 }
 
-fn validate_topic_arn(arn: &str, region: Option<&str>) -> Result<String> {
+/// `owner=arn,owner=arn`. A tag value cannot hold a comma, and an ARN no `=`: the last `=` of an entry ends
+/// its owner.
+fn parse_owner_topics(pairs: &str, region: Option<&str>) -> Result<BTreeMap<String, String>> {
     let invalid = |reason: String| Error::Config {
-        variable: "FINDINGS_TOPIC_ARN",
+        variable: "OWNER_TOPIC_ARNS",
         reason,
     };
+    let mut topics = BTreeMap::new();
+    for entry in pairs.split(',').map(str::trim).filter(|e| !e.is_empty()) {
+        let Some((owner, arn)) = entry.rsplit_once('=') else {
+            return Err(invalid(format!(
+                "{entry:?} is not owner=TOPIC_ARN (e.g. team-a=arn:aws:sns:us-east-1:123456789012:{OWNER_TOPIC_PREFIX}team-a)"
+            )));
+        };
+        let (owner, arn) = (owner.trim(), arn.trim());
+        if owner.is_empty() {
+            return Err(invalid(format!("{entry:?} names no owner")));
+        }
+        let arn = validate_topic_arn_of("OWNER_TOPIC_ARNS", arn, region)?;
+        if let Some(region) = region.filter(|r| arn.split(':').nth(3) != Some(*r)) {
+            return Err(invalid(format!(
+                "{arn:?} is not in {region}: an owner's topic is in the function's own account and region"
+            )));
+        }
+        if !arn
+            .rsplit(':')
+            .next()
+            .is_some_and(|name| name.starts_with(OWNER_TOPIC_PREFIX))
+        {
+            return Err(invalid(format!(
+                "{arn:?}: an owner's topic must be named {OWNER_TOPIC_PREFIX}...; the function may publish only to \
+                 topics so named"
+            )));
+        }
+        if topics.insert(owner.to_string(), arn).is_some() {
+            return Err(invalid(format!("owner {owner:?} is listed twice")));
+        }
+    }
+    Ok(topics)
+}
+
+fn validate_topic_arn(arn: &str, region: Option<&str>) -> Result<String> {
+    validate_topic_arn_of("FINDINGS_TOPIC_ARN", arn, region)
+}
+
+fn validate_topic_arn_of(
+    variable: &'static str,
+    arn: &str,
+    region: Option<&str>,
+) -> Result<String> {
+    let invalid = |reason: String| Error::Config { variable, reason };
     let parts: Vec<&str> = arn.split(':').collect();
     let well_formed = parts.len() == 6
         && parts[0] == "arn"
@@ -497,6 +565,25 @@ mod tests {
         ])
         .unwrap();
         assert_eq!(chat.chat, Chat::Custom);
+        assert!(s.owner_topics.is_empty());
+        let owner_topic = "arn:aws:sns:us-east-1:123456789012:keywatch-owner-a";
+        let owners = settings(&[
+            ("FINDINGS_TOPIC_ARN", TOPIC),
+            ("AWS_REGION", "us-east-1"),
+            (
+                "OWNER_TOPIC_ARNS",
+                &format!(" team-a = {owner_topic}, Équipe=données={owner_topic}b ,"),
+            ),
+        ])
+        .unwrap();
+        assert_eq!(
+            owners.owner_topics,
+            BTreeMap::from([
+                ("team-a".to_string(), owner_topic.to_string()),
+                ("Équipe=données".to_string(), format!("{owner_topic}b")),
+            ]),
+            "a tag value may hold `=`; the ARN never does"
+        );
         let off = settings(&[("FINDINGS_TOPIC_ARN", TOPIC), ("OWNER_TAG_KEY", " ")]).unwrap();
         assert_eq!(off.owner_tag_key, None, "empty turns routing off");
         let on = settings(&[
@@ -552,6 +639,37 @@ mod tests {
                     ("CHAT_NOTIFICATIONS", "slack"),
                 ],
                 "CHAT_NOTIFICATIONS",
+            ),
+            (
+                &[("FINDINGS_TOPIC_ARN", TOPIC), ("OWNER_TOPIC_ARNS", "team-a")],
+                "OWNER_TOPIC_ARNS",
+            ),
+            (
+                &[("FINDINGS_TOPIC_ARN", TOPIC), ("OWNER_TOPIC_ARNS", "team-a=arn:aws:sns:us-east-1:123456789012:alerts")],
+                "OWNER_TOPIC_ARNS",
+            ),
+            (
+                &[
+                    ("FINDINGS_TOPIC_ARN", TOPIC),
+                    ("AWS_REGION", "us-east-1"),
+                    ("OWNER_TOPIC_ARNS", "team-a=arn:aws:sns:eu-west-1:123456789012:keywatch-owner-a"),
+                ],
+                "OWNER_TOPIC_ARNS",
+            ),
+            (
+                &[
+                    ("FINDINGS_TOPIC_ARN", TOPIC),
+                    ("OWNER_TOPIC_ARNS", "a=arn:aws:sns:us-east-1:123456789012:keywatch-owner-a,a=arn:aws:sns:us-east-1:123456789012:keywatch-owner-b"),
+                ],
+                "OWNER_TOPIC_ARNS",
+            ),
+            (
+                &[
+                    ("FINDINGS_TOPIC_ARN", TOPIC),
+                    ("OWNER_TAG_KEY", " "),
+                    ("OWNER_TOPIC_ARNS", "a=arn:aws:sns:us-east-1:123456789012:keywatch-owner-a"),
+                ],
+                "OWNER_TOPIC_ARNS",
             ),
             (
                 &[("FINDINGS_TOPIC_ARN", TOPIC), ("GRACE_PERIOD_HOURS", "-1")],

@@ -89,6 +89,9 @@ pub struct Notification {
     /// The owner the alert was for, when routing by owner.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub owner: Option<String>,
+    /// The owner's own topic (`OWNER_TOPIC_ARNS`) this copy went to; absent for the findings topic.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub owner_topic_arn: Option<String>,
 }
 
 impl Report {

@@ -225,6 +225,7 @@ impl Keywatch {
             client: self.clients.sns.clone(),
             topic_arn,
             chat: self.settings.chat,
+            owner_topics: self.settings.owner_topics.clone(),
         };
         // With routing by owner: the account's owner, and whoever reads what nobody owns.
         let owners: Vec<Option<&str>> = match (&self.settings.owner_tag_key, item) {
@@ -256,28 +257,33 @@ impl Keywatch {
                 kind: Kind::CheckFailed,
                 findings: 0,
             };
-            let published = match notice::render(&notice, sink.chat) {
-                Ok(part) => {
-                    deadline
-                        .run(
-                            "publishing a failed-check notice",
-                            sink.publish_part(&part, &attributes),
-                        )
-                        .await
-                }
-                Err(error) => Err(error),
-            };
-            match published {
-                Ok(message_id) => {
-                    tracing::warn!(
-                        account_id = notice.account_id,
-                        owner,
-                        message_id,
-                        "failed-check notice published"
-                    )
-                }
+            let part = match notice::render(&notice, sink.chat) {
+                Ok(part) => part,
                 Err(error) => {
-                    tracing::error!(account_id = notice.account_id, owner, %error, "failed-check notice not published")
+                    tracing::error!(account_id = notice.account_id, owner, %error, "failed-check notice not rendered");
+                    continue;
+                }
+            };
+            for (topic_arn, _) in sink.topics(owner) {
+                match deadline
+                    .run(
+                        "publishing a failed-check notice",
+                        sink.publish_part(topic_arn, &part, &attributes),
+                    )
+                    .await
+                {
+                    Ok(message_id) => {
+                        tracing::warn!(
+                            account_id = notice.account_id,
+                            owner,
+                            topic_arn,
+                            message_id,
+                            "failed-check notice published"
+                        )
+                    }
+                    Err(error) => {
+                        tracing::error!(account_id = notice.account_id, owner, topic_arn, %error, "failed-check notice not published")
+                    }
                 }
             }
         }

@@ -2158,8 +2158,9 @@ async fn each_key_that_becomes_exempt_is_named_once_with_the_tag() {
     assert!(a.delivered(&queue).await.is_empty());
 }
 
-/// `CHAT_NOTIFICATIONS=custom`: each team's HTTPS endpoint, subscribed as AWS's chat integration subscribes
-/// (with a filter policy on `owner`), receives exactly its owner's custom notifications. Every `https` variant
+/// `CHAT_NOTIFICATIONS=custom`: each team's HTTPS endpoint receives exactly its owner's custom notifications,
+/// subscribed with a filter policy on `owner` (a webhook) or to the team's own topic from `OWNER_TOPIC_ARNS`
+/// (as AWS's chat integration subscribes: a whole topic, no filter). Every `https` variant
 /// read back from moto's SNS matches the documented schema; 500 findings keep the description under 4,000
 /// characters without losing a count; a user name Markdown would read stays code. SQS subscribers still get the
 /// JSON document.
@@ -2186,6 +2187,24 @@ async fn chat_notifications_reach_each_teams_channel_within_the_limits() {
             .await
             .expect("subscribe the team's endpoint");
     }
+    let team_topic = a
+        .sns
+        .create_topic()
+        .name("keywatch-owner-team-b")
+        .send()
+        .await
+        .expect("the team's topic")
+        .topic_arn
+        .expect("arn");
+    a.sns
+        .subscribe()
+        .topic_arn(&team_topic)
+        .protocol("https")
+        .endpoint(endpoint.url("/team-b-channel"))
+        .send()
+        .await
+        .expect("subscribe the team's channel");
+    let owner_topics = format!("team-b={team_topic}");
     let many: Vec<String> = (0..500).map(|i| format!("contractor-{i:03}")).collect();
     let team_a: BTreeSet<(String, String)> = a
         .owned_console_users(&many, "team-a")
@@ -2203,11 +2222,20 @@ async fn chat_notifications_reach_each_teams_channel_within_the_limits() {
         ("FINDINGS_TOPIC_ARN", topic.as_str()),
         ("AWS_REGION", "us-east-1"),
         ("CHAT_NOTIFICATIONS", "custom"),
+        ("OWNER_TOPIC_ARNS", owner_topics.as_str()),
     ];
     let report = run(&moto, settings(&vars), Invocation::SCHEDULED)
         .await
         .expect("the run succeeds");
     assert_eq!(report.findings.len(), 502);
+    let to_team_topic: Vec<_> = report
+        .notifications
+        .iter()
+        .filter(|n| n.owner_topic_arn.as_deref() == Some(team_topic.as_str()))
+        .collect();
+    assert_eq!(to_team_topic.len(), 1, "{:?}", report.notifications);
+    assert_eq!(to_team_topic[0].owner.as_deref(), Some("team-b"));
+    assert_eq!(moto.published_chat(&team_topic).len(), 1);
 
     let schema = support::project_dir().join("tests/fixtures/chat-custom-notification.schema.json");
     let published = moto.published_chat(&topic);
@@ -2230,8 +2258,12 @@ async fn chat_notifications_reach_each_teams_channel_within_the_limits() {
         );
     }
 
-    for (team, keys) in [("team-a", &team_a), ("team-b", &team_b)] {
-        let received = endpoint.delivered(&format!("/{team}"));
+    for (team, path, keys) in [
+        ("team-a", "/team-a", &team_a),
+        ("team-b", "/team-b", &team_b),
+        ("team-b", "/team-b-channel", &team_b),
+    ] {
+        let received = endpoint.delivered(path);
         let notifications: Vec<serde_json::Value> = received
             .iter()
             .map(|envelope| {

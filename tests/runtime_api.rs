@@ -538,6 +538,17 @@ async fn an_organization_goes_through_the_work_queue() {
     let proxy = Proxy::start(&moto.endpoint);
     proxy.add(Rule::on("sts:AssumeRole", Fault::AccessDenied).param("RoleArn", audit));
     proxy.add(Rule::on("sts:AssumeRole", Fault::ServiceFailure).param("RoleArn", prod));
+    // The audit team's own topic (its chat channel's): its failed-check notice goes there too.
+    let audit_topic = own
+        .sns
+        .create_topic()
+        .name("keywatch-owner-team-audit")
+        .send()
+        .await
+        .expect("a topic")
+        .topic_arn
+        .expect("arn");
+    let owner_topics = format!("team-audit={audit_topic}");
     let api = RuntimeApi::start();
     let max_receive_count = MAX_RECEIVE_COUNT.to_string();
     let mut function = Function::start(
@@ -553,6 +564,7 @@ async fn an_organization_goes_through_the_work_queue() {
             ("AWS_MAX_ATTEMPTS", "1"),
             ("LEDGER_TABLE", &ledger.name),
             ("CHAT_NOTIFICATIONS", "custom"),
+            ("OWNER_TOPIC_ARNS", &owner_topics),
         ],
     );
     let active: Vec<String> = seeded.keys().cloned().collect();
@@ -858,6 +870,27 @@ async fn an_organization_goes_through_the_work_queue() {
     assert!(
         threads.contains(&("findings".to_string(), format!("{dev}/team-dev"))),
         "{threads:?}"
+    );
+    let to_team: Vec<(String, String)> = moto
+        .published_chat(&audit_topic)
+        .iter()
+        .map(|c| {
+            (
+                c["metadata"]["eventType"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_string(),
+                c["metadata"]["threadId"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_string(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        to_team,
+        [("check-failed".to_string(), format!("{audit}/team-audit"))],
+        "the team's own topic gets exactly its notice"
     );
     // The ledger: each checked account's findings under its own account ID, nothing for the others.
     let mut stored: std::collections::BTreeMap<String, Vec<(String, String)>> =

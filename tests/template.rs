@@ -18,7 +18,7 @@ use aws_sdk_dynamodb::types::AttributeValue;
 use keywatch::config::fleet::DEFAULT_MAX_RECEIVE_COUNT;
 use keywatch::config::{
     Alerts, Chat, MemberRole, Remediation, Scope, Settings, DEFAULT_DEACTIVATE_AFTER_DAYS,
-    DEFAULT_REMIND_EVERY_DAYS, MAX_DEACTIVATE_AFTER_DAYS,
+    DEFAULT_REMIND_EVERY_DAYS, MAX_DEACTIVATE_AFTER_DAYS, OWNER_TOPIC_PREFIX,
 };
 use keywatch::error::Error;
 use keywatch::metrics;
@@ -416,7 +416,7 @@ enum Resource {
     Tagged(&'static str, &'static str),
 }
 
-const EXPECTED: [Expected; 11] = [
+const EXPECTED: [Expected; 12] = [
     // The credential report has no resource ARN, so IAM reads cannot be scoped.
     Expected {
         list: IAM_ACTIONS,
@@ -428,6 +428,16 @@ const EXPECTED: [Expected; 11] = [
         list: SNS_ACTIONS,
         condition: None,
         resource: Resource::FindingsTopic,
+        bound: None,
+    },
+    // Owners' own topics: only those named as the code requires, in the stack's account and region.
+    Expected {
+        list: SNS_ACTIONS,
+        condition: Some("PublishToOwnerTopics"),
+        resource: Resource::Tagged(
+            "Sub",
+            "arn:${AWS::Partition}:sns:${AWS::Region}:${AWS::AccountId}:keywatch-owner-*",
+        ),
         bound: None,
     },
     // Organizations has no resource ARN for the account list.
@@ -3399,4 +3409,44 @@ fn chat_channels_exist_only_with_their_ids_and_can_only_read() {
     assert_eq!(trust.len(), 1);
     assert_eq!(trust[0]["Principal"]["Service"], "chatbot.amazonaws.com");
     assert_eq!(trust[0]["Action"], "sts:AssumeRole");
+
+    // A team's own channel takes a topic of its own: OWNER_TOPIC_ARNS is the OwnerTopicArns parameter, whose
+    // pattern lets through what the code reads, and the grant's topic names are the ones the code allows.
+    assert_eq!(
+        tagged(&variables["OWNER_TOPIC_ARNS"], "Ref").and_then(Value::as_str),
+        Some("OwnerTopicArns")
+    );
+    let one = format!("team-a=arn:aws:sns:us-east-1:123456789012:{OWNER_TOPIC_PREFIX}team-a");
+    let two = format!("{one},Équipe 42=arn:aws:sns:us-east-1:123456789012:{OWNER_TOPIC_PREFIX}b");
+    let pattern = template["Parameters"]["OwnerTopicArns"]["AllowedPattern"]
+        .as_str()
+        .expect("OwnerTopicArns has an AllowedPattern");
+    assert_eq!(full_matches(pattern, &["", &one, &two]), [true, true, true]);
+    for given in [&one, &two] {
+        let settings = settings_with(&template, &[("OwnerTopicArns", given)]);
+        assert_eq!(
+            settings.owner_topics.len(),
+            given.split(',').count(),
+            "{given}"
+        );
+    }
+    assert_eq!(
+        full_matches(
+            pattern,
+            &[
+                "team-a=arn:aws:sns:us-east-1:123456789012:alerts",
+                "arn:aws:sns:us-east-1:123456789012:keywatch-owner-a",
+            ]
+        ),
+        [false, false],
+        "a topic the role may not publish to, or no owner, is refused at deploy"
+    );
+    let granted = EXPECTED
+        .iter()
+        .find(|e| e.condition == Some("PublishToOwnerTopics"))
+        .expect("the owner topics grant");
+    let Resource::Tagged("Sub", arn) = granted.resource else {
+        panic!("the owner topics grant is a !Sub ARN")
+    };
+    assert!(arn.ends_with(&format!(":{OWNER_TOPIC_PREFIX}*")), "{arn}");
 }

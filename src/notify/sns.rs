@@ -4,6 +4,8 @@
 //! attributes (`account_id`, `kind`, `findings`, `alert_id`, and `owner` when routing by owner), so a
 //! subscription's filter policy picks what reaches it, and a subscriber drops a duplicate by `alert_id`.
 
+use std::collections::BTreeMap;
+
 use aws_sdk_sns::types::MessageAttributeValue;
 use aws_sdk_sns::Client as SnsClient;
 
@@ -27,6 +29,8 @@ pub struct SnsSink {
     pub topic_arn: String,
     /// `CHAT_NOTIFICATIONS`: whether the `https` variant is a chat custom notification.
     pub chat: Chat,
+    /// `OWNER_TOPIC_ARNS`: owners whose alerts also go to a topic of their own.
+    pub owner_topics: BTreeMap<String, String>,
 }
 
 /// What a publish says about itself, for subscription filter policies.
@@ -86,15 +90,25 @@ pub fn owner_attribute(owner: &str) -> String {
 }
 
 impl SnsSink {
+    /// The findings topic, and the owner's own topic when `OWNER_TOPIC_ARNS` names one.
+    pub fn topics<'a>(&'a self, owner: Option<&str>) -> impl Iterator<Item = (&'a str, bool)> {
+        std::iter::once((self.topic_arn.as_str(), false)).chain(
+            owner
+                .and_then(|owner| self.owner_topics.get(owner))
+                .map(|arn| (arn.as_str(), true)),
+        )
+    }
+
     pub async fn publish_part(
         &self,
+        topic_arn: &str,
         part: &AlertPart,
         attributes: &Attributes<'_>,
     ) -> Result<String> {
         let out = self
             .client
             .publish()
-            .topic_arn(&self.topic_arn)
+            .topic_arn(topic_arn)
             .subject(&part.subject)
             .message_structure("json")
             .message(&part.message)
@@ -130,29 +144,36 @@ impl Sink for SnsSink {
         };
         let mut delivered = Vec::new();
         let mut failures = Vec::new();
-        for part in &parts {
-            match deadline
-                .run("publishing the alert", self.publish_part(part, &attributes))
-                .await
-            {
-                Ok(message_id) => {
-                    tracing::info!(
-                        part = part.part,
-                        parts = part.parts,
-                        owner = report.owner.as_deref(),
-                        message_id,
-                        "alert part published"
-                    );
-                    delivered.push(Notification {
-                        part: part.part,
-                        parts: part.parts,
-                        message_id,
-                        owner: report.owner.clone(),
-                    });
-                }
-                Err(error) => {
-                    tracing::error!(part = part.part, parts = part.parts, %error, "alert part not published");
-                    failures.push((part.part, error));
+        for (topic_arn, owners_own) in self.topics(report.owner.as_deref()) {
+            for part in &parts {
+                match deadline
+                    .run(
+                        "publishing the alert",
+                        self.publish_part(topic_arn, part, &attributes),
+                    )
+                    .await
+                {
+                    Ok(message_id) => {
+                        tracing::info!(
+                            part = part.part,
+                            parts = part.parts,
+                            owner = report.owner.as_deref(),
+                            topic_arn,
+                            message_id,
+                            "alert part published"
+                        );
+                        delivered.push(Notification {
+                            part: part.part,
+                            parts: part.parts,
+                            message_id,
+                            owner: report.owner.clone(),
+                            owner_topic_arn: owners_own.then(|| topic_arn.to_string()),
+                        });
+                    }
+                    Err(error) => {
+                        tracing::error!(part = part.part, parts = part.parts, topic_arn, %error, "alert part not published");
+                        failures.push((part.part, error));
+                    }
                 }
             }
         }
@@ -165,7 +186,11 @@ impl Sink for SnsSink {
                 failed: std::iter::once(first)
                     .chain(failures.map(|(part, _)| part))
                     .collect(),
-                delivered: delivered.iter().map(|n| n.part).collect(),
+                delivered: delivered
+                    .iter()
+                    .filter(|n| n.owner_topic_arn.is_none())
+                    .map(|n| n.part)
+                    .collect(),
                 cause: Box::new(cause),
             }),
         }
