@@ -270,6 +270,19 @@ def drain(endpoint: str, queue: str) -> list:
             sqs.delete_message(QueueUrl=queue, ReceiptHandle=message["ReceiptHandle"])
 
 
+def show_chat(chat: dict) -> None:
+    """A custom notification roughly as the channel shows it: title, the Markdown description, next steps."""
+    content = chat["content"]
+    lines = [content["title"], "", *content["description"].splitlines()]
+    if content.get("nextSteps"):
+        lines += ["", "Next steps:", *(f"  • {step}" for step in content["nextSteps"])]
+    lines += ["", f"thread {chat['metadata']['threadId']}   keywords {', '.join(content.get('keywords', []))}"]
+    print("┌" + "─" * 99)
+    for line in lines:
+        print(f"│ {line}")
+    print("└" + "─" * 99)
+
+
 def summarize(report: dict) -> None:
     print(
         f"run {report['run_id']}: {report['users_examined']} users, {report['keys_examined']} keys, "
@@ -314,12 +327,13 @@ def demo(processes: Processes) -> None:
         "EXEMPT_USERS": EXEMPT_USERS,
         "LEDGER_TABLE": LEDGER_TABLE,
         "ALERTS": "changes",
+        "CHAT_NOTIFICATIONS": "custom",
     }
     processes.start("keywatch", [binary], env=function_env)
     shown = binary.relative_to(ROOT) if binary.is_relative_to(ROOT) else binary
     print(f"emulator  127.0.0.1:{api_port}   function {shown}")
     print(f"moto      {moto}   FINDINGS_TOPIC_ARN={topic}   EXEMPT_USERS={EXEMPT_USERS}")
-    print(f"          LEDGER_TABLE={LEDGER_TABLE}   ALERTS=changes")
+    print(f"          LEDGER_TABLE={LEDGER_TABLE}   ALERTS=changes   CHAT_NOTIFICATIONS=custom")
 
     banner("Invoke 1: events/scheduled.json (what EventBridge sends every day)")
     report = invoke(processes, api_port, "scheduled.json")
@@ -343,6 +357,15 @@ def demo(processes: Processes) -> None:
         print(json.dumps(json.loads(envelope["Message"]), indent=2))
     if len(delivered) != len(published):
         raise DemoFailed(f"{len(published)} message(s) published but {len(delivered)} in the queue")
+
+    banner("(b2) The custom notification a Slack or Teams channel receives (the \"https\" variant, which AWS's "
+           "chat integration renders)")
+    chat = json.loads(json.loads(published[0][1])["https"])
+    show_chat(chat)
+    print("\nAs published (JSON):")
+    print(json.dumps(chat, indent=2, ensure_ascii=False))
+    if chat.get("version") != "1.0" or chat.get("source") != "custom" or chat.get("id") is None:
+        raise DemoFailed(f"the https variant is not a custom notification: {chat}")
 
     banner("Invoke 2: events/manual.json ({\"dry_run\": true}) on the same running function")
     dry_run = invoke(processes, api_port, "manual.json")

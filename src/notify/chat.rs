@@ -334,13 +334,21 @@ pub(crate) fn alert(
     if !counts.is_empty() {
         head.push(counts.join(" · "));
     }
-    if !report.pending.is_empty() || !report.exempted.is_empty() {
-        head.push(format!(
-            "Not alerted: {} key(s) in the {}-hour grace period, {} exempt",
-            report.pending.len(),
-            report.grace_period_hours,
-            report.exempted.len()
-        ));
+    let not_alerted: Vec<String> = [
+        (!report.pending.is_empty()).then(|| {
+            format!(
+                "{} in the {}-hour grace period",
+                report.pending.len(),
+                report.grace_period_hours
+            )
+        }),
+        (!report.exempted.is_empty()).then(|| format!("{} exempt", report.exempted.len())),
+    ]
+    .into_iter()
+    .flatten()
+    .collect();
+    if !not_alerted.is_empty() {
+        head.push(format!("Not alerted: {} key(s)", not_alerted.join(", ")));
     }
 
     let lines = |findings: &[&Finding]| -> Vec<String> {
@@ -404,7 +412,7 @@ pub(crate) fn alert(
         .take(MAX_COMMANDS)
         .map(|f| {
             format!(
-                "Delete {}'s key: it was never used, so nothing depends on it: `{}`",
+                "Delete {}'s key (never used, so nothing depends on it): `{}`",
                 code(&f.user_name),
                 KeyCommand::Delete.line(&f.user_name, &f.access_key_id)
             )
@@ -567,7 +575,7 @@ mod tests {
         let steps = chat["content"]["nextSteps"].as_array().unwrap();
         assert_eq!(
             steps[0],
-            "Delete `_new_hire_`'s key: it was never used, so nothing depends on it: \
+            "Delete `_new_hire_`'s key (never used, so nothing depends on it): \
              `aws iam delete-access-key --user-name _new_hire_ --access-key-id AKIANEW`"
         );
         assert!(
