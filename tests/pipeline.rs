@@ -337,9 +337,22 @@ async fn dry_run_returns_findings_and_publishes_nothing() {
     assert!(!report.api_calls.by_operation.contains_key("sns:Publish"));
 }
 
+/// An all-clear, also as a chat custom notification.
 #[tokio::test]
 async fn notify_when_clean_publishes_an_all_clear() {
-    let (report, delivered) = scan(&[("NOTIFY_WHEN_CLEAN", "true")], |a| async { a }).await;
+    let moto = Moto::start();
+    let a = moto.account().await;
+    let (topic, queue) = a.topic_with_queue().await;
+    let vars = [
+        ("FINDINGS_TOPIC_ARN", topic.as_str()),
+        ("AWS_REGION", "us-east-1"),
+        ("NOTIFY_WHEN_CLEAN", "true"),
+        ("CHAT_NOTIFICATIONS", "custom"),
+    ];
+    let report = run(&moto, settings(&vars), Invocation::SCHEDULED)
+        .await
+        .expect("the run succeeds");
+    let delivered = a.delivered(&queue).await;
     assert!(report.findings.is_empty());
     assert_eq!(delivered.len(), 1);
     assert_eq!(
@@ -347,6 +360,18 @@ async fn notify_when_clean_publishes_an_all_clear() {
         "keywatch: no never-used access keys on console users in 123456789012"
     );
     assert_eq!(delivered[0].1["total_findings"], 0);
+    let chat = moto.published_chat(&topic);
+    support::https_sink::assert_matches_schema(
+        &support::project_dir().join("tests/fixtures/chat-custom-notification.schema.json"),
+        &chat,
+    );
+    assert_eq!(chat[0]["metadata"]["eventType"], "all-clear");
+    assert_eq!(
+        chat[0]["content"]["title"],
+        ":white_check_mark: keywatch: no never-used access keys on console users in 123456789012"
+    );
+    let description = chat[0]["content"]["description"].as_str().unwrap();
+    assert!(description.contains("All clear"), "{description}");
 }
 
 #[tokio::test]
