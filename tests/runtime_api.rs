@@ -842,21 +842,18 @@ async fn an_organization_goes_through_the_work_queue() {
         &support::project_dir().join("tests/fixtures/chat-custom-notification.schema.json"),
         &chat,
     );
-    let threads: std::collections::BTreeSet<(String, String)> = chat
-        .iter()
-        .map(|c| {
-            (
-                c["metadata"]["eventType"]
-                    .as_str()
-                    .unwrap_or_default()
-                    .to_string(),
-                c["metadata"]["threadId"]
-                    .as_str()
-                    .unwrap_or_default()
-                    .to_string(),
-            )
-        })
-        .collect();
+    // (eventType, threadId) of each notification.
+    let threads_of = |chat: &[Value]| -> Vec<(String, String)> {
+        chat.iter()
+            .map(|c| {
+                let field =
+                    |name: &str| c["metadata"][name].as_str().unwrap_or_default().to_string();
+                (field("eventType"), field("threadId"))
+            })
+            .collect()
+    };
+    let threads: std::collections::BTreeSet<(String, String)> =
+        threads_of(&chat).into_iter().collect();
     for notice in [
         format!("{audit}/team-audit"),
         format!("{audit}/unowned"),
@@ -871,24 +868,8 @@ async fn an_organization_goes_through_the_work_queue() {
         threads.contains(&("findings".to_string(), format!("{dev}/team-dev"))),
         "{threads:?}"
     );
-    let to_team: Vec<(String, String)> = moto
-        .published_chat(&audit_topic)
-        .iter()
-        .map(|c| {
-            (
-                c["metadata"]["eventType"]
-                    .as_str()
-                    .unwrap_or_default()
-                    .to_string(),
-                c["metadata"]["threadId"]
-                    .as_str()
-                    .unwrap_or_default()
-                    .to_string(),
-            )
-        })
-        .collect();
     assert_eq!(
-        to_team,
+        threads_of(&moto.published_chat(&audit_topic)),
         [("check-failed".to_string(), format!("{audit}/team-audit"))],
         "the team's own topic gets exactly its notice"
     );

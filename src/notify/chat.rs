@@ -585,6 +585,88 @@ mod tests {
     }
 
     #[test]
+    fn deactivated_new_open_resolved_in_the_emails_order_with_the_undo() {
+        use crate::ledger::{Change, History, Reason, Resolved};
+        use crate::model::Remediated;
+        use time::macros::datetime;
+        let history = |change| History {
+            change: Some(change),
+            first_alerted_at: (change == Change::Open).then_some(datetime!(2026-11-20 12:00 UTC)),
+            deactivate_on: Some(datetime!(2026-12-06 12:00 UTC)),
+            ..Default::default()
+        };
+        let mut report = report_with(vec![
+            Finding {
+                history: history(Change::Open),
+                ..finding("olga", "AKIAOLGA")
+            },
+            Finding {
+                history: history(Change::New),
+                ..finding("nina", "AKIANINA")
+            },
+            Finding {
+                history: history(Change::Open),
+                ..finding("dan", "AKIADAN")
+            },
+        ]);
+        report.deactivate_after_days = Some(7);
+        report.remediated = vec![Remediated {
+            finding_id: "123456789012/dan/AKIADAN".into(),
+            user_name: "dan".into(),
+            access_key_id: "AKIADAN".into(),
+            action: "deactivated",
+            at: datetime!(2026-11-29 12:00 UTC),
+            owner: None,
+        }];
+        report.apply_history(vec![Resolved {
+            owner: None,
+            finding_id: "123456789012/rex/AKIAREX".into(),
+            user_name: "rex".into(),
+            access_key_id: "AKIAREX".into(),
+            reason: Reason::KeyDeleted,
+            exempt_tag: None,
+            first_alerted_at: Some(datetime!(2026-11-20 12:00 UTC)),
+            resolved_at: report.checked_at,
+        }]);
+        let parts = render_parts(&report, Kind::Findings, Chat::Custom).unwrap();
+        let chat = https(&parts[0].message);
+        let description = chat["content"]["description"].as_str().unwrap();
+        let at = |needle: &str| {
+            description
+                .find(needle)
+                .unwrap_or_else(|| panic!("{needle}: {description}"))
+        };
+        assert!(
+            at("`dan`") < at("`nina`") && at("`nina`") < at("`olga`") && at("`olga`") < at("`rex`"),
+            "{description}"
+        );
+        assert!(description.contains("1 deactivated · 1 new · 1 still open · 1 resolved"));
+        assert!(description.contains("· *deactivated* 2026-11-29T12:00:00Z"));
+        assert!(description.contains(
+            "first alerted 2026-11-20T12:00:00Z (open 9 days) · keywatch deactivates it on or after 2026-12-06T12:00:00Z"
+        ));
+        assert!(description.contains("`rex` key `AKIAREX` · the key was deleted"));
+        let steps: Vec<&str> = chat["content"]["nextSteps"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|s| s.as_str().unwrap())
+            .collect();
+        assert_eq!(
+            steps.last(),
+            Some(
+                &"Undo keywatch's deactivation of `dan`'s key: \
+                  `aws iam update-access-key --user-name dan --access-key-id AKIADAN --status Active`"
+            ),
+            "{steps:?}"
+        );
+        assert!(
+            steps[0].contains("delete-access-key --user-name nina"),
+            "{steps:?}"
+        );
+    }
+
+    #[test]
     fn a_long_alert_is_cut_under_the_limit_and_keeps_its_counts() {
         use crate::ledger::{Change, History};
         let findings: Vec<Finding> = (0..500)
