@@ -168,7 +168,7 @@ impl Frame<'_> {
     }
 }
 
-/// One listed entry, and the section it belongs to.
+/// A heading and the lines listed under it.
 struct Section {
     heading: String,
     lines: Vec<String>,
