@@ -69,9 +69,10 @@ pub struct Metadata {
     pub additional_context: BTreeMap<&'static str, String>,
 }
 
-/// A value from AWS as inline code: shown as it is, never read as Markdown.
+/// A value from AWS as inline code: shown as it is, never read as Markdown. A code span holds no backtick and
+/// no line break (an AWS error message may have either).
 pub fn code(value: &str) -> String {
-    format!("`{}`", value.replace('`', "'"))
+    format!("`{}`", value.replace('`', "'").replace(['\n', '\r'], " "))
 }
 
 /// What one notification is about, whatever its kind.
@@ -527,6 +528,12 @@ mod tests {
     fn https(message: &str) -> serde_json::Value {
         let envelope: serde_json::Value = serde_json::from_str(message).unwrap();
         serde_json::from_str(envelope["https"].as_str().expect("an https variant")).unwrap()
+    }
+
+    #[test]
+    fn a_code_span_holds_no_backtick_and_no_line_break() {
+        assert_eq!(code("_a_"), "`_a_`");
+        assert_eq!(code("x`y\r\nz"), "`x'y  z`");
     }
 
     #[test]
