@@ -189,6 +189,8 @@ impl Rule {
 pub struct Seen {
     pub action: String,
     pub fault: Option<Fault>,
+    /// A digest of the request's body: the call's parameters, the same on every retry of one call.
+    pub request: u64,
 }
 
 struct State {
@@ -418,6 +420,12 @@ async fn handle(state: Arc<State>, reset: Arc<AtomicBool>, request: Request<Inco
     lock(&state.log).push(Seen {
         action: action.clone(),
         fault: fault.clone(),
+        request: {
+            use std::hash::{Hash, Hasher};
+            let mut hasher = std::collections::hash_map::DefaultHasher::new();
+            body.hash(&mut hasher);
+            hasher.finish()
+        },
     });
 
     if let Some((status, kind, code, message)) = fault.as_ref().and_then(Fault::error) {
