@@ -2129,6 +2129,8 @@ async fn a_check_out_of_time_on_its_last_attempt_still_sends_its_notice() {
         "iam:GenerateCredentialReport",
         Fault::Delay(Duration::from_secs(30)),
     ));
+    // The figure stated too: a change of the constant fails this test.
+    assert_eq!(keywatch::route::NOTICE_RESERVE, Duration::from_secs(2));
     let budget = keywatch::route::NOTICE_RESERVE + Duration::from_secs(2);
     let batch = keywatch
         .work(

@@ -1453,6 +1453,8 @@ async fn keys_not_reached_before_the_deadline_are_skipped_and_deactivated_next_r
     check(&keywatch, "alerts").await.expect("the first alert");
     a.delivered(&queue).await;
 
+    // The figure the README promises, stated here too: a change of the constant fails this test.
+    assert_eq!(REMEDIATION_RESERVE, Duration::from_secs(10));
     let short = Deadline::after(REMEDIATION_RESERVE - Duration::from_secs(1));
     let report = keywatch
         .run(&Invocation::SCHEDULED, "short", &short)
