@@ -97,18 +97,16 @@ async fn logs_name_findings_and_never_credentials_or_the_report() {
     let (topic, _queue) = account.topic_with_queue().await;
 
     // Only the run is captured, not the seeding (whose CreateAccessKey responses carry secrets by design).
-    // DEBUG, what an operator sets (AWS_LAMBDA_LOG_LEVEL) to investigate; the format is src/logging.rs's. Not
-    // TRACE: there the SDK logs whole response bodies, the credential report among them.
+    // src/logging.rs's own level and subscriber, asked for TRACE as an operator investigating might set
+    // AWS_LAMBDA_LOG_LEVEL: it must clamp that to DEBUG, since at TRACE the SDK logs whole response bodies,
+    // the credential report among them.
     let captured = Captured::default();
     let writer = captured.clone();
-    let subscriber = tracing_subscriber::fmt()
-        .json()
-        .with_max_level(Level::DEBUG)
-        .with_target(false)
-        .with_current_span(false)
-        .with_span_list(false)
-        .with_writer(move || writer.clone())
-        .finish();
+    let level = keywatch::logging::level(|name| {
+        (name == "AWS_LAMBDA_LOG_LEVEL").then(|| "TRACE".to_string())
+    });
+    assert_eq!(level, Level::DEBUG, "TRACE is clamped to DEBUG");
+    let subscriber = keywatch::logging::subscriber(level, move || writer.clone());
     let report = {
         let _guard = tracing::subscriber::set_default(subscriber);
         let config = moto
@@ -144,6 +142,14 @@ async fn logs_name_findings_and_never_credentials_or_the_report() {
     assert_eq!(findings[0]["fields"]["user"], "alice");
     assert_eq!(findings[0]["fields"]["access_key_id"], unused.id.as_str());
     assert_eq!(findings[0]["fields"]["run_id"], "logs-run");
+    assert!(
+        lines.iter().any(|l| l["level"] == "DEBUG"),
+        "DEBUG as asked:\n{logs}"
+    );
+    assert!(
+        lines.iter().all(|l| l["level"] != "TRACE"),
+        "never TRACE, whatever is asked"
+    );
     let summary = lines
         .iter()
         .find(|l| l["fields"]["message"] == "keywatch run complete")
