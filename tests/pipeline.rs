@@ -2357,3 +2357,92 @@ async fn chat_notifications_reach_each_teams_channel_within_the_limits() {
         }
     }
 }
+
+/// Security Hub holds findings keywatch did not write: another generator's in keywatch's own product, keywatch's
+/// generator for another account, and another product's. moto ignores GetFindings filters, so only keywatch's
+/// own filter keeps a check from archiving or updating them: each is left exactly as it was, while the check
+/// imports its own finding.
+#[tokio::test]
+async fn foreign_security_hub_findings_are_never_archived_or_updated() {
+    use aws_sdk_securityhub::types::{
+        AwsSecurityFinding, RecordState, Resource, Severity, SeverityLabel,
+    };
+    let moto = Moto::start();
+    let a = moto.account().await;
+    a.console_user("ann").await;
+    let key = a.key("ann").await;
+    let (topic, _) = a.topic_with_queue().await;
+    let own_product = "arn:aws:securityhub:us-east-1:123456789012:product/123456789012/default";
+    let rule = "cis-1.11-never-used-key-on-console-user";
+    let stamp = "2026-01-01T00:00:00Z";
+    let foreign = [
+        (
+            "another-generator",
+            own_product,
+            "123456789012",
+            "another-tool/check",
+        ),
+        ("another-account", own_product, "111122223333", rule),
+        (
+            "another-product",
+            "arn:aws:securityhub:us-east-1::product/aws/guardduty",
+            "123456789012",
+            rule,
+        ),
+    ];
+    let findings: Vec<AwsSecurityFinding> = foreign
+        .iter()
+        .map(|(id, product, account, generator)| {
+            AwsSecurityFinding::builder()
+                .schema_version("2018-10-08")
+                .id(*id)
+                .product_arn(*product)
+                .generator_id(*generator)
+                .aws_account_id(*account)
+                .types("Software and Configuration Checks")
+                .created_at(stamp)
+                .updated_at(stamp)
+                .severity(Severity::builder().label(SeverityLabel::Low).build())
+                .title("not keywatch's")
+                .description("a finding keywatch must leave alone")
+                .record_state(RecordState::Active)
+                .resources(Resource::builder().r#type("Other").id("x").build())
+                .build()
+        })
+        .collect();
+    let imported = aws_sdk_securityhub::Client::new(&a.config)
+        .batch_import_findings()
+        .set_findings(Some(findings))
+        .send()
+        .await
+        .expect("seed foreign findings");
+    assert_eq!(imported.failed_count, Some(0));
+    let vars = [
+        ("FINDINGS_TOPIC_ARN", topic.as_str()),
+        ("AWS_REGION", "us-east-1"),
+        ("SECURITY_HUB", "true"),
+    ];
+    let report = run(&moto, settings(&vars), Invocation::SCHEDULED)
+        .await
+        .expect("run");
+    let sync = report.security_hub.expect("synced");
+    assert_eq!((sync.imported, sync.archived), (1, 0), "{sync:?}");
+    let hub = a.hub_findings().await;
+    for (id, ..) in foreign {
+        let finding = hub
+            .iter()
+            .find(|f| f.id.as_deref() == Some(id))
+            .unwrap_or_else(|| panic!("{id} is gone"));
+        assert_eq!(finding.record_state, Some(RecordState::Active), "{id}");
+        assert_eq!(
+            finding.updated_at.as_deref(),
+            Some(stamp),
+            "{id}: untouched"
+        );
+    }
+    assert!(
+        hub.iter()
+            .any(|f| f.id.as_deref().is_some_and(|id| id.ends_with(&key.id))),
+        "keywatch's own finding was imported"
+    );
+}
