@@ -335,23 +335,9 @@ async fn raw_ledger(
     account: &Account,
     table: &str,
 ) -> Vec<std::collections::HashMap<String, AttributeValue>> {
-    let client = aws_sdk_dynamodb::Client::new(&account.config);
-    let mut items = Vec::new();
-    let mut start = None;
-    loop {
-        let page = client
-            .scan()
-            .table_name(table)
-            .set_exclusive_start_key(start)
-            .send()
-            .await
-            .expect("scan the ledger");
-        items.extend(page.items.unwrap_or_default());
-        start = page.last_evaluated_key;
-        if start.is_none() {
-            return items;
-        }
-    }
+    support::ledger::LedgerTable::open(&account.config, table)
+        .raw()
+        .await
 }
 
 /// Empties the ledger, leases too (enforcement off), so the next run is a first run: everything is new and

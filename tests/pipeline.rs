@@ -526,6 +526,11 @@ async fn an_organization_is_dispatched_and_each_account_checked_on_its_own() {
     let mut stored = std::collections::BTreeMap::new();
     for item in ledger.items().await {
         assert_eq!((item.state, item.alerts), (State::Open, 1));
+        let raw = ledger.raw_attributes(&item.access_key_id).await;
+        assert_eq!(raw["state"], ("S", "open".to_string()), "{raw:?}");
+        assert_eq!(raw["alerts"], ("N", "1".to_string()));
+        assert_eq!(raw["account_id"], ("S", item.account_id.clone()));
+        assert_eq!(raw["first_alerted_at"].0, "S");
         stored
             .entry(item.account_id.clone())
             .or_insert_with(Vec::new)
@@ -1068,6 +1073,10 @@ async fn a_deactivation_whose_alert_failed_is_announced_by_the_next_alert_once()
     let item = ledger.item(&ann).await;
     assert_eq!(item.state, State::Deactivated);
     assert!(!item.deactivation_announced, "stored before the publish");
+    let raw = ledger.raw_attributes(&ann).await;
+    assert_eq!(raw["state"], ("S", "deactivated".to_string()), "{raw:?}");
+    assert_eq!(raw["deactivated_at"].0, "S");
+    assert_eq!(raw["deactivation_announced"], ("BOOL", "false".to_string()));
 
     let next = check(&keywatch, "announces").await.expect("the next run");
     assert!(next.findings.is_empty(), "Inactive now: no finding");
@@ -1176,6 +1185,13 @@ async fn alerts_on_changes_say_what_is_new_open_and_resolved() {
     );
     assert_eq!(ledger.item(&bob).await.state, State::Resolved);
     assert!(ledger.item(&bob).await.expires_at.is_some());
+    // As stored, by the names the AWS CLI shows and the template's TTL reads.
+    let raw = ledger.raw_attributes(&bob).await;
+    assert_eq!(raw["state"], ("S", "resolved".to_string()), "{raw:?}");
+    assert_eq!(raw["resolved_reason"], ("S", "key_deleted".to_string()));
+    assert_eq!(raw["resolved_at"].0, "S");
+    assert_eq!(raw["expires_at"].0, "N", "the TTL attribute is a number");
+    assert_eq!(raw["user_name"], ("S", "bob".to_string()));
 
     let fifth = run().await.expect("run 5");
     assert!(!published(&fifth) && fifth.resolved.as_ref().unwrap().is_empty());

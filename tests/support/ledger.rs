@@ -77,6 +77,45 @@ impl LedgerTable {
         items
     }
 
+    /// The table `name` in the account `config` signs for, as a stack created it.
+    pub fn open(config: &SdkConfig, name: &str) -> LedgerTable {
+        LedgerTable {
+            client: aws_sdk_dynamodb::Client::new(config),
+            name: name.to_string(),
+        }
+    }
+
+    /// One key's item as stored, its attributes by the names DynamoDB holds: what a renamed field would change.
+    /// Each attribute as (type, value): `("S", "open")`, `("N", "1")`, `("BOOL", "true")`.
+    pub async fn raw_attributes(
+        &self,
+        access_key_id: &str,
+    ) -> std::collections::BTreeMap<String, (&'static str, String)> {
+        let raw = self
+            .raw()
+            .await
+            .into_iter()
+            .find(|item| {
+                item.get("access_key_id")
+                    .and_then(|v| v.as_s().ok())
+                    .map(String::as_str)
+                    == Some(access_key_id)
+            })
+            .unwrap_or_else(|| panic!("no ledger item for {access_key_id}"));
+        raw.into_iter()
+            .map(|(name, value)| {
+                let typed = match &value {
+                    AttributeValue::S(s) => ("S", s.clone()),
+                    AttributeValue::N(n) => ("N", n.clone()),
+                    AttributeValue::Bool(b) => ("BOOL", b.to_string()),
+                    AttributeValue::Null(_) => ("NULL", String::new()),
+                    other => ("other", format!("{other:?}")),
+                };
+                (name, typed)
+            })
+            .collect()
+    }
+
     /// Every finding's item, read as keywatch reads it (the accounts' lease items left out).
     pub async fn items(&self) -> Vec<Item> {
         self.raw()
