@@ -30,6 +30,8 @@
 use keywatch_test_support as support;
 
 // The crate root is this file, so its modules are found by path.
+#[path = "scale/instance.rs"]
+mod instance;
 #[path = "scale/measure.rs"]
 mod measure;
 #[path = "scale/seed.rs"]

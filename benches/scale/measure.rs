@@ -2,12 +2,12 @@
 //! start on its own, before anything else; the ledger's runs; and an organization drained through the work queue by
 //! worker processes. What it records goes to [`super::write`].
 
+use crate::instance::{Answer, Instance};
 use crate::seed::*;
 use crate::support;
 use crate::support::ledger::LedgerTable;
 use crate::support::proxy::Proxy;
 use crate::support::pump::{queue_depth, take_bodies, Pump, Pumped, Stop};
-use crate::support::runtime::{Answer, Instance};
 use crate::support::{http, Moto};
 use crate::write::*;
 use crate::{Config, CONFIGS};

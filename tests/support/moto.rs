@@ -29,14 +29,14 @@ const TEST_TIME_LIMIT: Duration = Duration::from_secs(900);
 static CHILDREN: std::sync::Mutex<Vec<u32>> = std::sync::Mutex::new(Vec::new());
 
 /// Hands a child process to the watchdog, to stop if a test outruns its limit.
-pub(crate) fn watch_child(pid: u32) {
+pub fn watch_child(pid: u32) {
     if let Ok(mut pids) = CHILDREN.lock() {
         pids.push(pid);
     }
 }
 
 /// The child ended (or is about to be killed by its owner): the watchdog no longer stops it.
-pub(crate) fn unwatch_child(pid: u32) {
+pub fn unwatch_child(pid: u32) {
     if let Ok(mut pids) = CHILDREN.lock() {
         pids.retain(|p| *p != pid);
     }
