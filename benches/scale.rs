@@ -38,6 +38,12 @@ mod measure;
 mod seed;
 #[path = "scale/write.rs"]
 mod write;
+#[path = "scale/write_ledger.rs"]
+mod write_ledger;
+#[path = "scale/write_org.rs"]
+mod write_org;
+#[path = "scale/write_plot.rs"]
+mod write_plot;
 
 use std::time::{Duration, Instant};
 
@@ -46,6 +52,7 @@ use seed::*;
 use support::proxy::{Fault, Proxy, Rule};
 use support::{http, project_dir, Moto};
 use write::*;
+use write_plot::plot;
 
 /// One way of running keywatch, and the largest account it is run on.
 struct Config {
