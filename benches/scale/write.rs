@@ -168,9 +168,45 @@ pub(crate) fn verdict(ok: bool) -> &'static str {
     }
 }
 
+/// A target this bench measures: its verdict for the document, and its name in `unmet` when it is not met, so
+/// the bench can fail on it (unless [`KNOWN_UNMET`] explains it).
+pub(crate) fn target(unmet: &mut Vec<String>, name: String, ok: bool) -> &'static str {
+    if !ok {
+        unmet.push(name);
+    }
+    verdict(ok)
+}
+
+/// Targets known not to be met here, each with why: `make bench` writes them into the document and fails on any
+/// other target it measures and misses.
+pub(crate) const KNOWN_UNMET: &[(&str, &str)] = &[
+    (
+        "arm64 bootstrap < 8 MB",
+        "the bootstrap holds seven AWS SDK clients (IAM, STS, SNS, SQS, Organizations, Security Hub, DynamoDB), \
+         built with LTO, opt-level \"s\" and stripped; getting under 8 MB takes fewer or smaller clients. What the \
+         size would cost, a slower cold start, is measured directly by the init target",
+    ),
+    (
+        "api source speed-up >= 4x",
+        "moto is one Python process sharing these 2 cores with the proxy and the binary; at concurrency 8 it \
+         saturates, so the speed-up measures moto's CPU and varies with the machine from run to run",
+    ),
+];
+
+/// The unmet targets that [`KNOWN_UNMET`] does not explain: each fails the bench.
+pub(crate) fn unexplained(unmet: &[String]) -> Vec<String> {
+    unmet
+        .iter()
+        .filter(|name| !KNOWN_UNMET.iter().any(|(known, _)| known == name))
+        .cloned()
+        .collect()
+}
+
 /// The document, and the mismatches between keywatch's answers and the seed plan (empty when none).
-pub(crate) fn render(bench: &Bench, binary: &Path) -> (String, Vec<String>) {
+/// The document, the mismatches (a wrong answer or a missing count) and the names of the targets not met.
+pub(crate) fn render(bench: &Bench, binary: &Path) -> (String, Vec<String>, Vec<String>) {
     let mut mismatches = Vec::new();
+    let mut unmet = Vec::new();
     let mut out = String::new();
     let rounds = bench.rounds;
     let _ = writeln!(out, "# Benchmarks\n");
@@ -204,7 +240,7 @@ pub(crate) fn render(bench: &Bench, binary: &Path) -> (String, Vec<String>) {
         Ok(m) => format!(
             "The Lambda artifact, `cargo lambda build --release --arm64` → `target/lambda/keywatch/bootstrap`: {:.1} MiB; target < 8 MB: {}.",
             m.len() as f64 / 1_048_576.0,
-            verdict(m.len() < 8_000_000)
+            target(&mut unmet, "arm64 bootstrap < 8 MB".into(), m.len() < 8_000_000)
         ),
         Err(_) => "The arm64 Lambda artifact was not built (`cargo lambda build --release --arm64`).".to_string(),
     };
@@ -481,6 +517,14 @@ pub(crate) fn render(bench: &Bench, binary: &Path) -> (String, Vec<String>) {
                 Some(_) => "**NO COUNT**",
                 None => verdict(ok),
             };
+            let (fixed_ok, per_ok) = (fixed.max <= fixed_bound as f64, per.max <= per_bound as f64);
+            if !(fixed_ok && per_ok) {
+                unmet.push(format!(
+                    "IAM call bounds at {} users, {}",
+                    s.size,
+                    CONFIGS[c].name()
+                ));
+            }
             let _ = writeln!(
                 out,
                 "| {} | {} | {} | {} | {} | {} | {} + {} | {} | {} | {} |",
@@ -492,12 +536,12 @@ pub(crate) fn render(bench: &Bench, binary: &Path) -> (String, Vec<String>) {
                 list_users.count(),
                 fixed.count(),
                 count(fixed_bound as f64),
-                checked(&fixed_missing, fixed.max <= fixed_bound as f64),
+                checked(&fixed_missing, fixed_ok),
                 count(candidates as f64),
                 count(lookups as f64),
                 per.count(),
                 count(per_bound as f64),
-                checked(&per_missing, per.max <= per_bound as f64),
+                checked(&per_missing, per_ok),
             );
         }
     }
@@ -563,7 +607,7 @@ pub(crate) fn render(bench: &Bench, binary: &Path) -> (String, Vec<String>) {
             rss.show(one_decimal, " MiB"),
             count(size as f64),
             CONFIGS[c].name(),
-            verdict(rss.median < 32.0)
+            target(&mut unmet, "peak RSS < 32 MiB".into(), rss.median < 32.0)
         );
     }
     for cold in bench.cold_starts {
@@ -573,7 +617,11 @@ pub(crate) fn render(bench: &Bench, binary: &Path) -> (String, Vec<String>) {
             "- Release init to first Runtime API poll, {}: {} (see Cold start); target < {INIT_TARGET_MS} ms: {}.",
             cold.profile,
             init.show(one_decimal, " ms"),
-            verdict(init.median < INIT_TARGET_MS)
+            target(
+                &mut unmet,
+                format!("init < {INIT_TARGET_MS} ms, {}", cold.profile),
+                init.median < INIT_TARGET_MS
+            )
         );
     }
     let serial = CONFIGS
@@ -603,7 +651,7 @@ pub(crate) fn render(bench: &Bench, binary: &Path) -> (String, Vec<String>) {
                  both ran ({} users): {}.",
                 each.join(", "),
                 count(largest as f64),
-                verdict(speedup >= 4.0)
+                target(&mut unmet, "api source speed-up >= 4x".into(), speedup >= 4.0)
             );
         } else {
             let _ = writeln!(
@@ -650,9 +698,22 @@ pub(crate) fn render(bench: &Bench, binary: &Path) -> (String, Vec<String>) {
             );
         }
     }
-    render_ledger(&mut out, bench, &mut mismatches);
+    render_ledger(&mut out, bench, &mut mismatches, &mut unmet);
     if let Some(org) = bench.org {
-        render_org(&mut out, org, bench.latency, &mut mismatches);
+        render_org(&mut out, org, bench.latency, &mut mismatches, &mut unmet);
     }
-    (out, mismatches)
+    let _ = writeln!(
+        out,
+        "\n## Targets known not to be met\n\n`make bench` fails when a target it measures is not met, unless it is \
+         listed here with why. Not met in this run: {}.\n",
+        if unmet.is_empty() {
+            "none".to_string()
+        } else {
+            unmet.join("; ")
+        }
+    );
+    for (name, why) in KNOWN_UNMET {
+        let _ = writeln!(out, "- **{name}**: {why}.");
+    }
+    (out, mismatches, unmet)
 }

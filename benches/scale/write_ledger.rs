@@ -6,7 +6,12 @@ use crate::CONFIGS;
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 
-pub(crate) fn render_ledger(out: &mut String, bench: &Bench, mismatches: &mut Vec<String>) {
+pub(crate) fn render_ledger(
+    out: &mut String,
+    bench: &Bench,
+    mismatches: &mut Vec<String>,
+    unmet: &mut Vec<String>,
+) {
     let (routing, runs): (Vec<_>, Vec<_>) = bench
         .ledger
         .iter()
@@ -47,7 +52,11 @@ pub(crate) fn render_ledger(out: &mut String, bench: &Bench, mismatches: &mut Ve
             run.notifications,
             query + writes,
             iam_calls(&run.calls),
-            verdict(ok)
+            target(
+                unmet,
+                "ledger calls within their bound, first run".into(),
+                ok
+            )
         );
     }
     if let [(_, first), (_, second)] = runs[..] {
@@ -64,7 +73,7 @@ pub(crate) fn render_ledger(out: &mut String, bench: &Bench, mismatches: &mut Ve
         let _ = writeln!(
             out,
             "\nThe unchanged second run published nothing and wrote nothing: {}.",
-            verdict(quiet)
+            target(unmet, "ledger quiet on an unchanged run".into(), quiet)
         );
     }
     // Routing by owner reads the owner from the tags the exemption already reads: no IAM call of its own.
@@ -91,7 +100,7 @@ pub(crate) fn render_ledger(out: &mut String, bench: &Bench, mismatches: &mut Ve
             CONFIGS[on.config].name(),
             iam_calls(&on.calls),
             iam_calls(&off.calls),
-            verdict(same)
+            target(unmet, "ledger adds no IAM call".into(), same)
         );
     }
 }
