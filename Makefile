@@ -11,6 +11,7 @@ test: tools
 	cargo fmt --all --check
 	cargo clippy --workspace --all-targets --locked -- -D warnings
 	cargo clippy --locked --test scale -- -D warnings   # the benchmark: --all-targets skips a target with test = false
+	cargo build --locked --profile shipped --bin keywatch   # what tests/runtime_api.rs runs: panic = "abort", no LTO
 	cargo test --locked
 	$(VENV)/bin/cfn-lint template.yaml member-role.yaml
 	$(MAKE) --no-print-directory checkov sam-validate fuzz-smoke

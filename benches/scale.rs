@@ -50,7 +50,7 @@ use std::time::{Duration, Instant};
 use measure::*;
 use seed::*;
 use support::proxy::{Fault, Proxy, Rule};
-use support::{http, project_dir, Moto};
+use support::{project_dir, Moto};
 use write::*;
 use write_plot::plot;
 
@@ -142,10 +142,7 @@ async fn main() {
     let mut results = Vec::new();
     let mut seeded = Vec::new();
     for &size in &sizes {
-        assert_eq!(
-            http(moto.port, "POST", "/moto-api/reset", "").map(|r| r.0),
-            Some(200)
-        );
+        moto.reset();
         let plan = Plan::new(size);
         let started = Instant::now();
         seed(&[(&moto.account().await, &plan)]).await;

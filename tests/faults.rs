@@ -57,11 +57,9 @@ impl Bench {
     async fn reset(&mut self) {
         let port = self.moto.port;
         // A blocking call: off the runtime's thread, so the soak's other lanes keep going.
-        let reset =
-            tokio::task::spawn_blocking(move || support::http(port, "POST", "/moto-api/reset", ""))
-                .await
-                .expect("the reset call");
-        assert_eq!(reset.map(|(status, _)| status), Some(200));
+        tokio::task::spawn_blocking(move || support::moto::reset(port))
+            .await
+            .expect("the reset call");
         let (_, queue) = self.account.topic_with_queue().await;
         self.queue = queue;
     }
@@ -524,13 +522,14 @@ async fn report_that_never_completes_fails_before_the_deadline() {
             }
             other => panic!("{fault:?}: expected ReportNotReady, got {other:?}"),
         }
-        assert!(
-            elapsed < budget + Duration::from_millis(300),
-            "{fault:?}: {elapsed:?}"
-        );
+        assert!(elapsed < budget + DEADLINE_SLACK, "{fault:?}: {elapsed:?}");
         println!("{fault:?} on {action}: ReportNotReady after {elapsed:?}");
     }
 }
+
+/// How late after its deadline a run may end on 2 busy cores: room for a stalled scheduler, and still far short of
+/// the 60 s a hung endpoint holds a call, or of a report that never comes.
+const DEADLINE_SLACK: Duration = Duration::from_secs(3);
 
 /// A hung endpoint ends the run at the deadline with the phase it was in, not when Lambda kills it.
 #[tokio::test]
@@ -591,10 +590,7 @@ async fn delayed_response_ends_the_run_at_the_deadline() {
             Error::Deadline { phase: p } => assert_eq!(*p, phase, "{action}"),
             other => panic!("{action}: expected a deadline error, got {other:?}"),
         }
-        assert!(
-            elapsed < budget + Duration::from_millis(200),
-            "{action}: {elapsed:?}"
-        );
+        assert!(elapsed < budget + DEADLINE_SLACK, "{action}: {elapsed:?}");
         println!("{action}: {} after {elapsed:?}", deadline.error_type());
     }
 }

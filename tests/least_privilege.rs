@@ -1655,31 +1655,7 @@ mod moto_quirks {
 
     /// `a=x%20y&b=1` becomes `a=x+y&b=1`: each name and value percent-decoded, then encoded like `quote_plus`.
     fn quote_plus_form(body: &[u8]) -> Vec<u8> {
-        fn decode(part: &[u8]) -> Vec<u8> {
-            let mut out = Vec::with_capacity(part.len());
-            let mut i = 0;
-            while i < part.len() {
-                let hex = part
-                    .get(i + 1..i + 3)
-                    .and_then(|h| std::str::from_utf8(h).ok())
-                    .and_then(|h| u8::from_str_radix(h, 16).ok());
-                match (part[i], hex) {
-                    (b'%', Some(byte)) => {
-                        out.push(byte);
-                        i += 3;
-                    }
-                    (b'+', _) => {
-                        out.push(b' ');
-                        i += 1;
-                    }
-                    (byte, _) => {
-                        out.push(byte);
-                        i += 1;
-                    }
-                }
-            }
-            out
-        }
+        use crate::support::proxy::percent_decode as decode;
         fn encode(bytes: &[u8], out: &mut Vec<u8>) {
             for &byte in bytes {
                 match byte {

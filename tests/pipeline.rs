@@ -1516,43 +1516,6 @@ async fn keys_not_reached_before_the_deadline_are_skipped_and_deactivated_next_r
     assert!(a.key_statuses().await.values().all(|s| s == "Inactive"));
 }
 
-/// Checks of one SQS batch run side by side on one task, and each counts only its own calls (its ApiCalls
-/// metric and report), with no client rebuilt for it; the clients' own counter sees every call.
-#[tokio::test]
-async fn work_side_by_side_counts_only_its_own_calls() {
-    use keywatch::aws::{CallCounter, Clients};
-    let moto = Moto::start();
-    let account = moto.account().await;
-    let clients = Clients::from_config(&account.config);
-    let iam = &clients.own_account.iam;
-    let (first, second) = (CallCounter::default(), CallCounter::default());
-    let lists = |n: usize| async move {
-        for _ in 0..n {
-            iam.list_users().send().await.expect("ListUsers");
-            tokio::task::yield_now().await;
-        }
-    };
-    let groups = |n: usize| async move {
-        for _ in 0..n {
-            iam.list_groups().send().await.expect("ListGroups");
-            tokio::task::yield_now().await;
-        }
-    };
-    tokio::join!(first.counting(lists(3)), second.counting(groups(2)));
-    let counts = |pairs: &[(&str, u64)]| {
-        pairs
-            .iter()
-            .map(|(k, v)| (k.to_string(), *v))
-            .collect::<std::collections::BTreeMap<_, _>>()
-    };
-    assert_eq!(first.take(), counts(&[("iam:ListUsers", 3)]));
-    assert_eq!(second.take(), counts(&[("iam:ListGroups", 2)]));
-    assert_eq!(
-        clients.calls.take(),
-        counts(&[("iam:ListGroups", 2), ("iam:ListUsers", 3)])
-    );
-}
-
 // Promises kept before acting: the notice, one check per account at a time, alerts that never block, one
 // identity per message, and the truth about each deactivation.
 

@@ -2,6 +2,10 @@
 //! with `events/*.json`, with bad events, with a bad configuration at init, and with an organization's work
 //! queue (`support::pump` plays Lambda's SQS poller). The other tests call the handler in-process; this one
 //! covers the bootstrap, the runtime loop and the error responses.
+//!
+//! The binary is the one Lambda runs in all that matters here ([`support::shipped_binary`], Cargo.toml's
+//! `shipped` profile): `panic = "abort"`, so a panic in any check ends the process and the invocation fails,
+//! and main.rs's runtime thread with its stack size. A debug build would catch the panic in its task.
 
 use keywatch_test_support as support;
 
@@ -10,10 +14,7 @@ use std::time::Duration;
 use serde_json::Value;
 use support::ledger::LedgerTable;
 use support::proxy::Proxy;
-use support::{emf_directives, project_dir, Account, Function, Moto, RuntimeApi};
-
-/// The binary as `cargo test` builds it (a debug build: where the Security Hub SDK's stack use matters most).
-const BINARY: &str = env!("CARGO_BIN_EXE_keywatch");
+use support::{emf_directives, project_dir, shipped_binary, Account, Function, Moto, RuntimeApi};
 
 /// The one EMF line the function printed for `run_id` (and `account_id`, in an organization's run), parsed from
 /// its real output.
@@ -63,8 +64,8 @@ async fn the_binary_serves_events_through_the_runtime_api() {
     let (topic, queue) = account.topic_with_queue().await;
 
     let api = RuntimeApi::start();
-    let mut function = Function::start(
-        BINARY.as_ref(),
+    let function = Function::start(
+        shipped_binary(),
         &api,
         &moto.endpoint,
         &[("FINDINGS_TOPIC_ARN", &topic)],
@@ -72,7 +73,7 @@ async fn the_binary_serves_events_through_the_runtime_api() {
     let expected = vec![("alice".to_string(), alice_key.clone())];
 
     // A schedule: the findings, and exactly one alert delivered to the subscribed queue.
-    let report = function.invoke_ok(&api, "events/scheduled.json", &event_file("scheduled.json"));
+    let report = function.invoke_ok("events/scheduled.json", &event_file("scheduled.json"));
     assert_eq!(finding_keys(&report), expected, "{report:#}");
     assert_eq!(report["dry_run"], false);
     assert_eq!(report["notifications"].as_array().map(Vec::len), Some(1));
@@ -133,13 +134,13 @@ async fn the_binary_serves_events_through_the_runtime_api() {
         ("[1, 2]", "expected a JSON object"),
     ];
     for (payload, needle) in rejected {
-        let (error_type, message) = function.invoke_err(&api, payload);
+        let (error_type, message) = function.invoke_err(payload);
         assert_eq!(error_type, "Keywatch.InvalidEvent", "{payload}: {message}");
         assert!(message.contains(needle), "{payload}: {message}");
         assert!(message.contains("dry_run"), "says what to send: {message}");
     }
     // Not JSON at all: lambda_runtime rejects it before the handler runs, with its own error type.
-    let (error_type, message) = function.invoke_err(&api, "run it please");
+    let (error_type, message) = function.invoke_err("run it please");
     assert!(
         error_type.ends_with("DeserializeError"),
         "{error_type}: {message}"
@@ -150,7 +151,7 @@ async fn the_binary_serves_events_through_the_runtime_api() {
     );
 
     // A manual dry run after the errors: served, same findings, nothing published.
-    let report = function.invoke_ok(&api, "events/manual.json", &event_file("manual.json"));
+    let report = function.invoke_ok("events/manual.json", &event_file("manual.json"));
     assert_eq!(report["dry_run"], true);
     assert_eq!(finding_keys(&report), expected, "{report:#}");
     assert_eq!(report["notifications"], serde_json::json!([]));
@@ -165,17 +166,15 @@ async fn the_binary_serves_events_through_the_runtime_api() {
 /// every account, then the pump plays Lambda's SQS poller until the work queue is drained, every record a success.
 /// Returns the run ID.
 async fn organization_run(
-    function: &mut Function,
-    api: &RuntimeApi,
+    function: &Function,
     sqs: &aws_sdk_sqs::Client,
     work_url: &str,
     accounts: usize,
 ) -> String {
     use support::pump::{Pump, Stop};
-    let dispatched =
-        function.invoke_ok(api, "events/scheduled.json", &event_file("scheduled.json"));
+    let dispatched = function.invoke_ok("events/scheduled.json", &event_file("scheduled.json"));
     assert_eq!(dispatched["dispatched"], accounts, "{dispatched:#}");
-    let pumped = Pump::new(sqs, work_url).await.run(api).await;
+    let pumped = Pump::new(sqs, work_url).await.run(function).await;
     function.assert_running();
     assert_eq!(pumped.stopped, Stop::Drained, "{pumped:#?}");
     assert_eq!(
@@ -284,8 +283,8 @@ async fn the_binary_deactivates_only_after_a_delivered_alert_and_the_notice_peri
     proxy.age_keys(30);
 
     let api = RuntimeApi::start();
-    let mut function = Function::start(
-        BINARY.as_ref(),
+    let function = Function::start(
+        shipped_binary(),
         &api,
         &proxy.url,
         &[
@@ -299,7 +298,7 @@ async fn the_binary_deactivates_only_after_a_delivered_alert_and_the_notice_peri
     );
     let accounts = [(MANAGEMENT, &account), (member_id.as_str(), &member)];
 
-    let first = organization_run(&mut function, &api, &account.sqs, &work.url, 2).await;
+    let first = organization_run(&function, &account.sqs, &work.url, 2).await;
     let delivered = account.delivered(&queue).await;
     assert_eq!(delivered.len(), 2, "one alert per account: {delivered:?}");
     for (id, checked) in accounts {
@@ -338,7 +337,7 @@ async fn the_binary_deactivates_only_after_a_delivered_alert_and_the_notice_peri
 
     ledger.age(7).await;
     proxy.take_log();
-    let second = organization_run(&mut function, &api, &account.sqs, &work.url, 2).await;
+    let second = organization_run(&function, &account.sqs, &work.url, 2).await;
     let requests = proxy.requests();
     assert_eq!(
         requests.get("securityhub:GetFindings"),
@@ -400,7 +399,7 @@ fn a_missing_or_invalid_topic_fails_the_init() {
         )],
     ];
     for vars in cases {
-        let mut function = Function::start(BINARY.as_ref(), &api, &endpoint, vars);
+        let function = Function::start(shipped_binary(), &api, &endpoint, vars);
         // A process that passed init would poll the emulator for events and never exit.
         let status = function.wait_for_exit(Duration::from_secs(20));
         let logs = function.logs();
@@ -551,8 +550,8 @@ async fn an_organization_goes_through_the_work_queue() {
     let owner_topics = format!("team-audit={audit_topic}");
     let api = RuntimeApi::start();
     let max_receive_count = MAX_RECEIVE_COUNT.to_string();
-    let mut function = Function::start(
-        BINARY.as_ref(),
+    let function = Function::start(
+        shipped_binary(),
         &api,
         &proxy.url,
         &[
@@ -574,7 +573,7 @@ async fn an_organization_goes_through_the_work_queue() {
     );
 
     // The plan: every ACTIVE account and the role it is read through; nothing sent.
-    let plan = function.invoke_ok(&api, "organization dry run", r#"{"dry_run": true}"#);
+    let plan = function.invoke_ok("organization dry run", r#"{"dry_run": true}"#);
     assert_eq!(plan["dry_run"], true, "{plan:#}");
     let planned: Vec<(String, Value)> = plan["accounts"]
         .as_array()
@@ -604,7 +603,7 @@ async fn an_organization_goes_through_the_work_queue() {
 
     // One member, checked now through its role: its own findings, nothing published.
     let payload = format!(r#"{{"account_id": "{dev}", "dry_run": true}}"#);
-    let report = function.invoke_ok(&api, "one-account dry run", &payload);
+    let report = function.invoke_ok("one-account dry run", &payload);
     assert_eq!(report["account_id"], dev.as_str(), "{report:#}");
     assert_eq!(finding_keys(&report), seeded[dev], "{report:#}");
     assert_eq!(report["notifications"], serde_json::json!([]));
@@ -616,8 +615,7 @@ async fn an_organization_goes_through_the_work_queue() {
     );
 
     // The schedule dispatches exactly the ACTIVE accounts.
-    let dispatched =
-        function.invoke_ok(&api, "events/scheduled.json", &event_file("scheduled.json"));
+    let dispatched = function.invoke_ok("events/scheduled.json", &event_file("scheduled.json"));
     let run_id = dispatched["run_id"]
         .as_str()
         .unwrap_or_default()
@@ -633,9 +631,9 @@ async fn an_organization_goes_through_the_work_queue() {
     // topic is read after each invocation, so each alert or notice is tied to the attempt that sent it.
     let after_each = std::cell::RefCell::new(Vec::new());
     let observed = |payload: String| {
-        let (api, own, alerts, after_each) = (&api, &own, &alerts, &after_each);
+        let (function, own, alerts, after_each) = (&function, &own, &alerts, &after_each);
         async move {
-            let answer = Invoke::invoke(api, payload).await;
+            let answer = Invoke::invoke(function, payload).await;
             let delivered = own.delivered(alerts).await;
             after_each.borrow_mut().push(delivered);
             answer
@@ -905,6 +903,95 @@ async fn an_organization_goes_through_the_work_queue() {
     }
 }
 
+/// Each account's calls, by operation, as its "run complete" line in the function's logs gives them for `run_id`.
+fn calls_by_account(
+    function: &Function,
+    run_id: &str,
+) -> std::collections::BTreeMap<String, std::collections::BTreeMap<String, u64>> {
+    let logs = function.logs();
+    logs.lines()
+        .filter_map(|line| serde_json::from_str::<Value>(line).ok())
+        .filter(|line| {
+            line["fields"]["message"] == "keywatch run complete"
+                && line["fields"]["run_id"] == run_id
+        })
+        .map(|line| {
+            let fields = &line["fields"];
+            let by_operation = fields["api_calls_by_operation"]
+                .as_str()
+                .unwrap_or_default();
+            let calls = serde_json::from_str(by_operation)
+                .unwrap_or_else(|e| panic!("api_calls_by_operation ({e}): {line}"));
+            let account = fields["account_id"].as_str().unwrap_or_default();
+            (account.to_string(), calls)
+        })
+        .collect()
+}
+
+/// The checks of one SQS batch run side by side in one invocation (`RECORDS_IN_PARALLEL`), and each counts only
+/// its own calls: an organization's accounts checked one record a batch, then all in one batch, give each account
+/// the same calls by operation, and the accounts' counts differ, so a count that took a neighbour's calls would
+/// show. (The first run is not compared: it also generates each account's credential report.)
+#[tokio::test]
+async fn checks_side_by_side_in_one_batch_count_only_their_own_calls() {
+    use support::pump::{Pump, Stop, WorkQueue};
+
+    let moto = Moto::start();
+    let own = moto.account().await;
+    let (_, seeded) = organization(&moto, &own).await;
+    let (topic, _alerts) = own.topic_with_queue().await;
+    let work = WorkQueue::create(&own.sqs, "keywatch-work", 30, 3).await;
+    let api = RuntimeApi::start();
+    let function = Function::start(
+        shipped_binary(),
+        &api,
+        &moto.endpoint,
+        &[
+            ("FINDINGS_TOPIC_ARN", &topic),
+            ("ACCOUNTS", "organization"),
+            ("WORK_QUEUE_URL", &work.url),
+        ],
+    );
+    let accounts = seeded.len(); // the closed one is not seeded, nor checked
+    let mut runs = Vec::new();
+    // A first run generates each account's credential report; the two compared runs find it there alike.
+    for batch_size in [1, 1, 10] {
+        let dispatched = function.invoke_ok("events/scheduled.json", &event_file("scheduled.json"));
+        assert_eq!(dispatched["dispatched"], accounts, "{dispatched:#}");
+        let pumped = Pump::new(&own.sqs, &work.url)
+            .await
+            .batch_size(batch_size)
+            .run(&function)
+            .await;
+        function.assert_running();
+        assert_eq!(pumped.stopped, Stop::Drained, "{pumped:#?}");
+        let sizes: Vec<usize> = pumped.batches.iter().map(|b| b.records.len()).collect();
+        let expected = if batch_size == 1 {
+            vec![1; accounts]
+        } else {
+            vec![accounts]
+        };
+        assert_eq!(sizes, expected, "{pumped:#?}");
+        assert_eq!(
+            (pumped.deleted, pumped.failed),
+            (accounts, 0),
+            "{pumped:#?}"
+        );
+        let run_id = dispatched["run_id"].as_str().unwrap_or_default();
+        let calls = calls_by_account(&function, run_id);
+        assert_eq!(calls.len(), accounts, "{calls:#?}");
+        runs.push(calls);
+    }
+    let (alone, side_by_side) = (&runs[1], &runs[2]);
+    let totals: std::collections::BTreeSet<u64> =
+        alone.values().map(|calls| calls.values().sum()).collect();
+    assert!(
+        totals.len() > 1,
+        "the accounts' checks must differ in calls for a mix-up to show: {alone:#?}"
+    );
+    assert_eq!(side_by_side, alone);
+}
+
 /// A work message that is not a work item fails its own record only, and is reported on its last attempt; the
 /// runtime keeps serving. The pump's own rule: a function error leaves every record of the batch on the queue.
 #[tokio::test]
@@ -934,8 +1021,8 @@ async fn a_malformed_work_message_is_a_failed_record_not_a_crash() {
     send(r#"{"account_id": "123456789012", "run_id": "run-1"}"#).await;
 
     let api = RuntimeApi::start();
-    let mut function = Function::start(
-        BINARY.as_ref(),
+    let function = Function::start(
+        shipped_binary(),
         &api,
         &moto.endpoint,
         &[("FINDINGS_TOPIC_ARN", &topic), ("MAX_RECEIVE_COUNT", "2")],
@@ -943,7 +1030,7 @@ async fn a_malformed_work_message_is_a_failed_record_not_a_crash() {
     let pumped = Pump::new(&own.sqs, &work.url)
         .await
         .batch_size(10)
-        .run(&api)
+        .run(&function)
         .await;
     function.assert_running();
     assert_eq!(pumped.stopped, Stop::Drained, "{pumped:#?}");
@@ -985,7 +1072,7 @@ async fn a_malformed_work_message_is_a_failed_record_not_a_crash() {
         [r#"{"account": "123456789012"}"#]
     );
     // Still serving.
-    let report = function.invoke_ok(&api, "events/manual.json", &event_file("manual.json"));
+    let report = function.invoke_ok("events/manual.json", &event_file("manual.json"));
     assert_eq!(finding_keys(&report), [("alice".to_string(), alice)]);
 
     // A function error fails the whole batch: nothing deleted, received until the DLQ takes it.

@@ -36,10 +36,7 @@ async fn report_and_api_sources_agree_on_seeded_accounts() {
     let moto = Moto::start();
     let vars = [("DRY_RUN", "true"), ("EXEMPT_USERS", "svc-*")];
     for seed in 1..=4u64 {
-        assert_eq!(
-            support::http(moto.port, "POST", "/moto-api/reset", "").map(|r| r.0),
-            Some(200)
-        );
+        moto.reset();
         let account = moto.account().await;
         let seeded = account
             .seed_random(&mut Seeded::new(seed), 12, &format!("s{seed}-"))

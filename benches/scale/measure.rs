@@ -8,7 +8,7 @@ use crate::support;
 use crate::support::ledger::LedgerTable;
 use crate::support::proxy::Proxy;
 use crate::support::pump::{queue_depth, take_bodies, Pump, Pumped, Stop};
-use crate::support::{http, Moto};
+use crate::support::Moto;
 use crate::write::*;
 use crate::{Config, CONFIGS};
 use serde_json::Value;
@@ -563,10 +563,7 @@ pub(crate) async fn bench_organization(
     users: usize,
     rounds: usize,
 ) -> OrgBench {
-    assert_eq!(
-        http(moto.port, "POST", "/moto-api/reset", "").map(|r| r.0),
-        Some(200)
-    );
+    moto.reset();
     let org = organization(moto, accounts, users).await;
     let planned: usize = org.plans.values().map(Plan::findings).sum();
     eprintln!(

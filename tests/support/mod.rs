@@ -39,7 +39,7 @@ pub use account::{
 };
 pub use deploy::{deploy_member_role, deploy_template};
 pub use moto::{Moto, Watchdog};
-pub use runtime::{Function, RuntimeApi, EMULATED_FUNCTION};
+pub use runtime::{shipped_binary, Function, RuntimeApi, EMULATED_FUNCTION};
 
 pub const INSTALL_HINT: &str =
     "run `make tools` (installs moto and the other emulators into .venv)";
@@ -70,27 +70,6 @@ pub fn free_port() -> u16 {
         .and_then(|l| l.local_addr())
         .map(|a| a.port())
         .expect("a free loopback port")
-}
-
-/// A minimal HTTP/1.1 request, enough for moto's control API.
-pub fn http(port: u16, method: &str, path: &str, body: &str) -> Option<(u16, String)> {
-    let mut stream = TcpStream::connect(("127.0.0.1", port)).ok()?;
-    stream
-        .set_read_timeout(Some(Duration::from_secs(10)))
-        .ok()?;
-    let request = format!(
-        "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-        body.len()
-    );
-    stream.write_all(request.as_bytes()).ok()?;
-    let mut response = String::new();
-    stream.read_to_string(&mut response).ok()?;
-    let status = response.split_whitespace().nth(1)?.parse().ok()?;
-    let body = response
-        .split_once("\r\n\r\n")
-        .map(|(_, b)| b.to_string())
-        .unwrap_or_default();
-    Some((status, body))
 }
 
 /// Settings as the Lambda would read them, from a list of variables.
@@ -150,8 +129,10 @@ pub fn log_file(name: &str) -> (std::fs::File, PathBuf) {
     (file, path)
 }
 
-/// Like [`http`], with a read timeout and chunked response bodies decoded.
-pub fn http_with_timeout(
+/// The one HTTP/1.1 client of the suite, enough for moto's control API and the Runtime API emulator: `None` when
+/// nothing answers within `timeout`. A body that starts like JSON is sent as `application/json`, any other as
+/// `text/plain` (moto's `reset-auth` takes only that). A chunked answer is decoded.
+pub fn http(
     port: u16,
     method: &str,
     path: &str,
@@ -160,8 +141,13 @@ pub fn http_with_timeout(
 ) -> Option<(u16, String)> {
     let mut stream = TcpStream::connect(("127.0.0.1", port)).ok()?;
     stream.set_read_timeout(Some(timeout)).ok()?;
+    let content_type = if body.starts_with(['{', '[']) {
+        "application/json"
+    } else {
+        "text/plain"
+    };
     let request = format!(
-        "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
         body.len()
     );
     stream.write_all(request.as_bytes()).ok()?;

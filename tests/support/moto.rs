@@ -2,7 +2,7 @@
 //! switched to IAM enforcement over its API, and killed on drop. [`Watchdog`] stops a test that outruns its time
 //! limit, naming it. Use one [`Moto`] per test; tests that switch enforcement must not share one.
 
-use crate::{http, http_with_timeout, log_file, venv_tool, Account, INSTALL_HINT};
+use crate::{http, log_file, venv_tool, Account, INSTALL_HINT};
 use aws_config::{Region, SdkConfig};
 use keywatch::aws::config_loader;
 use serde_json::Value;
@@ -137,7 +137,8 @@ impl Moto {
         });
         let port = bound_port(&moto.log_text()).expect("the port moto logged");
         moto.wait_until(started, &format!("answer on port {port}"), |_| {
-            http(port, "GET", "/moto-api/", "").map(|(status, _)| status) == Some(200)
+            http(port, "GET", "/moto-api/", "", Duration::from_secs(10)).map(|(status, _)| status)
+                == Some(200)
         });
         moto.port = port;
         moto.endpoint = format!("http://127.0.0.1:{port}");
@@ -197,7 +198,7 @@ impl Moto {
     /// Every publish SNS accepted on `topic_arn`, from moto's model dump: (subject, the `MessageStructure=json`
     /// envelope with one variant per protocol).
     pub fn published(&self, topic_arn: &str) -> Vec<(String, Value)> {
-        let (status, body) = http_with_timeout(
+        let (status, body) = http(
             self.port,
             "GET",
             "/moto-api/data.json",
@@ -225,11 +226,22 @@ impl Moto {
             .collect()
     }
 
+    /// Empties every service's state: the next test or seed starts from nothing.
+    pub fn reset(&self) {
+        reset(self.port);
+    }
+
     /// Turns IAM authorization on (`0`: from the next request) or off (`inf`).
     pub fn set_auth(&self, enforced: bool) {
         let body = if enforced { "0" } else { "inf" };
-        let (status, _) =
-            http(self.port, "POST", "/moto-api/reset-auth", body).expect("moto answers reset-auth");
+        let (status, _) = http(
+            self.port,
+            "POST",
+            "/moto-api/reset-auth",
+            body,
+            Duration::from_secs(10),
+        )
+        .expect("moto answers reset-auth");
         assert_eq!(status, 200);
     }
 
@@ -281,4 +293,15 @@ pub(crate) fn stop_child(child: &mut Child, log: &std::path::Path) {
     if !std::thread::panicking() {
         let _ = std::fs::remove_file(log);
     }
+}
+
+/// [`Moto::reset`] of the server on `port`, for a caller that runs it off the async runtime's thread. A blocking
+/// call: a large state takes moto seconds to drop.
+pub fn reset(port: u16) {
+    let answer = http(port, "POST", "/moto-api/reset", "", Duration::from_secs(60));
+    assert_eq!(
+        answer.as_ref().map(|(status, _)| *status),
+        Some(200),
+        "moto on port {port} did not reset: {answer:?}"
+    );
 }

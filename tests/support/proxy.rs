@@ -834,32 +834,38 @@ fn parse_form(body: &[u8]) -> Vec<(String, String)> {
         .filter(|pair| !pair.is_empty())
         .map(|pair| {
             let mut halves = pair.splitn(2, |&b| b == b'=');
-            let key = percent_decode(halves.next().unwrap_or_default());
-            let value = percent_decode(halves.next().unwrap_or_default());
+            let decode = |part: &[u8]| String::from_utf8_lossy(&percent_decode(part)).into_owned();
+            let key = decode(halves.next().unwrap_or_default());
+            let value = decode(halves.next().unwrap_or_default());
             (key, value)
         })
         .collect()
 }
 
-fn percent_decode(text: &[u8]) -> String {
-    let mut out = Vec::with_capacity(text.len());
+/// A form name or value, percent-decoded (`+` is a space); a `%` not followed by two hex digits stays as it is.
+/// The suite's one decoder: the SNS signing quirk in tests/least_privilege.rs uses it too.
+pub fn percent_decode(part: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(part.len());
     let mut i = 0;
-    while i < text.len() {
-        match text[i] {
-            b'+' => out.push(b' '),
-            b'%' if i + 2 < text.len() => {
-                let hex = std::str::from_utf8(&text[i + 1..i + 3]).unwrap_or("");
-                match u8::from_str_radix(hex, 16) {
-                    Ok(byte) => {
-                        out.push(byte);
-                        i += 2;
-                    }
-                    Err(_) => out.push(b'%'),
-                }
+    while i < part.len() {
+        let hex = part
+            .get(i + 1..i + 3)
+            .and_then(|h| std::str::from_utf8(h).ok())
+            .and_then(|h| u8::from_str_radix(h, 16).ok());
+        match (part[i], hex) {
+            (b'%', Some(byte)) => {
+                out.push(byte);
+                i += 3;
             }
-            byte => out.push(byte),
+            (b'+', _) => {
+                out.push(b' ');
+                i += 1;
+            }
+            (byte, _) => {
+                out.push(byte);
+                i += 1;
+            }
         }
-        i += 1;
     }
-    String::from_utf8_lossy(&out).into_owned()
+    out
 }

@@ -18,11 +18,9 @@ use aws_sdk_sqs::types::{
 };
 use serde_json::{json, Map, Value};
 
-use super::{http_with_timeout, RuntimeApi, EMULATED_FUNCTION};
-
 /// One synchronous invocation of the function: (HTTP status, response body). Any status but 200 is a function
 /// error, as the Runtime API reports it. A closure `Fn(String) -> impl Future<Output = (u16, String)>` is one,
-/// so a benchmark can bring its own runtime.
+/// so a benchmark can bring its own runtime; a test's is [`crate::Function`], which watches the process.
 pub trait Invoke {
     fn invoke(&self, payload: String) -> impl Future<Output = (u16, String)>;
 }
@@ -34,20 +32,6 @@ where
 {
     fn invoke(&self, payload: String) -> impl Future<Output = (u16, String)> {
         self(payload)
-    }
-}
-
-/// Through cargo-lambda's emulator ([`RuntimeApi::invoke`]), on the blocking pool so workers overlap.
-impl Invoke for RuntimeApi {
-    async fn invoke(&self, payload: String) -> (u16, String) {
-        let port = self.port;
-        tokio::task::spawn_blocking(move || {
-            let path = format!("/2015-03-31/functions/{EMULATED_FUNCTION}/invocations");
-            http_with_timeout(port, "POST", &path, &payload, Duration::from_secs(60))
-                .unwrap_or_else(|| panic!("no answer from the Runtime API emulator on port {port}"))
-        })
-        .await
-        .expect("the invocation thread")
     }
 }
 

@@ -9,12 +9,13 @@
 //! from here; the rest of it is the benchmark's own, so no test binary compiles it.
 
 use crate::moto::{stop_child, watch_child};
-use crate::{free_port, http_with_timeout, log_file, project_dir, venv_tool, INSTALL_HINT};
+use crate::{free_port, http, log_file, project_dir, venv_tool, INSTALL_HINT};
 use serde_json::Value;
 use std::path::{Path, PathBuf};
 use std::process::ExitStatus;
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 /// The Lambda Runtime API emulator of cargo-lambda (`cargo lambda watch --only-lambda-apis`) on a free
@@ -130,24 +131,58 @@ impl RuntimeApi {
         format!("http://127.0.0.1:{}/.rt", self.port)
     }
 
-    /// One synchronous invocation, as `aws lambda invoke` would send it: (HTTP status, response body).
-    /// A function error comes back as status 500 with `{"errorType": ..., "errorMessage": ...}`.
-    pub fn invoke(&self, payload: &str) -> (u16, String) {
+    /// One synchronous invocation of the function polling the emulator on `port`, as `aws lambda invoke` would
+    /// send it: (HTTP status, response body). A function error comes back as status 500 with
+    /// `{"errorType": ..., "errorMessage": ...}`. The one invoke path: [`Function`] calls it from a thread of its
+    /// own while it watches the process.
+    pub fn invoke_on(port: u16, payload: &str) -> (u16, String) {
         let path = format!("/2015-03-31/functions/{EMULATED_FUNCTION}/invocations");
-        http_with_timeout(self.port, "POST", &path, payload, Duration::from_secs(60))
-            .unwrap_or_else(|| {
-                panic!(
-                    "no answer from the Runtime API emulator on port {}",
-                    self.port
-                )
-            })
+        http(port, "POST", &path, payload, INVOKE_TIMEOUT)
+            .unwrap_or_else(|| panic!("no answer from the Runtime API emulator on port {port}"))
     }
 }
+
+/// How long an invocation may take before the emulator is taken for dead: the longest check in the suite takes
+/// seconds, and 2 busy cores can stretch that several times over.
+const INVOKE_TIMEOUT: Duration = Duration::from_secs(120);
 
 impl Drop for RuntimeApi {
     fn drop(&mut self) {
         stop_child(&mut self.child, &self.log);
     }
+}
+
+/// The binary as Lambda runs it, built with Cargo.toml's `shipped` profile: the release profile's
+/// `panic = "abort"` and main.rs's thread stack, without LTO. Built once per test binary by the cargo running the
+/// tests (`make test` builds it first, so this finds it fresh); a failed build fails the test with cargo's output.
+pub fn shipped_binary() -> &'static Path {
+    static BUILT: OnceLock<PathBuf> = OnceLock::new();
+    BUILT.get_or_init(|| {
+        let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+        let args = [
+            "build",
+            "--locked",
+            "--profile",
+            "shipped",
+            "--bin",
+            "keywatch",
+        ];
+        let output = Command::new(&cargo)
+            .args(args)
+            .current_dir(project_dir())
+            .output()
+            .unwrap_or_else(|e| panic!("`cargo {}` did not start: {e}", args.join(" ")));
+        assert!(
+            output.status.success(),
+            "`cargo {}` failed ({}):\n{}",
+            args.join(" "),
+            output.status,
+            String::from_utf8_lossy(&output.stderr)
+        );
+        let target = std::env::var_os("CARGO_TARGET_DIR")
+            .map_or_else(|| project_dir().join("target"), PathBuf::from);
+        target.join("shipped").join("keywatch")
+    })
 }
 
 /// The environment Lambda gives a function, and nothing else: no AWS profile, token or endpoint from the
@@ -177,8 +212,13 @@ pub fn lambda_env(
 }
 
 /// The built `keywatch` binary, polling a [`RuntimeApi`] for events; killed when dropped, even on a panic.
+/// Every invocation through it, one by one or from the pump ([`crate::pump::Invoke`]), watches the process: a
+/// binary that dies meanwhile (a panic under `panic = "abort"`, a stack overflow) fails the test at once with
+/// its exit status and logs, where the emulator would only wait for an answer that never comes.
 pub struct Function {
-    child: Child,
+    child: Mutex<Child>,
+    /// The emulator it polls.
+    port: u16,
     pub log: PathBuf,
 }
 
@@ -204,7 +244,11 @@ impl Function {
             .spawn()
             .expect("the keywatch binary starts");
         watch_child(child.id());
-        Function { child, log }
+        Function {
+            child: Mutex::new(child),
+            port: api.port,
+            log,
+        }
     }
 
     pub fn logs(&self) -> String {
@@ -212,16 +256,22 @@ impl Function {
         format!("{}\n{text}", self.log.display())
     }
 
-    pub fn assert_running(&mut self) {
-        if let Ok(Some(status)) = self.child.try_wait() {
+    /// `Some(status)` once the process has ended.
+    fn exited(&self) -> Option<ExitStatus> {
+        let mut child = self.child.lock().unwrap_or_else(|p| p.into_inner());
+        child.try_wait().expect("process status")
+    }
+
+    pub fn assert_running(&self) {
+        if let Some(status) = self.exited() {
             panic!("keywatch exited ({status}); logs:\n{}", self.logs());
         }
     }
 
-    pub fn wait_for_exit(&mut self, within: Duration) -> ExitStatus {
+    pub fn wait_for_exit(&self, within: Duration) -> ExitStatus {
         let started = Instant::now();
         loop {
-            if let Some(status) = self.child.try_wait().expect("process status") {
+            if let Some(status) = self.exited() {
                 return status;
             }
             assert!(
@@ -233,9 +283,30 @@ impl Function {
         }
     }
 
+    fn assert_running_during_invocation(&self) {
+        if let Some(status) = self.exited() {
+            panic!(
+                "keywatch exited ({status}) during an invocation; logs:\n{}",
+                self.logs()
+            );
+        }
+    }
+
+    /// One invocation through the emulator: (HTTP status, response body), as [`RuntimeApi::invoke_on`].
+    pub fn invoke(&self, payload: &str) -> (u16, String) {
+        let (port, payload) = (self.port, payload.to_string());
+        let call = std::thread::spawn(move || RuntimeApi::invoke_on(port, &payload));
+        while !call.is_finished() {
+            self.assert_running_during_invocation();
+            std::thread::sleep(WATCH_INTERVAL);
+        }
+        call.join()
+            .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
+    }
+
     /// Invokes through the emulator and returns the report, failing with the function's logs otherwise.
-    pub fn invoke_ok(&mut self, api: &RuntimeApi, event: &str, payload: &str) -> Value {
-        let (status, body) = api.invoke(payload);
+    pub fn invoke_ok(&self, event: &str, payload: &str) -> Value {
+        let (status, body) = self.invoke(payload);
         // The emulator's deadline header is a constant 600000 (ten minutes as a duration), not the epoch
         // milliseconds Lambda sends; a runtime that trusts it believes the deadline passed in 1970.
         let hint = if body.contains("Keywatch.Deadline") {
@@ -255,8 +326,8 @@ impl Function {
     }
 
     /// Invokes through the emulator, expects a Lambda error response, returns (errorType, errorMessage).
-    pub fn invoke_err(&mut self, api: &RuntimeApi, payload: &str) -> (String, String) {
-        let (status, body) = api.invoke(payload);
+    pub fn invoke_err(&self, payload: &str) -> (String, String) {
+        let (status, body) = self.invoke(payload);
         assert_ne!(status, 200, "{payload} should fail, got {body}");
         let error: Value = serde_json::from_str(&body)
             .unwrap_or_else(|e| panic!("error response is not JSON ({e}): {body}"));
@@ -266,9 +337,27 @@ impl Function {
     }
 }
 
+/// How often an invocation in flight looks at the process.
+const WATCH_INTERVAL: Duration = Duration::from_millis(20);
+
+/// The pump's invocations: on the blocking pool, so workers overlap, with the process watched meanwhile.
+impl crate::pump::Invoke for Function {
+    async fn invoke(&self, payload: String) -> (u16, String) {
+        let port = self.port;
+        let call = tokio::task::spawn_blocking(move || RuntimeApi::invoke_on(port, &payload));
+        while !call.is_finished() {
+            self.assert_running_during_invocation();
+            tokio::time::sleep(WATCH_INTERVAL).await;
+        }
+        call.await
+            .unwrap_or_else(|error| std::panic::resume_unwind(error.into_panic()))
+    }
+}
+
 impl Drop for Function {
     fn drop(&mut self) {
-        stop_child(&mut self.child, &self.log);
+        let child = self.child.get_mut().unwrap_or_else(|p| p.into_inner());
+        stop_child(child, &self.log);
     }
 }
 
