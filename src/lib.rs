@@ -4,9 +4,11 @@
 //! Data flows one way: [`route`] (scheduled | SQS | manual) → [`dispatch`] | [`account`] (check one account) →
 //! [`inventory`] → [`evaluate`] → [`verify`] → [`ledger`] (what was said before) → [`remediate`] (opt-in) → [`notify`] →
 //! [`report`]. [`handler`] holds what a Lambda container
-//! keeps between invocations; [`event`] and [`config`] read what comes in.
+//! keeps between invocations; [`event`] and [`config`] read what comes in. [`audit`] is the offline
+//! `keywatch-audit`: the rules on a downloaded credential report, with no AWS access.
 
 pub mod account;
+pub mod audit;
 pub mod aws;
 pub mod config;
 pub mod deadline;

@@ -1195,9 +1195,9 @@ async fn a_denied_deactivation_is_alerted_then_fails_the_run() {
     );
 }
 
-/// keywatch's findings in the account's own Security Hub (moto ignores GetFindings filters; keywatch
-/// filters again, and so does this): Id → (RecordState, Compliance status, CreatedAt).
-async fn hub_findings(
+/// Every finding in the account's own Security Hub, read by [`support::hub_findings`] (the one reader), as
+/// Id → (RecordState, Compliance status, CreatedAt).
+async fn hub_states(
     hub: &aws_sdk_securityhub::Client,
 ) -> BTreeMap<String, (String, String, String)> {
     support::hub_findings(hub)
@@ -1256,7 +1256,7 @@ async fn security_hub_findings_are_imported_kept_and_archived_only_after_a_succe
         .await
         .expect("a dry run");
     assert!(
-        hub_findings(&hub).await.is_empty(),
+        hub_states(&hub).await.is_empty(),
         "a dry run imported findings"
     );
 
@@ -1275,7 +1275,7 @@ async fn security_hub_findings_are_imported_kept_and_archived_only_after_a_succe
             .map(|s| (s.imported, s.archived)),
         Some((3, 0))
     );
-    let imported = hub_findings(&hub).await;
+    let imported = hub_states(&hub).await;
     assert_eq!(
         imported.keys().cloned().collect::<Vec<_>>(),
         ["ann", "bob", "cy"].map(id)
@@ -1325,7 +1325,7 @@ async fn security_hub_findings_are_imported_kept_and_archived_only_after_a_succe
         .await
         .expect_err("a denied report fails the run");
     assert_eq!(
-        hub_findings(&hub).await,
+        hub_states(&hub).await,
         imported,
         "a failed check changed the hub"
     );
@@ -1358,7 +1358,7 @@ async fn security_hub_findings_are_imported_kept_and_archived_only_after_a_succe
         next.security_hub.as_ref().map(|s| (s.imported, s.archived)),
         Some((1, 2))
     );
-    let after = hub_findings(&hub).await;
+    let after = hub_states(&hub).await;
     assert_eq!(after[&id("ann")].0, "ACTIVE");
     assert_eq!(
         after[&id("ann")].2,
@@ -1437,7 +1437,7 @@ async fn security_hub_takes_250_findings_100_at_a_time_and_reads_them_back_in_pa
         3,
         "100 + 100 + 50, none refused"
     );
-    let stored = hub_findings(&hub).await;
+    let stored = hub_states(&hub).await;
     assert_eq!(stored.len(), 250);
     assert!(stored.values().all(|(state, _, _)| state == "ACTIVE"));
 
@@ -1471,7 +1471,7 @@ async fn security_hub_takes_250_findings_100_at_a_time_and_reads_them_back_in_pa
         "250 findings in the hub, read 100 a page"
     );
     assert_eq!(count("securityhub:BatchImportFindings"), 3, "250 updates");
-    let stored = hub_findings(&hub).await;
+    let stored = hub_states(&hub).await;
     for (n, (user, key)) in keys.iter().enumerate() {
         let state = &stored[&format!("123456789012/{user}/{key}")].0;
         let wanted = if n < 120 { "ARCHIVED" } else { "ACTIVE" };

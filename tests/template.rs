@@ -528,6 +528,25 @@ fn assert_is_the_findings_topic(value: &Value, what: &str) {
     );
 }
 
+/// SAM builds exactly the function's binary: the package's other one, keywatch-audit, is never deployed, and
+/// with two binaries and no `Binary` cargo-lambda would not know which to build.
+#[test]
+fn sam_builds_the_function_binary_only() {
+    let template = template();
+    let metadata = &template["Resources"]["KeywatchFunction"]["Metadata"];
+    assert_eq!(metadata["BuildMethod"], "rust-cargolambda");
+    assert_eq!(metadata["BuildProperties"]["Binary"], "keywatch");
+    let manifest =
+        std::fs::read_to_string(support::project_dir().join("Cargo.toml")).expect("Cargo.toml");
+    let bins: Vec<&str> = manifest
+        .split("[[bin]]")
+        .skip(1)
+        .filter_map(|bin| bin.lines().find_map(|l| l.strip_prefix("name = ")))
+        .map(|name| name.trim_matches('"'))
+        .collect();
+    assert_eq!(bins, ["keywatch", "keywatch-audit"]);
+}
+
 #[test]
 fn policy_grants_exactly_the_actions_the_code_calls() {
     let template = template();

@@ -2,7 +2,10 @@
 //! exempt. No I/O here; everything is a function of the data, `now` and the settings.
 
 pub mod exemption;
+pub mod key_not_rotated;
 pub mod never_used_key;
+pub mod two_active_keys;
+pub mod unused_key;
 
 use serde::Serialize;
 use time::{Date, Duration, OffsetDateTime};
@@ -14,21 +17,141 @@ use crate::inventory::{Freshness, Inventory, InventoryUser};
 use crate::model::History;
 use crate::model::{KeySnapshot, UserSnapshot};
 
-/// A check on one key of one user. Adding a rule is one new file implementing this, listed in [`RULES`].
+/// A check on one user's keys: a pure function of the user, the time and the rules' settings. Adding a rule is
+/// one new file implementing this, plus its line in [`RULES`].
 pub trait Rule: Sync {
     /// Stable identifier, carried by every finding.
     fn id(&self) -> &'static str;
-    fn matches(&self, user: &UserSnapshot, key: &KeySnapshot) -> bool;
+    /// What the rule finds, in a few words, for a person reading a table of findings.
+    fn title(&self) -> &'static str;
+    /// The keys of `user` that break the rule, each hit naming one key (or, for a rule about the user's keys
+    /// together, all of them), with the controls it fails and the evidence the rule used.
+    fn check(&self, user: &UserSnapshot, context: &Context) -> Vec<Hit>;
 }
 
-pub const RULES: &[&dyn Rule] = &[&never_used_key::NeverUsedKeyOnConsoleUser];
+/// What a rule reads besides the user: when the check runs, and the rules' settings.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Context {
+    pub now: OffsetDateTime,
+    /// `UNUSED_DAYS`: a key not used for longer than this is unused.
+    pub unused_days: u32,
+    /// `ROTATE_DAYS`: a key created longer ago than this is due for rotation.
+    pub rotate_days: u32,
+}
+
+/// `UNUSED_DAYS` unless set: CIS's 45 days (Security Hub IAM.22).
+pub const DEFAULT_UNUSED_DAYS: u32 = 45;
+/// `ROTATE_DAYS` unless set: CIS's 90 days (AWS Config `access-keys-rotated`).
+pub const DEFAULT_ROTATE_DAYS: u32 = 90;
+/// The range `UNUSED_DAYS` and `ROTATE_DAYS` accept: a day to ten years.
+pub const RULE_DAYS: std::ops::RangeInclusive<u32> = 1..=3650;
+
+impl Context {
+    /// The defaults, at `now`.
+    pub fn at(now: OffsetDateTime) -> Context {
+        Context {
+            now,
+            unused_days: DEFAULT_UNUSED_DAYS,
+            rotate_days: DEFAULT_ROTATE_DAYS,
+        }
+    }
+}
+
+/// One rule broken: by which keys (indexes into the user's `keys`), failing which controls, on what evidence.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Hit {
+    pub keys: Vec<usize>,
+    pub controls: Vec<&'static str>,
+    pub evidence: Evidence,
+}
+
+impl Hit {
+    /// A hit on the key at `index`, with its dates and the days counted as evidence.
+    pub fn on_key(
+        index: usize,
+        key: &KeySnapshot,
+        controls: Vec<&'static str>,
+        days: Option<i64>,
+    ) -> Hit {
+        Hit {
+            keys: vec![index],
+            controls,
+            evidence: Evidence {
+                key_created: key.created,
+                last_used: key.last_used,
+                days,
+            },
+        }
+    }
+}
+
+/// The data a rule's verdict rests on, as a finding carries it.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct Evidence {
+    #[serde(with = "time::serde::rfc3339::option")]
+    pub key_created: Option<OffsetDateTime>,
+    #[serde(with = "time::serde::rfc3339::option")]
+    pub last_used: Option<OffsetDateTime>,
+    /// The whole days the rule counted (since the last use, or the creation), when it counts days; `None` when
+    /// the data lacks the date it counts from.
+    pub days: Option<i64>,
+}
+
+/// Whole days from `from` to `now`; `None` without a date.
+pub fn days_since(from: Option<OffsetDateTime>, now: OffsetDateTime) -> Option<i64> {
+    from.map(|from| (now - from).whole_days())
+}
+
+/// Every rule keywatch knows, in the order findings are listed.
+pub const RULES: &[&dyn Rule] = &[
+    &never_used_key::NeverUsedKeyOnConsoleUser,
+    &unused_key::UnusedKey,
+    &two_active_keys::TwoActiveKeys,
+    &key_not_rotated::KeyNotRotated,
+];
+
+/// The rules the Lambda checks today: CIS 1.11 alone. Security Hub reads back only these rules' findings.
+pub const LIVE_RULES: &[&dyn Rule] = &[&never_used_key::NeverUsedKeyOnConsoleUser];
+
+/// The rules a list names: rule IDs separated by commas, or `all`. An unknown ID is an error naming it and the
+/// IDs there are.
+pub fn select_rules(list: &str) -> Result<Vec<&'static dyn Rule>, String> {
+    if list.trim().eq_ignore_ascii_case("all") {
+        return Ok(RULES.to_vec());
+    }
+    let mut selected: Vec<&'static dyn Rule> = Vec::new();
+    for id in list.split(',').map(str::trim).filter(|id| !id.is_empty()) {
+        let rule = RULES
+            .iter()
+            .copied()
+            .find(|rule| rule.id() == id)
+            .ok_or_else(|| {
+                let known: Vec<&str> = RULES.iter().map(|rule| rule.id()).collect();
+                format!(
+                    "unknown rule {id:?}; the rules are {} (or all)",
+                    known.join(", ")
+                )
+            })?;
+        if !selected.iter().any(|chosen| chosen.id() == id) {
+            selected.push(rule);
+        }
+    }
+    if selected.is_empty() {
+        return Err("no rule named; give rule IDs separated by commas, or all".to_string());
+    }
+    // In the order of RULES, whatever the order given.
+    selected.sort_by_key(|rule| RULES.iter().position(|known| known.id() == rule.id()));
+    Ok(selected)
+}
 
 /// A key within this long of its user's creation was made at user setup: the CIS audit's creation-time clause.
 pub const USER_SETUP_WINDOW: Duration = Duration::minutes(10);
 
-/// The first rule a key breaks, if any.
+/// The first of the Lambda's rules a key breaks, if any. Today's rule reads no time or setting, so the live
+/// pipeline needs no [`Context`] yet.
 pub fn broken_rule(user: &UserSnapshot, key: &KeySnapshot) -> Option<&'static dyn Rule> {
-    RULES.iter().copied().find(|rule| rule.matches(user, key))
+    let rule: &'static dyn Rule = &never_used_key::NeverUsedKeyOnConsoleUser;
+    never_used_key::breaks(user, key).then_some(rule)
 }
 
 /// Users worth a live look. The report may be hours old: a password added or a key reactivated since would
@@ -653,5 +776,83 @@ mod tests {
             };
             assert_eq!(candidates(&inventory).len() == 1, expected, "{name}");
         }
+    }
+}
+
+/// The rules' table tests share these: one user, keys from report-like data.
+#[cfg(test)]
+pub(crate) mod tests_support {
+    use crate::model::{KeySnapshot, UserSnapshot};
+    use time::macros::datetime;
+    use time::OffsetDateTime;
+
+    pub const NOW: OffsetDateTime = datetime!(2026-12-01 00:00 UTC);
+
+    /// `days` before [`NOW`].
+    pub fn ago(days: i64) -> Option<OffsetDateTime> {
+        Some(NOW - time::Duration::days(days))
+    }
+
+    pub fn key(
+        active: bool,
+        created: Option<OffsetDateTime>,
+        last_used: Option<OffsetDateTime>,
+    ) -> KeySnapshot {
+        KeySnapshot {
+            id: None,
+            slot: None,
+            active,
+            created,
+            last_used,
+        }
+    }
+
+    pub fn user(password: bool, keys: Vec<KeySnapshot>) -> UserSnapshot {
+        UserSnapshot {
+            name: "u".into(),
+            arn: "arn:aws:iam::123456789012:user/u".into(),
+            path: "/".into(),
+            created: datetime!(2020-01-01 00:00 UTC),
+            password_enabled: password,
+            password_last_used: None,
+            keys,
+        }
+    }
+}
+
+#[cfg(test)]
+mod rule_list_tests {
+    use super::*;
+
+    #[test]
+    fn rules_are_selected_by_id_or_all() {
+        let ids = |list: &str| {
+            select_rules(list).map(|rules| rules.iter().map(|r| r.id()).collect::<Vec<_>>())
+        };
+        let every = [
+            "cis-1.11-never-used-key-on-console-user",
+            "unused-key",
+            "two-active-keys",
+            "key-not-rotated",
+        ];
+        assert_eq!(ids("all").unwrap(), every);
+        assert_eq!(ids(" ALL ").unwrap(), every);
+        assert_eq!(
+            ids("key-not-rotated, unused-key,unused-key").unwrap(),
+            ["unused-key", "key-not-rotated"],
+            "in the rule list's order, once each"
+        );
+        let error = ids("unused-key,unsued-key").unwrap_err();
+        assert!(error.contains("unknown rule \"unsued-key\""), "{error}");
+        assert!(
+            error.contains("two-active-keys"),
+            "names the rules: {error}"
+        );
+        assert!(ids(" , ").is_err());
+        // Each rule's ID is its own.
+        let mut unique: Vec<&str> = RULES.iter().map(|r| r.id()).collect();
+        unique.sort_unstable();
+        unique.dedup();
+        assert_eq!(unique.len(), RULES.len());
     }
 }

@@ -1,56 +1,109 @@
 //! CIS AWS Foundations 1.11 (v1.4–v4.0): "Do not setup access keys during initial user setup for all IAM users
 //! that have a console password". Evidence of a violation: an Active key that has never been used, on a user
-//! with a console password.
+//! with a console password. Later versions number it 1.10 (v5.0) and 2.10 (v6.0); v7.0 drops it, and its 2.11
+//! fails such a key once it is older than `UNUSED_DAYS`.
 
-use super::Rule;
+use super::{days_since, Context, Hit, Rule};
 use crate::model::{KeySnapshot, UserSnapshot};
 
 pub struct NeverUsedKeyOnConsoleUser;
+
+/// The controls every finding of this rule fails.
+const CONTROLS: [&str; 3] = [
+    "CIS AWS v4.0.1 1.11",
+    "CIS AWS v5.0 1.10",
+    "CIS AWS v6.0 2.10",
+];
+
+/// What v7.0 makes of the same key once it is older than `UNUSED_DAYS`.
+const V7_UNUSED: &str = "CIS AWS v7.0 2.11";
+
+/// Whether `key` breaks the rule: the live pipeline's test of one key.
+pub fn breaks(user: &UserSnapshot, key: &KeySnapshot) -> bool {
+    user.password_enabled && key.active && key.last_used.is_none()
+}
 
 impl Rule for NeverUsedKeyOnConsoleUser {
     fn id(&self) -> &'static str {
         "cis-1.11-never-used-key-on-console-user"
     }
 
-    fn matches(&self, user: &UserSnapshot, key: &KeySnapshot) -> bool {
-        user.password_enabled && key.active && key.last_used.is_none()
+    fn title(&self) -> &'static str {
+        "active key never used, on a user with a console password"
+    }
+
+    fn check(&self, user: &UserSnapshot, context: &Context) -> Vec<Hit> {
+        user.keys
+            .iter()
+            .enumerate()
+            .filter(|(_, key)| breaks(user, key))
+            .map(|(index, key)| {
+                let days = days_since(key.created, context.now);
+                let mut controls = CONTROLS.to_vec();
+                // Unknown age: it cannot be shown young, so v7 counts it too.
+                if days.is_none_or(|days| days > i64::from(context.unused_days)) {
+                    controls.push(V7_UNUSED);
+                }
+                Hit::on_key(index, key, controls, days)
+            })
+            .collect()
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use time::OffsetDateTime;
+    use crate::evaluate::tests_support::{key, user, NOW};
+    use time::Duration;
 
     #[test]
     fn truth_table() {
-        let now = OffsetDateTime::UNIX_EPOCH;
         for (password, active, last_used, expected) in [
             (true, true, None, true),
             (false, true, None, false),
             (true, false, None, false),
-            (true, true, Some(now), false),
+            (true, true, Some(NOW), false),
         ] {
-            let user = UserSnapshot {
-                name: "u".into(),
-                arn: "arn:aws:iam::123456789012:user/u".into(),
-                path: "/".into(),
-                created: now,
-                password_enabled: password,
-                password_last_used: None,
-                keys: vec![],
-            };
-            let key = KeySnapshot {
-                id: None,
-                slot: Some(1),
-                active,
-                created: None,
-                last_used,
-            };
+            let u = user(password, vec![key(active, Some(NOW), last_used)]);
             assert_eq!(
-                NeverUsedKeyOnConsoleUser.matches(&user, &key),
-                expected,
+                NeverUsedKeyOnConsoleUser.check(&u, &Context::at(NOW)).len(),
+                usize::from(expected),
                 "{password} {active} {last_used:?}"
+            );
+            assert_eq!(breaks(&u, &u.keys[0]), expected);
+        }
+    }
+
+    /// v7.0 2.11 joins the controls once the key is older than `UNUSED_DAYS` (45 by default).
+    #[test]
+    fn v7_counts_it_once_older_than_unused_days() {
+        for (age_days, unused_days, v7) in [
+            (45, 45, false),
+            (46, 45, true),
+            (10, 7, true),
+            (7, 7, false),
+        ] {
+            let created = NOW - Duration::days(age_days);
+            let u = user(true, vec![key(true, Some(created), None)]);
+            let context = Context {
+                unused_days,
+                ..Context::at(NOW)
+            };
+            let hits = NeverUsedKeyOnConsoleUser.check(&u, &context);
+            assert_eq!(hits.len(), 1);
+            assert_eq!(hits[0].evidence.days, Some(age_days));
+            assert_eq!(
+                hits[0].controls.contains(&"CIS AWS v7.0 2.11"),
+                v7,
+                "{age_days} days, UNUSED_DAYS {unused_days}"
+            );
+            assert_eq!(
+                hits[0].controls[..3],
+                [
+                    "CIS AWS v4.0.1 1.11",
+                    "CIS AWS v5.0 1.10",
+                    "CIS AWS v6.0 2.10"
+                ]
             );
         }
     }

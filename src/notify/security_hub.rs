@@ -17,7 +17,7 @@ use time::OffsetDateTime;
 use crate::aws::aws_error;
 use crate::deadline::Deadline;
 use crate::error::{Error, Result};
-use crate::evaluate::{Finding, RULES};
+use crate::evaluate::{Finding, LIVE_RULES};
 use crate::model::path_from_arn;
 use crate::report::{HubSync, Report};
 
@@ -512,7 +512,7 @@ async fn active_findings(client: &HubClient, hub: &Hub) -> Result<Vec<sdk::AwsSe
         .product_arn(equals(&product_arn))
         .aws_account_id(equals(&hub.account_id))
         .record_state(equals("ACTIVE"));
-    for rule in RULES {
+    for rule in LIVE_RULES {
         filters = filters.generator_id(equals(rule.id()));
     }
     let mut pages = client
@@ -528,7 +528,7 @@ async fn active_findings(client: &HubClient, hub: &Hub) -> Result<Vec<sdk::AwsSe
             f.product_arn.as_deref() == Some(product_arn.as_str())
                 && f.aws_account_id.as_deref() == Some(hub.account_id.as_str())
                 && f.record_state == Some(sdk::RecordState::Active)
-                && RULES
+                && LIVE_RULES
                     .iter()
                     .any(|rule| f.generator_id.as_deref() == Some(rule.id()))
         }));

@@ -1,0 +1,99 @@
+//! Access keys rotated every `ROTATE_DAYS` days: an Active key created longer ago than that. CIS AWS Foundations
+//! v4.0.1 1.14, v5.0 1.13, v6.0 2.13 and v7.0 2.12; AWS Config `access-keys-rotated`. Such a key may well be in
+//! use: its findings never deactivate it.
+
+use super::{days_since, Context, Hit, Rule};
+use crate::model::UserSnapshot;
+
+pub struct KeyNotRotated;
+
+const CONTROLS: [&str; 5] = [
+    "CIS AWS v4.0.1 1.14",
+    "CIS AWS v5.0 1.13",
+    "CIS AWS v6.0 2.13",
+    "CIS AWS v7.0 2.12",
+    "AWS Config access-keys-rotated",
+];
+
+impl Rule for KeyNotRotated {
+    fn id(&self) -> &'static str {
+        "key-not-rotated"
+    }
+
+    fn title(&self) -> &'static str {
+        "active key older than ROTATE_DAYS"
+    }
+
+    fn check(&self, user: &UserSnapshot, context: &Context) -> Vec<Hit> {
+        user.keys
+            .iter()
+            .enumerate()
+            .filter(|(_, key)| key.active)
+            .filter_map(|(index, key)| {
+                let days = days_since(key.created, context.now);
+                // A key of unknown age cannot be shown rotated: it counts.
+                if days.is_some_and(|days| days <= i64::from(context.rotate_days)) {
+                    return None;
+                }
+                Some(Hit::on_key(index, key, CONTROLS.to_vec(), days))
+            })
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::evaluate::tests_support::{ago, key, user, NOW};
+
+    #[test]
+    fn table() {
+        // (case, active, created, last used, ROTATE_DAYS, days counted if a finding)
+        let cases = [
+            (
+                "created 91 days ago, in use",
+                true,
+                ago(91),
+                ago(0),
+                90,
+                Some(91),
+            ),
+            ("created 90 days ago", true, ago(90), None, 90, None),
+            (
+                "created 91 days ago, inactive",
+                false,
+                ago(91),
+                None,
+                90,
+                None,
+            ),
+            (
+                "ROTATE_DAYS 30: created 31 days ago",
+                true,
+                ago(31),
+                None,
+                30,
+                Some(31),
+            ),
+            (
+                "ROTATE_DAYS 365: created 200 days ago",
+                true,
+                ago(200),
+                None,
+                365,
+                None,
+            ),
+            ("created on an unknown date", true, None, None, 90, Some(-1)),
+        ];
+        for (case, active, created, last_used, rotate_days, expected) in cases {
+            let context = Context {
+                rotate_days,
+                ..Context::at(NOW)
+            };
+            let hits =
+                KeyNotRotated.check(&user(true, vec![key(active, created, last_used)]), &context);
+            let days = hits.first().map(|hit| hit.evidence.days.unwrap_or(-1));
+            assert_eq!(days, expected, "{case}");
+        }
+    }
+}

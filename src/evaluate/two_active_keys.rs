@@ -1,0 +1,61 @@
+//! One active access key per user: a user with two Active keys is one finding, naming both. CIS AWS Foundations
+//! v4.0.1 1.13, v5.0 1.12 and v6.0 2.12 (v7.0 drops it).
+
+use super::{Context, Evidence, Hit, Rule};
+use crate::model::UserSnapshot;
+
+pub struct TwoActiveKeys;
+
+const CONTROLS: [&str; 3] = [
+    "CIS AWS v4.0.1 1.13",
+    "CIS AWS v5.0 1.12",
+    "CIS AWS v6.0 2.12",
+];
+
+impl Rule for TwoActiveKeys {
+    fn id(&self) -> &'static str {
+        "two-active-keys"
+    }
+
+    fn title(&self) -> &'static str {
+        "user with two active keys"
+    }
+
+    fn check(&self, user: &UserSnapshot, _context: &Context) -> Vec<Hit> {
+        let active: Vec<usize> = (0..user.keys.len())
+            .filter(|&index| user.keys[index].active)
+            .collect();
+        if active.len() < 2 {
+            return Vec::new();
+        }
+        vec![Hit {
+            keys: active,
+            controls: CONTROLS.to_vec(),
+            evidence: Evidence::default(),
+        }]
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::evaluate::tests_support::{key, user, NOW};
+
+    #[test]
+    fn table() {
+        let k = |active| key(active, Some(NOW), None);
+        // (case, keys, the keys the one finding names)
+        let cases = [
+            ("no key", vec![], None),
+            ("one active", vec![k(true)], None),
+            ("one active, one inactive", vec![k(true), k(false)], None),
+            ("two inactive", vec![k(false), k(false)], None),
+            ("two active", vec![k(true), k(true)], Some(vec![0, 1])),
+        ];
+        for (case, keys, expected) in cases {
+            let hits = TwoActiveKeys.check(&user(false, keys), &Context::at(NOW));
+            assert!(hits.len() <= 1, "{case}: one finding per user at most");
+            assert_eq!(hits.first().map(|hit| hit.keys.clone()), expected, "{case}");
+        }
+    }
+}

@@ -1,0 +1,137 @@
+//! Unused credentials: an Active key, of any user, not used for longer than `UNUSED_DAYS`; a key never used
+//! counts from its creation. CIS AWS Foundations v4.0.1 1.12, v5.0 1.11, v6.0 2.11 and v7.0 2.11; Security
+//! Hub IAM.22 (45 days) and IAM.8 (90 days); AWS Config `iam-user-unused-credentials-check`. Unlike Prowler's
+//! `iam_user_accesskey_unused`, a never-used key is not skipped.
+
+use super::{days_since, Context, Hit, Rule};
+use crate::model::UserSnapshot;
+
+pub struct UnusedKey;
+
+const CONTROLS: [&str; 4] = [
+    "CIS AWS v4.0.1 1.12",
+    "CIS AWS v5.0 1.11",
+    "CIS AWS v6.0 2.11",
+    "CIS AWS v7.0 2.11",
+];
+
+impl Rule for UnusedKey {
+    fn id(&self) -> &'static str {
+        "unused-key"
+    }
+
+    fn title(&self) -> &'static str {
+        "active key not used for UNUSED_DAYS"
+    }
+
+    fn check(&self, user: &UserSnapshot, context: &Context) -> Vec<Hit> {
+        user.keys
+            .iter()
+            .enumerate()
+            .filter(|(_, key)| key.active)
+            .filter_map(|(index, key)| {
+                let days = days_since(key.last_used.or(key.created), context.now);
+                // A key with neither date cannot be shown in use: it counts.
+                if days.is_some_and(|days| days <= i64::from(context.unused_days)) {
+                    return None;
+                }
+                let mut controls = CONTROLS.to_vec();
+                // Security Hub's two controls, each at its own threshold.
+                if days.is_none_or(|days| days > 45) {
+                    controls.push("AWS Security Hub IAM.22");
+                }
+                if days.is_none_or(|days| days > 90) {
+                    controls.push("AWS Security Hub IAM.8");
+                }
+                Some(Hit::on_key(index, key, controls, days))
+            })
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::evaluate::tests_support::{ago, key, user, NOW};
+
+    #[test]
+    fn table() {
+        // (case, password, active, created, last used, UNUSED_DAYS, days counted if a finding)
+        let cases = [
+            (
+                "never used, created 46 days ago",
+                false,
+                true,
+                ago(46),
+                None,
+                45,
+                Some(46),
+            ),
+            (
+                "never used, created 45 days ago",
+                false,
+                true,
+                ago(45),
+                None,
+                45,
+                None,
+            ),
+            (
+                "used 46 days ago",
+                true,
+                true,
+                ago(400),
+                ago(46),
+                45,
+                Some(46),
+            ),
+            ("used yesterday", false, true, ago(400), ago(1), 45, None),
+            ("inactive and old", false, false, ago(400), None, 45, None),
+            (
+                "UNUSED_DAYS 90: used 60 days ago",
+                false,
+                true,
+                ago(400),
+                ago(60),
+                90,
+                None,
+            ),
+            (
+                "UNUSED_DAYS 1: used 2 days ago",
+                false,
+                true,
+                ago(400),
+                ago(2),
+                1,
+                Some(2),
+            ),
+            ("no dates at all", false, true, None, None, 45, Some(-1)),
+        ];
+        for (case, password, active, created, last_used, unused_days, expected) in cases {
+            let u = user(password, vec![key(active, created, last_used)]);
+            let context = Context {
+                unused_days,
+                ..Context::at(NOW)
+            };
+            let hits = UnusedKey.check(&u, &context);
+            let days = hits.first().map(|hit| hit.evidence.days.unwrap_or(-1));
+            assert_eq!(days, expected, "{case}");
+        }
+    }
+
+    #[test]
+    fn security_hub_controls_by_their_own_thresholds() {
+        for (used_days_ago, iam22, iam8) in [(50, true, false), (91, true, true)] {
+            let used = ago(used_days_ago);
+            let u = user(false, vec![key(true, ago(500), used)]);
+            let context = Context {
+                unused_days: 30,
+                ..Context::at(NOW)
+            };
+            let controls = &UnusedKey.check(&u, &context)[0].controls;
+            assert!(controls.contains(&"CIS AWS v7.0 2.11"));
+            assert_eq!(controls.contains(&"AWS Security Hub IAM.22"), iam22);
+            assert_eq!(controls.contains(&"AWS Security Hub IAM.8"), iam8);
+        }
+    }
+}
