@@ -292,7 +292,9 @@ impl Keywatch {
                 }
             },
         };
-        let mut candidates = evaluate::candidates(&inventory);
+        // The rules' own context: today's rule reads no time, so the check's start serves.
+        let context = evaluate::Context::at(OffsetDateTime::now_utc());
+        let mut candidates = evaluate::candidates(&inventory, evaluate::LIVE_RULES, &context);
         if let Some(ledger) = &ledger {
             let open = ledger.open_users();
             let extra: Vec<_> = inventory

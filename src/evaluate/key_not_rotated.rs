@@ -15,6 +15,11 @@ const CONTROLS: [&str; 5] = [
     "AWS Config access-keys-rotated",
 ];
 
+/// Created longer ago than `ROTATE_DAYS`; a key of unknown age cannot be shown rotated, so it counts.
+fn overdue(days: Option<i64>, context: &Context) -> bool {
+    days.is_none_or(|days| days > i64::from(context.rotate_days))
+}
+
 impl Rule for KeyNotRotated {
     fn id(&self) -> &'static str {
         "key-not-rotated"
@@ -24,6 +29,14 @@ impl Rule for KeyNotRotated {
         "active key older than ROTATE_DAYS"
     }
 
+    /// A row with a key in any slot (it may be reactivated) created more than `ROTATE_DAYS` before now, or on an
+    /// unknown date. A key's creation never changes, and a key created since is new.
+    fn may_hold(&self, row: &UserSnapshot, context: &Context) -> bool {
+        row.keys
+            .iter()
+            .any(|key| overdue(days_since(key.created, context.now), context))
+    }
+
     fn check(&self, user: &UserSnapshot, context: &Context) -> Vec<Hit> {
         user.keys
             .iter()
@@ -31,8 +44,7 @@ impl Rule for KeyNotRotated {
             .filter(|(_, key)| key.active)
             .filter_map(|(index, key)| {
                 let days = days_since(key.created, context.now);
-                // A key of unknown age cannot be shown rotated: it counts.
-                if days.is_some_and(|days| days <= i64::from(context.rotate_days)) {
+                if !overdue(days, context) {
                     return None;
                 }
                 Some(Hit::on_key(index, key, CONTROLS.to_vec(), days))

@@ -27,7 +27,14 @@ pub trait Rule: Sync {
     /// The keys of `user` that break the rule, each hit naming one key (or, for a rule about the user's keys
     /// together, all of them), with the controls it fails and the evidence the rule used.
     fn check(&self, user: &UserSnapshot, context: &Context) -> Vec<Hit>;
+    /// Whether a credential report row, up to [`REPORT_MAX_AGE`] older than `context.now`, can hold a finding
+    /// of this rule now: the rows worth a live look. Since the report, a key may have been used (never
+    /// un-used), deactivated, reactivated or deleted, and a password added or removed.
+    fn may_hold(&self, row: &UserSnapshot, context: &Context) -> bool;
 }
+
+/// How old a credential report can be when it is read: IAM serves the same report for 4 hours.
+pub const REPORT_MAX_AGE: Duration = Duration::hours(4);
 
 /// What a rule reads besides the user: when the check runs, and the rules' settings.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -154,22 +161,23 @@ pub fn broken_rule(user: &UserSnapshot, key: &KeySnapshot) -> Option<&'static dy
     never_used_key::breaks(user, key).then_some(rule)
 }
 
-/// Users worth a live look. The report may be hours old: a password added or a key reactivated since would
-/// turn any never-used key into a finding, so every report row with a never-used key in any slot, Active or
-/// not, with or without a password, is looked at, and so is every user the report does not list. Live data is
-/// already fresh: only its rule-breaking users.
-pub fn candidates(inventory: &Inventory) -> Vec<&InventoryUser> {
+/// Users worth a live look for `rules`: every report row one of them says can hold a finding
+/// ([`Rule::may_hold`]), and every user the report does not list. Live data is already fresh: only users with a
+/// finding of one of the rules.
+pub fn candidates<'a>(
+    inventory: &'a Inventory,
+    rules: &[&dyn Rule],
+    context: &Context,
+) -> Vec<&'a InventoryUser> {
     inventory
         .users
         .iter()
         .filter(|u| match u.freshness {
             Freshness::Unreported => true,
-            Freshness::Report => u.user.keys.iter().any(|key| key.last_used.is_none()),
-            Freshness::Live => u
-                .user
-                .keys
+            Freshness::Report => rules.iter().any(|rule| rule.may_hold(&u.user, context)),
+            Freshness::Live => rules
                 .iter()
-                .any(|key| broken_rule(&u.user, key).is_some()),
+                .any(|rule| !rule.check(&u.user, context).is_empty()),
         })
         .collect()
 }
@@ -774,7 +782,12 @@ mod tests {
                 phase_ms: vec![],
                 users: vec![inventory_user],
             };
-            assert_eq!(candidates(&inventory).len() == 1, expected, "{name}");
+            let context = Context::at(NOW);
+            assert_eq!(
+                candidates(&inventory, LIVE_RULES, &context).len() == 1,
+                expected,
+                "{name}"
+            );
         }
     }
 }
@@ -822,7 +835,126 @@ pub(crate) mod tests_support {
 
 #[cfg(test)]
 mod rule_list_tests {
+    use super::tests_support::{ago, key, user, NOW};
     use super::*;
+
+    /// Every report row that can hold a finding of a rule after what may have happened since the report (a key
+    /// used, deactivated or reactivated, a password added or removed) is a candidate of that rule: over every
+    /// row of up to two keys drawn from a grid of dates and states, and every rule at two settings.
+    #[test]
+    fn every_row_that_can_hold_a_finding_is_a_candidate() {
+        let dates = [None, ago(0), ago(2), ago(46), ago(91), ago(400)];
+        let mut slots: Vec<KeySnapshot> = Vec::new();
+        for active in [true, false] {
+            for created in dates {
+                for last_used in dates {
+                    slots.push(key(active, created, last_used));
+                }
+            }
+        }
+        let mut rows = vec![vec![]];
+        rows.extend(slots.iter().map(|k| vec![k.clone()]));
+        for first in slots.iter().step_by(3) {
+            for second in slots.iter().step_by(5) {
+                rows.push(vec![first.clone(), second.clone()]);
+            }
+        }
+        // What each key may have become since the report: its state either way, used just now or not.
+        let since = |k: &KeySnapshot| -> Vec<KeySnapshot> {
+            let mut out = Vec::new();
+            for active in [true, false] {
+                for last_used in [k.last_used, Some(NOW - Duration::minutes(5))] {
+                    out.push(KeySnapshot {
+                        active,
+                        last_used,
+                        ..k.clone()
+                    });
+                }
+            }
+            out
+        };
+        let contexts = [
+            Context::at(NOW),
+            Context {
+                unused_days: 1,
+                rotate_days: 400,
+                ..Context::at(NOW)
+            },
+        ];
+        let mut checked = 0;
+        for rule in RULES {
+            for context in &contexts {
+                for keys in &rows {
+                    for password in [true, false] {
+                        let row = user(password, keys.clone());
+                        let mut lives: Vec<Vec<KeySnapshot>> = vec![vec![]];
+                        for k in keys {
+                            lives = lives
+                                .into_iter()
+                                .flat_map(|done| {
+                                    since(k).into_iter().map(move |next| {
+                                        let mut keys = done.clone();
+                                        keys.push(next);
+                                        keys
+                                    })
+                                })
+                                .collect();
+                        }
+                        for live_keys in lives {
+                            for live_password in [true, false] {
+                                let live = user(live_password, live_keys.clone());
+                                checked += 1;
+                                if !rule.check(&live, context).is_empty() {
+                                    assert!(
+                                        rule.may_hold(&row, context),
+                                        "{}: the row {row:?} is no candidate, yet it became {live:?}",
+                                        rule.id()
+                                    );
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        assert!(checked > 100_000, "{checked}");
+    }
+
+    /// Each rule's candidates on report rows, and how few: a row a rule cannot flag is not read live.
+    #[test]
+    fn each_rule_names_only_rows_that_can_hold_its_findings() {
+        let context = Context::at(NOW);
+        // (rule, keys of the row, candidate?)
+        let cases = [
+            (
+                "cis-1.11-never-used-key-on-console-user",
+                vec![key(true, ago(400), ago(1))],
+                false,
+            ),
+            (
+                "cis-1.11-never-used-key-on-console-user",
+                vec![key(false, ago(400), None)],
+                true,
+            ),
+            ("unused-key", vec![key(true, ago(400), ago(1))], false),
+            ("unused-key", vec![key(true, ago(40), None)], false),
+            ("unused-key", vec![key(false, ago(400), ago(46))], true),
+            ("two-active-keys", vec![key(true, ago(1), None)], false),
+            (
+                "two-active-keys",
+                vec![key(false, ago(1), None), key(false, ago(1), None)],
+                true,
+            ),
+            ("key-not-rotated", vec![key(true, ago(90), ago(0))], false),
+            ("key-not-rotated", vec![key(false, ago(91), None)], true),
+            ("key-not-rotated", vec![key(true, None, None)], true),
+        ];
+        for (id, keys, expected) in cases {
+            let rule = select_rules(id).unwrap()[0];
+            let row = user(false, keys);
+            assert_eq!(rule.may_hold(&row, &context), expected, "{id}: {row:?}");
+        }
+    }
 
     #[test]
     fn rules_are_selected_by_id_or_all() {

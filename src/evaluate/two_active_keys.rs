@@ -21,6 +21,12 @@ impl Rule for TwoActiveKeys {
         "user with two active keys"
     }
 
+    /// A row with two keys, Active or not: either may have been reactivated since. (A second key created
+    /// since the report waits for the next one, as for the never-used rule.)
+    fn may_hold(&self, row: &UserSnapshot, _context: &Context) -> bool {
+        row.keys.len() >= 2
+    }
+
     fn check(&self, user: &UserSnapshot, _context: &Context) -> Vec<Hit> {
         let active: Vec<usize> = (0..user.keys.len())
             .filter(|&index| user.keys[index].active)
