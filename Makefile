@@ -4,10 +4,10 @@ VENV := .venv
 PY := $(VENV)/bin/python
 TOOLS_STAMP := $(VENV)/.installed-$(shell cat tools/requirements.txt | cksum | cut -d' ' -f1)
 
-.PHONY: test demo tools lint unit clean bench soak checkov sam-validate fuzz-smoke
+.PHONY: test demo tools lint unit clean bench soak checkov sam-validate fuzz-smoke prowler
 
 ## test: format check, clippy, unit and integration tests (moto), template lint. What CI runs.
-test: tools
+test: tools prowler
 	cargo fmt --all --check
 	cargo clippy --workspace --all-targets --locked -- -D warnings
 	cargo clippy --locked --test scale -- -D warnings   # the benchmark: --all-targets skips a target with test = false
@@ -98,6 +98,15 @@ checkov: $(CHECKOV_STAMP)
 
 $(CHECKOV_STAMP): tools/requirements-checkov.txt
 	$(call make-venv,$(CHECKOV_VENV),tools/requirements-checkov.txt)
+
+## prowler: Prowler in its own venv, for the test that runs its four access-key checks beside keywatch's rules.
+PROWLER_VENV := .venv-prowler
+PROWLER_STAMP := $(PROWLER_VENV)/.installed-$(shell cat tools/requirements-prowler.txt | cksum | cut -d' ' -f1)
+
+prowler: $(PROWLER_STAMP)
+
+$(PROWLER_STAMP): tools/requirements-prowler.txt
+	$(call make-venv,$(PROWLER_VENV),tools/requirements-prowler.txt)
 
 ## sam-validate: what `sam validate --lint` says of template.yaml, offline: dummy region and credentials, no telemetry.
 SAM_VENV := .venv-sam

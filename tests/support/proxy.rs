@@ -69,6 +69,9 @@ pub enum Fault {
     /// Answered 200 with this JSON body instead of forwarding: a service's own account of partial failure, such
     /// as Security Hub's `FailedFindings`.
     RespondJson(&'static str),
+    /// GetCredentialReport answered with this CSV, generated now, instead of moto's: a report with the dates and
+    /// spellings of a real account, which moto cannot age.
+    RespondCredentialReport(String),
 }
 
 impl Fault {
@@ -451,6 +454,7 @@ async fn handle(state: Arc<State>, reset: Arc<AtomicBool>, request: Request<Inco
         Some(Fault::DeactivateKeyFirst { user, id }) => {
             deactivate_key(&state.upstream, user, id).await
         }
+        Some(Fault::RespondCredentialReport(csv)) => return Ok(credential_report_response(csv)),
         Some(Fault::RespondJson(body)) => {
             let mut headers = HeaderMap::new();
             headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
@@ -776,6 +780,22 @@ fn response(status: StatusCode, mut headers: HeaderMap, body: Bytes) -> Response
 }
 
 /// AWS's query-protocol error document, as IAM, STS and SNS send it.
+/// IAM's GetCredentialReport answer holding `csv`, generated now.
+fn credential_report_response(csv: &str) -> Response<Full<Bytes>> {
+    let generated = time::OffsetDateTime::now_utc()
+        .replace_nanosecond(0)
+        .unwrap_or_else(|_| time::OffsetDateTime::now_utc())
+        .format(&time::format_description::well_known::Rfc3339)
+        .unwrap_or_default();
+    let body = format!(
+        "<GetCredentialReportResponse xmlns=\"https://iam.amazonaws.com/doc/2010-05-08/\"><GetCredentialReportResult><Content>{}</Content><ReportFormat>text/csv</ReportFormat><GeneratedTime>{generated}</GeneratedTime></GetCredentialReportResult><ResponseMetadata><RequestId>fa017000-0000-4000-8000-report</RequestId></ResponseMetadata></GetCredentialReportResponse>",
+        aws_smithy_types::base64::encode(csv)
+    );
+    let mut headers = HeaderMap::new();
+    headers.insert(CONTENT_TYPE, HeaderValue::from_static("text/xml"));
+    response(StatusCode::OK, headers, Bytes::from(body))
+}
+
 fn error_response(status: u16, kind: &str, code: &str, message: &str) -> Response<Full<Bytes>> {
     static REQUEST: AtomicU64 = AtomicU64::new(1);
     let request_id = format!(
