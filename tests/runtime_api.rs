@@ -162,6 +162,49 @@ async fn the_binary_serves_events_through_the_runtime_api() {
     );
 }
 
+/// The binary's own logging (`keywatch::logging::init`, as main.rs calls it), asked for TRACE through Lambda's
+/// log-level control: it logs DEBUG, so the request was read, and never a TRACE line, at which the SDK would log
+/// whole response bodies, the credential report among them.
+#[tokio::test]
+async fn the_binary_logs_at_most_debug_whatever_is_asked() {
+    let moto = Moto::start();
+    let account = moto.account().await;
+    account.console_user("alice").await;
+    account.key("alice").await;
+    let (topic, _queue) = account.topic_with_queue().await;
+    let api = RuntimeApi::start();
+    let function = Function::start(
+        shipped_binary(),
+        &api,
+        &moto.endpoint,
+        &[
+            ("FINDINGS_TOPIC_ARN", &topic),
+            ("AWS_LAMBDA_LOG_LEVEL", "TRACE"),
+        ],
+    );
+    let report = function.invoke_ok("events/manual.json", &event_file("manual.json"));
+    assert_eq!(report["findings"].as_array().map(Vec::len), Some(1));
+    let logs = function.logs();
+    let levels: std::collections::BTreeMap<String, usize> = logs
+        .lines()
+        .filter_map(|line| serde_json::from_str::<Value>(line).ok())
+        .fold(Default::default(), |mut levels, line| {
+            *levels
+                .entry(line["level"].as_str().unwrap_or("none").to_string())
+                .or_default() += 1;
+            levels
+        });
+    assert!(
+        levels.contains_key("DEBUG"),
+        "TRACE asked for, DEBUG given: {levels:?}"
+    );
+    assert!(!levels.contains_key("TRACE"), "never TRACE: {levels:?}");
+    assert!(
+        !logs.contains("GetCredentialReportResult"),
+        "no response body in the logs"
+    );
+}
+
 /// One scheduled run of an organization through the binary, as AWS drives it: the schedule's invocation dispatches
 /// every account, then the pump plays Lambda's SQS poller until the work queue is drained, every record a success.
 /// Returns the run ID.
