@@ -16,8 +16,8 @@ use crate::model::UserSnapshot;
 pub const USAGE: &str = "usage: keywatch-audit CREDENTIAL_REPORT.csv [--rules all|ID,ID...] [--now RFC3339] \
 [--format table|json] [--unused-days N] [--rotate-days N]
 
-Evaluates a downloaded IAM credential report (`aws iam get-credential-report --query Content --output text | \
-base64 -d`; `-` reads it from standard input) with keywatch's rules, offline. Nothing is verified live.
+Evaluates a downloaded IAM credential report with keywatch's rules, offline: its CSV, or the JSON that \
+`aws iam get-credential-report` prints; `-` reads it from standard input. Nothing is verified live.
   --rules        rule IDs separated by commas, or all (the default)
   --now          the time the verdicts are for (default: now)
   --format       table (the default) or json
@@ -158,11 +158,37 @@ pub struct AuditFinding {
     pub evidence: Evidence,
 }
 
-/// The rules' verdicts on `csv`. A report that does not parse is an error naming its row and column, never a
-/// clean audit.
-pub fn audit(csv: &[u8], options: &Options) -> crate::Result<Audit> {
-    let users = credential_report::parse(csv)?;
+/// The rules' verdicts on a report: its CSV, or the AWS CLI's `aws iam get-credential-report` answer as it
+/// prints it (JSON with the CSV base64-encoded in `Content`). A report that does not parse is an error naming
+/// its row and column, never a clean audit.
+pub fn audit(report: &[u8], options: &Options) -> crate::Result<Audit> {
+    let csv = match report.trim_ascii_start().first() {
+        Some(b'{') => cli_content(report)?,
+        _ => report.to_vec(),
+    };
+    let users = credential_report::parse(&csv)?;
     Ok(evaluate(&users, options))
+}
+
+/// The CSV inside the AWS CLI's GetCredentialReport answer.
+fn cli_content(json: &[u8]) -> crate::Result<Vec<u8>> {
+    #[derive(serde::Deserialize)]
+    #[serde(rename_all = "PascalCase")]
+    struct Answer {
+        content: String,
+    }
+    let malformed = |reason: String| crate::Error::ReportMalformed {
+        row: 0,
+        column: "Content".to_string(),
+        reason,
+    };
+    let answer: Answer = serde_json::from_slice(json).map_err(|e| {
+        malformed(format!(
+            "the JSON is not an `aws iam get-credential-report` answer ({e})"
+        ))
+    })?;
+    aws_smithy_types::base64::decode(answer.content.trim())
+        .map_err(|e| malformed(format!("it is not base64 ({e})")))
 }
 
 fn evaluate(users: &[UserSnapshot], options: &Options) -> Audit {
@@ -420,6 +446,31 @@ mod tests {
         ] {
             let got = options(args).unwrap_err();
             assert!(got.contains(error), "{args:?}: {got}");
+        }
+    }
+
+    /// `aws iam get-credential-report > report.json` is read as it is: the CSV in its base64 `Content`.
+    #[test]
+    fn the_cli_answer_is_read_as_its_csv() {
+        let options = options(&["r.json"]).unwrap();
+        let json = serde_json::json!({
+            "Content": aws_smithy_types::base64::encode(REPORT),
+            "ReportFormat": "text/csv",
+            "GeneratedTime": "2026-12-01T00:00:00+00:00",
+        });
+        let from_json = audit(json.to_string().as_bytes(), &options).unwrap();
+        let from_csv = audit(REPORT, &options).unwrap();
+        assert_eq!(from_json.findings.len(), from_csv.findings.len());
+        assert_eq!(from_json.findings.len(), 16);
+        for (bad, reason) in [
+            (r#"{"Content": "%%%"}"#, "not base64"),
+            (
+                r#"{"Report": "x"}"#,
+                "not an `aws iam get-credential-report` answer",
+            ),
+        ] {
+            let error = audit(bad.as_bytes(), &options).unwrap_err().to_string();
+            assert!(error.contains(reason), "{bad}: {error}");
         }
     }
 
