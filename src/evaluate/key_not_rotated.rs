@@ -2,7 +2,7 @@
 //! v4.0.1 1.14, v5.0 1.13, v6.0 2.13 and v7.0 2.12; AWS Config `access-keys-rotated`. Such a key may well be in
 //! use: its findings never deactivate it.
 
-use super::{days_since, Context, Hit, Rule};
+use super::{Age, Context, Hit, Rule};
 use crate::model::UserSnapshot;
 
 pub struct KeyNotRotated;
@@ -15,9 +15,12 @@ const CONTROLS: [&str; 5] = [
     "AWS Config access-keys-rotated",
 ];
 
-/// Created longer ago than `ROTATE_DAYS`; a key of unknown age cannot be shown rotated, so it counts.
-fn overdue(days: Option<i64>, context: &Context) -> bool {
-    days.is_none_or(|days| days > i64::from(context.rotate_days))
+/// Created longer ago than `ROTATE_DAYS`.
+fn overdue(context: &Context) -> Age {
+    Age {
+        since: |key| key.created,
+        limit: context.rotate_days,
+    }
 }
 
 impl Rule for KeyNotRotated {
@@ -32,23 +35,13 @@ impl Rule for KeyNotRotated {
     /// A row with a key in any slot (it may be reactivated) created more than `ROTATE_DAYS` before now, or on an
     /// unknown date. A key's creation never changes, and a key created since is new.
     fn may_hold(&self, row: &UserSnapshot, context: &Context) -> bool {
-        row.keys
-            .iter()
-            .any(|key| overdue(days_since(key.created, context.now), context))
+        overdue(context).in_any_slot(row, context.now)
     }
 
     fn check(&self, user: &UserSnapshot, context: &Context) -> Vec<Hit> {
-        user.keys
-            .iter()
-            .enumerate()
-            .filter(|(_, key)| key.active)
-            .filter_map(|(index, key)| {
-                let days = days_since(key.created, context.now);
-                if !overdue(days, context) {
-                    return None;
-                }
-                Some(Hit::on_key(index, key, CONTROLS.to_vec(), days))
-            })
+        overdue(context)
+            .active_keys(user, context.now)
+            .map(|(index, key, days)| Hit::on_key(index, key, CONTROLS.to_vec(), days))
             .collect()
     }
 }

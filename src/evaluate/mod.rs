@@ -109,6 +109,40 @@ pub fn days_since(from: Option<OffsetDateTime>, now: OffsetDateTime) -> Option<i
     from.map(|from| (now - from).whole_days())
 }
 
+/// The age rules' shared test: more than `limit` whole days since `since` of the key, or no such date (a key
+/// that cannot be shown young counts).
+pub struct Age {
+    pub since: fn(&KeySnapshot) -> Option<OffsetDateTime>,
+    pub limit: u32,
+}
+
+impl Age {
+    /// The days counted for `key` at `now`, when over the limit or unknown.
+    pub fn over(&self, key: &KeySnapshot, now: OffsetDateTime) -> Option<Option<i64>> {
+        let days = days_since((self.since)(key), now);
+        days.is_none_or(|days| days > i64::from(self.limit))
+            .then_some(days)
+    }
+
+    /// Every Active key of `user` over the limit: (index, key, days counted).
+    pub fn active_keys<'a>(
+        &'a self,
+        user: &'a UserSnapshot,
+        now: OffsetDateTime,
+    ) -> impl Iterator<Item = (usize, &'a KeySnapshot, Option<i64>)> + 'a {
+        user.keys
+            .iter()
+            .enumerate()
+            .filter(|(_, key)| key.active)
+            .filter_map(move |(index, key)| self.over(key, now).map(|days| (index, key, days)))
+    }
+
+    /// Whether a report row has a key over the limit in any slot, Active or not (it may be reactivated).
+    pub fn in_any_slot(&self, row: &UserSnapshot, now: OffsetDateTime) -> bool {
+        row.keys.iter().any(|key| self.over(key, now).is_some())
+    }
+}
+
 /// Every rule keywatch knows, in the order findings are listed.
 pub const RULES: &[&dyn Rule] = &[
     &never_used_key::NeverUsedKeyOnConsoleUser,

@@ -3,7 +3,7 @@
 //! Hub IAM.22 (45 days) and IAM.8 (90 days); AWS Config `iam-user-unused-credentials-check`. Unlike Prowler's
 //! `iam_user_accesskey_unused`, a never-used key is not skipped.
 
-use super::{days_since, Context, Hit, Rule};
+use super::{Age, Context, Hit, Rule};
 use crate::model::UserSnapshot;
 
 pub struct UnusedKey;
@@ -15,9 +15,12 @@ const CONTROLS: [&str; 4] = [
     "CIS AWS v7.0 2.11",
 ];
 
-/// Unused for longer than `UNUSED_DAYS`; a key with neither date cannot be shown in use, so it counts.
-fn unused(days: Option<i64>, context: &Context) -> bool {
-    days.is_none_or(|days| days > i64::from(context.unused_days))
+/// Not used for longer than `UNUSED_DAYS`: days since the last use, or since the creation of a key never used.
+fn unused(context: &Context) -> Age {
+    Age {
+        since: |key| key.last_used.or(key.created),
+        limit: context.unused_days,
+    }
 }
 
 impl Rule for UnusedKey {
@@ -33,24 +36,13 @@ impl Rule for UnusedKey {
     /// than `UNUSED_DAYS` before now, or unknown. A use since the report only makes the key younger, and a key
     /// created since cannot be `UNUSED_DAYS` old: no other row can hold one.
     fn may_hold(&self, row: &UserSnapshot, context: &Context) -> bool {
-        row.keys.iter().any(|key| {
-            unused(
-                days_since(key.last_used.or(key.created), context.now),
-                context,
-            )
-        })
+        unused(context).in_any_slot(row, context.now)
     }
 
     fn check(&self, user: &UserSnapshot, context: &Context) -> Vec<Hit> {
-        user.keys
-            .iter()
-            .enumerate()
-            .filter(|(_, key)| key.active)
-            .filter_map(|(index, key)| {
-                let days = days_since(key.last_used.or(key.created), context.now);
-                if !unused(days, context) {
-                    return None;
-                }
+        unused(context)
+            .active_keys(user, context.now)
+            .map(|(index, key, days)| {
                 let mut controls = CONTROLS.to_vec();
                 // Security Hub's two controls, each at its own threshold.
                 if days.is_none_or(|days| days > 45) {
@@ -59,7 +51,7 @@ impl Rule for UnusedKey {
                 if days.is_none_or(|days| days > 90) {
                     controls.push("AWS Security Hub IAM.8");
                 }
-                Some(Hit::on_key(index, key, controls, days))
+                Hit::on_key(index, key, controls, days)
             })
             .collect()
     }
