@@ -19,7 +19,7 @@ pub const USAGE: &str = "usage: keywatch-audit CREDENTIAL_REPORT.csv [--rules al
 Evaluates a downloaded IAM credential report with keywatch's rules, offline: its CSV, or the JSON that \
 `aws iam get-credential-report` prints; `-` reads it from standard input. Nothing is verified live.
   --rules        rule IDs separated by commas, or all (the default)
-  --now          the time the verdicts are for (default: now)
+  --now          the time the verdicts are for (default: now; the report's own time judges it as of then)
   --format       table (the default) or json
   --unused-days  UNUSED_DAYS, 1-3650 (default 45)
   --rotate-days  ROTATE_DAYS, 1-3650 (default 90)
@@ -27,8 +27,9 @@ Exit status: 0 no finding, 3 findings, 2 a usage error, 1 a report that cannot b
 
 /// What the report-only verdicts cannot know, said in every table and document.
 pub const NOT_VERIFIED: &str = "Nothing was verified live: these verdicts come from the credential report alone \
-(it may be up to 4 hours older than its generated time says, names key slots, not key IDs, and holds no tags, so \
-no exemption or owner applies). keywatch's Lambda reads each candidate live from IAM before it reports it.";
+(it is as old as its download, or up to 4 hours older, since IAM serves one report for 4 hours; it names key \
+slots, not key IDs, and holds no tags, so no exemption or owner applies). keywatch's Lambda reads each candidate \
+live from IAM before it reports it.";
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Format {
@@ -36,7 +37,14 @@ pub enum Format {
     Json,
 }
 
-/// What the command line asked for.
+/// What the command line asks for: a run, or the usage text.
+#[derive(Debug, Clone)]
+pub enum Command {
+    Run(Options),
+    Help,
+}
+
+/// A run's options.
 #[derive(Clone)]
 pub struct Options {
     /// The report's path; `-` is standard input.
@@ -64,7 +72,7 @@ impl Options {
     pub fn parse(
         args: impl IntoIterator<Item = String>,
         now: OffsetDateTime,
-    ) -> Result<Options, String> {
+    ) -> Result<Command, String> {
         let mut report = None;
         let mut rules = select_rules("all")?;
         let mut context = Context::at(now);
@@ -100,18 +108,18 @@ impl Options {
                 }
                 "--unused-days" => context.unused_days = days("--unused-days", &value()?)?,
                 "--rotate-days" => context.rotate_days = days("--rotate-days", &value()?)?,
-                "-h" | "--help" => return Err(String::new()),
+                "-h" | "--help" => return Ok(Command::Help),
                 _ if flag.starts_with("--") => return Err(format!("unknown option {flag}")),
                 _ if report.is_none() => report = Some(arg),
                 _ => return Err(format!("one report at a time; {arg:?} is a second")),
             }
         }
-        Ok(Options {
+        Ok(Command::Run(Options {
             report: report.ok_or("name the credential report to read (or - for standard input)")?,
             rules,
             context,
             format,
-        })
+        }))
     }
 }
 
@@ -239,7 +247,8 @@ pub fn table(audit: &Audit) -> String {
         "DAYS".to_string(),
     ]];
     for finding in &audit.findings {
-        let dated = !finding.keys.is_empty() && finding.rule != "two-active-keys";
+        // A finding about one key has its dates; one about a user's keys together has none.
+        let dated = finding.keys.len() == 1;
         rows.push([
             finding.rule.to_string(),
             finding.user_name.clone(),
@@ -308,7 +317,10 @@ mod tests {
     const NOW: OffsetDateTime = datetime!(2026-12-01 00:00 UTC);
 
     fn options(args: &[&str]) -> Result<Options, String> {
-        Options::parse(args.iter().map(|a| a.to_string()), NOW)
+        match Options::parse(args.iter().map(|a| a.to_string()), NOW)? {
+            Command::Run(options) => Ok(options),
+            Command::Help => Err("help".to_string()),
+        }
     }
 
     /// Every rule on the real-shaped report: (rule, user, keys, days).
@@ -443,6 +455,7 @@ mod tests {
             (&["r.csv", "--verbose"][..], "unknown option --verbose"),
             (&["a.csv", "b.csv"][..], "one report at a time"),
             (&[][..], "name the credential report"),
+            (&["--help"][..], "help"),
         ] {
             let got = options(args).unwrap_err();
             assert!(got.contains(error), "{args:?}: {got}");

@@ -3,13 +3,13 @@
 use std::io::{Read, Write};
 use std::process::ExitCode;
 
-use keywatch::audit::{self, Format, Options, USAGE};
+use keywatch::audit::{self, Command, Format, Options, USAGE};
 use time::OffsetDateTime;
 
 fn main() -> ExitCode {
     let options = match Options::parse(std::env::args().skip(1), OffsetDateTime::now_utc()) {
-        Ok(options) => options,
-        Err(message) if message.is_empty() => {
+        Ok(Command::Run(options)) => options,
+        Ok(Command::Help) => {
             println!("{USAGE}");
             return ExitCode::SUCCESS;
         }

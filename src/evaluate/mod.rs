@@ -27,14 +27,11 @@ pub trait Rule: Sync {
     /// The keys of `user` that break the rule, each hit naming one key (or, for a rule about the user's keys
     /// together, all of them), with the controls it fails and the evidence the rule used.
     fn check(&self, user: &UserSnapshot, context: &Context) -> Vec<Hit>;
-    /// Whether a credential report row, up to [`REPORT_MAX_AGE`] older than `context.now`, can hold a finding
-    /// of this rule now: the rows worth a live look. Since the report, a key may have been used (never
+    /// Whether a credential report row, up to 4 hours older than `context.now` (IAM serves one report that
+    /// long), can hold a finding of this rule now: the rows worth a live look. Since the report, a key may have been used (never
     /// un-used), deactivated, reactivated or deleted, and a password added or removed.
     fn may_hold(&self, row: &UserSnapshot, context: &Context) -> bool;
 }
-
-/// How old a credential report can be when it is read: IAM serves the same report for 4 hours.
-pub const REPORT_MAX_AGE: Duration = Duration::hours(4);
 
 /// What a rule reads besides the user: when the check runs, and the rules' settings.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
