@@ -1,13 +1,17 @@
-//! Access keys rotated every `ROTATE_DAYS` days: an Active key created longer ago than that. CIS AWS Foundations
-//! v4.0.1 1.14, v5.0 1.13, v6.0 2.13 and v7.0 2.12; AWS Config `access-keys-rotated`. Such a key may well be in
-//! use: its findings never deactivate it.
+//! Access keys rotated every `ROTATE_DAYS` days: an Active key created longer ago than that. CIS AWS
+//! Foundations v1.4.0 to v4.0.1 1.14, v5.0 1.13, v6.0 2.13 and v7.0 2.12; AWS Config `access-keys-rotated`.
+//! Such a key may well be in use: its findings never deactivate it.
 
 use super::{Age, Context, Hit, Rule};
 use crate::model::UserSnapshot;
 
 pub struct KeyNotRotated;
 
-const CONTROLS: [&str; 5] = [
+const CONTROLS: [&str; 9] = [
+    "CIS AWS v1.4.0 1.14",
+    "CIS AWS v1.5.0 1.14",
+    "CIS AWS v2.0.0 1.14",
+    "CIS AWS v3.0.0 1.14",
     "CIS AWS v4.0.1 1.14",
     "CIS AWS v5.0 1.13",
     "CIS AWS v6.0 2.13",

@@ -9,7 +9,11 @@ use crate::model::{KeySnapshot, UserSnapshot};
 pub struct NeverUsedKeyOnConsoleUser;
 
 /// The controls every finding of this rule fails.
-const CONTROLS: [&str; 3] = [
+const CONTROLS: [&str; 7] = [
+    "CIS AWS v1.4.0 1.11",
+    "CIS AWS v1.5.0 1.11",
+    "CIS AWS v2.0.0 1.11",
+    "CIS AWS v3.0.0 1.11",
     "CIS AWS v4.0.1 1.11",
     "CIS AWS v5.0 1.10",
     "CIS AWS v6.0 2.10",
@@ -105,13 +109,18 @@ mod tests {
                 "{age_days} days, UNUSED_DAYS {unused_days}"
             );
             assert_eq!(
-                hits[0].controls[..3],
+                hits[0].controls[..7],
                 [
+                    "CIS AWS v1.4.0 1.11",
+                    "CIS AWS v1.5.0 1.11",
+                    "CIS AWS v2.0.0 1.11",
+                    "CIS AWS v3.0.0 1.11",
                     "CIS AWS v4.0.1 1.11",
                     "CIS AWS v5.0 1.10",
                     "CIS AWS v6.0 2.10"
                 ]
             );
+            assert_eq!(hits[0].controls.len(), if v7 { 8 } else { 7 });
         }
     }
 }

@@ -1,12 +1,16 @@
 //! One active access key per user: a user with two Active keys is one finding, naming both. CIS AWS Foundations
-//! v4.0.1 1.13, v5.0 1.12 and v6.0 2.12 (v7.0 drops it).
+//! v1.4.0 to v4.0.1 1.13, v5.0 1.12 and v6.0 2.12 (v7.0 drops it).
 
 use super::{Context, Evidence, Hit, Rule};
 use crate::model::UserSnapshot;
 
 pub struct TwoActiveKeys;
 
-const CONTROLS: [&str; 3] = [
+const CONTROLS: [&str; 7] = [
+    "CIS AWS v1.4.0 1.13",
+    "CIS AWS v1.5.0 1.13",
+    "CIS AWS v2.0.0 1.13",
+    "CIS AWS v3.0.0 1.13",
     "CIS AWS v4.0.1 1.13",
     "CIS AWS v5.0 1.12",
     "CIS AWS v6.0 2.12",

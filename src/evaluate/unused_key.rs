@@ -1,5 +1,5 @@
 //! Unused credentials: an Active key, of any user, not used for longer than `UNUSED_DAYS`; a key never used
-//! counts from its creation. CIS AWS Foundations v4.0.1 1.12, v5.0 1.11, v6.0 2.11 and v7.0 2.11; Security
+//! counts from its creation. CIS AWS Foundations v1.4.0 to v4.0.1 1.12, v5.0 1.11, v6.0 2.11, v7.0 2.11; Security
 //! Hub IAM.22 (45 days) and IAM.8 (90 days); AWS Config `iam-user-unused-credentials-check`. Unlike Prowler's
 //! `iam_user_accesskey_unused`, a never-used key is not skipped.
 
@@ -8,7 +8,11 @@ use crate::model::UserSnapshot;
 
 pub struct UnusedKey;
 
-const CONTROLS: [&str; 4] = [
+const CONTROLS: [&str; 8] = [
+    "CIS AWS v1.4.0 1.12",
+    "CIS AWS v1.5.0 1.12",
+    "CIS AWS v2.0.0 1.12",
+    "CIS AWS v3.0.0 1.12",
     "CIS AWS v4.0.1 1.12",
     "CIS AWS v5.0 1.11",
     "CIS AWS v6.0 2.11",
