@@ -312,6 +312,8 @@ impl Keywatch {
                 verify::verify(
                     iam,
                     &candidates,
+                    evaluate::LIVE_RULES,
+                    &context,
                     &self.settings.exemptions,
                     self.settings.owner_tag_key.as_deref(),
                     self.settings.concurrency,
@@ -324,6 +326,7 @@ impl Keywatch {
         let checked_at = OffsetDateTime::now_utc();
         let policy = Policy {
             account_id,
+            rules: evaluate::LIVE_RULES,
             now: checked_at,
             grace_period_hours,
             exemptions: &self.settings.exemptions,

@@ -45,25 +45,13 @@ pub enum Command {
 }
 
 /// A run's options.
-#[derive(Clone)]
+#[derive(Debug, Clone)]
 pub struct Options {
     /// The report's path; `-` is standard input.
     pub report: String,
     pub rules: Vec<&'static dyn Rule>,
     pub context: Context,
     pub format: Format,
-}
-
-impl std::fmt::Debug for Options {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let rules: Vec<&str> = self.rules.iter().map(|rule| rule.id()).collect();
-        f.debug_struct("Options")
-            .field("report", &self.report)
-            .field("rules", &rules)
-            .field("context", &self.context)
-            .field("format", &self.format)
-            .finish()
-    }
 }
 
 impl Options {

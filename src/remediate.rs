@@ -268,6 +268,7 @@ mod tests {
         Finding {
             finding_id: format!("123456789012/u/{key}"),
             rule: "r",
+            controls: Vec::new(),
             user_name: "u".into(),
             user_arn: "arn:aws:iam::123456789012:user/u".into(),
             access_key_id: key.into(),

@@ -1,7 +1,7 @@
 //! Live verification: every candidate from the inventory is re-read from IAM before anything is reported, so
 //! a key deleted, deactivated or used since the report never becomes a finding, and every finding carries its
-//! true access key ID. Calls per candidate: those of [`live_snapshot`], plus ListUserTags only when a key would
-//! otherwise be reported.
+//! true access key ID. Calls per candidate: those of [`live_snapshot`], plus ListUserTags only when one of the
+//! rules would otherwise report the user.
 
 use aws_sdk_iam::Client as IamClient;
 use futures_util::{StreamExt, TryStreamExt};
@@ -9,7 +9,7 @@ use futures_util::{StreamExt, TryStreamExt};
 use crate::aws::{aws_error, error_code};
 use crate::config::Exemptions;
 use crate::error::Result;
-use crate::evaluate::{broken_rule, VerifiedUser};
+use crate::evaluate::{Context, Rule, VerifiedUser};
 use crate::inventory::api::live_snapshot;
 use crate::inventory::{Freshness, InventoryUser};
 use crate::model::UserSnapshot;
@@ -20,12 +20,14 @@ use time::OffsetDateTime;
 pub async fn verify(
     iam: &IamClient,
     candidates: &[&InventoryUser],
+    rules: &[&dyn Rule],
+    context: &Context,
     exemptions: &Exemptions,
     owner_tag_key: Option<&str>,
     concurrency: usize,
 ) -> Result<Vec<VerifiedUser>> {
     let mut verified: Vec<VerifiedUser> = futures_util::stream::iter(candidates.iter().copied())
-        .map(|candidate| verify_one(iam, candidate, exemptions, owner_tag_key))
+        .map(|candidate| verify_one(iam, candidate, rules, context, exemptions, owner_tag_key))
         .buffer_unordered(concurrency.max(1))
         .try_filter_map(|user| async move { Ok(user) })
         .try_collect()
@@ -37,6 +39,8 @@ pub async fn verify(
 async fn verify_one(
     iam: &IamClient,
     candidate: &InventoryUser,
+    rules: &[&dyn Rule],
+    context: &Context,
     exemptions: &Exemptions,
     owner_tag_key: Option<&str>,
 ) -> Result<Option<VerifiedUser>> {
@@ -55,10 +59,9 @@ async fn verify_one(
             }
         }
     };
-    let reportable = user
-        .keys
+    let reportable = rules
         .iter()
-        .any(|key| broken_rule(&user, key).is_some());
+        .any(|rule| !rule.check(&user, context).is_empty());
     // One ListUserTags per reportable user, for both the exemption and the owner, and none when neither is set.
     let wanted = exemptions.tag_key.is_some() || owner_tag_key.is_some();
     let (exempt_tag, owner) =

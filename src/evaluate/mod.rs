@@ -33,6 +33,13 @@ pub trait Rule: Sync {
     fn may_hold(&self, row: &UserSnapshot, context: &Context) -> bool;
 }
 
+/// A rule shows as its ID.
+impl std::fmt::Debug for dyn Rule + '_ {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.id())
+    }
+}
+
 /// What a rule reads besides the user: when the check runs, and the rules' settings.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Context {
@@ -185,13 +192,6 @@ pub fn select_rules(list: &str) -> Result<Vec<&'static dyn Rule>, String> {
 /// A key within this long of its user's creation was made at user setup: the CIS audit's creation-time clause.
 pub const USER_SETUP_WINDOW: Duration = Duration::minutes(10);
 
-/// The first of the Lambda's rules a key breaks, if any. Today's rule reads no time or setting, so the live
-/// pipeline needs no [`Context`] yet.
-pub fn broken_rule(user: &UserSnapshot, key: &KeySnapshot) -> Option<&'static dyn Rule> {
-    let rule: &'static dyn Rule = &never_used_key::NeverUsedKeyOnConsoleUser;
-    never_used_key::breaks(user, key).then_some(rule)
-}
-
 /// Users worth a live look for `rules`: every report row one of them says can hold a finding
 /// ([`Rule::may_hold`]), and every user the report does not list. Live data is already fresh: only users with a
 /// finding of one of the rules.
@@ -227,6 +227,8 @@ pub struct Finding {
     /// Stable across runs: `account/user/access_key_id`.
     pub finding_id: String,
     pub rule: &'static str,
+    /// The controls this finding fails, across CIS versions (and AWS's own, where they map).
+    pub controls: Vec<&'static str>,
     pub user_name: String,
     pub user_arn: String,
     pub access_key_id: String,
@@ -278,11 +280,24 @@ pub struct Evaluation {
 #[derive(Debug, Clone)]
 pub struct Policy<'a> {
     pub account_id: &'a str,
+    /// The rules checked, in [`RULES`] order.
+    pub rules: &'a [&'a dyn Rule],
     pub now: OffsetDateTime,
     pub grace_period_hours: u32,
     pub exemptions: &'a Exemptions,
     /// `Some` when routing by owner: the account's owner, if its tag names one.
     pub owners: Option<Option<&'a str>>,
+}
+
+/// A finding's stable ID. Today's rule keeps `account/user/key`, as the ledger and Security Hub have it; the
+/// other rules add theirs: `account/user/key/rule`, or `account/user/rule` for a finding about a user's keys
+/// together.
+fn finding_id(account_id: &str, user: &str, key_id: &str, rule: &str, hit: &Hit) -> String {
+    match (rule, hit.keys.len()) {
+        (rule, _) if rule == never_used_key::ID => format!("{account_id}/{user}/{key_id}"),
+        (rule, 1) => format!("{account_id}/{user}/{key_id}/{rule}"),
+        (rule, _) => format!("{account_id}/{user}/{rule}"),
+    }
 }
 
 /// The owner of keys whose user and account name none.
@@ -307,13 +322,26 @@ pub fn classify(users: &[VerifiedUser], policy: &Policy) -> Evaluation {
             (None, Some(TagExemption::Expired { on })) => (None, Some(on)),
             (None, Some(TagExemption::NotExempt) | None) => (None, None),
         };
-        for key in &user.keys {
-            let (Some(rule), Some(key_id)) = (broken_rule(user, key), key.id.as_deref()) else {
+        let context = Context::at(policy.now);
+        let hits = policy.rules.iter().flat_map(|rule| {
+            rule.check(user, &context)
+                .into_iter()
+                .map(move |hit| (rule, hit))
+        });
+        for (rule, hit) in hits {
+            // Report data has no key IDs: only a live key, with its true ID, can become a finding.
+            let Some((key, key_id)) = hit
+                .keys
+                .first()
+                .and_then(|&index| user.keys.get(index))
+                .and_then(|key| key.id.as_deref().map(|id| (key, id)))
+            else {
                 continue;
             };
             let finding = Finding {
-                finding_id: format!("{}/{}/{}", policy.account_id, user.name, key_id),
+                finding_id: finding_id(policy.account_id, &user.name, key_id, rule.id(), &hit),
                 rule: rule.id(),
+                controls: hit.controls,
                 user_name: user.name.clone(),
                 user_arn: user.arn.clone(),
                 access_key_id: key_id.to_string(),
@@ -620,6 +648,7 @@ mod tests {
         for (name, user, exempt_tag, grace, expected) in cases {
             let policy = Policy {
                 account_id: "123456789012",
+                rules: LIVE_RULES,
                 now: NOW,
                 grace_period_hours: grace,
                 exemptions: &exemptions,
@@ -641,11 +670,101 @@ mod tests {
         }
     }
 
+    /// Every rule through classify: each finding carries its rule and controls, and its ID adds the rule,
+    /// except today's rule's (unchanged: the ledger and Security Hub have them) and a rule about a user's keys
+    /// together (no key in it).
+    #[test]
+    fn every_rule_classifies_with_its_own_id_and_controls() {
+        let exemptions = Exemptions::new(&[], None).unwrap();
+        let policy = Policy {
+            account_id: "123456789012",
+            rules: RULES,
+            now: NOW,
+            grace_period_hours: 0,
+            exemptions: &exemptions,
+            owners: None,
+        };
+        let old = NOW - Duration::days(100);
+        let u = user(
+            "alice",
+            "/",
+            true,
+            vec![key("AKIA1", true, old, None), key("AKIA2", true, old, None)],
+        );
+        let evaluation = classify(
+            &[VerifiedUser {
+                user: u,
+                exempt_tag: None,
+                owner: None,
+            }],
+            &policy,
+        );
+        let got: Vec<(&str, &str, bool)> = evaluation
+            .findings
+            .iter()
+            .map(|f| {
+                (
+                    f.rule,
+                    f.finding_id.as_str(),
+                    f.controls.contains(&"CIS AWS v7.0 2.11"),
+                )
+            })
+            .collect();
+        let cis = "cis-1.11-never-used-key-on-console-user";
+        assert_eq!(
+            got,
+            [
+                (cis, "123456789012/alice/AKIA1", true),
+                (cis, "123456789012/alice/AKIA2", true),
+                ("unused-key", "123456789012/alice/AKIA1/unused-key", true),
+                ("unused-key", "123456789012/alice/AKIA2/unused-key", true),
+                (
+                    "two-active-keys",
+                    "123456789012/alice/two-active-keys",
+                    false
+                ),
+                (
+                    "key-not-rotated",
+                    "123456789012/alice/AKIA1/key-not-rotated",
+                    false
+                ),
+                (
+                    "key-not-rotated",
+                    "123456789012/alice/AKIA2/key-not-rotated",
+                    false
+                ),
+            ]
+        );
+        // The Lambda's rules today: 1.11 alone, with the controls it fails.
+        let live = classify(
+            &[VerifiedUser {
+                user: user("bob", "/", true, vec![key("AKIA3", true, old, None)]),
+                exempt_tag: None,
+                owner: None,
+            }],
+            &Policy {
+                rules: LIVE_RULES,
+                ..policy
+            },
+        );
+        assert_eq!(live.findings.len(), 1);
+        assert_eq!(
+            live.findings[0].controls[4..],
+            [
+                "CIS AWS v4.0.1 1.11",
+                "CIS AWS v5.0 1.10",
+                "CIS AWS v6.0 2.10",
+                "CIS AWS v7.0 2.11"
+            ]
+        );
+    }
+
     #[test]
     fn finding_fields() {
         let exemptions = Exemptions::new(&[], None).unwrap();
         let policy = Policy {
             account_id: "123456789012",
+            rules: LIVE_RULES,
             now: NOW,
             grace_period_hours: 0,
             exemptions: &exemptions,
@@ -700,6 +819,7 @@ mod tests {
         for &(owners, tag, expected) in cases {
             let policy = Policy {
                 account_id: "123456789012",
+                rules: LIVE_RULES,
                 now: NOW,
                 grace_period_hours: 0,
                 exemptions: &exemptions,
@@ -724,6 +844,7 @@ mod tests {
         let exemptions = Exemptions::new(&[], Some("keywatch:exempt")).unwrap();
         let policy = Policy {
             account_id: "123456789012",
+            rules: LIVE_RULES,
             now: NOW,
             grace_period_hours: 0,
             exemptions: &exemptions,

@@ -8,6 +8,9 @@ use crate::model::{KeySnapshot, UserSnapshot};
 
 pub struct NeverUsedKeyOnConsoleUser;
 
+/// Its ID, unchanged since the first release: findings, the ledger and Security Hub carry it.
+pub const ID: &str = "cis-1.11-never-used-key-on-console-user";
+
 /// The controls every finding of this rule fails.
 const CONTROLS: [&str; 7] = [
     "CIS AWS v1.4.0 1.11",
@@ -29,7 +32,7 @@ pub fn breaks(user: &UserSnapshot, key: &KeySnapshot) -> bool {
 
 impl Rule for NeverUsedKeyOnConsoleUser {
     fn id(&self) -> &'static str {
-        "cis-1.11-never-used-key-on-console-user"
+        ID
     }
 
     fn title(&self) -> &'static str {

@@ -623,6 +623,7 @@ mod tests {
         Finding {
             finding_id: finding_id(ACCOUNT, user, key),
             rule: "r",
+            controls: Vec::new(),
             user_name: user.into(),
             user_arn: format!("arn:aws:iam::{ACCOUNT}:user/{user}"),
             access_key_id: key.into(),

@@ -740,6 +740,7 @@ pub(crate) mod tests {
         Finding {
             finding_id: format!("123456789012/{user}/{key}"),
             rule: "cis-1.11-never-used-key-on-console-user",
+            controls: vec!["CIS AWS v4.0.1 1.11"],
             user_name: user.into(),
             user_arn: format!("arn:aws:iam::123456789012:user/{user}"),
             access_key_id: key.into(),
