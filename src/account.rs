@@ -339,6 +339,7 @@ impl Keywatch {
                 &mut findings,
                 &evaluation,
                 &verified,
+                evaluate::LIVE_RULES,
                 checked_at,
                 self.settings.remediation.notice_days(),
             );
@@ -428,12 +429,18 @@ impl Keywatch {
                 if let Err(error) = save(ledger, table, Some(&keys), deadline).await {
                     ledger_error.get_or_insert(error);
                 }
-                report.remediated.extend(
-                    ledger
-                        .unannounced()
-                        .into_iter()
-                        .filter(|late| !keys.contains(&late.access_key_id)),
-                );
+                // Announced late: those this run did not deactivate itself.
+                let late: Vec<_> = ledger
+                    .unannounced()
+                    .into_iter()
+                    .filter(|late| {
+                        !report
+                            .remediated
+                            .iter()
+                            .any(|done| done.finding_id == late.finding_id)
+                    })
+                    .collect();
+                report.remediated.extend(late);
             }
         }
 

@@ -251,6 +251,19 @@ pub struct Finding {
     pub history: History,
 }
 
+impl Finding {
+    /// The finding's sort key in the ledger: the key ID for today's rule, as its items have always been stored;
+    /// for the other rules the finding ID without its account (`user/key/rule`, `user/rule`).
+    pub fn ledger_key(&self) -> String {
+        if self.rule == never_used_key::ID {
+            return self.access_key_id.clone();
+        }
+        self.finding_id
+            .split_once('/')
+            .map_or_else(|| self.finding_id.clone(), |(_, rest)| rest.to_string())
+    }
+}
+
 time::serde::format_description!(day, Date, "[year]-[month]-[day]");
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]

@@ -8,6 +8,8 @@ use crate::model::UserSnapshot;
 
 pub struct UnusedKey;
 
+pub const ID: &str = "unused-key";
+
 const CONTROLS: [&str; 8] = [
     "CIS AWS v1.4.0 1.12",
     "CIS AWS v1.5.0 1.12",
@@ -29,7 +31,7 @@ fn unused(context: &Context) -> Age {
 
 impl Rule for UnusedKey {
     fn id(&self) -> &'static str {
-        "unused-key"
+        ID
     }
 
     fn title(&self) -> &'static str {

@@ -13,7 +13,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use serde::{Deserialize, Serialize};
 use time::{Duration, OffsetDateTime};
 
-use crate::evaluate::{Evaluation, Finding, VerifiedUser};
+use crate::evaluate::{never_used_key, Evaluation, Finding, Rule, VerifiedUser};
 pub use crate::model::{Change, History, Notice, Remediated};
 
 pub use table::Table;
@@ -43,6 +43,14 @@ pub enum Reason {
     DeactivatedBySomeoneElse,
     PasswordRemoved,
     Exempted,
+    /// Another rule's finding on the same key: keywatch deactivated it.
+    DeactivatedByKeywatch,
+    /// A rule about a user's keys together (two active keys) no longer holds.
+    OneActiveKey,
+    /// `UNUSED_DAYS` or `ROTATE_DAYS` changed, and the key no longer breaks its rule.
+    SettingChanged,
+    /// `RULES` no longer names the rule.
+    RuleOff,
 }
 
 impl Reason {
@@ -54,6 +62,12 @@ impl Reason {
             Reason::DeactivatedBySomeoneElse => "someone else deactivated the key",
             Reason::PasswordRemoved => "the user's console password was removed",
             Reason::Exempted => "the user is now exempt",
+            Reason::DeactivatedByKeywatch => "keywatch deactivated the key",
+            Reason::OneActiveKey => "the user has one active key or none",
+            Reason::SettingChanged => {
+                "a setting changed (UNUSED_DAYS or ROTATE_DAYS): the rule no longer applies"
+            }
+            Reason::RuleOff => "keywatch no longer checks this rule (RULES)",
         }
     }
 }
@@ -63,8 +77,11 @@ impl Reason {
 pub struct Item {
     /// Partition key.
     pub account_id: String,
-    /// Sort key.
+    /// Sort key: the key ID for today's rule, else `user/key/rule` or `user/rule` ([`Finding::ledger_key`]).
     pub access_key_id: String,
+    /// The finding's rule; absent for today's rule, as on every item written before there were others.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rule: Option<String>,
     pub user_name: String,
     pub state: State,
     #[serde(with = "time::serde::rfc3339")]
@@ -158,8 +175,13 @@ pub struct Resolved {
     /// Who the earlier alerts went to; `null` without routing.
     pub owner: Option<String>,
     pub finding_id: String,
+    pub rule: String,
     pub user_name: String,
+    /// The key the finding named (the first, for a rule about a user's keys together).
     pub access_key_id: String,
+    /// The item's sort key.
+    #[serde(skip)]
+    pub ledger_key: String,
     pub reason: Reason,
     /// For `exempted`: the exemption tag as `key=value` (whoever may tag users may exempt them).
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -207,9 +229,9 @@ impl Ledger {
             .values()
             .filter(|item| item.state == State::Deactivated && !item.deactivation_announced)
             .map(|item| Remediated {
-                finding_id: finding_id(&self.account_id, &item.user_name, &item.access_key_id),
+                finding_id: item.finding_id(&self.account_id),
                 user_name: item.user_name.clone(),
-                access_key_id: item.access_key_id.clone(),
+                access_key_id: item.key_id().unwrap_or_default().to_string(),
                 action: "deactivated",
                 at: item.deactivated_at.unwrap_or(item.first_seen_at),
                 owner: item.owner.clone(),
@@ -229,6 +251,7 @@ impl Ledger {
         findings: &mut [Finding],
         evaluation_rest: &Evaluation,
         users: &[VerifiedUser],
+        rules: &[&dyn Rule],
         now: OffsetDateTime,
         notice_days: Option<u32>,
     ) -> Vec<Resolved> {
@@ -252,9 +275,10 @@ impl Ledger {
         for finding in findings.iter_mut() {
             // An owner tag changed since: reminders and resolutions go to the owner of now.
             let owner = &finding.owner;
+            let key = finding.ledger_key();
             if let Some(item) = self
                 .items
-                .get_mut(&finding.access_key_id)
+                .get_mut(&key)
                 .filter(|item| item.state == State::Open)
             {
                 if item.owner != *owner {
@@ -271,7 +295,7 @@ impl Ledger {
             }
             let item = self
                 .items
-                .get(&finding.access_key_id)
+                .get(&key)
                 .filter(|item| item.state == State::Open);
             finding.history = match item {
                 Some(item) => {
@@ -287,12 +311,9 @@ impl Ledger {
                     }
                 }
                 None => {
-                    let version = self
-                        .items
-                        .get(&finding.access_key_id)
-                        .map_or(0, |old| old.version);
+                    let version = self.items.get(&key).map_or(0, |old| old.version);
                     self.items.insert(
-                        finding.access_key_id.clone(),
+                        key.clone(),
                         Item {
                             version,
                             ..Item::new(&self.account_id, finding, now)
@@ -309,12 +330,19 @@ impl Ledger {
                 }
             };
         }
-        let current: BTreeSet<&str> = findings.iter().map(|f| f.access_key_id.as_str()).collect();
+        let current: BTreeSet<String> = findings.iter().map(Finding::ledger_key).collect();
+        // Keys keywatch deactivated: another rule's item on the same key was not deactivated by someone else.
+        let keywatchs: BTreeSet<String> = self
+            .items
+            .values()
+            .filter(|item| item.state == State::Deactivated)
+            .filter_map(|item| item.key_id().map(str::to_string))
+            .collect();
         for item in self.items.values_mut() {
-            if item.state != State::Open || current.contains(item.access_key_id.as_str()) {
+            if item.state != State::Open || current.contains(&item.access_key_id) {
                 continue;
             }
-            let Some(reason) = resolution(item, evaluation_rest, users) else {
+            let Some(reason) = resolution(item, evaluation_rest, users, rules, &keywatchs) else {
                 continue;
             };
             item.resolve(reason, now, exempt_tag(item, evaluation_rest, users));
@@ -322,7 +350,7 @@ impl Ledger {
         }
         // Keys that became exempt by tag without being open: named once, with the tag.
         for exempted in &evaluation_rest.exempted {
-            let key = &exempted.finding.access_key_id;
+            let key = &exempted.finding.ledger_key();
             let Some(tag) = exempt_tag_of(&exempted.finding.user_name, users) else {
                 continue;
             };
@@ -355,10 +383,11 @@ impl Ledger {
     ) -> Vec<String> {
         let mut keys = Vec::new();
         for finding in due {
-            if let Some(item) = self.items.get_mut(&finding.access_key_id) {
+            let key = finding.ledger_key();
+            if let Some(item) = self.items.get_mut(&key) {
                 item.deactivating_run = Some(run_id.to_string());
                 item.deactivating_at = Some(now);
-                keys.push(finding.access_key_id.clone());
+                keys.push(key);
             }
         }
         keys
@@ -367,16 +396,15 @@ impl Ledger {
     /// Records keys keywatch deactivated in `run_id`, not yet announced, and clears the intent of the others.
     pub fn deactivated(&mut self, remediated: &[Remediated], run_id: &str) -> Vec<String> {
         let mut keys = Vec::new();
+        let account_id = &self.account_id;
         for item in self.items.values_mut() {
             if item.deactivating_run.as_deref() != Some(run_id) {
                 continue;
             }
             item.deactivating_run = None;
             item.deactivating_at = None;
-            if let Some(done) = remediated
-                .iter()
-                .find(|done| done.access_key_id == item.access_key_id)
-            {
+            let id = item.finding_id(account_id);
+            if let Some(done) = remediated.iter().find(|done| done.finding_id == id) {
                 item.state = State::Deactivated;
                 item.deactivated_at = Some(done.at);
                 item.deactivated_run = Some(run_id.to_string());
@@ -400,7 +428,8 @@ impl Ledger {
     ) -> Vec<String> {
         let mut keys = Vec::new();
         for finding in findings {
-            if let Some(item) = self.items.get_mut(&finding.access_key_id) {
+            let key = finding.ledger_key();
+            if let Some(item) = self.items.get_mut(&key) {
                 item.first_alerted_at.get_or_insert(now);
                 item.last_alerted_at = Some(now);
                 item.alerts = item.alerts.saturating_add(1);
@@ -414,17 +443,22 @@ impl Ledger {
                     item.deactivate_on = Some(on);
                     item.notice_days = notice_days;
                 }
-                keys.push(finding.access_key_id.clone());
+                keys.push(key);
             }
         }
+        let account_id = &self.account_id;
         for done in deactivations {
-            if let Some(item) = self.items.get_mut(&done.access_key_id) {
+            if let Some(item) = self
+                .items
+                .values_mut()
+                .find(|item| item.finding_id(account_id) == done.finding_id)
+            {
                 item.deactivation_announced = true;
                 item.expires_at = Some((done.at + RETENTION).unix_timestamp());
-                keys.push(done.access_key_id.clone());
+                keys.push(item.access_key_id.clone());
             }
         }
-        keys.extend(resolved.iter().map(|r| r.access_key_id.clone()));
+        keys.extend(resolved.iter().map(|r| r.ledger_key.clone()));
         keys
     }
 
@@ -463,9 +497,11 @@ impl Resolved {
     fn of(account_id: &str, item: &Item, now: OffsetDateTime) -> Resolved {
         Resolved {
             owner: item.owner.clone(),
-            finding_id: finding_id(account_id, &item.user_name, &item.access_key_id),
+            finding_id: item.finding_id(account_id),
+            rule: item.rule().to_string(),
             user_name: item.user_name.clone(),
-            access_key_id: item.access_key_id.clone(),
+            access_key_id: item.key_id().unwrap_or_default().to_string(),
+            ledger_key: item.access_key_id.clone(),
             reason: item.resolved_reason.unwrap_or(Reason::KeyDeleted),
             exempt_tag: item.exempt_tag.clone(),
             first_alerted_at: item.first_alerted_at,
@@ -478,7 +514,8 @@ impl Item {
     fn new(account_id: &str, finding: &Finding, now: OffsetDateTime) -> Item {
         Item {
             account_id: account_id.to_string(),
-            access_key_id: finding.access_key_id.clone(),
+            access_key_id: finding.ledger_key(),
+            rule: (finding.rule != never_used_key::ID).then(|| finding.rule.to_string()),
             user_name: finding.user_name.clone(),
             state: State::Open,
             first_seen_at: now,
@@ -500,6 +537,34 @@ impl Item {
             deactivating_run: None,
             deactivating_at: None,
             exempt_tag: None,
+        }
+    }
+
+    /// The item's rule: today's when it names none.
+    pub fn rule(&self) -> &str {
+        self.rule.as_deref().unwrap_or(never_used_key::ID)
+    }
+
+    /// The key the item is about: its sort key for today's rule, the middle of `user/key/rule` for another key
+    /// rule; `None` for a rule about a user's keys together (`user/rule`).
+    pub fn key_id(&self) -> Option<&str> {
+        match self.rule {
+            None => Some(&self.access_key_id),
+            Some(_) => {
+                let parts: Vec<&str> = self.access_key_id.split('/').collect();
+                match parts[..] {
+                    [_, key, _] => Some(key),
+                    _ => None,
+                }
+            }
+        }
+    }
+
+    /// The finding ID of the finding this item records ([`crate::evaluate::Finding::finding_id`]).
+    pub fn finding_id(&self, account_id: &str) -> String {
+        match self.rule {
+            None => format!("{account_id}/{}/{}", self.user_name, self.access_key_id),
+            Some(_) => format!("{account_id}/{}", self.access_key_id),
         }
     }
 
@@ -534,10 +599,6 @@ impl Item {
     }
 }
 
-fn finding_id(account_id: &str, user_name: &str, key: &str) -> String {
-    format!("{account_id}/{user_name}/{key}")
-}
-
 fn live_key<'a>(item: &Item, users: &'a [VerifiedUser]) -> Option<&'a crate::model::KeySnapshot> {
     users
         .iter()
@@ -545,7 +606,7 @@ fn live_key<'a>(item: &Item, users: &'a [VerifiedUser]) -> Option<&'a crate::mod
         .user
         .keys
         .iter()
-        .find(|k| k.id.as_deref() == Some(item.access_key_id.as_str()))
+        .find(|k| k.id.is_some() && k.id.as_deref() == item.key_id())
 }
 
 /// The exemption tag of `user`, as `key=value`, when it is what exempts them.
@@ -562,26 +623,36 @@ fn exempt_tag(item: &Item, evaluation: &Evaluation, users: &[VerifiedUser]) -> O
     evaluation
         .exempted
         .iter()
-        .any(|e| e.finding.access_key_id == item.access_key_id)
+        .any(|e| e.finding.ledger_key() == item.access_key_id)
         .then(|| exempt_tag_of(&item.user_name, users))
         .flatten()
 }
 
 /// Why an open item is no longer a finding, from this run's live data; `None` while it is only in its grace
-/// period (still open, not alerted).
-fn resolution(item: &Item, evaluation: &Evaluation, users: &[VerifiedUser]) -> Option<Reason> {
+/// period (still open, not alerted), or still breaks its rule. `keywatchs`: keys keywatch deactivated, under
+/// another rule's item.
+fn resolution(
+    item: &Item,
+    evaluation: &Evaluation,
+    users: &[VerifiedUser],
+    rules: &[&dyn Rule],
+    keywatchs: &BTreeSet<String>,
+) -> Option<Reason> {
     let key = item.access_key_id.as_str();
+    if !rules.iter().any(|rule| rule.id() == item.rule()) {
+        return Some(Reason::RuleOff);
+    }
     if evaluation
         .exempted
         .iter()
-        .any(|e| e.finding.access_key_id == key)
+        .any(|e| e.finding.ledger_key() == key)
     {
         return Some(Reason::Exempted);
     }
     if evaluation
         .pending
         .iter()
-        .any(|p| p.finding.access_key_id == key)
+        .any(|p| p.finding.ledger_key() == key)
     {
         return None;
     }
@@ -589,19 +660,46 @@ fn resolution(item: &Item, evaluation: &Evaluation, users: &[VerifiedUser]) -> O
     let Some(user) = users.iter().find(|u| u.user.name == item.user_name) else {
         return Some(Reason::UserDeleted);
     };
-    let Some(live) = user.user.keys.iter().find(|k| k.id.as_deref() == Some(key)) else {
+    let Some(key_id) = item.key_id() else {
+        // A rule about the user's keys together: two active keys.
+        let active = user.user.keys.iter().filter(|k| k.active).count();
+        return (active < 2).then_some(Reason::OneActiveKey);
+    };
+    let Some(live) = user
+        .user
+        .keys
+        .iter()
+        .find(|k| k.id.as_deref() == Some(key_id))
+    else {
         return Some(Reason::KeyDeleted);
     };
-    Some(if live.last_used.is_some() {
-        Reason::Used
-    } else if !live.active {
-        Reason::DeactivatedBySomeoneElse
-    } else if !user.user.password_enabled {
-        Reason::PasswordRemoved
-    } else {
-        // Breaks the rule but is no finding: nothing else makes that so. Keep it open.
-        return None;
-    })
+    let inactive = || {
+        if keywatchs.contains(key_id) {
+            Reason::DeactivatedByKeywatch
+        } else {
+            Reason::DeactivatedBySomeoneElse
+        }
+    };
+    match item.rule() {
+        never_used_key::ID => Some(if live.last_used.is_some() {
+            Reason::Used
+        } else if !live.active {
+            inactive()
+        } else if !user.user.password_enabled {
+            Reason::PasswordRemoved
+        } else {
+            // Breaks the rule but is no finding: nothing else makes that so. Keep it open.
+            return None;
+        }),
+        // The age rules: a key still Active and not counted as a finding was used, or the limit was raised.
+        rule => Some(if !live.active {
+            inactive()
+        } else if rule == crate::evaluate::unused_key::ID && live.last_used.is_some() {
+            Reason::Used
+        } else {
+            Reason::SettingChanged
+        }),
+    }
 }
 
 /// Days from `since` to `now`, whole.
@@ -612,17 +710,21 @@ pub fn days_between(since: OffsetDateTime, now: OffsetDateTime) -> i64 {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::evaluate::{Exempted, Pending};
+    use crate::evaluate::{Exempted, Pending, LIVE_RULES};
     use crate::model::{KeySnapshot, UserSnapshot};
     use time::macros::datetime;
 
     const NOW: OffsetDateTime = datetime!(2026-12-01 12:00 UTC);
     const ACCOUNT: &str = "123456789012";
 
+    fn finding_id(account_id: &str, user_name: &str, key: &str) -> String {
+        format!("{account_id}/{user_name}/{key}")
+    }
+
     fn finding(user: &str, key: &str) -> Finding {
         Finding {
             finding_id: finding_id(ACCOUNT, user, key),
-            rule: "r",
+            rule: never_used_key::ID,
             controls: Vec::new(),
             user_name: user.into(),
             user_arn: format!("arn:aws:iam::{ACCOUNT}:user/{user}"),
@@ -649,22 +751,36 @@ mod tests {
     }
 
     fn user(name: &str, password: bool, keys: &[(&str, bool, bool)]) -> VerifiedUser {
+        let keys: Vec<_> = keys
+            .iter()
+            .map(|&(id, active, used)| (id, active, used.then_some(NOW - Duration::days(1))))
+            .collect();
+        user_with_keys(name, password, 30, &keys)
+    }
+
+    /// A live user whose keys were created `age_days` ago: (ID, Active, last use).
+    fn user_with_keys(
+        name: &str,
+        password: bool,
+        age_days: i64,
+        keys: &[(&str, bool, Option<OffsetDateTime>)],
+    ) -> VerifiedUser {
         VerifiedUser {
             user: UserSnapshot {
                 name: name.into(),
                 arn: format!("arn:aws:iam::{ACCOUNT}:user/{name}"),
                 path: "/".into(),
-                created: NOW - Duration::days(30),
+                created: NOW - Duration::days(age_days),
                 password_enabled: password,
                 password_last_used: None,
                 keys: keys
                     .iter()
-                    .map(|&(id, active, used)| KeySnapshot {
+                    .map(|&(id, active, last_used)| KeySnapshot {
                         id: Some(id.into()),
                         slot: None,
                         active,
-                        created: Some(NOW - Duration::days(30)),
-                        last_used: used.then_some(NOW - Duration::days(1)),
+                        created: Some(NOW - Duration::days(age_days)),
+                        last_used,
                     })
                     .collect(),
             },
@@ -690,7 +806,14 @@ mod tests {
             finding("bob", "BACK"),
             finding("cy", "REACTIVATED"),
         ];
-        let resolved = ledger.reconcile(&mut findings, &Evaluation::default(), &[], NOW, Some(7));
+        let resolved = ledger.reconcile(
+            &mut findings,
+            &Evaluation::default(),
+            &[],
+            LIVE_RULES,
+            NOW,
+            Some(7),
+        );
         assert!(resolved.is_empty());
         let open = &findings[0].history;
         assert_eq!(open.change, Some(Change::Open));
@@ -778,7 +901,7 @@ mod tests {
         ];
         for (name, users, evaluation, expected) in cases {
             let mut ledger = Ledger::new(ACCOUNT, vec![item("ann", "K", State::Open, alerted)]);
-            let resolved = ledger.reconcile(&mut [], evaluation, users, NOW, None);
+            let resolved = ledger.reconcile(&mut [], evaluation, users, LIVE_RULES, NOW, None);
             assert_eq!(resolved.first().map(|r| r.reason), *expected, "{name}");
             assert_eq!(ledger.changed(None).len(), resolved.len(), "{name}");
             if let Some(r) = resolved.first() {
@@ -792,7 +915,7 @@ mod tests {
         for state in [State::Deactivated, State::Resolved] {
             let mut ledger = Ledger::new(ACCOUNT, vec![item("ann", "K", state, alerted)]);
             assert!(ledger
-                .reconcile(&mut [], &Evaluation::default(), &[], NOW, None)
+                .reconcile(&mut [], &Evaluation::default(), &[], LIVE_RULES, NOW, None)
                 .is_empty());
         }
     }
@@ -802,7 +925,14 @@ mod tests {
         let alerted = NOW - Duration::days(8);
         let mut ledger = Ledger::new(ACCOUNT, vec![item("ann", "K", State::Open, Some(alerted))]);
         let mut findings = [finding("ann", "K")];
-        ledger.reconcile(&mut findings, &Evaluation::default(), &[], NOW, Some(7));
+        ledger.reconcile(
+            &mut findings,
+            &Evaluation::default(),
+            &[],
+            LIVE_RULES,
+            NOW,
+            Some(7),
+        );
         let done = Remediated {
             finding_id: findings[0].finding_id.clone(),
             user_name: "ann".into(),
@@ -843,7 +973,14 @@ mod tests {
     fn an_alert_marks_first_and_last_alert() {
         let mut ledger = Ledger::new(ACCOUNT, vec![]);
         let mut findings = [finding("ann", "K")];
-        ledger.reconcile(&mut findings, &Evaluation::default(), &[], NOW, None);
+        ledger.reconcile(
+            &mut findings,
+            &Evaluation::default(),
+            &[],
+            LIVE_RULES,
+            NOW,
+            None,
+        );
         let keys = ledger.announced(&findings, &[], &[], None, NOW);
         assert_eq!(keys, ["K"]);
         let first = ledger.changed(None).remove(0);
@@ -853,7 +990,14 @@ mod tests {
         let later = NOW + Duration::days(1);
         let mut again = Ledger::new(ACCOUNT, vec![first]);
         let mut findings = [finding("ann", "K")];
-        again.reconcile(&mut findings, &Evaluation::default(), &[], later, None);
+        again.reconcile(
+            &mut findings,
+            &Evaluation::default(),
+            &[],
+            LIVE_RULES,
+            later,
+            None,
+        );
         assert!(
             again.changed(None).is_empty(),
             "an unchanged open finding writes nothing"
@@ -944,7 +1088,14 @@ mod tests {
                 owner: owner.clone(),
                 ..finding("ann", "K")
             }];
-            ledger.reconcile(&mut findings, &Evaluation::default(), &[], NOW, days);
+            ledger.reconcile(
+                &mut findings,
+                &Evaluation::default(),
+                &[],
+                LIVE_RULES,
+                NOW,
+                days,
+            );
             let history = &findings[0].history;
             assert_eq!(
                 history.deactivate_on.map(|on| (on, history.notice)),
@@ -970,7 +1121,14 @@ mod tests {
                 owner,
                 ..finding("ann", "K")
             }];
-            ledger.reconcile(&mut findings, &Evaluation::default(), &[], NOW, Some(days));
+            ledger.reconcile(
+                &mut findings,
+                &Evaluation::default(),
+                &[],
+                LIVE_RULES,
+                NOW,
+                Some(days),
+            );
             ledger.announced(&findings, &[], &[], Some(days), delivered);
             (findings[0].history.clone(), ledger.changed(None).remove(0))
         };
@@ -1014,6 +1172,7 @@ mod tests {
             &mut [],
             &Evaluation::default(),
             &[user("ann", true, &[("K", false, false)])],
+            LIVE_RULES,
             NOW,
             Some(7),
         );
@@ -1031,6 +1190,7 @@ mod tests {
             &mut findings,
             &Evaluation::default(),
             &[user("ann", true, &[("K", true, false)])],
+            LIVE_RULES,
             NOW,
             Some(7),
         );
@@ -1051,7 +1211,7 @@ mod tests {
         };
         let users = [exempt];
         let mut ledger = Ledger::new(ACCOUNT, vec![]);
-        let resolved = ledger.reconcile(&mut [], &evaluation, &users, NOW, None);
+        let resolved = ledger.reconcile(&mut [], &evaluation, &users, LIVE_RULES, NOW, None);
         assert_eq!(resolved.len(), 1);
         assert_eq!(
             (resolved[0].reason, resolved[0].exempt_tag.as_deref()),
@@ -1060,16 +1220,226 @@ mod tests {
         let stored = ledger.changed(None);
         let mut next = Ledger::new(ACCOUNT, stored);
         assert!(
-            next.reconcile(&mut [], &evaluation, &users, NOW, None)
+            next.reconcile(&mut [], &evaluation, &users, LIVE_RULES, NOW, None)
                 .is_empty(),
             "named once"
         );
         // An open finding whose user becomes exempt: resolved, with the tag.
         let mut ledger = Ledger::new(ACCOUNT, vec![item("ann", "K", State::Open, Some(NOW))]);
-        let resolved = ledger.reconcile(&mut [], &evaluation, &users, NOW, None);
+        let resolved = ledger.reconcile(&mut [], &evaluation, &users, LIVE_RULES, NOW, None);
         assert_eq!(
             resolved[0].exempt_tag.as_deref(),
             Some("keywatch:exempt=break-glass")
+        );
+    }
+
+    /// An item as keywatch wrote it before rules had IDs of their own (no `rule` attribute) is today's rule's:
+    /// its key, its finding ID, and no second "new" for its key.
+    #[test]
+    fn items_written_before_rules_read_as_todays_rule() {
+        let stored: Item = serde_json::from_value(serde_json::json!({
+            "account_id": ACCOUNT,
+            "access_key_id": "AKIAOLD",
+            "user_name": "ann",
+            "state": "open",
+            "first_seen_at": "2026-11-01T00:00:00Z",
+            "first_alerted_at": "2026-11-01T00:00:05Z",
+            "last_alerted_at": "2026-11-20T00:00:05Z",
+            "alerts": 3,
+            "version": 4
+        }))
+        .expect("an item as today's code writes it");
+        assert_eq!(stored.rule(), never_used_key::ID);
+        assert_eq!(stored.key_id(), Some("AKIAOLD"));
+        assert_eq!(stored.finding_id(ACCOUNT), format!("{ACCOUNT}/ann/AKIAOLD"));
+        let mut ledger = Ledger::new(ACCOUNT, vec![stored.clone()]);
+        let mut findings = [finding("ann", "AKIAOLD")];
+        let resolved = ledger.reconcile(
+            &mut findings,
+            &Evaluation::default(),
+            &[],
+            LIVE_RULES,
+            NOW,
+            None,
+        );
+        assert!(resolved.is_empty());
+        assert_eq!(
+            findings[0].history.change,
+            Some(Change::Open),
+            "not new again"
+        );
+        assert_eq!(
+            findings[0].history.first_alerted_at,
+            stored.first_alerted_at
+        );
+        // Still stored under its key, with no rule written: today's code reads it back unchanged.
+        let written = ledger.changed(None);
+        assert!(written
+            .iter()
+            .all(|item| item.rule.is_none() && item.access_key_id == "AKIAOLD"));
+        let json = serde_json::to_value(&stored).unwrap();
+        assert!(json.get("rule").is_none(), "{json}");
+    }
+
+    /// Findings of every rule are items of their own, keyed `user/key/rule` (today's rule: the key alone), and
+    /// each resolves for its own reason: a key keywatch deactivated under one rule is not "someone else's" under
+    /// another, a used key leaves the never-used and unused rules, two keys down to one leaves two-active-keys,
+    /// and a rule `RULES` no longer names is resolved as such.
+    #[test]
+    fn every_rule_has_items_of_its_own_and_resolves_for_its_own_reason() {
+        use crate::config::Exemptions;
+        use crate::evaluate::{classify, Policy, RULES};
+        let exemptions = Exemptions::new(&[], None).unwrap();
+        let policy = |rules| Policy {
+            account_id: ACCOUNT,
+            rules,
+            now: NOW,
+            grace_period_hours: 0,
+            exemptions: &exemptions,
+            owners: None,
+        };
+        let ann =
+            |keys: &[(&str, bool, Option<OffsetDateTime>)]| user_with_keys("ann", true, 100, keys);
+
+        // Two Active keys, never used, 100 days old: every rule.
+        let first = [ann(&[("K1", true, None), ("K2", true, None)])];
+        let mut evaluation = classify(&first, &policy(RULES));
+        let mut findings = std::mem::take(&mut evaluation.findings);
+        assert_eq!(findings.len(), 7);
+        let mut ledger = Ledger::new(ACCOUNT, vec![]);
+        ledger.reconcile(&mut findings, &evaluation, &first, RULES, NOW, None);
+        assert!(findings
+            .iter()
+            .all(|f| f.history.change == Some(Change::New)));
+        let keys: Vec<(String, Option<String>, Option<String>)> = ledger
+            .changed(None)
+            .into_iter()
+            .map(|i| {
+                (
+                    i.access_key_id.clone(),
+                    i.rule.clone(),
+                    i.key_id().map(str::to_string),
+                )
+            })
+            .collect();
+        let some = |s: &str| Some(s.to_string());
+        assert_eq!(
+            keys,
+            [
+                ("K1".into(), None, some("K1")),
+                ("K2".into(), None, some("K2")),
+                (
+                    "ann/K1/key-not-rotated".into(),
+                    some("key-not-rotated"),
+                    some("K1")
+                ),
+                ("ann/K1/unused-key".into(), some("unused-key"), some("K1")),
+                (
+                    "ann/K2/key-not-rotated".into(),
+                    some("key-not-rotated"),
+                    some("K2")
+                ),
+                ("ann/K2/unused-key".into(), some("unused-key"), some("K2")),
+                ("ann/two-active-keys".into(), some("two-active-keys"), None),
+            ]
+        );
+        let ids: BTreeSet<String> = ledger
+            .items
+            .values()
+            .map(|i| i.finding_id(ACCOUNT))
+            .collect();
+        let found: BTreeSet<String> = findings.iter().map(|f| f.finding_id.clone()).collect();
+        assert_eq!(ids, found, "each item names its finding");
+        ledger.announced(&findings, &[], &[], None, NOW);
+
+        // keywatch deactivates K1 under today's rule; K2 is used since.
+        let k1 = findings
+            .iter()
+            .find(|f| f.finding_id == format!("{ACCOUNT}/ann/K1"))
+            .unwrap();
+        ledger.deactivating(&[k1], "run-2", NOW);
+        let done = Remediated {
+            finding_id: k1.finding_id.clone(),
+            user_name: "ann".into(),
+            access_key_id: "K1".into(),
+            action: "deactivated",
+            at: NOW,
+            owner: None,
+        };
+        ledger.deactivated(&[done], "run-2");
+        let later = NOW + Duration::days(1);
+        let second = [ann(&[
+            ("K1", false, None),
+            ("K2", true, Some(later - Duration::hours(1))),
+        ])];
+        let mut evaluation = classify(
+            &second,
+            &Policy {
+                now: later,
+                ..policy(RULES)
+            },
+        );
+        let mut findings = std::mem::take(&mut evaluation.findings);
+        let resolved = ledger.reconcile(&mut findings, &evaluation, &second, RULES, later, None);
+        let reasons: BTreeSet<(String, String)> = resolved
+            .iter()
+            .map(|r| {
+                (
+                    r.finding_id
+                        .trim_start_matches(&format!("{ACCOUNT}/"))
+                        .to_string(),
+                    format!("{:?}", r.reason),
+                )
+            })
+            .collect();
+        assert_eq!(
+            reasons,
+            [
+                ("ann/K2".to_string(), "Used".to_string()),
+                (
+                    "ann/K1/unused-key".to_string(),
+                    "DeactivatedByKeywatch".to_string()
+                ),
+                ("ann/K2/unused-key".to_string(), "Used".to_string()),
+                (
+                    "ann/two-active-keys".to_string(),
+                    "OneActiveKey".to_string()
+                ),
+                (
+                    "ann/K1/key-not-rotated".to_string(),
+                    "DeactivatedByKeywatch".to_string()
+                ),
+            ]
+            .into_iter()
+            .collect()
+        );
+        assert!(resolved.iter().all(|r| !r.rule.is_empty()));
+        // K2 is still 100 days old: its rotation finding stays open.
+        assert_eq!(
+            findings
+                .iter()
+                .map(|f| (f.rule, f.history.change))
+                .collect::<Vec<_>>(),
+            [("key-not-rotated", Some(Change::Open))]
+        );
+
+        // RULES back to today's rule alone: the rotation finding is resolved as no longer checked.
+        let mut evaluation = classify(
+            &second,
+            &Policy {
+                now: later,
+                ..policy(LIVE_RULES)
+            },
+        );
+        let mut findings = std::mem::take(&mut evaluation.findings);
+        let resolved =
+            ledger.reconcile(&mut findings, &evaluation, &second, LIVE_RULES, later, None);
+        assert_eq!(
+            resolved
+                .iter()
+                .map(|r| (r.rule.as_str(), r.access_key_id.as_str(), r.reason))
+                .collect::<Vec<_>>(),
+            [("key-not-rotated", "K2", Reason::RuleOff)]
         );
     }
 }

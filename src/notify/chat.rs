@@ -630,6 +630,8 @@ mod tests {
             finding_id: "123456789012/rex/AKIAREX".into(),
             user_name: "rex".into(),
             access_key_id: "AKIAREX".into(),
+            rule: crate::evaluate::never_used_key::ID.into(),
+            ledger_key: "AKIAREX".into(),
             reason: Reason::KeyDeleted,
             exempt_tag: None,
             first_alerted_at: Some(datetime!(2026-11-20 12:00 UTC)),

@@ -829,6 +829,8 @@ pub(crate) mod tests {
             finding_id: "123456789012/eve/AKIAEVE".into(),
             user_name: "eve".into(),
             access_key_id: "AKIAEVE".into(),
+            rule: crate::evaluate::never_used_key::ID.into(),
+            ledger_key: "AKIAEVE".into(),
             reason: Reason::Used,
             exempt_tag: None,
             first_alerted_at: alerted,

@@ -181,6 +181,8 @@ mod tests {
             finding_id: "123456789012/cy/AKIACY".into(),
             user_name: "cy".into(),
             access_key_id: "AKIACY".into(),
+            rule: crate::evaluate::never_used_key::ID.into(),
+            ledger_key: "AKIACY".into(),
             reason: Reason::KeyDeleted,
             exempt_tag: None,
             first_alerted_at: Some(now),
