@@ -22,6 +22,8 @@ use time::format_description::well_known::Rfc3339;
 /// The findings to deactivate now: open ones whose deactivation date a delivered alert announced to their
 /// owner, on or after that date. Only the ledger records a notice, so a key no delivered notice named is never
 /// due, whatever its age or its earlier alerts; a date this run's alert still has to announce is never due.
+/// Only a rule that deactivates ([`crate::evaluate::Rule::deactivates`]) makes a key due, and a key due under
+/// two rules is deactivated once, under the first.
 pub fn due<'a>(
     remediation: &Remediation,
     findings: &'a [Finding],
@@ -30,11 +32,16 @@ pub fn due<'a>(
     if *remediation == Remediation::Off {
         return Vec::new();
     }
+    let mut keys = std::collections::BTreeSet::new();
     findings
         .iter()
+        .filter(|finding| {
+            crate::evaluate::rule(finding.rule).is_some_and(|rule| rule.deactivates())
+        })
         .filter(|finding| finding.history.change == Some(Change::Open))
         .filter(|finding| finding.history.notice.is_none())
         .filter(|finding| finding.history.deactivate_on.is_some_and(|on| on <= now))
+        .filter(|finding| keys.insert(finding.access_key_id.as_str()))
         .collect()
 }
 
@@ -267,7 +274,7 @@ mod tests {
     ) -> Finding {
         Finding {
             finding_id: format!("123456789012/u/{key}"),
-            rule: "r",
+            rule: crate::evaluate::never_used_key::ID,
             controls: Vec::new(),
             user_name: "u".into(),
             user_arn: "arn:aws:iam::123456789012:user/u".into(),
@@ -288,6 +295,38 @@ mod tests {
                 ..History::default()
             },
         }
+    }
+
+    /// Only today's rule and unused-key deactivate: a key two active, or rotated late, may be in use. A key due
+    /// under two rules is deactivated once.
+    #[test]
+    fn only_rules_that_deactivate_make_a_key_due_and_each_key_once() {
+        let now = datetime!(2026-11-30 12:00 UTC);
+        let past = Some(now - Duration::days(1));
+        let of = |rule: &'static str, key: &str| Finding {
+            rule,
+            ..finding(key, Some(Change::Open), past, None)
+        };
+        let findings = [
+            of("cis-1.11-never-used-key-on-console-user", "K1"),
+            of("unused-key", "K1"),
+            of("unused-key", "K2"),
+            of("two-active-keys", "K3"),
+            of("key-not-rotated", "K4"),
+            of("no-such-rule", "K5"),
+        ];
+        let due: Vec<(&str, &str)> =
+            super::due(&Remediation::Deactivate { after_days: 7 }, &findings, now)
+                .iter()
+                .map(|f| (f.rule, f.access_key_id.as_str()))
+                .collect();
+        assert_eq!(
+            due,
+            [
+                ("cis-1.11-never-used-key-on-console-user", "K1"),
+                ("unused-key", "K2")
+            ]
+        );
     }
 
     #[test]

@@ -36,6 +36,11 @@ impl Rule for KeyNotRotated {
         "active key older than ROTATE_DAYS"
     }
 
+    fn deactivates(&self) -> bool {
+        // Its keys may well be in use: rotating them is a person's job.
+        false
+    }
+
     /// A row with a key in any slot (it may be reactivated) created more than `ROTATE_DAYS` before now, or on an
     /// unknown date. A key's creation never changes, and a key created since is new.
     fn may_hold(&self, row: &UserSnapshot, context: &Context) -> bool {

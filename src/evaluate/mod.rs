@@ -24,6 +24,8 @@ pub trait Rule: Sync {
     fn id(&self) -> &'static str;
     /// What the rule finds, in a few words, for a person reading a table of findings.
     fn title(&self) -> &'static str;
+    /// Whether `REMEDIATION=deactivate` may deactivate the keys it finds: only a key nothing should be using.
+    fn deactivates(&self) -> bool;
     /// The keys of `user` that break the rule, each hit naming one key (or, for a rule about the user's keys
     /// together, all of them), with the controls it fails and the evidence the rule used.
     fn check(&self, user: &UserSnapshot, context: &Context) -> Vec<Hit>;
@@ -157,6 +159,11 @@ pub const RULES: &[&dyn Rule] = &[
 
 /// The rules the Lambda checks today: CIS 1.11 alone. Security Hub reads back only these rules' findings.
 pub const LIVE_RULES: &[&dyn Rule] = &[&never_used_key::NeverUsedKeyOnConsoleUser];
+
+/// The rule of this ID, if keywatch knows it.
+pub fn rule(id: &str) -> Option<&'static dyn Rule> {
+    RULES.iter().copied().find(|rule| rule.id() == id)
+}
 
 /// The rules a list names: rule IDs separated by commas, or `all`. An unknown ID is an error naming it and the
 /// IDs there are.

@@ -39,6 +39,11 @@ impl Rule for NeverUsedKeyOnConsoleUser {
         "active key never used, on a user with a console password"
     }
 
+    fn deactivates(&self) -> bool {
+        // Unused, so nothing depends on it.
+        true
+    }
+
     /// A row with a never-used key in any slot, Active or not, with a password or not: a password added or a
     /// key reactivated since would make it a finding. (A key created since the report, on a row with none,
     /// waits for the next report: README's Known limits.)

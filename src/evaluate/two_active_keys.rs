@@ -25,6 +25,11 @@ impl Rule for TwoActiveKeys {
         "user with two active keys"
     }
 
+    fn deactivates(&self) -> bool {
+        // Its keys may well be in use: rotating them is a person's job.
+        false
+    }
+
     /// A row with two keys, Active or not: either may have been reactivated since. (A second key created
     /// since the report waits for the next one, as for the never-used rule.)
     fn may_hold(&self, row: &UserSnapshot, _context: &Context) -> bool {

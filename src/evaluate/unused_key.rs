@@ -38,6 +38,11 @@ impl Rule for UnusedKey {
         "active key not used for UNUSED_DAYS"
     }
 
+    fn deactivates(&self) -> bool {
+        // Unused, so nothing depends on it.
+        true
+    }
+
     /// A row with a key in any slot (it may be reactivated) whose last use, or creation if never used, is more
     /// than `UNUSED_DAYS` before now, or unknown. A use since the report only makes the key younger, and a key
     /// created since cannot be `UNUSED_DAYS` old: no other row can hold one.
