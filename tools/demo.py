@@ -412,6 +412,50 @@ def demo(processes: Processes) -> None:
         )
 
     organization_demo(processes, moto, api_port, binary, function_env, topic, queue)
+    offline_audit()
+
+
+# A credential report in the shapes real AWS writes, and the moment its verdicts are for.
+AUDIT_REPORT = ROOT / "tests" / "fixtures" / "credential-report-aws-shapes.csv"
+AUDIT_NOW = "2026-12-01T00:00:00Z"
+
+
+def offline_audit() -> None:
+    """keywatch-audit on a downloaded credential report: every rule, no AWS access at all."""
+    banner("keywatch-audit: the four CIS key rules on a downloaded credential report, offline (cargo build)")
+    build = subprocess.run(
+        ["cargo", "build", "--locked", "--bin", "keywatch-audit", "--message-format=json-render-diagnostics"],
+        cwd=ROOT,
+        env=USER_ENV,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    if build.returncode != 0:
+        raise DemoFailed("cargo build of keywatch-audit failed (see above)")
+    audit = next(
+        (
+            Path(message["executable"])
+            for message in map(json.loads, build.stdout.splitlines())
+            if message.get("reason") == "compiler-artifact"
+            and message.get("executable")
+            and message["target"]["name"] == "keywatch-audit"
+        ),
+        None,
+    )
+    if audit is None:
+        raise DemoFailed("cargo build did not report the keywatch-audit executable")
+    print(f"$ keywatch-audit {AUDIT_REPORT.relative_to(ROOT)} --rules all --now {AUDIT_NOW}")
+    run = subprocess.run(
+        [audit, AUDIT_REPORT, "--rules", "all", "--now", AUDIT_NOW],
+        env={"PATH": os.environ.get("PATH", "")},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    print(run.stdout, end="")
+    # 3: findings, as the fixture holds.
+    if run.returncode != 3 or "Nothing was verified live" not in run.stdout:
+        raise DemoFailed(f"keywatch-audit exited {run.returncode}: {run.stderr}")
 
 
 # The work queue's redrive maxReceiveCount, and keywatch's MAX_RECEIVE_COUNT to match it.
