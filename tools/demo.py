@@ -144,24 +144,25 @@ def banner(title: str) -> None:
     print(f"\n{'=' * 100}\n{title}\n{'=' * 100}", flush=True)
 
 
-def build_keywatch() -> Path:
-    banner("Building keywatch (cargo build)")
+def build(binary: str = "keywatch") -> Path:
+    """`cargo build` of one of the package's binaries; its path, as cargo reports it."""
+    banner(f"Building {binary} (cargo build)")
     # Cargo keeps the user's environment (proxies, CARGO_TARGET_DIR...); it talks to crates.io, not AWS.
-    build = subprocess.run(
-        ["cargo", "build", "--locked", "--bin", "keywatch", "--message-format=json-render-diagnostics"],
+    built = subprocess.run(
+        ["cargo", "build", "--locked", "--bin", binary, "--message-format=json-render-diagnostics"],
         cwd=ROOT,
         env=USER_ENV,
         stdout=subprocess.PIPE,
         text=True,
     )
-    if build.returncode != 0:
-        raise DemoFailed("cargo build failed (see above)")
-    for line in build.stdout.splitlines():
+    if built.returncode != 0:
+        raise DemoFailed(f"cargo build of {binary} failed (see above)")
+    for line in built.stdout.splitlines():
         message = json.loads(line)
         if message.get("reason") == "compiler-artifact" and message.get("executable"):
-            if message["target"]["name"] == "keywatch":
+            if message["target"]["name"] == binary:
                 return Path(message["executable"])
-    raise DemoFailed("cargo build did not report the keywatch executable")
+    raise DemoFailed(f"cargo build did not report the {binary} executable")
 
 
 def clients(endpoint: str, key: str = "testing", secret: str = "testing"):
@@ -296,7 +297,7 @@ def summarize(report: dict) -> None:
 
 
 def demo(processes: Processes) -> None:
-    binary = build_keywatch()
+    binary = build()
 
     moto_port = free_port()
     moto = f"http://127.0.0.1:{moto_port}"
@@ -422,28 +423,8 @@ AUDIT_NOW = "2026-12-01T00:00:00Z"
 
 def offline_audit() -> None:
     """keywatch-audit on a downloaded credential report: every rule, no AWS access at all."""
-    banner("keywatch-audit: the four CIS key rules on a downloaded credential report, offline (cargo build)")
-    build = subprocess.run(
-        ["cargo", "build", "--locked", "--bin", "keywatch-audit", "--message-format=json-render-diagnostics"],
-        cwd=ROOT,
-        env=USER_ENV,
-        stdout=subprocess.PIPE,
-        text=True,
-    )
-    if build.returncode != 0:
-        raise DemoFailed("cargo build of keywatch-audit failed (see above)")
-    audit = next(
-        (
-            Path(message["executable"])
-            for message in map(json.loads, build.stdout.splitlines())
-            if message.get("reason") == "compiler-artifact"
-            and message.get("executable")
-            and message["target"]["name"] == "keywatch-audit"
-        ),
-        None,
-    )
-    if audit is None:
-        raise DemoFailed("cargo build did not report the keywatch-audit executable")
+    audit = build("keywatch-audit")
+    banner("keywatch-audit: the four CIS key rules on a downloaded credential report, offline")
     print(f"$ keywatch-audit {AUDIT_REPORT.relative_to(ROOT)} --rules all --now {AUDIT_NOW}")
     run = subprocess.run(
         [audit, AUDIT_REPORT, "--rules", "all", "--now", AUDIT_NOW],
