@@ -3,7 +3,7 @@
 //! with a console password. Later versions number it 1.10 (v5.0) and 2.10 (v6.0); v7.0 drops it, and its 2.11
 //! fails such a key once it is older than `UNUSED_DAYS`.
 
-use super::{days_since, Context, Hit, Rule};
+use super::{days_since, Age, Context, Hit, Rule};
 use crate::model::{KeySnapshot, UserSnapshot};
 
 pub struct NeverUsedKeyOnConsoleUser;
@@ -57,12 +57,16 @@ impl Rule for NeverUsedKeyOnConsoleUser {
             .enumerate()
             .filter(|(_, key)| breaks(user, key))
             .map(|(index, key)| {
-                let days = days_since(key.created, context.now);
                 let mut controls = CONTROLS.to_vec();
-                // Unknown age: it cannot be shown young, so v7 counts it too.
-                if days.is_none_or(|days| days > i64::from(context.unused_days)) {
+                // v7's unused test, counted from creation (a key of unknown age cannot be shown young).
+                let unused = Age {
+                    since: |key| key.created,
+                    limit: context.unused_days,
+                };
+                if unused.over(key, context.now).is_some() {
                     controls.push(V7_UNUSED);
                 }
+                let days = days_since(key.created, context.now);
                 Hit::on_key(index, key, controls, days)
             })
             .collect()

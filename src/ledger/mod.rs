@@ -1300,14 +1300,28 @@ mod tests {
         };
         let ann =
             |keys: &[(&str, bool, Option<OffsetDateTime>)]| user_with_keys("ann", true, 100, keys);
+        // One check: the rules' findings on `users` at `now`, reconciled with the ledger.
+        let check = |ledger: &mut Ledger,
+                     users: &[VerifiedUser],
+                     rules: &'static [&'static dyn Rule],
+                     now: OffsetDateTime| {
+            let mut evaluation = classify(
+                users,
+                &Policy {
+                    now,
+                    ..policy(rules)
+                },
+            );
+            let mut findings = std::mem::take(&mut evaluation.findings);
+            let resolved = ledger.reconcile(&mut findings, &evaluation, users, rules, now, None);
+            (findings, resolved)
+        };
 
         // Two Active keys, never used, 100 days old: every rule.
         let first = [ann(&[("K1", true, None), ("K2", true, None)])];
-        let mut evaluation = classify(&first, &policy(RULES));
-        let mut findings = std::mem::take(&mut evaluation.findings);
-        assert_eq!(findings.len(), 7);
         let mut ledger = Ledger::new(ACCOUNT, vec![]);
-        ledger.reconcile(&mut findings, &evaluation, &first, RULES, NOW, None);
+        let (findings, _) = check(&mut ledger, &first, RULES, NOW);
+        assert_eq!(findings.len(), 7);
         assert!(findings
             .iter()
             .all(|f| f.history.change == Some(Change::New)));
@@ -1372,15 +1386,7 @@ mod tests {
             ("K1", false, None),
             ("K2", true, Some(later - Duration::hours(1))),
         ])];
-        let mut evaluation = classify(
-            &second,
-            &Policy {
-                now: later,
-                ..policy(RULES)
-            },
-        );
-        let mut findings = std::mem::take(&mut evaluation.findings);
-        let resolved = ledger.reconcile(&mut findings, &evaluation, &second, RULES, later, None);
+        let (findings, resolved) = check(&mut ledger, &second, RULES, later);
         let reasons: BTreeSet<(String, String)> = resolved
             .iter()
             .map(|r| {
@@ -1424,16 +1430,7 @@ mod tests {
         );
 
         // RULES back to today's rule alone: the rotation finding is resolved as no longer checked.
-        let mut evaluation = classify(
-            &second,
-            &Policy {
-                now: later,
-                ..policy(LIVE_RULES)
-            },
-        );
-        let mut findings = std::mem::take(&mut evaluation.findings);
-        let resolved =
-            ledger.reconcile(&mut findings, &evaluation, &second, LIVE_RULES, later, None);
+        let (_, resolved) = check(&mut ledger, &second, LIVE_RULES, later);
         assert_eq!(
             resolved
                 .iter()
