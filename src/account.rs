@@ -25,7 +25,7 @@ use crate::notify::sns::SnsSink;
 use crate::notify::when::{self, Memory};
 use crate::notify::Sink;
 use crate::remediate;
-use crate::report::{ApiCalls, Report};
+use crate::report::{ApiCalls, Report, RuleSettings};
 use crate::verify;
 
 /// The account a check reads, and its owner tag as dispatch read it.
@@ -144,13 +144,19 @@ impl Keywatch {
                 final_failure: attempt.last || error.is_permanent(),
             }),
         };
+        let now = OffsetDateTime::now_utc();
         metrics::emit(&metrics::line(
             account_id,
             run_id,
             outcome,
             elapsed_ms(start),
-            OffsetDateTime::now_utc(),
+            now,
         ));
+        if let Ok(report) = &result {
+            for line in metrics::rule_lines(run_id, report, now) {
+                metrics::emit(&line);
+            }
+        }
         result
     }
 
@@ -266,11 +272,20 @@ impl Keywatch {
         // What the member role is denied is granted in member-role.yaml, not the function's role: say so.
         let as_member = |error: Error| error.as_member_role(member_role.as_deref());
 
+        // The rules' context for candidates and live reads: the check's start, the earliest `now` a row can be
+        // judged by (a key only grows older).
+        let rules = &self.settings.rules;
+        let context = self.settings.context(OffsetDateTime::now_utc());
         let source = invocation
             .inventory_source
             .unwrap_or(self.settings.inventory_source);
         let inventory = source
-            .collect(iam, self.settings.concurrency, deadline)
+            .collect(
+                iam,
+                self.settings.concurrency,
+                &evaluate::LastUseReads::of(rules, &context),
+                deadline,
+            )
             .await
             .map_err(as_member)?;
         let mut phase_ms: BTreeMap<&'static str, u64> =
@@ -292,9 +307,7 @@ impl Keywatch {
                 }
             },
         };
-        // The rules' own context: today's rule reads no time, so the check's start serves.
-        let context = evaluate::Context::at(OffsetDateTime::now_utc());
-        let mut candidates = evaluate::candidates(&inventory, evaluate::LIVE_RULES, &context);
+        let mut candidates = evaluate::candidates(&inventory, rules, &context);
         if let Some(ledger) = &ledger {
             let open = ledger.open_users();
             let extra: Vec<_> = inventory
@@ -312,7 +325,7 @@ impl Keywatch {
                 verify::verify(
                     iam,
                     &candidates,
-                    evaluate::LIVE_RULES,
+                    rules,
                     &context,
                     &self.settings.exemptions,
                     self.settings.owner_tag_key.as_deref(),
@@ -326,8 +339,8 @@ impl Keywatch {
         let checked_at = OffsetDateTime::now_utc();
         let policy = Policy {
             account_id,
-            rules: evaluate::LIVE_RULES,
-            now: checked_at,
+            rules,
+            context: self.settings.context(checked_at),
             grace_period_hours,
             exemptions: &self.settings.exemptions,
             owners: self.settings.owner_tag_key.as_ref().map(|_| account_owner),
@@ -339,7 +352,7 @@ impl Keywatch {
                 &mut findings,
                 &evaluation,
                 &verified,
-                evaluate::LIVE_RULES,
+                rules,
                 checked_at,
                 self.settings.remediation.notice_days(),
             );
@@ -355,6 +368,11 @@ impl Keywatch {
             inventory_source: source,
             dry_run,
             grace_period_hours,
+            rule_settings: RuleSettings::of(
+                rules,
+                self.settings.unused_days,
+                self.settings.rotate_days,
+            ),
             users_examined: inventory.users.len(),
             keys_examined: inventory.keys_examined(),
             candidates_verified: candidates.len(),

@@ -8,6 +8,7 @@ use globset::{GlobBuilder, GlobSet, GlobSetBuilder};
 
 use crate::aws::Services;
 use crate::error::{Error, Result};
+use crate::evaluate::{self, Rule};
 use crate::inventory::Source;
 use crate::model::UserIdentity;
 
@@ -74,9 +75,23 @@ pub struct Settings {
     /// `OWNER_TOPIC_ARNS`: an owner's own topic, which gets that owner's alerts and notices too (a team's chat
     /// channel: AWS's chat integration subscribes to a whole topic, with no filter policy).
     pub owner_topics: BTreeMap<String, String>,
+    /// `RULES`: the rules checked, in [`evaluate::RULES`] order.
+    pub rules: Vec<&'static dyn Rule>,
+    /// `UNUSED_DAYS` and `ROTATE_DAYS`, the rules' settings.
+    pub unused_days: u32,
+    pub rotate_days: u32,
 }
 
 impl Settings {
+    /// What the rules read besides a user: `now` and their settings.
+    pub fn context(&self, now: time::OffsetDateTime) -> evaluate::Context {
+        evaluate::Context {
+            now,
+            unused_days: self.unused_days,
+            rotate_days: self.rotate_days,
+        }
+    }
+
     /// The optional AWS services these settings call: init builds only their clients.
     pub fn services(&self) -> Services {
         Services {
@@ -240,7 +255,26 @@ impl Settings {
             }
         };
 
+        let rules = match var("RULES") {
+            None => evaluate::DEFAULT_RULES.to_vec(),
+            Some(list) => evaluate::select_rules(&list).map_err(|reason| Error::Config {
+                variable: "RULES",
+                reason,
+            })?,
+        };
+        let rule_days = |variable: &'static str, default: u32| {
+            parse_number(
+                variable,
+                var(variable),
+                default,
+                *evaluate::RULE_DAYS.start(),
+                *evaluate::RULE_DAYS.end(),
+            )
+        };
         let settings = Settings {
+            rules,
+            unused_days: rule_days("UNUSED_DAYS", evaluate::DEFAULT_UNUSED_DAYS)?,
+            rotate_days: rule_days("ROTATE_DAYS", evaluate::DEFAULT_ROTATE_DAYS)?,
             topic_arn,
             dry_run_only,
             grace_period_hours,
@@ -601,6 +635,56 @@ mod tests {
             }
         );
         assert_eq!(on.ledger_table.as_deref(), Some("keywatch-ledger"));
+    }
+
+    /// `RULES` defaults to today's rule alone, takes IDs or `all`, and fails the init on an unknown ID, naming
+    /// it; `UNUSED_DAYS` and `ROTATE_DAYS` take 1 to 3650.
+    #[test]
+    fn rules_and_their_days() {
+        let ids = |s: &Settings| s.rules.iter().map(|r| r.id()).collect::<Vec<_>>();
+        let default = settings(&[("FINDINGS_TOPIC_ARN", TOPIC)]).unwrap();
+        assert_eq!(ids(&default), ["cis-1.11-never-used-key-on-console-user"]);
+        assert_eq!((default.unused_days, default.rotate_days), (45, 90));
+        let all = settings(&[("FINDINGS_TOPIC_ARN", TOPIC), ("RULES", " ALL ")]).unwrap();
+        assert_eq!(
+            ids(&all),
+            [
+                "cis-1.11-never-used-key-on-console-user",
+                "unused-key",
+                "two-active-keys",
+                "key-not-rotated"
+            ]
+        );
+        let some = settings(&[
+            ("FINDINGS_TOPIC_ARN", TOPIC),
+            ("RULES", "key-not-rotated, unused-key"),
+            ("UNUSED_DAYS", "90"),
+            ("ROTATE_DAYS", "3650"),
+        ])
+        .unwrap();
+        assert_eq!(ids(&some), ["unused-key", "key-not-rotated"]);
+        assert_eq!((some.unused_days, some.rotate_days), (90, 3650));
+        match settings(&[
+            ("FINDINGS_TOPIC_ARN", TOPIC),
+            ("RULES", "unused-key,unused-keys"),
+        ]) {
+            Err(Error::Config { variable, reason }) => {
+                assert_eq!(variable, "RULES");
+                assert!(reason.contains("\"unused-keys\""), "{reason}");
+            }
+            other => panic!("{other:?}"),
+        }
+        for (variable, value) in [
+            ("UNUSED_DAYS", "0"),
+            ("UNUSED_DAYS", "3651"),
+            ("ROTATE_DAYS", "ninety"),
+            ("RULES", ","),
+        ] {
+            assert_eq!(
+                rejected_variable(&[("FINDINGS_TOPIC_ARN", TOPIC), (variable, value)]),
+                variable
+            );
+        }
     }
 
     #[test]

@@ -179,9 +179,54 @@ pub fn line<'a>(
     }
 }
 
+/// The `Rule` dimension: one more line per rule a completed check ran, with that rule's `Findings` rolled up by
+/// rule (`[["Rule"]]`). A line holds one value per name, so each rule needs its own line; a failed check writes
+/// none, so a graph shows a gap, not a false zero.
+pub const RULE_DIMENSION: &str = "Rule";
+
+#[derive(Debug, Serialize)]
+pub struct RuleLine<'a> {
+    #[serde(rename = "_aws")]
+    pub aws: Metadata,
+    #[serde(rename = "Rule")]
+    pub rule: &'a str,
+    pub run_id: &'a str,
+    #[serde(rename = "Findings")]
+    pub findings: usize,
+}
+
+/// The `Rule` lines of a completed check: every rule it ran, with none found too.
+pub fn rule_lines<'a>(
+    run_id: &'a str,
+    report: &'a Report,
+    now: OffsetDateTime,
+) -> Vec<RuleLine<'a>> {
+    report
+        .rule_settings
+        .rules
+        .iter()
+        .map(|&rule| RuleLine {
+            aws: Metadata {
+                timestamp: i64::try_from(now.unix_timestamp_nanos() / 1_000_000).unwrap_or(0),
+                cloud_watch_metrics: vec![Directive {
+                    namespace: NAMESPACE,
+                    dimensions: vec![vec![RULE_DIMENSION]],
+                    metrics: vec![Metric {
+                        name: "Findings",
+                        unit: "Count",
+                    }],
+                }],
+            },
+            rule,
+            run_id,
+            findings: report.findings.iter().filter(|f| f.rule == rule).count(),
+        })
+        .collect()
+}
+
 /// Writes the line to stdout on its own, as CloudWatch Logs expects an EMF event. Through `println!`, so test
 /// harnesses capture it like any other output.
-pub fn emit(line: &EmfLine) {
+pub fn emit<T: Serialize>(line: &T) {
     if let Ok(json) = serde_json::to_string(line) {
         println!("{json}");
     }
@@ -192,6 +237,42 @@ mod tests {
     use super::*;
     use keywatch_test_support::emf_directives as directives;
     use time::macros::datetime;
+
+    /// A line per rule run, rolled up by `Rule` alone, with its own count, none found too.
+    #[test]
+    fn each_rule_run_has_a_line_with_its_findings() {
+        let mut report =
+            crate::notify::render::tests::report_with(vec![crate::notify::render::tests::finding(
+                "ann", "AKIAANN",
+            )]);
+        report.rule_settings = crate::report::RuleSettings::of(crate::evaluate::RULES, 45, 90);
+        let lines: Vec<serde_json::Value> =
+            rule_lines("r1", &report, datetime!(2026-11-30 12:00 UTC))
+                .iter()
+                .map(|line| serde_json::to_value(line).unwrap())
+                .collect();
+        let counts: Vec<(&str, u64)> = lines
+            .iter()
+            .map(|l| (l["Rule"].as_str().unwrap(), l["Findings"].as_u64().unwrap()))
+            .collect();
+        assert_eq!(
+            counts,
+            [
+                ("cis-1.11-never-used-key-on-console-user", 1),
+                ("unused-key", 0),
+                ("two-active-keys", 0),
+                ("key-not-rotated", 0)
+            ]
+        );
+        for line in &lines {
+            assert_eq!(
+                directives(line),
+                [(serde_json::json!([["Rule"]]), vec!["Findings"])]
+            );
+            assert_eq!(line["run_id"], "r1");
+            assert!(line.get("AccountId").is_none(), "rolled up by rule: {line}");
+        }
+    }
 
     #[test]
     fn lines_follow_the_embedded_metric_format() {

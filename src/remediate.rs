@@ -279,6 +279,9 @@ mod tests {
             user_name: "u".into(),
             user_arn: "arn:aws:iam::123456789012:user/u".into(),
             access_key_id: key.into(),
+            other_access_key_ids: vec![],
+            key_last_used: None,
+            days_counted: None,
             // Old keys, alerted long ago: neither age nor earlier alerts make a key due.
             key_created: Some(datetime!(2020-01-01 00:00 UTC)),
             key_age_days: Some(2_000),

@@ -5,7 +5,9 @@ use std::collections::{BTreeMap, BTreeSet};
 use serde::Serialize;
 use time::OffsetDateTime;
 
-use crate::evaluate::{Evaluation, Exempted, Finding, Pending, UNOWNED};
+use crate::evaluate::{
+    self, never_used_key, Context, Evaluation, Exempted, Finding, Pending, Rule, UNOWNED,
+};
 use crate::inventory::Source;
 use crate::ledger::{Change, Resolved};
 use crate::remediate::{Failed, Remediated, Skipped};
@@ -30,6 +32,9 @@ pub struct Report {
     pub inventory_source: Source,
     pub dry_run: bool,
     pub grace_period_hours: u32,
+    /// `RULES`, `UNUSED_DAYS` and `ROTATE_DAYS`.
+    #[serde(flatten)]
+    pub rule_settings: RuleSettings,
     pub users_examined: usize,
     pub keys_examined: usize,
     pub candidates_verified: usize,
@@ -63,6 +68,61 @@ pub struct Report {
     /// The owner an alert is for, when routing by owner; `null` in the invocation's report, whose findings each
     /// carry their owner.
     pub owner: Option<String>,
+}
+
+/// The rules a check ran and their settings, as its report and alerts name them.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct RuleSettings {
+    /// The IDs of the rules checked, in [`evaluate::RULES`] order.
+    pub rules: Vec<&'static str>,
+    pub unused_days: u32,
+    pub rotate_days: u32,
+}
+
+impl RuleSettings {
+    pub fn of(rules: &[&'static dyn Rule], unused_days: u32, rotate_days: u32) -> RuleSettings {
+        RuleSettings {
+            rules: rules.iter().map(|rule| rule.id()).collect(),
+            unused_days,
+            rotate_days,
+        }
+    }
+
+    /// The rules checked.
+    pub fn rules(&self) -> impl Iterator<Item = &'static dyn Rule> + '_ {
+        self.rules.iter().filter_map(|id| evaluate::rule(id))
+    }
+
+    /// The rule a finding names, if keywatch knows it.
+    pub fn rule_of(finding: &Finding) -> Option<&'static dyn Rule> {
+        evaluate::rule(finding.rule)
+    }
+
+    /// Whether only today's rule is checked: alerts then read as they always have.
+    pub fn only_default(&self) -> bool {
+        self.rules == [never_used_key::ID]
+    }
+
+    /// A rule's words with these settings' values ("UNUSED_DAYS days" → "45 days").
+    pub fn fill(&self, text: &str) -> String {
+        Context {
+            unused_days: self.unused_days,
+            rotate_days: self.rotate_days,
+            ..Context::at(time::OffsetDateTime::UNIX_EPOCH)
+        }
+        .fill(text)
+    }
+}
+
+/// Today's rule at its defaults: what a check ran before `RULES`.
+impl Default for RuleSettings {
+    fn default() -> RuleSettings {
+        RuleSettings::of(
+            evaluate::DEFAULT_RULES,
+            evaluate::DEFAULT_UNUSED_DAYS,
+            evaluate::DEFAULT_ROTATE_DAYS,
+        )
+    }
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]

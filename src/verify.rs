@@ -9,7 +9,7 @@ use futures_util::{StreamExt, TryStreamExt};
 use crate::aws::{aws_error, error_code};
 use crate::config::Exemptions;
 use crate::error::Result;
-use crate::evaluate::{Context, Rule, VerifiedUser};
+use crate::evaluate::{Context, LastUseReads, Rule, VerifiedUser};
 use crate::inventory::api::live_snapshot;
 use crate::inventory::{Freshness, InventoryUser};
 use crate::model::UserSnapshot;
@@ -51,6 +51,8 @@ async fn verify_one(
                 iam,
                 &candidate.user.identity(),
                 &known_used(&candidate.user),
+                &LastUseReads::of(rules, context),
+                context.now,
             )
             .await?
             {

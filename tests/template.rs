@@ -739,6 +739,86 @@ fn security_hub_and_remediation_parameters_are_the_functions_settings() {
 /// `ALERTS` and `REMIND_EVERY_DAYS` are the `Alerts` and `RemindEveryDays` parameters, whose values, defaults and
 /// range the code reads as the template means them. Without `LEDGER_TABLE` the code refuses to start with the
 /// template's own defaults (`Alerts=changes`) or with `Remediation=deactivate`: the wiring is what lets it run.
+/// `Rules`, `UnusedDays` and `RotateDays` reach the function as `RULES`, `UNUSED_DAYS` and `ROTATE_DAYS`: the
+/// defaults are today's rule alone at CIS's days, every value the parameters let through is read as given, and
+/// the pattern refuses a list the code would not read.
+#[test]
+fn rules_parameters_are_the_functions_settings() {
+    let template = template();
+    let ids =
+        |settings: &Settings| -> Vec<&str> { settings.rules.iter().map(|r| r.id()).collect() };
+    let defaults = settings_with(&template, &[]);
+    assert_eq!(ids(&defaults), ["cis-1.11-never-used-key-on-console-user"]);
+    assert_eq!(
+        (defaults.unused_days, defaults.rotate_days),
+        (
+            keywatch::evaluate::DEFAULT_UNUSED_DAYS,
+            keywatch::evaluate::DEFAULT_ROTATE_DAYS
+        )
+    );
+    let all = settings_with(&template, &[("Rules", "all")]);
+    assert_eq!(ids(&all).len(), keywatch::evaluate::RULES.len());
+    let parameters = &template["Parameters"];
+    for name in ["UnusedDays", "RotateDays"] {
+        assert_eq!(parameters[name]["Type"], "Number");
+        assert_eq!(
+            parameters[name]["MinValue"],
+            *keywatch::evaluate::RULE_DAYS.start()
+        );
+        assert_eq!(
+            parameters[name]["MaxValue"],
+            *keywatch::evaluate::RULE_DAYS.end()
+        );
+    }
+    for days in [
+        *keywatch::evaluate::RULE_DAYS.start(),
+        *keywatch::evaluate::RULE_DAYS.end(),
+    ] {
+        let days = days.to_string();
+        let given = settings_with(
+            &template,
+            &[
+                ("Rules", "key-not-rotated,unused-key"),
+                ("UnusedDays", &days),
+                ("RotateDays", &days),
+            ],
+        );
+        assert_eq!(ids(&given), ["unused-key", "key-not-rotated"]);
+        assert_eq!(
+            (given.unused_days.to_string(), given.rotate_days.to_string()),
+            (days.clone(), days)
+        );
+    }
+    let pattern = parameters["Rules"]["AllowedPattern"]
+        .as_str()
+        .expect("Rules has an AllowedPattern");
+    let accepted = [
+        "all",
+        "unused-key",
+        "unused-key,two-active-keys,key-not-rotated",
+    ];
+    let rejected = [
+        "",
+        "unused-key,",
+        ",unused-key",
+        "unused-key, two-active-keys",
+        "unused key",
+    ];
+    let values: Vec<&str> = accepted.iter().chain(rejected.iter()).copied().collect();
+    for (value, matched) in values.iter().zip(full_matches(pattern, &values)) {
+        assert_eq!(
+            matched,
+            accepted.contains(value),
+            "Rules {pattern:?} on {value:?}"
+        );
+    }
+    // What the pattern lets through but names no rule fails the init, naming RULES.
+    match read(&environment(&template, &[("Rules", "unused-keys")])) {
+        Err(Error::Config { variable, .. }) => assert_eq!(variable, "RULES"),
+        other => panic!("{other:?}"),
+    }
+}
+
 #[test]
 fn ledger_parameters_are_the_functions_settings() {
     let template = template();
@@ -3061,6 +3141,7 @@ fn completed_report(account_id: &str, at: time::OffsetDateTime) -> keywatch::rep
         inventory_source: keywatch::inventory::Source::CredentialReport,
         dry_run: false,
         grace_period_hours: 0,
+        rule_settings: Default::default(),
         users_examined: 3,
         keys_examined: 3,
         candidates_verified: 0,

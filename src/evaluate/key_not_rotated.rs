@@ -2,7 +2,7 @@
 //! Foundations v1.4.0 to v4.0.1 1.14, v5.0 1.13, v6.0 2.13 and v7.0 2.12; AWS Config `access-keys-rotated`.
 //! Such a key may well be in use: its findings never deactivate it.
 
-use super::{Age, Context, Hit, Rule};
+use super::{Age, Context, Fix, Hit, Rule, Shows, Words};
 use crate::model::UserSnapshot;
 
 pub struct KeyNotRotated;
@@ -19,6 +19,23 @@ const CONTROLS: [&str; 9] = [
     "AWS Config access-keys-rotated",
 ];
 
+pub const ID: &str = "key-not-rotated";
+
+static WORDS: Words = Words {
+    one: "access key not rotated in ROTATE_DAYS days",
+    many: "access keys not rotated in ROTATE_DAYS days",
+    short: "not rotated",
+    why: "These access keys are Active and were created more than ROTATE_DAYS days ago. They may well be in use:\n\
+          rotate them, and keywatch never deactivates them for this rule.",
+    what_to_do: "- Rotate each key: create a new one, move what uses the old one to it, then deactivate the old one\n\
+                 \x20 with the command under it, and delete it once nothing breaks.",
+    reference: "CIS AWS Foundations Benchmark v1.4.0-v4.0.1 1.14, v5.0 1.13, v6.0 2.13, v7.0 2.12: \"Ensure access keys are rotated every 90 days or less\"",
+    evidence: Shows::Creation,
+    fix: Fix::Deactivate,
+    hub_title: "Active IAM access key not rotated in ROTATE_DAYS days",
+    hub_remediation: "Rotate the key: create a new one, move its users to it, then deactivate and delete the old one.",
+};
+
 /// Created longer ago than `ROTATE_DAYS`.
 fn overdue(context: &Context) -> Age {
     Age {
@@ -29,7 +46,7 @@ fn overdue(context: &Context) -> Age {
 
 impl Rule for KeyNotRotated {
     fn id(&self) -> &'static str {
-        "key-not-rotated"
+        ID
     }
 
     fn title(&self) -> &'static str {
@@ -45,6 +62,10 @@ impl Rule for KeyNotRotated {
     /// unknown date. A key's creation never changes, and a key created since is new.
     fn may_hold(&self, row: &UserSnapshot, context: &Context) -> bool {
         overdue(context).in_any_slot(row, context.now)
+    }
+
+    fn words(&self) -> &'static Words {
+        &WORDS
     }
 
     fn check(&self, user: &UserSnapshot, context: &Context) -> Vec<Hit> {

@@ -33,6 +33,107 @@ pub trait Rule: Sync {
     /// long), can hold a finding of this rule now: the rows worth a live look. Since the report, a key may have been used (never
     /// un-used), deactivated, reactivated or deleted, and a password added or removed.
     fn may_hold(&self, row: &UserSnapshot, context: &Context) -> bool;
+    /// Which keys' last use the rule needs read live (`GetAccessKeyLastUsed`): none unless it says.
+    fn last_use(&self, _context: &Context) -> LastUseReads {
+        LastUseReads::default()
+    }
+    /// What an alert, a report and Security Hub say of its findings.
+    fn words(&self) -> &'static Words;
+}
+
+/// A rule's words, in its own file: how its findings are counted, explained and fixed.
+#[derive(Debug)]
+pub struct Words {
+    /// Counted in a subject: one finding, several.
+    pub one: &'static str,
+    pub many: &'static str,
+    /// Its count in a subject naming several rules, after the number ("3 unused").
+    pub short: &'static str,
+    /// What its findings are and why they matter: the alert's paragraph before them.
+    pub why: &'static str,
+    /// What to do, as the alert's lines after them.
+    pub what_to_do: &'static str,
+    /// The benchmark text it checks, for the alert's reference line.
+    pub reference: &'static str,
+    /// What a finding's line shows besides the key.
+    pub evidence: Shows,
+    /// The command under each finding.
+    pub fix: Fix,
+    /// Security Hub's title, and its remediation text before the command.
+    pub hub_title: &'static str,
+    pub hub_remediation: &'static str,
+}
+
+/// What a finding's line in an alert shows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Shows {
+    /// The key's age and whether it was created at user setup (today's rule, as its alerts always said).
+    AgeAtSetup,
+    /// The last use, or the creation of a key never used, and the days since.
+    LastUse,
+    /// The creation and the days since.
+    Creation,
+    /// Every Active key of the user.
+    Keys,
+}
+
+/// The command an alert gives for a finding's key.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Fix {
+    /// Delete it: nothing can depend on it.
+    Delete,
+    /// Deactivate it: reversible, for a key something may still use.
+    Deactivate,
+    /// Read each named key's last use: which one to keep is a person's call.
+    CompareUse,
+}
+
+/// Which Active keys' last use a live read must fetch, and how far a use the credential report saw may stand in.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct LastUseReads {
+    /// The keys of users with a console password.
+    pub console_users: bool,
+    /// The keys of every user.
+    pub every_user: bool,
+    /// A use the report saw is the last use only if at most this many days old (a later use moves the date but
+    /// never keeps it older); older, it is read again. `None`: any use serves (only whether a key was used
+    /// matters).
+    pub known_use_within_days: Option<u32>,
+}
+
+impl LastUseReads {
+    /// What all of `rules` need.
+    pub fn of(rules: &[&dyn Rule], context: &Context) -> LastUseReads {
+        rules
+            .iter()
+            .map(|rule| rule.last_use(context))
+            .fold(LastUseReads::default(), |all, one| LastUseReads {
+                console_users: all.console_users || one.console_users,
+                every_user: all.every_user || one.every_user,
+                known_use_within_days: match (all.known_use_within_days, one.known_use_within_days)
+                {
+                    (Some(a), Some(b)) => Some(a.min(b)),
+                    (a, b) => a.or(b),
+                },
+            })
+    }
+
+    /// Whether a live read must fetch the last use of an Active key, given the user's password and the use the
+    /// report saw, if any.
+    pub fn must_read(
+        &self,
+        password_enabled: bool,
+        known_use: Option<OffsetDateTime>,
+        now: OffsetDateTime,
+    ) -> bool {
+        let wanted = self.every_user || (self.console_users && password_enabled);
+        wanted
+            && match (known_use, self.known_use_within_days) {
+                (None, _) => true,
+                (Some(_), None) => false,
+                (Some(used), Some(days)) => (now - used).whole_days() > i64::from(days),
+            }
+    }
 }
 
 /// A rule shows as its ID.
@@ -60,6 +161,12 @@ pub const DEFAULT_ROTATE_DAYS: u32 = 90;
 pub const RULE_DAYS: std::ops::RangeInclusive<u32> = 1..=3650;
 
 impl Context {
+    /// A rule's words with its settings' names replaced by their values ("UNUSED_DAYS days" → "45 days").
+    pub fn fill(&self, text: &str) -> String {
+        text.replace("UNUSED_DAYS", &self.unused_days.to_string())
+            .replace("ROTATE_DAYS", &self.rotate_days.to_string())
+    }
+
     /// The defaults, at `now`.
     pub fn at(now: OffsetDateTime) -> Context {
         Context {
@@ -157,8 +264,9 @@ pub const RULES: &[&dyn Rule] = &[
     &key_not_rotated::KeyNotRotated,
 ];
 
-/// The rules the Lambda checks today: CIS 1.11 alone. Security Hub reads back only these rules' findings.
-pub const LIVE_RULES: &[&dyn Rule] = &[&never_used_key::NeverUsedKeyOnConsoleUser];
+/// The rules checked unless `RULES` says otherwise: CIS 1.11 alone, so a deployment from before `RULES` checks
+/// what it always did.
+pub const DEFAULT_RULES: &[&dyn Rule] = &[&never_used_key::NeverUsedKeyOnConsoleUser];
 
 /// The rule of this ID, if keywatch knows it.
 pub fn rule(id: &str) -> Option<&'static dyn Rule> {
@@ -239,9 +347,17 @@ pub struct Finding {
     pub user_name: String,
     pub user_arn: String,
     pub access_key_id: String,
+    /// The user's other keys the finding names (`two-active-keys`: the second Active key).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub other_access_key_ids: Vec<String>,
     #[serde(with = "time::serde::rfc3339::option")]
     pub key_created: Option<OffsetDateTime>,
     pub key_age_days: Option<i64>,
+    /// The key's last use as the rule read it live; `null` if never used (or a rule that reads no last use).
+    #[serde(with = "time::serde::rfc3339::option")]
+    pub key_last_used: Option<OffsetDateTime>,
+    /// The whole days the rule counted (since the last use, or the creation); `null` when it counts none.
+    pub days_counted: Option<i64>,
     #[serde(with = "time::serde::rfc3339")]
     pub user_created: OffsetDateTime,
     #[serde(with = "time::serde::rfc3339::option")]
@@ -302,7 +418,8 @@ pub struct Policy<'a> {
     pub account_id: &'a str,
     /// The rules checked, in [`RULES`] order.
     pub rules: &'a [&'a dyn Rule],
-    pub now: OffsetDateTime,
+    /// The time of the check, and the rules' settings.
+    pub context: Context,
     pub grace_period_hours: u32,
     pub exemptions: &'a Exemptions,
     /// `Some` when routing by owner: the account's owner, if its tag names one.
@@ -336,13 +453,13 @@ pub fn classify(users: &[VerifiedUser], policy: &Policy) -> Evaluation {
         let tag = verified
             .exempt_tag
             .as_ref()
-            .map(|(key, value)| read_tag(key, value, policy.now));
+            .map(|(key, value)| read_tag(key, value, policy.context.now));
         let (exemption, exemption_expired_on) = match (pattern, tag) {
             (Some(reason), _) | (None, Some(TagExemption::Exempt(reason))) => (Some(reason), None),
             (None, Some(TagExemption::Expired { on })) => (None, Some(on)),
             (None, Some(TagExemption::NotExempt) | None) => (None, None),
         };
-        let context = Context::at(policy.now);
+        let context = policy.context;
         let hits = policy.rules.iter().flat_map(|rule| {
             rule.check(user, &context)
                 .into_iter()
@@ -365,10 +482,18 @@ pub fn classify(users: &[VerifiedUser], policy: &Policy) -> Evaluation {
                 user_name: user.name.clone(),
                 user_arn: user.arn.clone(),
                 access_key_id: key_id.to_string(),
+                other_access_key_ids: hit
+                    .keys
+                    .iter()
+                    .skip(1)
+                    .filter_map(|&index| user.keys.get(index)?.id.clone())
+                    .collect(),
                 key_created: key.created,
+                key_last_used: hit.evidence.last_used,
+                days_counted: hit.evidence.days,
                 key_age_days: key
                     .created
-                    .map(|created| (policy.now - created).whole_days()),
+                    .map(|created| (policy.context.now - created).whole_days()),
                 user_created: user.created,
                 password_last_used: user.password_last_used,
                 created_at_user_setup: key
@@ -395,7 +520,7 @@ pub fn classify(users: &[VerifiedUser], policy: &Policy) -> Evaluation {
                     finding,
                     reason: reason.clone(),
                 });
-            } else if let Some(grace_ends) = grace_ends.filter(|ends| *ends > policy.now) {
+            } else if let Some(grace_ends) = grace_ends.filter(|ends| *ends > policy.context.now) {
                 evaluation.pending.push(Pending {
                     finding,
                     grace_ends,
@@ -668,8 +793,8 @@ mod tests {
         for (name, user, exempt_tag, grace, expected) in cases {
             let policy = Policy {
                 account_id: "123456789012",
-                rules: LIVE_RULES,
-                now: NOW,
+                rules: DEFAULT_RULES,
+                context: Context::at(NOW),
                 grace_period_hours: grace,
                 exemptions: &exemptions,
                 owners: None,
@@ -699,7 +824,7 @@ mod tests {
         let policy = Policy {
             account_id: "123456789012",
             rules: RULES,
-            now: NOW,
+            context: Context::at(NOW),
             grace_period_hours: 0,
             exemptions: &exemptions,
             owners: None,
@@ -755,7 +880,31 @@ mod tests {
                 ),
             ]
         );
-        // The Lambda's rules today: 1.11 alone, with the controls it fails.
+        // Each finding carries the evidence its rule used; a finding about both keys names the second too.
+        let evidence: Vec<(&str, Option<i64>, Vec<&str>)> = evaluation
+            .findings
+            .iter()
+            .map(|f| {
+                (
+                    f.access_key_id.as_str(),
+                    f.days_counted,
+                    f.other_access_key_ids.iter().map(String::as_str).collect(),
+                )
+            })
+            .collect();
+        assert_eq!(
+            evidence,
+            [
+                ("AKIA1", Some(100), vec![]),
+                ("AKIA2", Some(100), vec![]),
+                ("AKIA1", Some(100), vec![]),
+                ("AKIA2", Some(100), vec![]),
+                ("AKIA1", None, vec!["AKIA2"]),
+                ("AKIA1", Some(100), vec![]),
+                ("AKIA2", Some(100), vec![]),
+            ]
+        );
+        // The default rules: 1.11 alone, with the controls it fails.
         let live = classify(
             &[VerifiedUser {
                 user: user("bob", "/", true, vec![key("AKIA3", true, old, None)]),
@@ -763,7 +912,7 @@ mod tests {
                 owner: None,
             }],
             &Policy {
-                rules: LIVE_RULES,
+                rules: DEFAULT_RULES,
                 ..policy
             },
         );
@@ -784,8 +933,8 @@ mod tests {
         let exemptions = Exemptions::new(&[], None).unwrap();
         let policy = Policy {
             account_id: "123456789012",
-            rules: LIVE_RULES,
-            now: NOW,
+            rules: DEFAULT_RULES,
+            context: Context::at(NOW),
             grace_period_hours: 0,
             exemptions: &exemptions,
             owners: None,
@@ -839,8 +988,8 @@ mod tests {
         for &(owners, tag, expected) in cases {
             let policy = Policy {
                 account_id: "123456789012",
-                rules: LIVE_RULES,
-                now: NOW,
+                rules: DEFAULT_RULES,
+                context: Context::at(NOW),
                 grace_period_hours: 0,
                 exemptions: &exemptions,
                 owners,
@@ -864,8 +1013,8 @@ mod tests {
         let exemptions = Exemptions::new(&[], Some("keywatch:exempt")).unwrap();
         let policy = Policy {
             account_id: "123456789012",
-            rules: LIVE_RULES,
-            now: NOW,
+            rules: DEFAULT_RULES,
+            context: Context::at(NOW),
             grace_period_hours: 0,
             exemptions: &exemptions,
             owners: None,
@@ -956,7 +1105,7 @@ mod tests {
             };
             let context = Context::at(NOW);
             assert_eq!(
-                candidates(&inventory, LIVE_RULES, &context).len() == 1,
+                candidates(&inventory, DEFAULT_RULES, &context).len() == 1,
                 expected,
                 "{name}"
             );
@@ -1009,6 +1158,58 @@ pub(crate) mod tests_support {
 mod rule_list_tests {
     use super::tests_support::{ago, key, user, NOW};
     use super::*;
+
+    /// What the rules read of a key's last use, alone and together: today's rule only whether a console user's
+    /// key was used (any use the report saw serves); unused-key every user's, a seen use standing only while it
+    /// is at most UNUSED_DAYS old; the others none.
+    #[test]
+    fn last_use_reads_by_rule() {
+        let context = Context {
+            unused_days: 30,
+            ..Context::at(NOW)
+        };
+        let rules = |ids: &str| select_rules(ids).unwrap();
+        let reads = |ids: &str| LastUseReads::of(&rules(ids), &context);
+        let days = |d: i64| Some(NOW - Duration::days(d));
+        // (rules, password, seen use, must read)
+        let cases = [
+            ("cis-1.11-never-used-key-on-console-user", true, None, true),
+            (
+                "cis-1.11-never-used-key-on-console-user",
+                false,
+                None,
+                false,
+            ),
+            (
+                "cis-1.11-never-used-key-on-console-user",
+                true,
+                days(400),
+                false,
+            ),
+            ("unused-key", false, None, true),
+            ("unused-key", false, days(30), false),
+            ("unused-key", false, days(31), true),
+            ("two-active-keys,key-not-rotated", true, None, false),
+            ("all", true, days(10), false),
+            ("all", true, days(100), true),
+            ("all", false, None, true),
+        ];
+        for (ids, password, seen, expected) in cases {
+            assert_eq!(
+                reads(ids).must_read(password, seen, NOW),
+                expected,
+                "{ids}, password {password}, seen {seen:?}"
+            );
+        }
+        assert_eq!(
+            reads("all"),
+            LastUseReads {
+                console_users: true,
+                every_user: true,
+                known_use_within_days: Some(30)
+            }
+        );
+    }
 
     /// Every report row that can hold a finding of a rule after what may have happened since the report (a key
     /// used, deactivated or reactivated, a password added or removed) is a candidate of that rule: over every

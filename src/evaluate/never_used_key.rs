@@ -3,7 +3,7 @@
 //! with a console password. Later versions number it 1.10 (v5.0) and 2.10 (v6.0); v7.0 drops it, and its 2.11
 //! fails such a key once it is older than `UNUSED_DAYS`.
 
-use super::{days_since, Age, Context, Hit, Rule};
+use super::{days_since, Age, Context, Fix, Hit, LastUseReads, Rule, Shows, Words};
 use crate::model::{KeySnapshot, UserSnapshot};
 
 pub struct NeverUsedKeyOnConsoleUser;
@@ -24,6 +24,24 @@ const CONTROLS: [&str; 7] = [
 
 /// What v7.0 makes of the same key once it is older than `UNUSED_DAYS`.
 const V7_UNUSED: &str = "CIS AWS v7.0 2.11";
+
+/// The words its alerts have always used.
+static WORDS: Words = Words {
+    one: "never-used access key on a console user",
+    many: "never-used access keys on console users",
+    short: "never used (console)",
+    why: "These access keys are Active, have never been used, and belong to users who sign in to the console.\n\
+          An unused key is an unmonitored way into the account.",
+    what_to_do: "- Delete each key with the command under it: it has never been used, so nothing depends on it.\n\
+                 - Or deactivate it first: aws iam update-access-key --user-name USER --access-key-id KEY --status Inactive\n\
+                 - Stop creating access keys when you create console users: leave \"access key\" unticked in the console,\n\
+                 \x20 drop create-access-key from onboarding scripts, and let people create their own keys when they need one.",
+    reference: "CIS AWS Foundations Benchmark v1.4.0-v4.0.0, control 1.11: \"Do not setup access keys during initial user setup for all IAM users that have a console password\"",
+    evidence: Shows::AgeAtSetup,
+    fix: Fix::Delete,
+    hub_title: "Active IAM access key never used, on a user with a console password",
+    hub_remediation: "Delete the key if nothing uses it. Stop creating access keys when creating console users.",
+};
 
 /// Whether `key` breaks the rule: the live pipeline's test of one key.
 pub fn breaks(user: &UserSnapshot, key: &KeySnapshot) -> bool {
@@ -49,6 +67,18 @@ impl Rule for NeverUsedKeyOnConsoleUser {
     /// waits for the next report: README's Known limits.)
     fn may_hold(&self, row: &UserSnapshot, _context: &Context) -> bool {
         row.keys.iter().any(|key| key.last_used.is_none())
+    }
+
+    /// Only whether a console user's key was ever used: any use the report saw serves.
+    fn last_use(&self, _context: &Context) -> LastUseReads {
+        LastUseReads {
+            console_users: true,
+            ..LastUseReads::default()
+        }
+    }
+
+    fn words(&self) -> &'static Words {
+        &WORDS
     }
 
     fn check(&self, user: &UserSnapshot, context: &Context) -> Vec<Hit> {

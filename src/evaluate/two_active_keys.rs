@@ -1,7 +1,7 @@
 //! One active access key per user: a user with two Active keys is one finding, naming both. CIS AWS Foundations
 //! v1.4.0 to v4.0.1 1.13, v5.0 1.12 and v6.0 2.12 (v7.0 drops it).
 
-use super::{Context, Evidence, Hit, Rule};
+use super::{Context, Evidence, Fix, Hit, Rule, Shows, Words};
 use crate::model::UserSnapshot;
 
 pub struct TwoActiveKeys;
@@ -16,9 +16,27 @@ const CONTROLS: [&str; 7] = [
     "CIS AWS v6.0 2.12",
 ];
 
+pub const ID: &str = "two-active-keys";
+
+static WORDS: Words = Words {
+    one: "user with two active access keys",
+    many: "users with two active access keys",
+    short: "two active keys",
+    why: "These users have two Active access keys. Outside a rotation, one of them is a spare: a second way in\n\
+          that nobody needs.",
+    what_to_do: "- See which key is in use with the commands under each finding.\n\
+                 - Deactivate the other (aws iam update-access-key --user-name USER --access-key-id KEY --status Inactive),\n\
+                 \x20 then delete it once nothing breaks. keywatch never deactivates keys for this rule.",
+    reference: "CIS AWS Foundations Benchmark v1.4.0-v4.0.1 1.13, v5.0 1.12, v6.0 2.12: \"Ensure there is only one active access key available for any single IAM user\"",
+    evidence: Shows::Keys,
+    fix: Fix::CompareUse,
+    hub_title: "IAM user with two active access keys",
+    hub_remediation: "Keep the key in use and deactivate the other, then delete it.",
+};
+
 impl Rule for TwoActiveKeys {
     fn id(&self) -> &'static str {
-        "two-active-keys"
+        ID
     }
 
     fn title(&self) -> &'static str {
@@ -34,6 +52,10 @@ impl Rule for TwoActiveKeys {
     /// since the report waits for the next one, as for the never-used rule.)
     fn may_hold(&self, row: &UserSnapshot, _context: &Context) -> bool {
         row.keys.len() >= 2
+    }
+
+    fn words(&self) -> &'static Words {
+        &WORDS
     }
 
     fn check(&self, user: &UserSnapshot, _context: &Context) -> Vec<Hit> {

@@ -3,7 +3,7 @@
 //! Hub IAM.22 (45 days) and IAM.8 (90 days); AWS Config `iam-user-unused-credentials-check`. Unlike Prowler's
 //! `iam_user_accesskey_unused`, a never-used key is not skipped.
 
-use super::{Age, Context, Hit, Rule};
+use super::{Age, Context, Fix, Hit, LastUseReads, Rule, Shows, Words};
 use crate::model::UserSnapshot;
 
 pub struct UnusedKey;
@@ -20,6 +20,21 @@ const CONTROLS: [&str; 8] = [
     "CIS AWS v6.0 2.11",
     "CIS AWS v7.0 2.11",
 ];
+
+static WORDS: Words = Words {
+    one: "access key unused for UNUSED_DAYS days",
+    many: "access keys unused for UNUSED_DAYS days",
+    short: "unused",
+    why: "These access keys are Active but have not been used for more than UNUSED_DAYS days (a key never used counts\n\
+          from its creation). A key nobody uses is a credential nobody watches.",
+    what_to_do: "- Deactivate each key with the command under it; if nothing breaks, delete it.\n\
+                 - If a key is kept for a rare job, tag its user (EXEMPT_TAG_KEY) with the day the exemption ends.",
+    reference: "CIS AWS Foundations Benchmark v1.4.0-v4.0.1 1.12, v5.0 1.11, v6.0 2.11, v7.0 2.11: \"Ensure credentials unused for 45 days or more are disabled\"",
+    evidence: Shows::LastUse,
+    fix: Fix::Deactivate,
+    hub_title: "Active IAM access key not used for UNUSED_DAYS days",
+    hub_remediation: "Deactivate the key, then delete it if nothing breaks.",
+};
 
 /// Not used for longer than `UNUSED_DAYS`: days since the last use, or since the creation of a key never used.
 fn unused(context: &Context) -> Age {
@@ -48,6 +63,20 @@ impl Rule for UnusedKey {
     /// created since cannot be `UNUSED_DAYS` old: no other row can hold one.
     fn may_hold(&self, row: &UserSnapshot, context: &Context) -> bool {
         unused(context).in_any_slot(row, context.now)
+    }
+
+    /// Every user's Active keys, with the date: a use the report saw more than `UNUSED_DAYS` ago may have been
+    /// followed by another.
+    fn last_use(&self, context: &Context) -> LastUseReads {
+        LastUseReads {
+            every_user: true,
+            known_use_within_days: Some(context.unused_days),
+            ..LastUseReads::default()
+        }
+    }
+
+    fn words(&self) -> &'static Words {
+        &WORDS
     }
 
     fn check(&self, user: &UserSnapshot, context: &Context) -> Vec<Hit> {

@@ -10,6 +10,7 @@ use super::{elapsed_ms, list_users, Freshness, Inventory, InventoryUser};
 use crate::aws::{aws_error, error_code};
 use crate::deadline::Deadline;
 use crate::error::{Error, Result};
+use crate::evaluate::LastUseReads;
 use time::OffsetDateTime;
 
 use crate::model::{from_smithy, KeySnapshot, UserIdentity, UserSnapshot};
@@ -17,15 +18,17 @@ use crate::model::{from_smithy, KeySnapshot, UserIdentity, UserSnapshot};
 pub async fn collect(
     iam: &IamClient,
     concurrency: usize,
+    reads: &LastUseReads,
     deadline: &Deadline,
 ) -> Result<Inventory> {
+    let now = OffsetDateTime::now_utc();
     let start = std::time::Instant::now();
     let identities = deadline.run("ListUsers", list_users(iam)).await?;
     let mut users: Vec<InventoryUser> = deadline
         .run(
             "live inventory",
             futures_util::stream::iter(identities.iter())
-                .map(|identity| live_snapshot(iam, identity, &[]))
+                .map(|identity| live_snapshot(iam, identity, &[], reads, now))
                 .buffer_unordered(concurrency.max(1))
                 .try_filter_map(|user| async move {
                     Ok(user.map(|user| InventoryUser {
@@ -46,13 +49,16 @@ pub async fn collect(
 
 /// Reads one user's keys and password live; `None` if the user no longer exists. Calls whose answer cannot
 /// change the verdict are skipped: no active key, no `GetLoginProfile` (the snapshot then says no password);
-/// no password, no `GetAccessKeyLastUsed`; nor for a key whose creation time is in `known_used`, the
-/// (creation, last use) times of keys the credential report saw used (a use is never undone, and the report's `last_rotated` is the key's
-/// creation time, so the two match to the second).
+/// `GetAccessKeyLastUsed` only for the Active keys `reads` names, and not for a key whose creation time is in
+/// `known_used`, the (creation, last use) times of keys the credential report saw used, when `reads` lets that
+/// use stand (a use is never undone, and the report's `last_rotated` is the key's creation time, so the two
+/// match to the second).
 pub async fn live_snapshot(
     iam: &IamClient,
     identity: &UserIdentity,
     known_used: &[(OffsetDateTime, OffsetDateTime)],
+    reads: &LastUseReads,
+    now: OffsetDateTime,
 ) -> Result<Option<UserSnapshot>> {
     let listed = iam
         .list_access_keys()
@@ -88,7 +94,7 @@ pub async fn live_snapshot(
                 context: Some(format!("a key of user {}", identity.name)),
             });
         };
-        // Last use only matters for an active key of a console user; other keys cannot break the rule.
+        // Last use is read only where a rule needs it (`reads`).
         let created = key.create_date.as_ref().and_then(from_smithy);
         // Only an unambiguous match counts: two keys created in the same second cannot be told apart.
         let seen_used = created
@@ -104,17 +110,16 @@ pub async fn live_snapshot(
                     .iter()
                     .find(|(known, _)| known.unix_timestamp() == c.unix_timestamp())
             });
-        let last_used = if let Some((_, used)) = seen_used {
-            Some(*used)
-        } else if active && password_enabled {
+        let known = seen_used.map(|(_, used)| *used);
+        let last_used = if !(active && reads.must_read(password_enabled, known, now)) {
+            known
+        } else {
             match last_use(iam, &id).await? {
                 LastUse::Never => None,
                 LastUse::At(used) => Some(used),
                 // Deleted between the two calls: it can no longer be a finding.
                 LastUse::KeyGone => continue,
             }
-        } else {
-            None
         };
         keys.push(KeySnapshot {
             id: Some(id),

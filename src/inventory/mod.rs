@@ -10,6 +10,7 @@ use time::OffsetDateTime;
 use crate::aws::aws_error;
 use crate::deadline::Deadline;
 use crate::error::{Error, Result};
+use crate::evaluate::LastUseReads;
 use crate::model::{from_smithy, path_from_arn, UserIdentity, UserSnapshot};
 
 /// Where the inventory comes from (`INVENTORY_SOURCE`, or `inventory_source` in a manual event).
@@ -38,11 +39,12 @@ impl Source {
         self,
         iam: &IamClient,
         concurrency: usize,
+        reads: &LastUseReads,
         deadline: &Deadline,
     ) -> Result<Inventory> {
         match self {
             Source::CredentialReport => credential_report::collect(iam, deadline).await,
-            Source::Api => api::collect(iam, concurrency, deadline).await,
+            Source::Api => api::collect(iam, concurrency, reads, deadline).await,
         }
     }
 }

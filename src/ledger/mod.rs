@@ -710,7 +710,7 @@ pub fn days_between(since: OffsetDateTime, now: OffsetDateTime) -> i64 {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::evaluate::{Exempted, Pending, LIVE_RULES};
+    use crate::evaluate::{Exempted, Pending, DEFAULT_RULES};
     use crate::model::{KeySnapshot, UserSnapshot};
     use time::macros::datetime;
 
@@ -729,6 +729,9 @@ mod tests {
             user_name: user.into(),
             user_arn: format!("arn:aws:iam::{ACCOUNT}:user/{user}"),
             access_key_id: key.into(),
+            other_access_key_ids: vec![],
+            key_last_used: None,
+            days_counted: None,
             key_created: Some(NOW - Duration::days(30)),
             key_age_days: Some(30),
             user_created: NOW - Duration::days(30),
@@ -810,7 +813,7 @@ mod tests {
             &mut findings,
             &Evaluation::default(),
             &[],
-            LIVE_RULES,
+            DEFAULT_RULES,
             NOW,
             Some(7),
         );
@@ -901,7 +904,7 @@ mod tests {
         ];
         for (name, users, evaluation, expected) in cases {
             let mut ledger = Ledger::new(ACCOUNT, vec![item("ann", "K", State::Open, alerted)]);
-            let resolved = ledger.reconcile(&mut [], evaluation, users, LIVE_RULES, NOW, None);
+            let resolved = ledger.reconcile(&mut [], evaluation, users, DEFAULT_RULES, NOW, None);
             assert_eq!(resolved.first().map(|r| r.reason), *expected, "{name}");
             assert_eq!(ledger.changed(None).len(), resolved.len(), "{name}");
             if let Some(r) = resolved.first() {
@@ -915,7 +918,14 @@ mod tests {
         for state in [State::Deactivated, State::Resolved] {
             let mut ledger = Ledger::new(ACCOUNT, vec![item("ann", "K", state, alerted)]);
             assert!(ledger
-                .reconcile(&mut [], &Evaluation::default(), &[], LIVE_RULES, NOW, None)
+                .reconcile(
+                    &mut [],
+                    &Evaluation::default(),
+                    &[],
+                    DEFAULT_RULES,
+                    NOW,
+                    None
+                )
                 .is_empty());
         }
     }
@@ -929,7 +939,7 @@ mod tests {
             &mut findings,
             &Evaluation::default(),
             &[],
-            LIVE_RULES,
+            DEFAULT_RULES,
             NOW,
             Some(7),
         );
@@ -977,7 +987,7 @@ mod tests {
             &mut findings,
             &Evaluation::default(),
             &[],
-            LIVE_RULES,
+            DEFAULT_RULES,
             NOW,
             None,
         );
@@ -994,7 +1004,7 @@ mod tests {
             &mut findings,
             &Evaluation::default(),
             &[],
-            LIVE_RULES,
+            DEFAULT_RULES,
             later,
             None,
         );
@@ -1092,7 +1102,7 @@ mod tests {
                 &mut findings,
                 &Evaluation::default(),
                 &[],
-                LIVE_RULES,
+                DEFAULT_RULES,
                 NOW,
                 days,
             );
@@ -1125,7 +1135,7 @@ mod tests {
                 &mut findings,
                 &Evaluation::default(),
                 &[],
-                LIVE_RULES,
+                DEFAULT_RULES,
                 NOW,
                 Some(days),
             );
@@ -1172,7 +1182,7 @@ mod tests {
             &mut [],
             &Evaluation::default(),
             &[user("ann", true, &[("K", false, false)])],
-            LIVE_RULES,
+            DEFAULT_RULES,
             NOW,
             Some(7),
         );
@@ -1190,7 +1200,7 @@ mod tests {
             &mut findings,
             &Evaluation::default(),
             &[user("ann", true, &[("K", true, false)])],
-            LIVE_RULES,
+            DEFAULT_RULES,
             NOW,
             Some(7),
         );
@@ -1211,7 +1221,7 @@ mod tests {
         };
         let users = [exempt];
         let mut ledger = Ledger::new(ACCOUNT, vec![]);
-        let resolved = ledger.reconcile(&mut [], &evaluation, &users, LIVE_RULES, NOW, None);
+        let resolved = ledger.reconcile(&mut [], &evaluation, &users, DEFAULT_RULES, NOW, None);
         assert_eq!(resolved.len(), 1);
         assert_eq!(
             (resolved[0].reason, resolved[0].exempt_tag.as_deref()),
@@ -1220,13 +1230,13 @@ mod tests {
         let stored = ledger.changed(None);
         let mut next = Ledger::new(ACCOUNT, stored);
         assert!(
-            next.reconcile(&mut [], &evaluation, &users, LIVE_RULES, NOW, None)
+            next.reconcile(&mut [], &evaluation, &users, DEFAULT_RULES, NOW, None)
                 .is_empty(),
             "named once"
         );
         // An open finding whose user becomes exempt: resolved, with the tag.
         let mut ledger = Ledger::new(ACCOUNT, vec![item("ann", "K", State::Open, Some(NOW))]);
-        let resolved = ledger.reconcile(&mut [], &evaluation, &users, LIVE_RULES, NOW, None);
+        let resolved = ledger.reconcile(&mut [], &evaluation, &users, DEFAULT_RULES, NOW, None);
         assert_eq!(
             resolved[0].exempt_tag.as_deref(),
             Some("keywatch:exempt=break-glass")
@@ -1258,7 +1268,7 @@ mod tests {
             &mut findings,
             &Evaluation::default(),
             &[],
-            LIVE_RULES,
+            DEFAULT_RULES,
             NOW,
             None,
         );
@@ -1293,7 +1303,7 @@ mod tests {
         let policy = |rules| Policy {
             account_id: ACCOUNT,
             rules,
-            now: NOW,
+            context: crate::evaluate::Context::at(NOW),
             grace_period_hours: 0,
             exemptions: &exemptions,
             owners: None,
@@ -1308,7 +1318,7 @@ mod tests {
             let mut evaluation = classify(
                 users,
                 &Policy {
-                    now,
+                    context: crate::evaluate::Context::at(now),
                     ..policy(rules)
                 },
             );
@@ -1430,7 +1440,7 @@ mod tests {
         );
 
         // RULES back to today's rule alone: the rotation finding is resolved as no longer checked.
-        let (_, resolved) = check(&mut ledger, &second, LIVE_RULES, later);
+        let (_, resolved) = check(&mut ledger, &second, DEFAULT_RULES, later);
         assert_eq!(
             resolved
                 .iter()

@@ -1,6 +1,7 @@
 //! Renders the report into SNS alert parts: a subject, plain text for email, and a JSON document for machines,
 //! split so that no finding is dropped and every publish stays under SNS's 256 KiB limit in bytes.
 
+use std::collections::BTreeMap;
 use std::fmt::Write as _;
 
 use serde::Serialize;
@@ -9,11 +10,11 @@ use time::OffsetDateTime;
 
 use crate::config::Chat;
 use crate::error::{Error, Result};
-use crate::evaluate::Finding;
+use crate::evaluate::{Finding, Fix, Rule, Shows};
 use crate::ledger::{days_between, Change, Notice, Resolved};
 use crate::notify::when::Kind;
 use crate::remediate::{Failed, Remediated, Skipped};
-use crate::report::Report;
+use crate::report::{Report, RuleSettings as ReportRules};
 
 /// SNS's limit for one publish: message, subject and attributes together, in bytes.
 pub const SNS_MAX_BYTES: usize = 262_144;
@@ -24,7 +25,9 @@ const HEADROOM_BYTES: usize = 4_096;
 /// The most bytes one part's message may take.
 pub const PART_BUDGET_BYTES: usize = SNS_MAX_BYTES - HEADROOM_BYTES;
 
-pub const CIS_REFERENCE: &str = "CIS AWS Foundations Benchmark v1.4.0-v4.0.0, control 1.11: \"Do not setup access keys during initial user setup for all IAM users that have a console password\"";
+/// The document's `control` when more rules than today's are checked: each finding names its own.
+pub const RULES_CONTROL: &str =
+    "CIS AWS Foundations access-key rules (each finding names its rule and controls)";
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AlertPart {
@@ -53,7 +56,12 @@ pub struct AlertDocument<'a> {
     pub checked_at: OffsetDateTime,
     #[serde(with = "time::serde::rfc3339::option")]
     pub report_generated_at: Option<OffsetDateTime>,
+    /// `CIS AWS Foundations 1.11` when today's rule alone is checked; else [`RULES_CONTROL`].
     pub control: &'static str,
+    /// The rules checked (`RULES`).
+    pub rules: &'a [&'static str],
+    /// Every finding of the run (all parts) by rule, for each rule checked.
+    pub findings_by_rule: BTreeMap<&'static str, usize>,
     /// The owner this alert is for, when routing by owner (`OWNER_TAG_KEY`); each finding names its own too.
     pub owner: Option<&'a str>,
     pub total_findings: usize,
@@ -132,7 +140,7 @@ pub(crate) struct Envelope<'a> {
 
 /// v2 added `new`, `open`, `resolved` and each finding's history, from the ledger; v3 `alert_id`, each
 /// finding's `notice`, and resolutions and late deactivations split across parts like findings.
-pub const SCHEMA: &str = "keywatch.alert/v3";
+pub const SCHEMA: &str = "keywatch.alert/v4";
 
 /// What one part carries: a run of findings, of late deactivations and of resolutions.
 #[derive(Debug, Clone, Copy, Default)]
@@ -179,6 +187,41 @@ pub fn render_parts(report: &Report, kind: Kind, chat: Chat) -> Result<Vec<Alert
             }
             Ok(part)
         })
+        .collect()
+}
+
+/// Every finding of the report by rule, each rule checked counted, with none too.
+pub(crate) fn findings_by_rule(report: &Report) -> BTreeMap<&'static str, usize> {
+    let mut counts: BTreeMap<&'static str, usize> = report
+        .rule_settings
+        .rules
+        .iter()
+        .map(|&id| (id, 0))
+        .collect();
+    for finding in &report.findings {
+        *counts.entry(finding.rule).or_default() += 1;
+    }
+    counts
+}
+
+/// The rules with findings in `findings`, in the order checked, each with its findings.
+pub(crate) fn by_rule<'a>(
+    report: &Report,
+    findings: &'a [Finding],
+) -> Vec<(&'static dyn Rule, Vec<&'a Finding>)> {
+    report
+        .rule_settings
+        .rules()
+        .map(|rule| {
+            (
+                rule,
+                findings
+                    .iter()
+                    .filter(|f| f.rule == rule.id())
+                    .collect::<Vec<_>>(),
+            )
+        })
+        .filter(|(_, listed)| !listed.is_empty())
         .collect()
 }
 
@@ -246,7 +289,13 @@ fn render_part(
         account_id: &report.account_id,
         checked_at: report.checked_at,
         report_generated_at: report.report_generated_at,
-        control: "CIS AWS Foundations 1.11",
+        control: if report.rule_settings.only_default() {
+            "CIS AWS Foundations 1.11"
+        } else {
+            RULES_CONTROL
+        },
+        rules: &report.rule_settings.rules,
+        findings_by_rule: findings_by_rule(report),
         owner: report.owner.as_deref(),
         total_findings: report.findings.len(),
         pending_count: report.pending.len(),
@@ -413,10 +462,27 @@ pub fn subject(report: &Report, part: usize, parts: usize) -> String {
         .take(32)
         .collect();
     let n = report.findings.len();
-    let mut subject = match n {
-        0 => format!("keywatch: no never-used access keys on console users in {account}"),
-        1 => format!("keywatch: 1 never-used access key on a console user in {account}"),
-        _ => format!("keywatch: {n} never-used access keys on console users in {account}"),
+    let settings = &report.rule_settings;
+    let groups = by_rule(report, &report.findings);
+    let mut subject = match (n, groups.as_slice()) {
+        (0, _) if settings.only_default() => {
+            format!("keywatch: no never-used access keys on console users in {account}")
+        }
+        (0, _) => format!("keywatch: no access-key findings in {account}"),
+        // One rule: counted in its own words.
+        (_, [(rule, _)]) => {
+            let words = rule.words();
+            let what = if n == 1 { words.one } else { words.many };
+            format!("keywatch: {n} {} in {account}", settings.fill(what))
+        }
+        // Several: each rule counted, first, so a cut takes the changes before any count.
+        (_, groups) => {
+            let counts: Vec<String> = groups
+                .iter()
+                .map(|(rule, listed)| format!("{} {}", listed.len(), rule.words().short))
+                .collect();
+            format!("keywatch: {account}: {}", counts.join(", "))
+        }
     };
     // A new finding's date goes without saying; an open one's new or later date is news.
     let notices = report
@@ -528,15 +594,66 @@ fn write_resolved(out: &mut String, r: &Resolved) {
     );
 }
 
-fn write_finding(out: &mut String, finding: &Finding, report: &Report) {
-    let age = finding
-        .key_age_days
-        .map_or_else(|| "unknown age".to_string(), |d| format!("{d} days old"));
-    let setup = if finding.created_at_user_setup {
-        "yes"
-    } else {
-        "no"
+/// What a finding's line says of its key, as its rule shows it.
+pub(crate) fn evidence(finding: &Finding) -> String {
+    let days = |d: Option<i64>| d.map_or_else(|| "unknown".to_string(), |d| d.to_string());
+    match ReportRules::rule_of(finding).map(|rule| rule.words().evidence) {
+        Some(Shows::AgeAtSetup) | None => {
+            let age = finding
+                .key_age_days
+                .map_or_else(|| "unknown age".to_string(), |d| format!("{d} days old"));
+            let setup = if finding.created_at_user_setup {
+                "yes"
+            } else {
+                "no"
+            };
+            format!("{age}  created at user setup: {setup}")
+        }
+        Some(Shows::LastUse) => match finding.key_last_used {
+            Some(used) => format!(
+                "last used {} ({} days ago)",
+                date(Some(used)),
+                days(finding.days_counted)
+            ),
+            None => format!(
+                "never used, created {} ({} days ago)",
+                date(finding.key_created),
+                days(finding.days_counted)
+            ),
+        },
+        Some(Shows::Creation) => format!(
+            "created {} ({} days ago)",
+            date(finding.key_created),
+            days(finding.days_counted)
+        ),
+        Some(Shows::Keys) => format!(
+            "also Active: {}",
+            if finding.other_access_key_ids.is_empty() {
+                "another key".to_string()
+            } else {
+                finding.other_access_key_ids.join(", ")
+            }
+        ),
+    }
+}
+
+/// The command an alert gives under a finding, as its rule says.
+pub(crate) fn fix_line(finding: &Finding) -> String {
+    let command = match ReportRules::rule_of(finding).map(|rule| rule.words().fix) {
+        Some(Fix::Delete) | None => KeyCommand::Delete,
+        Some(Fix::Deactivate) => KeyCommand::Deactivate,
+        Some(Fix::CompareUse) => {
+            return std::iter::once(&finding.access_key_id)
+                .chain(&finding.other_access_key_ids)
+                .map(|key| format!("aws iam get-access-key-last-used --access-key-id {key}"))
+                .collect::<Vec<_>>()
+                .join(" && ")
+        }
     };
+    command.line(&finding.user_name, &finding.access_key_id)
+}
+
+fn write_finding(out: &mut String, finding: &Finding, report: &Report) {
     let expired = finding
         .exemption_expired_on
         .map(|day| format!("  exemption expired after {day}"))
@@ -551,10 +668,11 @@ fn write_finding(out: &mut String, finding: &Finding, report: &Report) {
     };
     let _ = writeln!(
         out,
-        "- {user}  key {key}  {age}  created at user setup: {setup}{expired}{open_for}\n    {delete}",
+        "- {user}  key {key}  {evidence}{expired}{open_for}\n    {fix}",
         user = finding.user_name,
         key = finding.access_key_id,
-        delete = KeyCommand::Delete.line(&finding.user_name, &finding.access_key_id),
+        evidence = evidence(finding),
+        fix = fix_line(finding),
     );
     let _ = match action_for(report, finding) {
         KeyAction::Deactivated(done) => {
@@ -639,46 +757,66 @@ fn email_text(report: &Report, chunk: Chunk<'_>, part: usize, parts: usize) -> S
              the date under each, unless it is used or deleted first. Until then nothing is changed.\n"
         );
     }
+    let settings = &report.rule_settings;
+    let groups = by_rule(report, findings);
     if report.findings.is_empty() {
-        let _ = writeln!(
-            out,
-            "All clear: no Active, never-used access keys on users with a console password."
-        );
-    } else {
-        let _ = writeln!(
-            out,
-            "These access keys are Active, have never been used, and belong to users who sign in to the console.\n\
-             An unused key is an unmonitored way into the account. Findings in this part: {} of {}.\n",
-            findings.len(),
-            report.findings.len()
-        );
-        let sections: [(Option<Change>, &str); 3] = [
-            (Some(Change::New), "New since the last alert:"),
-            (Some(Change::Open), "Still open:"),
-            (None, "Findings:"),
-        ];
-        for (change, heading) in sections {
-            let listed: Vec<&Finding> = findings
-                .iter()
-                .filter(|f| f.history.change == change && !deactivated(f))
-                .collect();
-            if listed.is_empty() {
-                continue;
-            }
-            let _ = writeln!(out, "{heading}\n");
-            for finding in listed {
-                write_finding(&mut out, finding, report);
-            }
-            out.push('\n');
+        if settings.only_default() {
+            let _ = writeln!(
+                out,
+                "All clear: no Active, never-used access keys on users with a console password."
+            );
+        } else {
+            let _ = writeln!(
+                out,
+                "All clear: no findings of the rules checked ({}).",
+                settings.rules.join(", ")
+            );
         }
-        let _ = writeln!(
-            out,
-            "What to do:\n\
-             - Delete each key with the command under it: it has never been used, so nothing depends on it.\n\
-             - Or deactivate it first: aws iam update-access-key --user-name USER --access-key-id KEY --status Inactive\n\
-             - Stop creating access keys when you create console users: leave \"access key\" unticked in the console,\n\
-             \x20 drop create-access-key from onboarding scripts, and let people create their own keys when they need one."
-        );
+    } else {
+        let totals = findings_by_rule(report);
+        for (index, (rule, listed)) in groups.iter().enumerate() {
+            if index > 0 {
+                out.push('\n');
+            }
+            let words = rule.words();
+            if !settings.only_default() {
+                let _ = writeln!(
+                    out,
+                    "== {} ({}): {} ==\n",
+                    settings.fill(words.many),
+                    rule.id(),
+                    listed.len()
+                );
+            }
+            let _ = writeln!(
+                out,
+                "{} Findings in this part: {} of {}.\n",
+                settings.fill(words.why),
+                listed.len(),
+                totals.get(rule.id()).copied().unwrap_or(listed.len())
+            );
+            let sections: [(Option<Change>, &str); 3] = [
+                (Some(Change::New), "New since the last alert:"),
+                (Some(Change::Open), "Still open:"),
+                (None, "Findings:"),
+            ];
+            for (change, heading) in sections {
+                let shown: Vec<&Finding> = listed
+                    .iter()
+                    .copied()
+                    .filter(|f| f.history.change == change && !deactivated(f))
+                    .collect();
+                if shown.is_empty() {
+                    continue;
+                }
+                let _ = writeln!(out, "{heading}\n");
+                for finding in shown {
+                    write_finding(&mut out, finding, report);
+                }
+                out.push('\n');
+            }
+            let _ = writeln!(out, "What to do:\n{}", settings.fill(words.what_to_do));
+        }
     }
     if !chunk.resolved.is_empty() {
         let _ = writeln!(out, "\nResolved since the last alert:\n");
@@ -695,7 +833,15 @@ fn email_text(report: &Report, chunk: Chunk<'_>, part: usize, parts: usize) -> S
             report.exempted.len()
         );
     }
-    let _ = writeln!(out, "\nReference: {CIS_REFERENCE}.\n-- keywatch");
+    let referenced: Vec<&dyn Rule> = match groups.is_empty() {
+        true => settings.rules().collect(),
+        false => groups.iter().map(|(rule, _)| *rule).collect(),
+    };
+    out.push('\n');
+    for rule in referenced {
+        let _ = writeln!(out, "Reference: {}.", rule.words().reference);
+    }
+    let _ = writeln!(out, "-- keywatch");
     out
 }
 
@@ -714,6 +860,7 @@ pub(crate) mod tests {
             inventory_source: crate::inventory::Source::CredentialReport,
             dry_run: false,
             grace_period_hours: 0,
+            rule_settings: Default::default(),
             users_examined: 0,
             keys_examined: 0,
             candidates_verified: 0,
@@ -744,6 +891,9 @@ pub(crate) mod tests {
             user_name: user.into(),
             user_arn: format!("arn:aws:iam::123456789012:user/{user}"),
             access_key_id: key.into(),
+            other_access_key_ids: vec![],
+            key_last_used: None,
+            days_counted: None,
             key_created: Some(datetime!(2026-11-01 09:01 UTC)),
             key_age_days: Some(28),
             user_created: datetime!(2026-11-01 09:00 UTC),
@@ -759,6 +909,110 @@ pub(crate) mod tests {
         let envelope: serde_json::Value = serde_json::from_str(&part.message).unwrap();
         let document = serde_json::from_str(envelope["default"].as_str().unwrap()).unwrap();
         (document, envelope["email"].as_str().unwrap().to_string())
+    }
+
+    /// A finding of `rule` on `key`, as classify makes it: the rule's ID in the finding ID, its evidence.
+    pub(crate) fn finding_of(rule: &'static str, user: &str, key: &str) -> Finding {
+        let base = finding(user, key);
+        Finding {
+            finding_id: format!("{}/{rule}", base.finding_id),
+            rule,
+            controls: vec!["CIS AWS v7.0 2.11"],
+            key_created: Some(datetime!(2026-07-01 00:00 UTC)),
+            created_at_user_setup: false,
+            ..base
+        }
+    }
+
+    /// With every rule on, the alert counts each rule in its subject, groups the findings by rule, each group
+    /// in its own words with its evidence and command, and names each rule's reference.
+    #[test]
+    fn every_rule_grouped_in_its_own_words() {
+        use crate::evaluate::{key_not_rotated, two_active_keys, unused_key, RULES};
+        let mut report = report_with(vec![
+            finding("ann", "AKIAANN"),
+            Finding {
+                key_last_used: Some(datetime!(2026-09-01 00:00 UTC)),
+                days_counted: Some(89),
+                ..finding_of(unused_key::ID, "bob", "AKIABOB")
+            },
+            Finding {
+                days_counted: Some(151),
+                ..finding_of(unused_key::ID, "cat", "AKIACAT")
+            },
+            Finding {
+                other_access_key_ids: vec!["AKIADAN2".into()],
+                ..finding_of(two_active_keys::ID, "dan", "AKIADAN1")
+            },
+            Finding {
+                days_counted: Some(151),
+                ..finding_of(key_not_rotated::ID, "eve", "AKIAEVE")
+            },
+        ]);
+        report.rule_settings = crate::report::RuleSettings::of(RULES, 30, 120);
+        let parts = render_parts(&report, Kind::Findings, Chat::Off).unwrap();
+        assert_eq!(parts.len(), 1);
+        assert_eq!(
+            parts[0].subject,
+            "keywatch: 123456789012: 1 never used (console), 2 unused, 1 two active keys, 1 not rotated"
+        );
+        let (document, email) = envelope(&parts[0]);
+        assert_eq!(document["control"], RULES_CONTROL);
+        assert_eq!(document["rules"].as_array().unwrap().len(), 4);
+        assert_eq!(document["findings_by_rule"][unused_key::ID], 2);
+        assert_eq!(
+            document["findings"][3]["other_access_key_ids"][0],
+            "AKIADAN2"
+        );
+        assert_eq!(
+            document["findings"][1]["key_last_used"],
+            "2026-09-01T00:00:00Z"
+        );
+        let order: Vec<usize> = [
+            "== never-used access keys on console users (cis-1.11",
+            "== access keys unused for 30 days (unused-key): 2 ==",
+            "== users with two active access keys (two-active-keys): 1 ==",
+            "== access keys not rotated in 120 days (key-not-rotated): 1 ==",
+        ]
+        .iter()
+        .map(|heading| {
+            email
+                .find(heading)
+                .unwrap_or_else(|| panic!("{heading}:\n{email}"))
+        })
+        .collect();
+        assert!(order.windows(2).all(|w| w[0] < w[1]), "{email}");
+        for needle in [
+            "AKIAANN  28 days old  created at user setup: yes",
+            "aws iam delete-access-key --user-name ann --access-key-id AKIAANN",
+            "AKIABOB  last used 2026-09-01T00:00:00Z (89 days ago)",
+            "aws iam update-access-key --user-name bob --access-key-id AKIABOB --status Inactive",
+            "AKIACAT  never used, created 2026-07-01T00:00:00Z (151 days ago)",
+            "AKIADAN1  also Active: AKIADAN2\n    aws iam get-access-key-last-used --access-key-id AKIADAN1 && \
+             aws iam get-access-key-last-used --access-key-id AKIADAN2\n",
+            "rotated every 90 days or less\".\n-- keywatch",
+            "AKIAEVE  created 2026-07-01T00:00:00Z (151 days ago)",
+            "more than 30 days",
+            "more than 120 days",
+            "Reference: CIS AWS Foundations Benchmark v1.4.0-v4.0.0, control 1.11",
+            "v7.0 2.12: \"Ensure access keys are rotated",
+        ] {
+            assert!(email.contains(needle), "email lacks {needle:?}:\n{email}");
+        }
+        assert!(!email.contains("UNUSED_DAYS days") && !email.contains("ROTATE_DAYS days"));
+        // One rule's findings alone are counted in that rule's words.
+        report.findings.retain(|f| f.rule == unused_key::ID);
+        let parts = render_parts(&report, Kind::Findings, Chat::Off).unwrap();
+        assert_eq!(
+            parts[0].subject,
+            "keywatch: 2 access keys unused for 30 days in 123456789012"
+        );
+        report.findings.clear();
+        let parts = render_parts(&report, Kind::Findings, Chat::Off).unwrap();
+        assert_eq!(
+            parts[0].subject,
+            "keywatch: no access-key findings in 123456789012"
+        );
     }
 
     #[test]
@@ -881,7 +1135,7 @@ pub(crate) mod tests {
         assert!(at("- cy") < at("Still open:"));
         assert!(at("Still open:") < at("- bob"));
         assert!(at("- dee") < at("Resolved since the last alert:"));
-        assert_eq!(document["schema"], "keywatch.alert/v3");
+        assert_eq!(document["schema"], "keywatch.alert/v4");
         let keys = |name: &str| -> Vec<String> {
             document[name]
                 .as_array()

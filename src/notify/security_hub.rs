@@ -17,9 +17,10 @@ use time::OffsetDateTime;
 use crate::aws::aws_error;
 use crate::deadline::Deadline;
 use crate::error::{Error, Result};
-use crate::evaluate::{Finding, LIVE_RULES};
+use crate::evaluate::{never_used_key, Finding};
 use crate::model::path_from_arn;
-use crate::report::{HubSync, Report};
+use crate::notify::render;
+use crate::report::{HubSync, Report, RuleSettings};
 
 pub const SCHEMA_VERSION: &str = "2018-10-08";
 /// BatchImportFindings takes at most 100 findings a call.
@@ -38,6 +39,18 @@ pub const RELATED_REQUIREMENTS: [&str; 7] = [
 ];
 const REMEDIATION_URL: &str =
     "https://docs.aws.amazon.com/IAM/latest/UserGuide/id_credentials_access-keys.html#Using_CreateAccessKey";
+
+/// A finding's control as Security Hub names requirements: `CIS AWS v4.0.1 1.12` becomes
+/// `CIS AWS Foundations Benchmark v4.0.1/1.12`; AWS's own controls stay as they are.
+fn requirement(control: &str) -> String {
+    control
+        .strip_prefix("CIS AWS ")
+        .and_then(|rest| rest.split_once(' '))
+        .map_or_else(
+            || control.to_string(),
+            |(version, item)| format!("CIS AWS Foundations Benchmark {version}/{item}"),
+        )
+}
 
 /// The key's status as the finding shows it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -180,6 +193,7 @@ impl Asff {
     /// The ASFF of one finding. `created_at` is when keywatch first reported it (kept across runs).
     pub fn of(
         finding: &Finding,
+        settings: &RuleSettings,
         key_status: KeyStatus,
         hub: &Hub,
         created_at: OffsetDateTime,
@@ -187,6 +201,48 @@ impl Asff {
     ) -> Result<Asff> {
         let severity = || Severity { label: "MEDIUM" };
         let types = vec![FINDING_TYPE.to_string()];
+        let rule = RuleSettings::rule_of(finding).filter(|rule| rule.id() != never_used_key::ID);
+        // Today's rule keeps the words its findings have always had; the others take their own.
+        let (title, description, requirements, remediation) = match rule {
+            None => (
+                format!(
+                    "Never-used access key {} on console user {}",
+                    finding.access_key_id, finding.user_name
+                ),
+                format!(
+                    "IAM user {} has a console password and an Active access key ({}) that has never been used. \
+                     CIS AWS Foundations: do not create access keys during initial setup for IAM users with a \
+                     console password. An unused key is an unmonitored way into the account.",
+                    finding.user_name, finding.access_key_id
+                ),
+                RELATED_REQUIREMENTS.map(str::to_string).to_vec(),
+                format!(
+                    "Delete the key if nothing uses it: aws iam delete-access-key --user-name {} --access-key-id {}. \
+                     Stop creating access keys when creating console users.",
+                    finding.user_name, finding.access_key_id
+                ),
+            ),
+            Some(rule) => {
+                let words = rule.words();
+                (
+                    format!(
+                        "{}: {} of user {}",
+                        settings.fill(words.hub_title),
+                        finding.access_key_id,
+                        finding.user_name
+                    ),
+                    format!(
+                        "IAM user {}, key {}: {}. {}",
+                        finding.user_name,
+                        finding.access_key_id,
+                        render::evidence(finding),
+                        settings.fill(words.why).replace('\n', " ")
+                    ),
+                    finding.controls.iter().map(|c| requirement(c)).collect(),
+                    format!("{} {}", words.hub_remediation, render::fix_line(finding)),
+                )
+            }
+        };
         let asff = Asff {
             schema_version: SCHEMA_VERSION,
             id: finding.finding_id.clone(),
@@ -198,16 +254,8 @@ impl Asff {
             created_at: rfc3339(created_at)?,
             updated_at: rfc3339(now)?,
             severity: severity(),
-            title: format!(
-                "Never-used access key {} on console user {}",
-                finding.access_key_id, finding.user_name
-            ),
-            description: format!(
-                "IAM user {} has a console password and an Active access key ({}) that has never been used. \
-                 CIS AWS Foundations: do not create access keys during initial setup for IAM users with a \
-                 console password. An unused key is an unmonitored way into the account.",
-                finding.user_name, finding.access_key_id
-            ),
+            title,
+            description,
             resources: vec![
                 Resource {
                     kind: "AwsIamAccessKey",
@@ -243,15 +291,11 @@ impl Asff {
             ],
             compliance: Compliance {
                 status: "FAILED",
-                related_requirements: RELATED_REQUIREMENTS.map(str::to_string).to_vec(),
+                related_requirements: requirements,
             },
             remediation: Remediation {
                 recommendation: Recommendation {
-                    text: format!(
-                        "Delete the key if nothing uses it: aws iam delete-access-key --user-name {} --access-key-id {}. \
-                         Stop creating access keys when creating console users.",
-                        finding.user_name, finding.access_key_id
-                    ),
+                    text: remediation,
                     url: REMEDIATION_URL,
                 },
             },
@@ -410,7 +454,7 @@ pub async fn sync(
     let existing = deadline
         .run(
             "reading Security Hub findings",
-            active_findings(client, hub),
+            active_findings(client, hub, &report.rule_settings.rules),
         )
         .await?;
     let first_seen: BTreeMap<&str, OffsetDateTime> = existing
@@ -438,7 +482,7 @@ pub async fn sync(
             } else {
                 KeyStatus::Active
             };
-            Asff::of(finding, status, hub, created, now)
+            Asff::of(finding, &report.rule_settings, status, hub, created, now)
         })
         .collect::<Result<_>>()?;
     let reported: BTreeSet<&str> = current.iter().map(|f| f.id.as_str()).collect();
@@ -500,7 +544,13 @@ pub async fn sync(
 
 /// keywatch's ACTIVE findings in this account: filtered by the API and again here, since an emulator may not
 /// filter at all.
-async fn active_findings(client: &HubClient, hub: &Hub) -> Result<Vec<sdk::AwsSecurityFinding>> {
+/// Only the findings of `rules`, the rules this check ran: each rule's findings are archived by its own checks,
+/// and a rule turned off leaves its findings as they were, never PASSED unchecked.
+async fn active_findings(
+    client: &HubClient,
+    hub: &Hub,
+    rules: &[&str],
+) -> Result<Vec<sdk::AwsSecurityFinding>> {
     let equals = |value: &str| {
         sdk::StringFilter::builder()
             .value(value)
@@ -512,8 +562,8 @@ async fn active_findings(client: &HubClient, hub: &Hub) -> Result<Vec<sdk::AwsSe
         .product_arn(equals(&product_arn))
         .aws_account_id(equals(&hub.account_id))
         .record_state(equals("ACTIVE"));
-    for rule in LIVE_RULES {
-        filters = filters.generator_id(equals(rule.id()));
+    for rule in rules {
+        filters = filters.generator_id(equals(rule));
     }
     let mut pages = client
         .get_findings()
@@ -528,9 +578,9 @@ async fn active_findings(client: &HubClient, hub: &Hub) -> Result<Vec<sdk::AwsSe
             f.product_arn.as_deref() == Some(product_arn.as_str())
                 && f.aws_account_id.as_deref() == Some(hub.account_id.as_str())
                 && f.record_state == Some(sdk::RecordState::Active)
-                && LIVE_RULES
+                && rules
                     .iter()
-                    .any(|rule| f.generator_id.as_deref() == Some(rule.id()))
+                    .any(|rule| f.generator_id.as_deref() == Some(*rule))
         }));
     }
     Ok(found)
@@ -540,6 +590,73 @@ async fn active_findings(client: &HubClient, hub: &Hub) -> Result<Vec<sdk::AwsSe
 mod tests {
     use super::*;
     use time::macros::datetime;
+
+    /// Each rule is a generator of its own, in its own words with its settings, and its controls are the
+    /// finding's related requirements; today's rule keeps its words and requirements.
+    #[test]
+    fn each_rule_is_its_own_generator_with_its_requirements() {
+        use crate::notify::render::tests::{finding, finding_of};
+        let hub = Hub {
+            partition: "aws".into(),
+            region: "eu-west-1".into(),
+            account_id: "123456789012".into(),
+        };
+        let now = datetime!(2026-11-30 12:00 UTC);
+        let settings = RuleSettings::of(crate::evaluate::RULES, 60, 90);
+        let unused = Finding {
+            controls: vec![
+                "CIS AWS v4.0.1 1.12",
+                "CIS AWS v7.0 2.11",
+                "AWS Security Hub IAM.22",
+            ],
+            days_counted: Some(151),
+            ..finding_of(crate::evaluate::unused_key::ID, "bob", "AKIABOB")
+        };
+        let asff = Asff::of(&unused, &settings, KeyStatus::Active, &hub, now, now).unwrap();
+        assert_eq!(asff.generator_id, "unused-key");
+        assert_eq!(asff.id, "123456789012/bob/AKIABOB/unused-key");
+        assert_eq!(
+            asff.title,
+            "Active IAM access key not used for 60 days: AKIABOB of user bob"
+        );
+        assert!(
+            asff.description
+                .contains("never used, created 2026-07-01T00:00:00Z (151 days ago)"),
+            "{}",
+            asff.description
+        );
+        assert_eq!(
+            asff.compliance.related_requirements,
+            [
+                "CIS AWS Foundations Benchmark v4.0.1/1.12",
+                "CIS AWS Foundations Benchmark v7.0/2.11",
+                "AWS Security Hub IAM.22"
+            ]
+        );
+        assert!(asff
+            .remediation
+            .recommendation
+            .text
+            .ends_with("--access-key-id AKIABOB --status Inactive"));
+        let today = Asff::of(
+            &finding("ann", "AKIAANN"),
+            &settings,
+            KeyStatus::Active,
+            &hub,
+            now,
+            now,
+        )
+        .unwrap();
+        assert_eq!(
+            today.generator_id,
+            "cis-1.11-never-used-key-on-console-user"
+        );
+        assert_eq!(
+            today.title,
+            "Never-used access key AKIAANN on console user ann"
+        );
+        assert_eq!(today.compliance.related_requirements, RELATED_REQUIREMENTS);
+    }
 
     #[test]
     fn a_finding_is_complete_asff() {
@@ -551,7 +668,15 @@ mod tests {
         };
         let first = datetime!(2026-11-01 00:00 UTC);
         let now = datetime!(2026-11-30 12:00 UTC);
-        let asff = Asff::of(&finding, KeyStatus::Active, &hub, first, now).unwrap();
+        let asff = Asff::of(
+            &finding,
+            &RuleSettings::default(),
+            KeyStatus::Active,
+            &hub,
+            first,
+            now,
+        )
+        .unwrap();
         let json = serde_json::to_value(&asff).unwrap();
         for field in [
             "SchemaVersion",
@@ -619,7 +744,15 @@ mod tests {
             account_id: "123456789012".into(),
         };
         let now = datetime!(2026-11-30 12:00 UTC);
-        let good = Asff::of(&finding, KeyStatus::Active, &hub, now, now).unwrap();
+        let good = Asff::of(
+            &finding,
+            &RuleSettings::default(),
+            KeyStatus::Active,
+            &hub,
+            now,
+            now,
+        )
+        .unwrap();
         let cases: Vec<Asff> = vec![
             Asff {
                 title: String::new(),
