@@ -972,7 +972,7 @@ async fn the_notice_period_counts_from_the_first_delivered_alert() {
     let [(_, document)] = &delivered[..] else {
         panic!("one alert: {delivered:?}")
     };
-    assert_eq!(document["schema"], "keywatch.alert/v3");
+    assert_eq!(document["schema"], "keywatch.alert/v4");
     assert_eq!(document["new"].as_array().unwrap().len(), 2);
     let (_, email) = moto.published_emails(&topic).pop().expect("an email");
     let on = due
@@ -2259,7 +2259,7 @@ async fn chat_notifications_reach_each_teams_channel_within_the_limits() {
     );
     for (_, document) in &documents {
         assert_eq!(
-            document["schema"], "keywatch.alert/v3",
+            document["schema"], "keywatch.alert/v4",
             "SQS keeps the JSON document"
         );
     }

@@ -210,6 +210,18 @@ struct State {
     list_users_page_cap: AtomicUsize,
     /// Seconds to move every key's `CreateDate` back in ListAccessKeys answers (see [`Proxy::age_keys`]).
     key_age_seconds: AtomicU64,
+    /// Per user: days to move their keys' creation and last use back (see [`Proxy::age_user`]).
+    user_ages: Mutex<BTreeMap<String, UserAge>>,
+}
+
+/// [`Proxy::age_user`]'s name for every user without an age of their own.
+pub const EVERY_USER: &str = "*";
+
+/// How much older one user's keys look: their creation, and their last use (a key never used stays so).
+#[derive(Debug, Clone, Copy)]
+struct UserAge {
+    created_days: i64,
+    used_days: i64,
 }
 
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -245,6 +257,7 @@ impl Proxy {
             page_list_users: AtomicBool::new(false),
             list_users_page_cap: AtomicUsize::new(0),
             key_age_seconds: AtomicU64::new(0),
+            user_ages: Mutex::new(BTreeMap::new()),
         });
         let (stop, stopped) = oneshot::channel();
         let served = state.clone();
@@ -299,6 +312,26 @@ impl Proxy {
         self.state
             .key_age_seconds
             .store(days * 86_400, Ordering::SeqCst);
+    }
+
+    /// From now on, `user`'s keys look `created_days` older and, if used, last used `used_days` earlier, in every
+    /// answer that dates them: ListAccessKeys (`CreateDate`), GetAccessKeyLastUsed (`LastUsedDate`) and the
+    /// credential report (`access_key_N_last_rotated`, `access_key_N_last_used_date`). moto dates a key and its
+    /// use "now", and nothing can backdate either; this rewrite is the test's, in the open.
+    /// `user` [`EVERY_USER`] ages every user without an age of their own.
+    pub fn age_user(&self, user: &str, created_days: i64, used_days: i64) {
+        lock(&self.state.user_ages).insert(
+            user.to_string(),
+            UserAge {
+                created_days,
+                used_days,
+            },
+        );
+    }
+
+    /// Every key dated as moto dates it again.
+    pub fn clear_ages(&self) {
+        lock(&self.state.user_ages).clear();
     }
 
     /// Forgets the recorded credential report: the next successful GetCredentialReport is the one
@@ -519,6 +552,14 @@ async fn handle(state: Arc<State>, reset: Arc<AtomicBool>, request: Request<Inco
     } else {
         body
     };
+    let ages = lock(&state.user_ages).clone();
+    let body = match action.as_str() {
+        _ if ages.is_empty() || status != StatusCode::OK => body,
+        "iam:ListAccessKeys" => age_members(&body, &ages),
+        "iam:GetAccessKeyLastUsed" => age_last_use(&body, &ages),
+        "iam:GetCredentialReport" => age_report(&body, &ages),
+        _ => body,
+    };
     let body = if action == "iam:ListUsers"
         && status == StatusCode::OK
         && state.page_list_users.load(Ordering::SeqCst)
@@ -596,6 +637,100 @@ fn backdate(body: &[u8], element: &str, seconds: u64) -> Bytes {
     }
     out.push_str(rest);
     Bytes::from(out)
+}
+
+/// The user an IAM answer (or one `<member>` of it) is about.
+fn user_of(text: &str, ages: &BTreeMap<String, UserAge>) -> Option<UserAge> {
+    let start = text.find("<UserName>")? + "<UserName>".len();
+    let end = start + text[start..].find("</UserName>")?;
+    ages.get(&text[start..end])
+        .or_else(|| ages.get(EVERY_USER))
+        .copied()
+}
+
+/// ListAccessKeys: each member's `CreateDate` moved back by its user's age.
+fn age_members(body: &[u8], ages: &BTreeMap<String, UserAge>) -> Bytes {
+    let text = String::from_utf8_lossy(body);
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text.as_ref();
+    while let Some(start) = rest.find("<member>") {
+        let end = start
+            + rest[start..]
+                .find("</member>")
+                .unwrap_or_else(|| panic!("an unclosed <member> in {text}"));
+        out.push_str(&rest[..start]);
+        let member = &rest[start..end];
+        match user_of(member, ages) {
+            Some(age) => out.push_str(&String::from_utf8_lossy(&backdate(
+                member.as_bytes(),
+                "CreateDate",
+                (age.created_days * 86_400) as u64,
+            ))),
+            None => out.push_str(member),
+        }
+        rest = &rest[end..];
+    }
+    out.push_str(rest);
+    Bytes::from(out)
+}
+
+/// GetAccessKeyLastUsed: `LastUsedDate` moved back by its user's age (absent for a key never used).
+fn age_last_use(body: &[u8], ages: &BTreeMap<String, UserAge>) -> Bytes {
+    let text = String::from_utf8_lossy(body);
+    match user_of(&text, ages) {
+        Some(age) => backdate(body, "LastUsedDate", (age.used_days * 86_400) as u64),
+        None => Bytes::copy_from_slice(body),
+    }
+}
+
+/// GetCredentialReport: each aged user's `access_key_N_last_rotated` and `access_key_N_last_used_date` moved
+/// back, in the base64 CSV of `Content`.
+fn age_report(body: &[u8], ages: &BTreeMap<String, UserAge>) -> Bytes {
+    use time::format_description::well_known::{Iso8601, Rfc3339};
+    let text = String::from_utf8_lossy(body);
+    let (Some(start), Some(end)) = (text.find("<Content>"), text.find("</Content>")) else {
+        panic!("proxy: a credential report without Content: {text}");
+    };
+    let start = start + "<Content>".len();
+    let csv = aws_smithy_types::base64::decode(text[start..end].trim())
+        .unwrap_or_else(|e| panic!("proxy: the report's Content is not base64: {e}"));
+    let csv = String::from_utf8(csv).expect("a UTF-8 report");
+    let mut lines = csv.lines();
+    let header: Vec<&str> = lines.next().expect("a header row").split(',').collect();
+    let column = |name: &str| header.iter().position(|h| *h == name);
+    let mut out = vec![header.join(",")];
+    for line in lines {
+        let mut cells: Vec<String> = line.split(',').map(str::to_string).collect();
+        if let Some(age) = cells
+            .first()
+            .and_then(|user| ages.get(user).or_else(|| ages.get(EVERY_USER)))
+        {
+            for (suffix, days) in [
+                ("last_rotated", age.created_days),
+                ("last_used_date", age.used_days),
+            ] {
+                for slot in [1, 2] {
+                    let Some(index) = column(&format!("access_key_{slot}_{suffix}")) else {
+                        continue;
+                    };
+                    if let Ok(at) = time::OffsetDateTime::parse(&cells[index], &Iso8601::DEFAULT) {
+                        cells[index] = (at - time::Duration::days(days))
+                            .format(&Rfc3339)
+                            .expect("an RFC 3339 time");
+                    }
+                }
+            }
+        }
+        out.push(cells.join(","));
+    }
+    let mut csv = out.join("\n");
+    csv.push('\n');
+    Bytes::from(format!(
+        "{}{}{}",
+        &text[..start],
+        aws_smithy_types::base64::encode(csv),
+        &text[end..]
+    ))
 }
 
 /// Renames every `<element>` so the SDK's parser skips it as an unknown field.
