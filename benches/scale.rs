@@ -34,6 +34,8 @@ use keywatch_test_support as support;
 mod instance;
 #[path = "scale/measure.rs"]
 mod measure;
+#[path = "scale/rules.rs"]
+mod rules;
 #[path = "scale/seed.rs"]
 mod seed;
 #[path = "scale/write.rs"]
@@ -87,13 +89,13 @@ const CONFIGS: [Config; 3] = [
 ];
 
 /// The IAM calls of the credential-report source that do not depend on candidates.
-const FIXED_OPS: [&str; 3] = [
+pub(crate) const FIXED_OPS: [&str; 3] = [
     "iam:GenerateCredentialReport",
     "iam:GetCredentialReport",
     "iam:ListUsers",
 ];
 /// The IAM calls live verification makes per candidate user.
-const PER_CANDIDATE_OPS: [&str; 4] = [
+pub(crate) const PER_CANDIDATE_OPS: [&str; 4] = [
     "iam:ListAccessKeys",
     "iam:GetLoginProfile",
     "iam:ListUserTags",
@@ -187,6 +189,12 @@ async fn main() {
         None => Vec::new(),
     };
 
+    // moto still holds the largest account: every rule against the default, every key aged.
+    let rules = match seeded.iter().max_by_key(|s| s.size) {
+        Some(largest) => rules::bench_rules(&binary, &proxy, largest.size, runs).await,
+        None => Vec::new(),
+    };
+
     // Last: it resets moto for an organization of its own.
     let org = if org_accounts > 0 {
         Some(bench_organization(&moto, &proxy, &binary, org_accounts, org_users, runs).await)
@@ -202,6 +210,7 @@ async fn main() {
         latency,
         org: org.as_ref(),
         ledger: &ledger,
+        rules: &rules,
     };
     let plot_path = project_dir().join("docs/benchmarks.svg");
     plot(&bench, &plot_path).expect("draw docs/benchmarks.svg");

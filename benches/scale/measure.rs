@@ -271,7 +271,7 @@ pub(crate) fn checks_in(log: &str) -> Vec<Check> {
             continue;
         };
         let text = |value: &Value| value.as_str().unwrap_or_default().to_string();
-        if line.get("_aws").is_some() {
+        if line.get("_aws").is_some() && line.get("Rule").is_none() {
             checks.push(Check {
                 account_id: text(&line["AccountId"]),
                 run_id: text(&line["run_id"]),

@@ -2,6 +2,7 @@
 //! verdict computed here, and the mismatches that fail the bench.
 
 use crate::measure::*;
+use crate::rules::render_rules;
 use crate::seed::*;
 use crate::support::project_dir;
 use crate::write_ledger::render_ledger;
@@ -127,6 +128,8 @@ pub(crate) struct Bench<'a> {
     pub(crate) org: Option<&'a OrgBench>,
     /// The ledger's runs on the largest account: (what the run was, the run).
     pub(crate) ledger: &'a [(&'static str, Run)],
+    /// The rules' runs on the largest account: (which rules, the run).
+    pub(crate) rules: &'a [(&'static str, Run)],
 }
 
 impl Bench<'_> {
@@ -699,6 +702,7 @@ pub(crate) fn render(bench: &Bench, binary: &Path) -> (String, Vec<String>, Vec<
         }
     }
     render_ledger(&mut out, bench, &mut mismatches, &mut unmet);
+    render_rules(&mut out, bench, &mut mismatches, &mut unmet);
     if let Some(org) = bench.org {
         render_org(&mut out, org, bench.latency, &mut mismatches, &mut unmet);
     }
