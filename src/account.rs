@@ -17,7 +17,7 @@ use crate::error::{Error, Result};
 use crate::evaluate::{self, Policy, UNOWNED};
 use crate::event::Invocation;
 use crate::handler::Keywatch;
-use crate::inventory::elapsed_ms;
+use crate::inventory::{self, elapsed_ms};
 use crate::ledger::{Ledger, Notice, Table};
 use crate::metrics;
 use crate::notify::security_hub::{self, Hub};
@@ -279,15 +279,24 @@ impl Keywatch {
         let source = invocation
             .inventory_source
             .unwrap_or(self.settings.inventory_source);
-        let inventory = source
-            .collect(
-                iam,
-                self.settings.concurrency,
-                &evaluate::LastUseReads::of(rules, &context),
-                deadline,
-            )
-            .await
-            .map_err(as_member)?;
+        // An event-driven check reads only the users its changes name, in this account.
+        let named = invocation.named_users(account_id);
+        let inventory = match &named {
+            Some(names) => {
+                inventory::users::collect(iam, names, self.settings.concurrency, deadline).await
+            }
+            None => {
+                source
+                    .collect(
+                        iam,
+                        self.settings.concurrency,
+                        &evaluate::LastUseReads::of(rules, &context),
+                        deadline,
+                    )
+                    .await
+            }
+        }
+        .map_err(as_member)?;
         let mut phase_ms: BTreeMap<&'static str, u64> =
             inventory.phase_ms.iter().copied().collect();
 
@@ -299,7 +308,10 @@ impl Keywatch {
         let mut ledger = match &table {
             None => None,
             Some(table) => match table.recall(account_id, deadline).await {
-                Ok(items) => Some(Ledger::new(account_id, items)),
+                Ok(items) => Some(match &named {
+                    Some(names) => Ledger::of_users(account_id, items, names),
+                    None => Ledger::new(account_id, items),
+                }),
                 Err(error) => {
                     tracing::error!(run_id, account_id, %error, "ledger not read");
                     ledger_error = Some(error);
@@ -346,6 +358,16 @@ impl Keywatch {
             owners: self.settings.owner_tag_key.as_ref().map(|_| account_owner),
         };
         let mut evaluation = evaluate::classify(&verified, &policy);
+        for finding in evaluation
+            .findings
+            .iter_mut()
+            .chain(evaluation.pending.iter_mut().map(|p| &mut p.finding))
+            .chain(evaluation.exempted.iter_mut().map(|e| &mut e.finding))
+        {
+            finding.caused_by = invocation
+                .change_of(account_id, &finding.user_name)
+                .cloned();
+        }
         let resolved = ledger.as_mut().map(|ledger| {
             let mut findings = std::mem::take(&mut evaluation.findings);
             let resolved = ledger.reconcile(
@@ -374,7 +396,12 @@ impl Keywatch {
                 self.settings.rotate_days,
             ),
             users_examined: inventory.users.len(),
-            keys_examined: inventory.keys_examined(),
+            users_checked: named.clone(),
+            // An event-driven check's inventory lists its users without keys: count what it read live.
+            keys_examined: match &named {
+                Some(_) => verified.iter().map(|v| v.user.keys.len()).sum(),
+                None => inventory.keys_examined(),
+            },
             candidates_verified: candidates.len(),
             api_calls: ApiCalls::default(),
             phase_ms,
@@ -483,6 +510,10 @@ impl Keywatch {
             let memory = match (&table, &ledger) {
                 (None, _) => Memory::None,
                 (Some(_), None) => Memory::Unreadable,
+                // Reminders are the sweep's: an event-driven check publishes changes only.
+                (Some(_), Some(_)) if named.is_some() => Memory::Ledger {
+                    last_alert: Some(checked_at),
+                },
                 (Some(_), Some(ledger)) => Memory::Ledger {
                     last_alert: ledger.last_alert(alert.owner.as_deref()),
                 },

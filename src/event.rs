@@ -4,6 +4,7 @@
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
+use crate::cloudtrail::{self, IamChange};
 use crate::config::fleet::is_account_id;
 use crate::config::MAX_GRACE_HOURS;
 use crate::error::{Error, Result};
@@ -14,14 +15,19 @@ use crate::inventory::Source;
 pub enum Event {
     /// A schedule or a person: check now, or dispatch the accounts.
     Check(Invocation),
-    /// Work items from the fan-out queue, one account each.
+    /// Work items from the fan-out queue, one account each, or IAM's CloudTrail events, one user each.
     Sqs(Vec<SqsRecord>),
+    /// One IAM CloudTrail event, invoked directly (a person testing with `events/cloudtrail-*.json`).
+    Iam(cloudtrail::Read),
 }
 
 impl Event {
     pub fn decode(payload: Value) -> Result<Self> {
         if let Some(records) = payload.get("Records") {
             return SqsRecord::decode_all(records).map(Event::Sqs);
+        }
+        if cloudtrail::is_cloudtrail(&payload) {
+            return cloudtrail::read(payload).map(Event::Iam);
         }
         Invocation::decode(payload).map(Event::Check)
     }
@@ -35,6 +41,8 @@ pub struct Invocation {
     pub scheduled: bool,
     /// A manual check of this one account.
     pub account_id: Option<String>,
+    /// An event-driven check: only the users these IAM changes name, in their account.
+    pub changes: Vec<IamChange>,
 }
 
 /// One SQS record as Lambda's poller hands it over; the body is read per record, so one bad body fails only
@@ -154,6 +162,7 @@ impl Invocation {
         inventory_source: None,
         scheduled: true,
         account_id: None,
+        changes: Vec::new(),
     };
 
     /// What `{"dry_run": true}` asks for: a check that publishes, records and changes nothing.
@@ -163,7 +172,33 @@ impl Invocation {
         inventory_source: None,
         scheduled: false,
         account_id: None,
+        changes: Vec::new(),
     };
+
+    /// The users this invocation's changes name in `account_id`, each once, sorted; `None` for a check of the
+    /// whole account.
+    pub fn named_users(&self, account_id: &str) -> Option<Vec<String>> {
+        if self.changes.is_empty() {
+            return None;
+        }
+        let mut names: Vec<String> = self
+            .changes
+            .iter()
+            .filter(|change| change.account_id == account_id)
+            .map(|change| change.user_name.clone())
+            .collect();
+        names.sort();
+        names.dedup();
+        Some(names)
+    }
+
+    /// The latest change to `user_name` in `account_id`, for the alert's "who did it".
+    pub fn change_of(&self, account_id: &str, user_name: &str) -> Option<&IamChange> {
+        self.changes
+            .iter()
+            .filter(|change| change.account_id == account_id && change.user_name == user_name)
+            .max_by(|a, b| a.event_time.cmp(&b.event_time))
+    }
 
     /// The same invocation, read with `source` (a manual event's `inventory_source`).
     pub fn with_source(self, source: Source) -> Self {
@@ -248,6 +283,7 @@ impl Invocation {
             inventory_source: manual.inventory_source,
             scheduled: false,
             account_id: manual.account_id,
+            changes: Vec::new(),
         })
     }
 }

@@ -10,6 +10,7 @@
 pub mod account;
 pub mod audit;
 pub mod aws;
+pub mod cloudtrail;
 pub mod config;
 pub mod deadline;
 pub mod dispatch;

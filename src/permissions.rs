@@ -14,6 +14,11 @@ pub const IAM_ACTIONS: &[&str] = &[
     "iam:ListUserTags",
 ];
 
+/// An event-driven check of the users IAM changes name (CloudTrail events): each user read without the credential
+/// report or `ListUsers`. Granted always, on `*` like the other IAM reads, in both roles: whether events arrive is
+/// the template's rule's business, not a setting.
+pub const EVENT_ACTIONS: &[&str] = &["iam:GetUser"];
+
 /// Granted on the findings topic only.
 pub const SNS_ACTIONS: &[&str] = &["sns:Publish"];
 

@@ -282,6 +282,7 @@ mod tests {
             other_access_key_ids: vec![],
             key_last_used: None,
             days_counted: None,
+            caused_by: None,
             // Old keys, alerted long ago: neither age nor earlier alerts make a key due.
             key_created: Some(datetime!(2020-01-01 00:00 UTC)),
             key_age_days: Some(2_000),

@@ -36,6 +36,9 @@ pub struct Report {
     #[serde(flatten)]
     pub rule_settings: RuleSettings,
     pub users_examined: usize,
+    /// An event-driven check: the users its IAM changes named, the only ones it read and may resolve; `null` for
+    /// a check of the whole account.
+    pub users_checked: Option<Vec<String>>,
     pub keys_examined: usize,
     pub candidates_verified: usize,
     pub api_calls: ApiCalls,

@@ -6,10 +6,12 @@ use lambda_runtime::LambdaEvent;
 use serde::Serialize;
 use serde_json::Value;
 
+use std::collections::BTreeMap;
 use std::sync::atomic::Ordering;
 
 use crate::account::{Attempt, Target};
 use crate::aws::CallCounter;
+use crate::cloudtrail::{self, IamChange, Read};
 use crate::config::Scope;
 use crate::deadline::Deadline;
 use crate::dispatch::{Dispatched, Plan};
@@ -47,6 +49,14 @@ pub enum Response {
     Dispatched(Dispatched),
     Plan(Plan),
     Batch(BatchResponse),
+    /// An IAM event that asks for no check: a failed call, or an account outside the deployment.
+    Skipped(Skipped),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Skipped {
+    /// Why nothing was checked.
+    pub skipped: String,
 }
 
 /// Lambda's partial batch response: the records to retry.
@@ -79,6 +89,7 @@ impl Keywatch {
         let fleet = self.settings.fleet.scope != Scope::Own;
         match event {
             Event::Sqs(records) => Ok(Response::Batch(self.work(records, deadline).await)),
+            Event::Iam(read) => self.iam_event(read, run_id, deadline).await,
             Event::Check(invocation) if invocation.account_id.is_some() || !fleet => self
                 .run(&invocation, run_id, deadline)
                 .await
@@ -94,11 +105,187 @@ impl Keywatch {
         }
     }
 
+    /// One IAM event invoked directly: a check of the user it names, answered with the same report as a manual
+    /// check; or, for a failed call or an account outside the deployment, why nothing was checked.
+    async fn iam_event(&self, read: Read, run_id: &str, deadline: &Deadline) -> Result<Response> {
+        let change = match read {
+            Read::Check(change) => change,
+            Read::Skip(why) => {
+                tracing::info!(run_id, why, "IAM event skipped");
+                return Ok(Response::Skipped(Skipped { skipped: why }));
+            }
+        };
+        let calls = CallCounter::default();
+        let own = calls
+            .counting(self.own_account(&self.clients, deadline))
+            .await?
+            .to_string();
+        if let Some(why) = self.outside(&own, &change.account_id)? {
+            return Ok(Response::Skipped(Skipped { skipped: why }));
+        }
+        let invocation = Invocation {
+            scheduled: true,
+            changes: vec![change.clone()],
+            ..Invocation::default()
+        };
+        calls
+            .counting(self.check_account(
+                &calls,
+                Target {
+                    account_id: &change.account_id,
+                    owner: None,
+                },
+                &invocation,
+                run_id,
+                deadline,
+                &Attempt::only(),
+            ))
+            .await
+            .map(|report| Response::Report(Box::new(report)))
+    }
+
+    /// Why an event's account is not checked (excluded, or outside the deployment), logged once; `None` when it
+    /// is checked. Such an event is acknowledged, never retried or published.
+    fn outside(&self, own: &str, account_id: &str) -> Result<Option<String>> {
+        match self.in_scope(own, account_id) {
+            Ok(()) => Ok(None),
+            Err(error @ (Error::Excluded(_) | Error::InvalidEvent(_))) => {
+                tracing::warn!(account_id, %error, "IAM event for an account this deployment does not check; not checked");
+                Ok(Some(format!(
+                    "account {account_id} is not checked here: {error}"
+                )))
+            }
+            Err(error) => Err(error),
+        }
+    }
+
+    /// IAM events from the queue: each account's users checked once, whatever the number of events about them;
+    /// every record of a check fails or succeeds with it. A body that cannot be read fails its own record.
+    async fn work_events(
+        &self,
+        records: Vec<SqsRecord>,
+        deadline: &Deadline,
+    ) -> Vec<BatchItemFailure> {
+        let fail = |record: &SqsRecord| BatchItemFailure {
+            item_identifier: record.message_id.clone(),
+        };
+        let mut failures = Vec::new();
+        let mut by_account: BTreeMap<String, Vec<(SqsRecord, IamChange)>> = BTreeMap::new();
+        for record in records {
+            let read = serde_json::from_str(&record.body)
+                .map_err(|error| Error::InvalidEvent(format!("the body is not JSON: {error}")))
+                .and_then(cloudtrail::read);
+            match read {
+                Ok(Read::Check(change)) => by_account
+                    .entry(change.account_id.clone())
+                    .or_default()
+                    .push((record, change)),
+                Ok(Read::Skip(why)) => {
+                    tracing::info!(message_id = %record.message_id, why, "IAM event skipped");
+                }
+                Err(error) => {
+                    tracing::error!(message_id = %record.message_id, %error, "IAM event not read");
+                    failures.push(fail(&record));
+                }
+            }
+        }
+        if by_account.is_empty() {
+            return failures;
+        }
+        let calls = CallCounter::default();
+        let own = match calls
+            .counting(self.own_account(&self.clients, deadline))
+            .await
+        {
+            Ok(own) => own.to_string(),
+            Err(error) => {
+                tracing::error!(%error, "IAM events not checked: the function's own account is unknown");
+                failures.extend(
+                    by_account
+                        .values()
+                        .flatten()
+                        .map(|(record, _)| fail(record)),
+                );
+                return failures;
+            }
+        };
+        let checked = futures_util::stream::iter(by_account)
+            .map(|(account_id, events)| {
+                let own = own.clone();
+                async move {
+                    match self.outside(&own, &account_id) {
+                        Ok(Some(_)) => return Vec::new(),
+                        Ok(None) => {}
+                        Err(_) => return events.iter().map(|(record, _)| fail(record)).collect(),
+                    }
+                    // Stable across retries of the same first record: a retry's alert has the same alert_id.
+                    let first = events
+                        .first()
+                        .map_or("", |(record, _)| record.message_id.as_str());
+                    let run_id = format!("events-{first}");
+                    let invocation = Invocation {
+                        scheduled: true,
+                        changes: events.iter().map(|(_, change)| change.clone()).collect(),
+                        ..Invocation::default()
+                    };
+                    let calls = CallCounter::default();
+                    let attempt = Attempt {
+                        last: events.iter().all(|(record, _)| {
+                            record.receive_count >= self.settings.fleet.max_receive_count
+                        }),
+                        ..Attempt::default()
+                    };
+                    let result = calls
+                        .counting(self.check_account(
+                            &calls,
+                            Target {
+                                account_id: &account_id,
+                                owner: None,
+                            },
+                            &invocation,
+                            &run_id,
+                            &deadline.reserving(NOTICE_RESERVE),
+                            &attempt,
+                        ))
+                        .await;
+                    match result {
+                        Ok(_) => Vec::new(),
+                        Err(error) => {
+                            let permanent = error.is_permanent();
+                            tracing::error!(
+                                account_id,
+                                run_id,
+                                permanent,
+                                error_type = error.error_type(),
+                                %error,
+                                "event-driven check failed"
+                            );
+                            // A permanent failure is acknowledged: retrying cannot heal it.
+                            if permanent {
+                                Vec::new()
+                            } else {
+                                events.iter().map(|(record, _)| fail(record)).collect()
+                            }
+                        }
+                    }
+                }
+            })
+            .buffer_unordered(RECORDS_IN_PARALLEL)
+            .collect::<Vec<_>>()
+            .await;
+        failures.extend(checked.into_iter().flatten());
+        failures
+    }
+
     /// Checks one account per record, a few at a time, and names the records to retry. A check that fails for
     /// good (a permanent failure, or its last attempt) publishes a notice first, so an account that cannot be
     /// checked is never silent; a permanent failure is acknowledged, not retried in vain.
     pub async fn work(&self, records: Vec<SqsRecord>, deadline: &Deadline) -> BatchResponse {
-        let failures: Vec<BatchItemFailure> = futures_util::stream::iter(records)
+        let (events, records): (Vec<SqsRecord>, Vec<SqsRecord>) = records
+            .into_iter()
+            .partition(|record| cloudtrail::is_cloudtrail_body(&record.body));
+        let event_failures = self.work_events(events, deadline).await;
+        let mut failures: Vec<BatchItemFailure> = futures_util::stream::iter(records)
             .map(|record| async move {
                 let failed = self.work_one(&record, deadline).await.is_err();
                 failed.then_some(BatchItemFailure {
@@ -109,6 +296,7 @@ impl Keywatch {
             .filter_map(|failure| async move { failure })
             .collect()
             .await;
+        failures.extend(event_failures);
         BatchResponse {
             batch_item_failures: failures,
         }

@@ -34,7 +34,7 @@ use keywatch::handler::Keywatch;
 use keywatch::inventory::Source;
 use keywatch::ledger::{Item, State};
 use keywatch::permissions::{
-    policy_action, DENIED_ACTIONS, IAM_ACTIONS, LEDGER_ACTIONS, MEMBER_ROLE_ACTIONS,
+    policy_action, DENIED_ACTIONS, EVENT_ACTIONS, IAM_ACTIONS, LEDGER_ACTIONS, MEMBER_ROLE_ACTIONS,
     ORGANIZATION_ACTIONS, OWNER_ACTIONS, QUEUE_CONSUME_ACTIONS, QUEUE_SEND_ACTIONS,
     REMEDIATION_ACTIONS, SECURITY_HUB_ACTIONS, SNS_ACTIONS, UNGATED_ACTIONS,
 };
@@ -456,7 +456,7 @@ async fn least_privilege_under_enforcement() {
     // ledger's on the stack's table only.
     assert_eq!(
         actions(&role.policy),
-        listed(&[IAM_ACTIONS, SNS_ACTIONS, LEDGER_ACTIONS])
+        listed(&[IAM_ACTIONS, EVENT_ACTIONS, SNS_ACTIONS, LEDGER_ACTIONS])
     );
     assert_denies(&role.policy, "the function role");
     for statement in role.policy["Statement"].as_array().expect("statements") {
@@ -562,6 +562,42 @@ async fn least_privilege_under_enforcement() {
         listed(&[IAM_ACTIONS, SNS_ACTIONS, LEDGER_ACTIONS, UNGATED_ACTIONS]),
         "a full run with a finding calls exactly the actions in src/permissions.rs"
     );
+    // An event-driven check of alice (a dry run): GetUser and the live reads, under the deployed policy.
+    let change = keywatch::cloudtrail::IamChange {
+        account_id: "123456789012".into(),
+        user_name: "alice".into(),
+        event_name: "CreateAccessKey".into(),
+        actor_arn: "arn:aws:iam::123456789012:user/admin".into(),
+        event_time: "2026-12-01T00:00:00Z".into(),
+        source_ip: "198.51.100.1".into(),
+        by_self: false,
+        event_id: "e1".into(),
+    };
+    let event_check = run_as_role(
+        &moto,
+        &account,
+        &role,
+        &relaxed,
+        Invocation {
+            changes: vec![change],
+            ..Invocation::DRY_RUN
+        },
+    )
+    .await
+    .unwrap_or_else(|e| panic!("an event-driven check with the deployed policy: {e}"));
+    assert_eq!(event_check.findings.len(), 1, "{:?}", event_check.findings);
+    let called = called(&event_check);
+    assert!(called.contains("iam:GetUser"), "{called:?}");
+    assert!(
+        called.is_subset(&listed(&[
+            IAM_ACTIONS,
+            EVENT_ACTIONS,
+            &["dynamodb:Query"],
+            UNGATED_ACTIONS
+        ])),
+        "{called:?}"
+    );
+    assert!(!called.contains("iam:GetCredentialReport"), "{called:?}");
     // The ledger remembers the alert SNS accepted: alice's key, open, alerted once (ivy is exempt: no item).
     let items = finding_items(&account, &role.ledger).await;
     assert_eq!(items.len(), 1, "{items:?}");
@@ -756,6 +792,7 @@ async fn organization_least_privilege_under_enforcement() {
     // The function role as deployed: the organization's actions and the ledger's, each on its resource.
     let listed_for_organization = listed(&[
         IAM_ACTIONS,
+        EVENT_ACTIONS,
         SNS_ACTIONS,
         ORGANIZATION_ACTIONS,
         OWNER_ACTIONS,
@@ -775,7 +812,10 @@ async fn organization_least_privilege_under_enforcement() {
         .as_object()
         .and_then(|p| p.iter().next())
         .expect("the member role's inline policy");
-    assert_eq!(actions(member_policy), listed(&[IAM_ACTIONS]));
+    assert_eq!(
+        actions(member_policy),
+        listed(&[IAM_ACTIONS, EVENT_ACTIONS])
+    );
     assert_denies(member_policy, "the member role");
     // Under moto, without its conditioned deny (see relaxed_for_moto).
     let member_policy = &relaxed_for_moto(member_policy);
@@ -1142,6 +1182,7 @@ async fn security_hub_and_remediation_least_privilege_under_enforcement() {
         actions(&role.policy),
         listed(&[
             IAM_ACTIONS,
+            EVENT_ACTIONS,
             SNS_ACTIONS,
             SECURITY_HUB_ACTIONS,
             REMEDIATION_ACTIONS,
@@ -1373,7 +1414,12 @@ async fn member_role_features_least_privilege_under_enforcement() {
         .expect("the member role's inline policy");
     assert_eq!(
         actions(member_policy),
-        listed(&[IAM_ACTIONS, SECURITY_HUB_ACTIONS, REMEDIATION_ACTIONS])
+        listed(&[
+            IAM_ACTIONS,
+            EVENT_ACTIONS,
+            SECURITY_HUB_ACTIONS,
+            REMEDIATION_ACTIONS
+        ])
     );
     assert_denies(member_policy, "the member role");
     // Under moto, without its conditioned deny (see relaxed_for_moto).

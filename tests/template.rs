@@ -23,9 +23,9 @@ use keywatch::config::{
 use keywatch::error::Error;
 use keywatch::metrics;
 use keywatch::permissions::{
-    IAM_ACTIONS, LEDGER_ACTIONS, MEMBER_ROLE_ACTIONS, ORGANIZATION_ACTIONS, OWNER_ACTIONS,
-    QUEUE_CONSUME_ACTIONS, QUEUE_SEND_ACTIONS, REMEDIATION_ACTIONS, SECURITY_HUB_ACTIONS,
-    SNS_ACTIONS, UNGATED_ACTIONS,
+    EVENT_ACTIONS, IAM_ACTIONS, LEDGER_ACTIONS, MEMBER_ROLE_ACTIONS, ORGANIZATION_ACTIONS,
+    OWNER_ACTIONS, QUEUE_CONSUME_ACTIONS, QUEUE_SEND_ACTIONS, REMEDIATION_ACTIONS,
+    SECURITY_HUB_ACTIONS, SNS_ACTIONS, UNGATED_ACTIONS,
 };
 use serde_json::Value as Json;
 use serde_yaml_ng::Value;
@@ -335,7 +335,7 @@ fn settings_with(template: &Value, given: &[(&str, &str)]) -> Settings {
 /// account is checked.
 fn called_for(settings: &Settings) -> BTreeSet<String> {
     let scope = &settings.fleet.scope;
-    let mut lists = vec![IAM_ACTIONS, SNS_ACTIONS];
+    let mut lists = vec![IAM_ACTIONS, EVENT_ACTIONS, SNS_ACTIONS];
     if *scope != Scope::Own {
         lists.extend([
             MEMBER_ROLE_ACTIONS,
@@ -372,7 +372,7 @@ fn feature_actions(settings: &Settings) -> Vec<&'static [&'static str]> {
 /// What a member check calls as the member role with these settings: never the ledger's actions, which the
 /// function's role calls on the central table.
 fn member_called_for(settings: &Settings) -> BTreeSet<String> {
-    let mut lists = vec![IAM_ACTIONS];
+    let mut lists = vec![IAM_ACTIONS, EVENT_ACTIONS];
     lists.extend(feature_actions(settings));
     lists.into_iter().flatten().map(|a| a.to_string()).collect()
 }
@@ -381,6 +381,7 @@ fn member_called_for(settings: &Settings) -> BTreeSet<String> {
 fn every_listed() -> BTreeSet<&'static str> {
     [
         IAM_ACTIONS,
+        EVENT_ACTIONS,
         SNS_ACTIONS,
         ORGANIZATION_ACTIONS,
         OWNER_ACTIONS,
@@ -416,10 +417,16 @@ enum Resource {
     Tagged(&'static str, &'static str),
 }
 
-const EXPECTED: [Expected; 12] = [
+const EXPECTED: [Expected; 13] = [
     // The credential report has no resource ARN, so IAM reads cannot be scoped.
     Expected {
         list: IAM_ACTIONS,
+        condition: None,
+        resource: Resource::Star,
+        bound: None,
+    },
+    Expected {
+        list: EVENT_ACTIONS,
         condition: None,
         resource: Resource::Star,
         bound: None,
@@ -590,7 +597,7 @@ fn policy_for_each_accounts_value_is_exactly_what_that_scope_calls() {
     // The defaults: what a single account needs and nothing more.
     assert_eq!(
         granted_with(&template, &[]),
-        listed(&[IAM_ACTIONS, SNS_ACTIONS, LEDGER_ACTIONS]),
+        listed(&[IAM_ACTIONS, EVENT_ACTIONS, SNS_ACTIONS, LEDGER_ACTIONS]),
         "the defaults"
     );
     // Routing by owner reads account tags only in an organization, and not at all when it is off.
@@ -1502,25 +1509,27 @@ fn member_role_reads_exactly_the_iam_actions_and_trusts_only_the_function_role()
         "KeywatchRoleArn has no default: a member role must name the role it trusts"
     );
 
-    // Policy = code: exactly IAM_ACTIONS, on "*", in one statement that always exists (the others are
-    // conditional: see member_role_grants_each_feature_only_when_its_parameter_asks).
+    // Policy = code: exactly IAM_ACTIONS and EVENT_ACTIONS, on "*", each in a statement that always exists (the
+    // others are conditional: see member_role_grants_each_feature_only_when_its_parameter_asks).
     let always: Vec<&Value> = member_grants(&member)
         .into_iter()
         .filter(|g| g.condition.is_none())
         .map(|g| g.statement)
         .collect();
-    assert_eq!(always.len(), 1, "{always:?}");
-    let granted: Vec<&str> = actions(always[0]);
-    assert_eq!(
-        granted.iter().copied().collect::<BTreeSet<_>>(),
-        IAM_ACTIONS.iter().copied().collect::<BTreeSet<_>>(),
-        "member-role.yaml grants exactly IAM_ACTIONS"
-    );
-    assert_eq!(granted.len(), IAM_ACTIONS.len(), "no action twice");
-    assert_eq!(always[0]["Resource"], "*");
+    assert_eq!(always.len(), 2, "{always:?}");
+    for (statement, list) in always.iter().zip([IAM_ACTIONS, EVENT_ACTIONS]) {
+        let granted: Vec<&str> = actions(statement);
+        assert_eq!(
+            granted.iter().copied().collect::<BTreeSet<_>>(),
+            list.iter().copied().collect::<BTreeSet<_>>(),
+            "member-role.yaml grants exactly {list:?}"
+        );
+        assert_eq!(granted.len(), list.len(), "no action twice");
+        assert_eq!(statement["Resource"], "*");
+    }
     assert_eq!(
         member_granted_with(&member, &[]),
-        listed(&[IAM_ACTIONS]),
+        listed(&[IAM_ACTIONS, EVENT_ACTIONS]),
         "the defaults: the IAM reads only"
     );
 
@@ -1604,8 +1613,9 @@ fn member_role_grants_each_feature_only_when_its_parameter_asks() {
         !text.to_ascii_lowercase().contains("dynamodb"),
         "member-role.yaml names no DynamoDB action or resource"
     );
-    let expected: [(&[&str], Option<&str>); 3] = [
+    let expected: [(&[&str], Option<&str>); 4] = [
         (IAM_ACTIONS, None),
+        (EVENT_ACTIONS, None),
         (SECURITY_HUB_ACTIONS, Some("UseSecurityHub")),
         (REMEDIATION_ACTIONS, Some("DeactivateKeys")),
     ];
@@ -3143,6 +3153,7 @@ fn completed_report(account_id: &str, at: time::OffsetDateTime) -> keywatch::rep
         grace_period_hours: 0,
         rule_settings: Default::default(),
         users_examined: 3,
+        users_checked: None,
         keys_examined: 3,
         candidates_verified: 0,
         api_calls: keywatch::report::ApiCalls::default(),

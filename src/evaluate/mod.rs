@@ -369,6 +369,9 @@ pub struct Finding {
     /// Who owns the key (`OWNER_TAG_KEY` on the user, else on the account, else `unowned`); `null` when routing
     /// is off.
     pub owner: Option<String>,
+    /// The IAM change that led an event-driven check to this user: who made it, when and from where.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub caused_by: Option<crate::cloudtrail::IamChange>,
     /// What the ledger knows of it: new or open, first seen, first alerted, when it is deactivated.
     #[serde(flatten)]
     pub history: History,
@@ -508,6 +511,7 @@ pub fn classify(users: &[VerifiedUser], policy: &Policy) -> Evaluation {
                         .unwrap_or(UNOWNED)
                         .to_string()
                 }),
+                caused_by: None,
                 history: History::default(),
             };
             // Grace 0 is strict: no key is pending, even one created while the run was going.

@@ -286,18 +286,7 @@ pub fn merge(reported: Vec<UserSnapshot>, listed: Vec<UserIdentity>) -> Vec<Inve
                     freshness: Freshness::Report,
                 }
             }
-            _ => InventoryUser {
-                user: UserSnapshot {
-                    name: identity.name,
-                    arn: identity.arn,
-                    path: identity.path,
-                    created: identity.created,
-                    password_enabled: false,
-                    password_last_used: identity.password_last_used,
-                    keys: Vec::new(),
-                },
-                freshness: Freshness::Unreported,
-            },
+            _ => InventoryUser::unread(identity),
         })
         .collect()
 }

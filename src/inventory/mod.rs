@@ -2,6 +2,7 @@
 
 pub mod api;
 pub mod credential_report;
+pub mod users;
 
 use aws_sdk_iam::Client as IamClient;
 use serde::{Deserialize, Serialize};
@@ -100,26 +101,51 @@ pub async fn list_users(iam: &IamClient) -> Result<Vec<UserIdentity>> {
     while let Some(page) = pages.next().await {
         let page = page.map_err(|e| aws_error("iam:ListUsers", e))?;
         for user in page.users {
-            let created =
-                from_smithy(&user.create_date).ok_or_else(|| Error::IncompleteResponse {
-                    action: "iam:ListUsers",
-                    missing: "a valid CreateDate",
-                    context: Some(format!("user {}", user.user_name)),
-                })?;
-            users.push(UserIdentity {
-                path: if user.path.is_empty() {
-                    path_from_arn(&user.arn)
-                } else {
-                    user.path
-                },
-                created,
-                password_last_used: user.password_last_used.as_ref().and_then(from_smithy),
-                name: user.user_name,
-                arn: user.arn,
-            });
+            users.push(identity_of(user, "iam:ListUsers")?);
         }
     }
     Ok(users)
+}
+
+/// A user as IAM's `action` answered it.
+pub(crate) fn identity_of(
+    user: aws_sdk_iam::types::User,
+    action: &'static str,
+) -> Result<UserIdentity> {
+    let created = from_smithy(&user.create_date).ok_or_else(|| Error::IncompleteResponse {
+        action,
+        missing: "a valid CreateDate",
+        context: Some(format!("user {}", user.user_name)),
+    })?;
+    Ok(UserIdentity {
+        path: if user.path.is_empty() {
+            path_from_arn(&user.arn)
+        } else {
+            user.path
+        },
+        created,
+        password_last_used: user.password_last_used.as_ref().and_then(from_smithy),
+        name: user.user_name,
+        arn: user.arn,
+    })
+}
+
+impl InventoryUser {
+    /// A user listed live whose keys and password are still to be read.
+    pub fn unread(identity: UserIdentity) -> InventoryUser {
+        InventoryUser {
+            user: UserSnapshot {
+                name: identity.name,
+                arn: identity.arn,
+                path: identity.path,
+                created: identity.created,
+                password_enabled: false,
+                password_last_used: identity.password_last_used,
+                keys: Vec::new(),
+            },
+            freshness: Freshness::Unreported,
+        }
+    }
 }
 
 #[cfg(test)]

@@ -198,6 +198,9 @@ pub struct Ledger {
     account_id: String,
     stored: BTreeMap<String, Item>,
     items: BTreeMap<String, Item>,
+    /// Whether an alert's delivery moves the reminder clock (`last_alerted_at`): a check of the whole account
+    /// does; an event-driven check of a few users does not, so the sweep's reminders keep their cadence.
+    reminder_clock: bool,
 }
 
 impl Ledger {
@@ -210,6 +213,20 @@ impl Ledger {
             account_id: account_id.to_string(),
             items: stored.clone(),
             stored,
+            reminder_clock: true,
+        }
+    }
+
+    /// The ledger of an event-driven check of `users`: only their items, so nothing of another user is resolved
+    /// or written, and deliveries that leave the sweep's reminder clock as it was.
+    pub fn of_users(account_id: &str, stored: Vec<Item>, users: &[String]) -> Ledger {
+        let mine = stored
+            .into_iter()
+            .filter(|item| users.contains(&item.user_name))
+            .collect();
+        Ledger {
+            reminder_clock: false,
+            ..Ledger::new(account_id, mine)
         }
     }
 
@@ -431,7 +448,9 @@ impl Ledger {
             let key = finding.ledger_key();
             if let Some(item) = self.items.get_mut(&key) {
                 item.first_alerted_at.get_or_insert(now);
-                item.last_alerted_at = Some(now);
+                if self.reminder_clock {
+                    item.last_alerted_at = Some(now);
+                }
                 item.alerts = item.alerts.saturating_add(1);
                 if let (Some(notice), Some(on)) =
                     (finding.history.notice, finding.history.deactivate_on)
@@ -732,6 +751,7 @@ mod tests {
             other_access_key_ids: vec![],
             key_last_used: None,
             days_counted: None,
+            caused_by: None,
             key_created: Some(NOW - Duration::days(30)),
             key_age_days: Some(30),
             user_created: NOW - Duration::days(30),
@@ -790,6 +810,52 @@ mod tests {
             exempt_tag: None,
             owner: None,
         }
+    }
+
+    /// An event-driven check of bob: ann's open item is not its to resolve, and is never written; bob's new
+    /// finding, once alerted, is first alerted now, but the reminder clock (the last alert) stays the sweep's.
+    #[test]
+    fn an_event_driven_check_sees_only_its_users_and_leaves_the_reminder_clock() {
+        let alerted = NOW - Duration::days(3);
+        let mut ledger = Ledger::of_users(
+            ACCOUNT,
+            vec![
+                item("ann", "ANN", State::Open, Some(alerted)),
+                item("bob", "OLD", State::Open, Some(alerted)),
+            ],
+            &["bob".to_string()],
+        );
+        assert_eq!(ledger.open_users(), BTreeSet::from(["bob"]));
+        let mut findings = [finding("bob", "OLD"), finding("bob", "NEW")];
+        let users = [user(
+            "bob",
+            true,
+            &[("OLD", true, false), ("NEW", true, false)],
+        )];
+        let resolved = ledger.reconcile(
+            &mut findings,
+            &Evaluation::default(),
+            &users,
+            DEFAULT_RULES,
+            NOW,
+            None,
+        );
+        assert!(resolved.is_empty(), "{resolved:?}");
+        let keys = ledger.announced(&findings, &[], &[], None, NOW);
+        let written = ledger.changed(Some(&keys));
+        assert!(
+            written.iter().all(|item| item.user_name == "bob"),
+            "{written:?}"
+        );
+        let new = written
+            .iter()
+            .find(|item| item.access_key_id == "NEW")
+            .expect("bob's new finding is written");
+        assert_eq!(
+            (new.first_alerted_at, new.last_alerted_at),
+            (Some(NOW), None)
+        );
+        assert_eq!(ledger.last_alert(None), Some(alerted), "the sweep's clock");
     }
 
     #[test]

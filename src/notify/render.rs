@@ -637,6 +637,23 @@ pub(crate) fn evidence(finding: &Finding) -> String {
     }
 }
 
+/// Who made the IAM change that led to the check, when and from where: a key a user made for themselves, or
+/// one someone else made for them (a persistence technique detection engineers watch for).
+pub(crate) fn who_did_it(change: &crate::cloudtrail::IamChange) -> String {
+    format!(
+        "{} by {} ({}) at {} from {}",
+        change.event_name,
+        change.actor_arn,
+        if change.by_self {
+            "the user themselves"
+        } else {
+            "someone else, for this user"
+        },
+        change.event_time,
+        change.source_ip
+    )
+}
+
 /// The command an alert gives under a finding, as its rule says.
 pub(crate) fn fix_line(finding: &Finding) -> String {
     let command = match ReportRules::rule_of(finding).map(|rule| rule.words().fix) {
@@ -674,6 +691,9 @@ fn write_finding(out: &mut String, finding: &Finding, report: &Report) {
         evidence = evidence(finding),
         fix = fix_line(finding),
     );
+    if let Some(change) = &finding.caused_by {
+        let _ = writeln!(out, "    {}", who_did_it(change));
+    }
     let _ = match action_for(report, finding) {
         KeyAction::Deactivated(done) => {
             undo_line(out, done);
@@ -862,6 +882,7 @@ pub(crate) mod tests {
             grace_period_hours: 0,
             rule_settings: Default::default(),
             users_examined: 0,
+            users_checked: None,
             keys_examined: 0,
             candidates_verified: 0,
             api_calls: ApiCalls::default(),
@@ -894,6 +915,7 @@ pub(crate) mod tests {
             other_access_key_ids: vec![],
             key_last_used: None,
             days_counted: None,
+            caused_by: None,
             key_created: Some(datetime!(2026-11-01 09:01 UTC)),
             key_age_days: Some(28),
             user_created: datetime!(2026-11-01 09:00 UTC),
@@ -934,10 +956,12 @@ pub(crate) mod tests {
             Finding {
                 key_last_used: Some(datetime!(2026-09-01 00:00 UTC)),
                 days_counted: Some(89),
+                caused_by: None,
                 ..finding_of(unused_key::ID, "bob", "AKIABOB")
             },
             Finding {
                 days_counted: Some(151),
+                caused_by: None,
                 ..finding_of(unused_key::ID, "cat", "AKIACAT")
             },
             Finding {
@@ -946,6 +970,7 @@ pub(crate) mod tests {
             },
             Finding {
                 days_counted: Some(151),
+                caused_by: None,
                 ..finding_of(key_not_rotated::ID, "eve", "AKIAEVE")
             },
         ]);

@@ -457,6 +457,18 @@ pub async fn sync(
             active_findings(client, hub, &report.rule_settings.rules),
         )
         .await?;
+    // An event-driven check archives only what it could see: its own users' findings.
+    let existing: Vec<sdk::AwsSecurityFinding> = match &report.users_checked {
+        None => existing,
+        Some(users) => existing
+            .into_iter()
+            .filter(|f| {
+                f.id.as_deref()
+                    .and_then(|id| id.split('/').nth(1))
+                    .is_some_and(|user| users.iter().any(|u| u == user))
+            })
+            .collect(),
+    };
     let first_seen: BTreeMap<&str, OffsetDateTime> = existing
         .iter()
         .filter_map(|f| {
