@@ -713,6 +713,382 @@ async fn every_rule_through_the_binary_finds_exactly_what_it_should() {
     );
 }
 
+/// A shared CloudTrail fixture (`tests/fixtures/cloudtrail`), moved into moto's account and onto `user`.
+fn cloudtrail_event(name: &str, user: &str, key: Option<&str>) -> Value {
+    let path = project_dir().join("tests/fixtures/cloudtrail").join(name);
+    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    let mut event: Value = serde_json::from_str(&text.replace("111122223333", MANAGEMENT))
+        .unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    let detail = &mut event["detail"];
+    if detail["requestParameters"].get("userName").is_some() {
+        detail["requestParameters"]["userName"] = user.into();
+    }
+    if detail["responseElements"].get("accessKey").is_some() {
+        detail["responseElements"]["accessKey"]["userName"] = user.into();
+        if let Some(key) = key {
+            detail["responseElements"]["accessKey"]["accessKeyId"] = key.into();
+        }
+    }
+    event
+}
+
+/// Minutes, not a day: an administrator creates a key for a console user; its CloudTrail event goes through
+/// moto's EventBridge (a rule with keywatch's pattern, an SQS target) into the queue, the pump hands it to the
+/// shipped binary, and the alert names the key and who created it for whom. Unrelated events never reach the
+/// queue; another user's open finding is neither resolved nor announced again; the next scheduled run with
+/// `ALERTS=changes` says nothing about the key.
+#[tokio::test]
+async fn an_iam_event_checks_its_user_through_eventbridge_and_the_queue() {
+    use support::pump::{Pump, Stop, WorkQueue};
+    let moto = Moto::start();
+    let account: Account = moto.account().await;
+    account.console_user("old-hand").await;
+    let old_key = account.key("old-hand").await.id;
+    account.console_user("new-hire").await;
+    let (topic, queue) = account.topic_with_queue().await;
+    let ledger = LedgerTable::create(&account.config).await;
+    let events = WorkQueue::create(&account.sqs, "keywatch-events", 60, 3).await;
+    let api = RuntimeApi::start();
+    let function = Function::start(
+        shipped_binary(),
+        &api,
+        &moto.endpoint,
+        &[
+            ("FINDINGS_TOPIC_ARN", &topic),
+            ("LEDGER_TABLE", &ledger.name),
+            ("ALERTS", "changes"),
+        ],
+    );
+    let sweep = function.invoke_ok("events/scheduled.json", &event_file("scheduled.json"));
+    assert_eq!(
+        finding_keys(&sweep),
+        [("old-hand".to_string(), old_key.clone())]
+    );
+    assert_eq!(account.delivered(&queue).await.len(), 1);
+    let old_item = ledger.raw_attributes(&old_key).await;
+
+    let new_key = account.key("new-hire").await.id;
+    let created = cloudtrail_event(
+        "create-access-key-for-another-user.json",
+        "new-hire",
+        Some(&new_key),
+    );
+    let mut other_source = created.clone();
+    other_source["detail"]["eventSource"] = "sts.amazonaws.com".into();
+    let mut delete_role = created.clone();
+    delete_role["detail"]["eventName"] = "DeleteRole".into();
+    support::eventbridge::route_through_rule(
+        &moto.endpoint,
+        &keywatch::cloudtrail::event_pattern(),
+        &events.arn,
+        &[other_source, created, delete_role],
+    );
+    let pumped = Pump::new(&account.sqs, &events.url)
+        .await
+        .run(&function)
+        .await;
+    function.assert_running();
+    assert_eq!(pumped.stopped, Stop::Drained, "{pumped:#?}");
+    assert_eq!(
+        (
+            pumped.records,
+            pumped.deleted,
+            pumped.failed,
+            pumped.function_errors
+        ),
+        (1, 1, 0, 0),
+        "only the CreateAccessKey event of iam.amazonaws.com matched: {pumped:#?}"
+    );
+
+    let delivered = account.delivered(&queue).await;
+    assert_eq!(delivered.len(), 1, "{delivered:?}");
+    let (subject, alert) = &delivered[0];
+    assert_eq!(
+        subject,
+        "keywatch: 1 never-used access key on a console user in 123456789012 (1 new)"
+    );
+    assert_eq!(
+        key_ids(&alert["findings"]),
+        std::slice::from_ref(&new_key),
+        "only the user the event named: {alert:#}"
+    );
+    let cause = &alert["findings"][0]["caused_by"];
+    assert_eq!(cause["event_name"], "CreateAccessKey", "{alert:#}");
+    assert_eq!(
+        cause["actor_arn"],
+        "arn:aws:iam::123456789012:user/ops-admin"
+    );
+    assert_eq!(cause["by_self"], false);
+    assert_eq!(cause["source_ip"], "198.51.100.23");
+    assert_eq!(alert["resolved"], serde_json::json!([]), "{alert:#}");
+    let (_, email) = moto.published_emails(&topic).pop().expect("an email");
+    assert!(
+        email.contains(
+            "CreateAccessKey by arn:aws:iam::123456789012:user/ops-admin (someone else, for this user) at \
+             2026-11-30T10:02:41Z from 198.51.100.23"
+        ),
+        "{email}"
+    );
+    // old-hand's item is as the sweep left it: an event-driven check touches only its own users.
+    assert_eq!(ledger.raw_attributes(&old_key).await, old_item);
+
+    // The same change invoked by hand (events/cloudtrail-create-access-key.json): the manual check's report,
+    // of the one user, read with the user check's calls alone (no credential report, no ListUsers).
+    let by_hand = function.invoke_ok(
+        "events/cloudtrail-create-access-key.json",
+        &event_file("cloudtrail-create-access-key.json"),
+    );
+    assert_eq!(
+        finding_keys(&by_hand),
+        [("new-hire".to_string(), new_key.clone())],
+        "{by_hand:#}"
+    );
+    assert_eq!(by_hand["users_checked"], serde_json::json!(["new-hire"]));
+    let iam: std::collections::BTreeMap<String, u64> = by_hand["api_calls"]["by_operation"]
+        .as_object()
+        .into_iter()
+        .flatten()
+        .filter(|(op, _)| op.starts_with("iam:"))
+        .map(|(op, n)| (op.clone(), n.as_u64().unwrap_or_default()))
+        .collect();
+    assert_eq!(
+        iam,
+        [
+            ("iam:GetAccessKeyLastUsed", 1),
+            ("iam:GetLoginProfile", 1),
+            ("iam:GetUser", 1),
+            ("iam:ListAccessKeys", 1),
+            ("iam:ListUserTags", 1),
+        ]
+        .map(|(op, n)| (op.to_string(), n))
+        .into(),
+        "{by_hand:#}"
+    );
+    assert!(
+        account.delivered(&queue).await.is_empty(),
+        "open already: nothing new"
+    );
+    // A failed call, and an account outside the deployment: nothing checked, and why.
+    let failed = function.invoke_ok(
+        "create-access-key-failed.json",
+        &cloudtrail_event("create-access-key-failed.json", "new-hire", None).to_string(),
+    );
+    assert!(
+        failed["skipped"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("failed"),
+        "{failed}"
+    );
+    let mut elsewhere = cloudtrail_event("create-access-key-for-self.json", "new-hire", None);
+    elsewhere["detail"]["recipientAccountId"] = "999999999999".into();
+    let outside = function.invoke_ok("an event of another account", &elsewhere.to_string());
+    assert!(
+        outside["skipped"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("999999999999"),
+        "{outside}"
+    );
+
+    // The next sweep: both findings open, none new, nothing published.
+    let next = function.invoke_ok("events/scheduled.json", &event_file("scheduled.json"));
+    assert_eq!(
+        next["findings"].as_array().map(Vec::len),
+        Some(2),
+        "{next:#}"
+    );
+    assert_eq!(next["new"], serde_json::json!([]), "{next:#}");
+    assert!(account.delivered(&queue).await.is_empty());
+}
+
+/// A burst, and events that cannot be checked, from the queue as EventBridge fills it: 200 events for 100 users
+/// in batches of 10, each user's two events side by side, checked once per batch (GetUser counts the users each
+/// batch named), every finding alerted once; a body that is not JSON and an event naming no user fail their own
+/// records (and reach the dead-letter queue), while a failed call, a user deleted since and an account outside
+/// the deployment are acknowledged, with nothing checked or published for them.
+#[tokio::test]
+async fn a_burst_of_iam_events_and_events_that_cannot_be_checked() {
+    use support::pump::{Pump, Stop, WorkQueue};
+    const USERS: usize = 100;
+    let moto = Moto::start();
+    let account: Account = moto.account().await;
+    let names: Vec<String> = (0..USERS).map(|n| format!("u{n:03}")).collect();
+    let seeded = account.owned_console_users(&names, "team-a").await;
+    let (topic, queue) = account.topic_with_queue().await;
+    let ledger = LedgerTable::create(&account.config).await;
+    // Visible again after a second, dead-lettered at the second receive: a bad record is retried once.
+    let events = WorkQueue::create(&account.sqs, "keywatch-events", 1, 2).await;
+    let proxy = Proxy::start(&moto.endpoint);
+    let api = RuntimeApi::start();
+    let function = Function::start(
+        shipped_binary(),
+        &api,
+        &proxy.url,
+        &[
+            ("FINDINGS_TOPIC_ARN", &topic),
+            ("LEDGER_TABLE", &ledger.name),
+            ("ALERTS", "changes"),
+            ("OWNER_TAG_KEY", ""),
+        ],
+    );
+    let mut bodies: Vec<String> = Vec::new();
+    for name in &names {
+        bodies.push(
+            cloudtrail_event("create-access-key-for-another-user.json", name, None).to_string(),
+        );
+        bodies.push(cloudtrail_event("create-login-profile.json", name, None).to_string());
+    }
+    let send = |bodies: Vec<String>| {
+        let sqs = account.sqs.clone();
+        let url = events.url.clone();
+        async move {
+            for body in bodies {
+                sqs.send_message()
+                    .queue_url(&url)
+                    .message_body(body)
+                    .send()
+                    .await
+                    .expect("send an event");
+            }
+        }
+    };
+    send(bodies).await;
+    let pumped = Pump::new(&account.sqs, &events.url)
+        .await
+        .batch_size(10)
+        .run(&function)
+        .await;
+    function.assert_running();
+    assert_eq!(pumped.stopped, Stop::Drained, "{pumped:#?}");
+    assert_eq!(
+        (
+            pumped.records,
+            pumped.deleted,
+            pumped.failed,
+            pumped.function_errors
+        ),
+        (200, 200, 0, 0),
+        "{pumped:#?}"
+    );
+    // Each batch checks each user it names once, whatever the number of its events.
+    let named_per_batch: usize = pumped
+        .batches
+        .iter()
+        .map(|batch| {
+            batch
+                .records
+                .iter()
+                .filter_map(|r| serde_json::from_str::<Value>(&r.body).ok())
+                .filter_map(|e| {
+                    e["detail"]["requestParameters"]["userName"]
+                        .as_str()
+                        .map(str::to_string)
+                })
+                .collect::<std::collections::BTreeSet<_>>()
+                .len()
+        })
+        .sum();
+    let requests = proxy.requests();
+    assert_eq!(
+        requests.get("iam:GetUser"),
+        Some(&(named_per_batch as u64)),
+        "{requests:?}"
+    );
+    assert!(
+        named_per_batch < 200,
+        "checked per user, not per event: {named_per_batch}"
+    );
+    assert_eq!(
+        requests.get("iam:GetCredentialReport"),
+        None,
+        "{requests:?}"
+    );
+    assert_eq!(requests.get("iam:ListUsers"), None, "{requests:?}");
+    // Every finding alerted exactly once, across the batches' alerts.
+    let delivered = account.delivered(&queue).await;
+    let mut alerted: Vec<String> = delivered
+        .iter()
+        .flat_map(|(_, alert)| key_ids(&alert["findings"]))
+        .collect();
+    alerted.sort();
+    let mut keys: Vec<String> = seeded.iter().map(|(_, key)| key.clone()).collect();
+    keys.sort();
+    assert_eq!(alerted, keys, "each of the {USERS} findings once");
+
+    // What cannot be checked.
+    let no_user = {
+        let mut event = cloudtrail_event("create-access-key-for-self.json", "u000", None);
+        event["detail"]["responseElements"] = Value::Null;
+        event["detail"]["userIdentity"] = serde_json::json!({"type": "AssumedRole", "arn": "arn:aws:sts::123456789012:assumed-role/admin/x"});
+        event.to_string()
+    };
+    let mut elsewhere = cloudtrail_event("create-access-key-for-another-user.json", "u001", None);
+    elsewhere["detail"]["recipientAccountId"] = "999999999999".into();
+    send(vec![
+        "this is not JSON".to_string(),
+        no_user,
+        cloudtrail_event("create-access-key-failed.json", "u002", None).to_string(),
+        cloudtrail_event(
+            "create-access-key-for-another-user.json",
+            "deleted-since",
+            None,
+        )
+        .to_string(),
+        elsewhere.to_string(),
+    ])
+    .await;
+    proxy.take_log();
+    let pumped = Pump::new(&account.sqs, &events.url)
+        .await
+        .batch_size(10)
+        .run(&function)
+        .await;
+    function.assert_running();
+    assert_eq!(pumped.function_errors, 0, "never a crash: {pumped:#?}");
+    let failed: std::collections::BTreeSet<String> = pumped
+        .batches
+        .iter()
+        .flat_map(|batch| {
+            batch
+                .records
+                .iter()
+                .filter(|r| batch.failed.contains(&r.message_id))
+                .map(|r| r.body.chars().take(40).collect::<String>())
+        })
+        .collect();
+    assert_eq!(
+        failed.len(),
+        2,
+        "the two unreadable records, each its own: {failed:?}"
+    );
+    assert!(failed.contains("this is not JSON"), "{failed:?}");
+    let dead = support::pump::take_bodies(&account.sqs, &events.dlq_url).await;
+    assert_eq!(dead.len(), 2, "{dead:?}");
+    let requests = proxy.requests();
+    assert_eq!(
+        requests.get("iam:GetUser"),
+        Some(&1),
+        "only the user deleted since is looked up: {requests:?}"
+    );
+    // No alert: at most the failed-check notice of the body that is no message at all, on its last attempt.
+    let said = account.delivered(&queue).await;
+    assert!(
+        said.iter()
+            .all(|(_, message)| message.get("findings").is_none()),
+        "{said:?}"
+    );
+    let logs = function.logs();
+    for said in [
+        "IAM event not read",
+        "no user in requestParameters.userName",
+        "a failed call changes nothing",
+        "IAM event for an account this deployment does not check",
+    ] {
+        assert!(logs.contains(said), "{said:?} in the logs");
+    }
+}
+
 #[test]
 fn a_missing_or_invalid_topic_fails_the_init() {
     let api = RuntimeApi::start();

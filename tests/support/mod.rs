@@ -26,6 +26,7 @@ use std::time::Duration;
 
 pub mod account;
 pub mod deploy;
+pub mod eventbridge;
 pub mod https_sink;
 pub mod ledger;
 pub mod moto;
