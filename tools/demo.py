@@ -412,6 +412,30 @@ def demo(processes: Processes) -> None:
             f"alerts={item['alerts']['N']}  first_alerted_at={item.get('first_alerted_at', {}).get('S')}"
         )
 
+    # Minutes, not a day: an administrator makes a key for a new console user; its CloudTrail event checks
+    # that user alone, a moment later.
+    iam.create_user(UserName="new-hire")
+    iam.create_login_profile(UserName="new-hire", Password="Corr3ct-Horse-Battery!")
+    new_key = iam.create_access_key(UserName="new-hire")["AccessKey"]["AccessKeyId"]
+    banner(f"Invoke 5: ops-admin created key {new_key} for new-hire; IAM's CloudTrail event "
+           "(events/cloudtrail-create-access-key.json) checks new-hire alone")
+    before = len(sent_notifications(moto, topic))
+    started = time.monotonic()
+    event_run = invoke(processes, api_port, "cloudtrail-create-access-key.json")
+    took = time.monotonic() - started
+    summarize(event_run)
+    print(f"  users checked: {event_run['users_checked']}   calls: {event_run['api_calls']['by_operation']}")
+    published = sent_notifications(moto, topic)[before:]
+    if [f["access_key_id"] for f in event_run["findings"]] != [new_key] or len(published) != 1:
+        raise DemoFailed(f"the event's check did not alert on {new_key} alone: {event_run['findings']}")
+    _message_id, message, subject, _attributes, _group = published[0]
+    print(f"\nAlerted {took:.1f} s after the event reached the function. Subject: {subject}\n")
+    email = json.loads(message)["email"]
+    print(email)
+    if "(someone else, for this user)" not in email:
+        raise DemoFailed("the alert does not say who created the key for whom")
+    drain(moto, queue)
+
     organization_demo(processes, moto, api_port, binary, function_env, topic, queue)
     offline_audit()
 
@@ -615,7 +639,7 @@ def organization_demo(processes: Processes, moto: str, api_port: int, binary: Pa
         f"MAX_RECEIVE_COUNT={MAX_RECEIVE_COUNT} ALERTS=every-run"
     )
 
-    banner("Invoke 5: events/scheduled.json dispatches one work message per ACTIVE account")
+    banner("Invoke 6: events/scheduled.json dispatches one work message per ACTIVE account")
     dispatched = invoke(processes, api_port, "scheduled.json", "keywatch-org")
     print(json.dumps(dispatched))
     if sorted(dispatched["accounts"]) != sorted(names):
