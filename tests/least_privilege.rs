@@ -59,6 +59,8 @@ struct Role {
     /// The stack's ledger table (`LEDGER_TABLE`) and its ARN.
     ledger: String,
     ledger_arn: String,
+    /// The IAM event queue's ARN (EventChecks, on by default); empty without it.
+    event_queue_arn: String,
 }
 
 impl Role {
@@ -121,6 +123,10 @@ async fn assume(moto: &Moto, summary: &Value) -> Role {
         ledger_arn: summary["ledger"]["arn"]
             .as_str()
             .expect("the ledger's ARN")
+            .to_string(),
+        event_queue_arn: summary["queues"]["IamEventQueue.Arn"]
+            .as_str()
+            .unwrap_or_default()
             .to_string(),
     }
 }
@@ -456,7 +462,14 @@ async fn least_privilege_under_enforcement() {
     // ledger's on the stack's table only.
     assert_eq!(
         actions(&role.policy),
-        listed(&[IAM_ACTIONS, EVENT_ACTIONS, SNS_ACTIONS, LEDGER_ACTIONS])
+        // The event queue's consumer (EventChecks, on by default): Lambda's mapping, not the code.
+        listed(&[
+            IAM_ACTIONS,
+            EVENT_ACTIONS,
+            SNS_ACTIONS,
+            LEDGER_ACTIONS,
+            QUEUE_CONSUME_ACTIONS
+        ])
     );
     assert_denies(&role.policy, "the function role");
     for statement in role.policy["Statement"].as_array().expect("statements") {
@@ -471,6 +484,8 @@ async fn least_privilege_under_enforcement() {
             role.topic_arn.as_str()
         } else if service("dynamodb:") {
             role.ledger_arn.as_str()
+        } else if service("sqs:") {
+            role.event_queue_arn.as_str()
         } else {
             "*"
         };
@@ -1184,6 +1199,7 @@ async fn security_hub_and_remediation_least_privilege_under_enforcement() {
             IAM_ACTIONS,
             EVENT_ACTIONS,
             SNS_ACTIONS,
+            QUEUE_CONSUME_ACTIONS,
             SECURITY_HUB_ACTIONS,
             REMEDIATION_ACTIONS,
             LEDGER_ACTIONS

@@ -333,9 +333,14 @@ fn settings_with(template: &Value, given: &[(&str, &str)]) -> Settings {
 /// What the code may call with these settings (src/permissions.rs), plus what Lambda's mapping needs of the
 /// role. The ledger's actions whenever `LEDGER_TABLE` is set: always with the function's own role, whatever
 /// account is checked.
-fn called_for(settings: &Settings) -> BTreeSet<String> {
+/// `event_checks`: the template's `EventChecks`, whose event source mapping reads IAM's events with the role (no
+/// setting of the code's: the function reads whatever events arrive).
+fn called_for(settings: &Settings, event_checks: bool) -> BTreeSet<String> {
     let scope = &settings.fleet.scope;
     let mut lists = vec![IAM_ACTIONS, EVENT_ACTIONS, SNS_ACTIONS];
+    if event_checks {
+        lists.push(QUEUE_CONSUME_ACTIONS);
+    }
     if *scope != Scope::Own {
         lists.extend([
             MEMBER_ROLE_ACTIONS,
@@ -417,7 +422,7 @@ enum Resource {
     Tagged(&'static str, &'static str),
 }
 
-const EXPECTED: [Expected; 13] = [
+const EXPECTED: [Expected; 14] = [
     // The credential report has no resource ARN, so IAM reads cannot be scoped.
     Expected {
         list: IAM_ACTIONS,
@@ -484,6 +489,13 @@ const EXPECTED: [Expected; 13] = [
         list: QUEUE_CONSUME_ACTIONS,
         condition: Some("CheckAccounts"),
         resource: Resource::Tagged("GetAtt", "WorkQueue.Arn"),
+        bound: None,
+    },
+    // IAM's events, read by their own mapping.
+    Expected {
+        list: QUEUE_CONSUME_ACTIONS,
+        condition: Some("CheckOnEvents"),
+        resource: Resource::Tagged("GetAtt", "IamEventQueue.Arn"),
         bound: None,
     },
     // A finding has no ARN to scope to before it is imported.
@@ -590,14 +602,20 @@ fn policy_for_each_accounts_value_is_exactly_what_that_scope_calls() {
         assert_eq!(settings.fleet.scope, scope, "Accounts={accounts}");
         assert_eq!(
             granted_with(&template, &given),
-            called_for(&settings),
+            called_for(&settings, true),
             "Accounts={accounts} ({scope:?})"
         );
     }
     // The defaults: what a single account needs and nothing more.
     assert_eq!(
         granted_with(&template, &[]),
-        listed(&[IAM_ACTIONS, EVENT_ACTIONS, SNS_ACTIONS, LEDGER_ACTIONS]),
+        listed(&[
+            IAM_ACTIONS,
+            EVENT_ACTIONS,
+            SNS_ACTIONS,
+            LEDGER_ACTIONS,
+            QUEUE_CONSUME_ACTIONS
+        ]),
         "the defaults"
     );
     // Routing by owner reads account tags only in an organization, and not at all when it is off.
@@ -611,7 +629,7 @@ fn policy_for_each_accounts_value_is_exactly_what_that_scope_calls() {
         let granted = granted_with(&template, &given);
         assert_eq!(
             granted,
-            called_for(&settings),
+            called_for(&settings, true),
             "OwnerTagKey={owner_tag_key:?}"
         );
         assert_eq!(
@@ -650,7 +668,7 @@ fn policy_for_every_combination_of_features_is_exactly_what_the_code_calls() {
                     "{given:?}"
                 );
                 let granted = granted_with(&template, &given);
-                assert_eq!(granted, called_for(&settings), "{given:?}");
+                assert_eq!(granted, called_for(&settings, true), "{given:?}");
                 for action in SECURITY_HUB_ACTIONS {
                     assert_eq!(
                         granted.contains(*action),
@@ -826,6 +844,68 @@ fn rules_parameters_are_the_functions_settings() {
     }
 }
 
+/// IAM's events reach the function as the code reads them: the rule's pattern is the code's own
+/// (`cloudtrail::event_pattern`, which tests/runtime_api.rs routes through moto's EventBridge), its one target is
+/// the event queue, only EventBridge may send to that queue and only for this rule, and the mapping reports
+/// partial batch failures. On by default; EventChecks=false drops all of it.
+#[test]
+fn the_iam_event_rule_sends_what_the_code_reads_to_its_queue() {
+    let template = template();
+    let resources = &template["Resources"];
+    assert_eq!(template["Parameters"]["EventChecks"]["Default"], "true");
+    for name in EVENT_CHECKS
+        .iter()
+        .chain(EVENT_CHECKS_SKIPPED.iter().map(|(name, _)| name))
+    {
+        assert_eq!(resources[*name]["Condition"], "CheckOnEvents", "{name}");
+    }
+    let rule = &resources["IamEventRule"]["Properties"];
+    let pattern: Json = serde_json::to_value(&rule["EventPattern"]).expect("a JSON pattern");
+    assert_eq!(pattern, keywatch::cloudtrail::event_pattern());
+    let targets = list(&rule["Targets"]);
+    assert_eq!(targets.len(), 1, "{targets:?}");
+    assert_eq!(
+        tagged(&targets[0]["Arn"], "GetAtt").and_then(Value::as_str),
+        Some("IamEventQueue.Arn")
+    );
+    let policy = &resources["IamEventQueuePolicy"]["Properties"]["PolicyDocument"];
+    let statements = list(&policy["Statement"]);
+    assert_eq!(statements.len(), 1, "{statements:?}");
+    let statement = &statements[0];
+    assert_eq!(statement["Effect"], "Allow");
+    assert_eq!(statement["Principal"]["Service"], "events.amazonaws.com");
+    assert_eq!(statement["Action"], "sqs:SendMessage");
+    assert_eq!(
+        tagged(
+            &statement["Condition"]["ArnEquals"]["aws:SourceArn"],
+            "GetAtt"
+        )
+        .and_then(Value::as_str),
+        Some("IamEventRule.Arn"),
+        "only this rule: {statement:?}"
+    );
+    let mapping = &resources["IamEventMapping"]["Properties"];
+    assert_eq!(
+        tagged(&mapping["EventSourceArn"], "GetAtt").and_then(Value::as_str),
+        Some("IamEventQueue.Arn")
+    );
+    assert_eq!(
+        mapping["FunctionResponseTypes"][0],
+        "ReportBatchItemFailures"
+    );
+    let redrive = &resources["IamEventQueue"]["Properties"]["RedrivePolicy"];
+    assert_eq!(
+        tagged(&redrive["maxReceiveCount"], "Ref").and_then(Value::as_str),
+        Some("MaxReceiveCount"),
+        "the retries the code counts (MAX_RECEIVE_COUNT)"
+    );
+    assert!(!condition(
+        &template,
+        "CheckOnEvents",
+        &[("EventChecks", "false")]
+    ));
+}
+
 #[test]
 fn ledger_parameters_are_the_functions_settings() {
     let template = template();
@@ -926,7 +1006,7 @@ fn ledger_parameters_are_the_functions_settings() {
     // With it, every-run and no remediation need no ledger, but the template still gives one (and its grant).
     let every_run = settings_with(&template, &[("Alerts", "every-run")]);
     assert!(every_run.ledger_table.is_some());
-    assert!(called_for(&every_run).contains("dynamodb:Query"));
+    assert!(called_for(&every_run, true).contains("dynamodb:Query"));
 }
 
 /// The Ledger table: keyed as the code reads and writes it (partition key `account_id`, sort key
@@ -1022,7 +1102,8 @@ fn no_action_is_a_wildcard_or_listed_twice() {
     for action in statements(&template).into_iter().flat_map(actions) {
         assert!(!action.contains('*'), "template.yaml grants {action}");
     }
-    // sts:AssumeRole has a statement for an organization and one for a list; no parameters give both.
+    // sts:AssumeRole has a statement for an organization and one for a list; no parameters give both. The
+    // queue consumer's actions are granted once per queue: each action once on each resource.
     for accounts in ACCOUNTS {
         let given = [
             ("Accounts", accounts),
@@ -1035,10 +1116,11 @@ fn no_action_is_a_wildcard_or_listed_twice() {
                 .condition
                 .is_none_or(|c| condition(&template, c, &given))
             {
+                let resource = format!("{:?}", grant.statement["Resource"]);
                 for action in actions(grant.statement) {
                     assert!(
-                        seen.insert(action),
-                        "template.yaml grants {action} twice for {given:?}"
+                        seen.insert((action, resource.clone())),
+                        "template.yaml grants {action} twice on {resource} for {given:?}"
                     );
                 }
             }
@@ -2025,6 +2107,9 @@ fn assert_deployed(summary: &Json, complete: &[&str], unsupported: &[(&str, &str
             "iam" | "organizations" | "securityhub" => Json::from("*"),
             "sns" => summary["outputs"]["TopicArn"].clone(),
             "sts" => Json::from(format!("arn:aws:iam::*:role/{member_role}")),
+            "sqs" if statement["Sid"] == "ConsumeIamEvents" => {
+                summary["queues"]["IamEventQueue.Arn"].clone()
+            }
             "sqs" => summary["queues"]["WorkQueue.Arn"].clone(),
             "dynamodb" => summary["ledger"]["arn"].clone(),
             other => panic!("no resource known for {other} actions: {statement}"),
@@ -2049,7 +2134,8 @@ fn assert_deployed(summary: &Json, complete: &[&str], unsupported: &[(&str, &str
         );
         granted.extend(actions.into_iter().map(str::to_string));
     }
-    assert_eq!(granted, called_for(&settings), "{given:?}");
+    let event_checks = parameter(&template, "EventChecks", &given) == "true";
+    assert_eq!(granted, called_for(&settings, event_checks), "{given:?}");
     let mut wanted_denied: BTreeSet<(String, bool)> = keywatch::permissions::DENIED_ACTIONS
         .iter()
         .map(|a| (a.to_string(), false))
@@ -2093,9 +2179,31 @@ fn assert_deployed(summary: &Json, complete: &[&str], unsupported: &[(&str, &str
         );
     }
     assert_deployed_ledger(summary, &settings);
-    let mappings = function["event_source_mappings"]
+    let all_mappings = function["event_source_mappings"]
         .as_array()
         .expect("mappings");
+    // IAM's events (EventChecks): batches of 10, whatever Accounts says.
+    let (events, work): (Vec<&Json>, Vec<&Json>) = all_mappings
+        .iter()
+        .partition(|m| m["EventSourceArn"] == summary["queues"]["IamEventQueue.Arn"]);
+    let event_checks = parameter(&template, "EventChecks", &given) == "true";
+    let wanted_events: Vec<Json> = if event_checks {
+        vec![serde_json::json!({
+            "EventSourceArn": summary["queues"]["IamEventQueue.Arn"],
+            "BatchSize": 10,
+            "FunctionResponseTypes": ["ReportBatchItemFailures"],
+            "ScalingConfig": { "MaximumConcurrency": 2 },
+            "State": "Enabled",
+        })]
+    } else {
+        Vec::new()
+    };
+    assert_eq!(
+        events.into_iter().cloned().collect::<Vec<_>>(),
+        wanted_events
+    );
+    let mappings: Vec<Json> = work.into_iter().cloned().collect();
+    let mappings = &mappings;
     if *scope == Scope::Own {
         assert!(environment.get("WORK_QUEUE_URL").is_none(), "{environment}");
         assert!(mappings.is_empty(), "{mappings:?}");
@@ -2292,6 +2400,24 @@ const SINGLE_ACCOUNT: [&str; 9] = [
     "Ledger",
 ];
 
+/// What `EventChecks=true` (the default) adds: the rule, the event queue, its dead-letter queue and the mapping,
+/// created by moto's CloudFormation; the queue's policy and the dead-letter alarm, through their own APIs.
+const EVENT_CHECKS: [&str; 4] = [
+    "IamEventRule",
+    "IamEventQueue",
+    "IamEventDeadLetterQueue",
+    "IamEventMapping",
+];
+const EVENT_CHECKS_SKIPPED: [(&str, &str); 2] = [
+    ("IamEventQueuePolicy", "AWS::SQS::QueuePolicy"),
+    ("IamEventDeadLetterAlarm", "AWS::CloudWatch::Alarm"),
+];
+
+/// `base` and what event checks add to it.
+fn with_events<T: Copy>(base: &[T], events: &[T]) -> Vec<T> {
+    base.iter().chain(events).copied().collect()
+}
+
 const ALARM: (&str, &str) = ("KeywatchErrorsAlarm", "AWS::CloudWatch::Alarm");
 const TOPIC_POLICY: (&str, &str) = ("FindingsTopicPolicy", "AWS::SNS::TopicPolicy");
 const HEARTBEAT: (&str, &str) = ("HeartbeatAlarm", "AWS::CloudWatch::Alarm");
@@ -2308,8 +2434,11 @@ async fn template_deploys_on_moto() {
     let summary = deploy_template(&moto, "keywatch", &[]);
     assert_deployed(
         &summary,
-        &SINGLE_ACCOUNT,
-        &[ALARM, HEARTBEAT, INVOKE_CONFIG, TOPIC_POLICY],
+        &with_events(&SINGLE_ACCOUNT, &EVENT_CHECKS),
+        &with_events(
+            &[ALARM, HEARTBEAT, INVOKE_CONFIG, TOPIC_POLICY],
+            &EVENT_CHECKS_SKIPPED,
+        ),
     );
 
     // Deleting the stack deletes the function and the topic, and keeps the ledger (DeletionPolicy: Retain,
@@ -2358,6 +2487,8 @@ async fn template_deploys_on_moto() {
             ("ExistingTopicArn", &existing),
             ("AlertEmail", "security@example.com"),
             ("ReservedConcurrency", "0"),
+            // No rule, queue or mapping for IAM's events.
+            ("EventChecks", "false"),
         ],
     );
     assert_eq!(summary["outputs"]["TopicArn"], existing.as_str());
@@ -2408,6 +2539,7 @@ async fn template_for_accounts_deploys_on_moto() {
         .iter()
         .copied()
         .chain(["WorkQueue", "WorkDeadLetterQueue", "WorkQueueMapping"])
+        .chain(EVENT_CHECKS)
         .collect();
     let dead_letter_alarm = ("WorkDeadLetterAlarm", "AWS::CloudWatch::Alarm");
     let queue_policy = ("WorkQueuePolicy", "AWS::SQS::QueuePolicy");
@@ -2422,6 +2554,8 @@ async fn template_for_accounts_deploys_on_moto() {
         queue_policy,
         INVOKE_CONFIG,
         TOPIC_POLICY,
+        EVENT_CHECKS_SKIPPED[0],
+        EVENT_CHECKS_SKIPPED[1],
     ];
 
     // As CloudFormation, the deploy refuses an organization without its ID, naming the rule.
@@ -2489,8 +2623,11 @@ async fn template_with_security_hub_and_remediation_deploys_on_moto() {
     );
     assert_deployed(
         &summary,
-        &SINGLE_ACCOUNT,
-        &[ALARM, HEARTBEAT, INVOKE_CONFIG, TOPIC_POLICY],
+        &with_events(&SINGLE_ACCOUNT, &EVENT_CHECKS),
+        &with_events(
+            &[ALARM, HEARTBEAT, INVOKE_CONFIG, TOPIC_POLICY],
+            &EVENT_CHECKS_SKIPPED,
+        ),
     );
     let statements = summary["role"]["inline_policies"]
         .as_object()

@@ -160,6 +160,7 @@ def main() -> int:
     physical = {name: r.get("PhysicalResourceId", "") for name, r in created.items()}
     attributes = queue_attributes(client("sqs"), transformed, physical)
     attributes.update(table_attributes(client("dynamodb"), transformed, physical))
+    attributes.update(rule_attributes(client("events"), transformed, physical))
     problems: list[str] = []
     if stack["StackStatus"] != "CREATE_COMPLETE":
         problems.append(f"stack is {stack['StackStatus']}: {stack.get('StackStatusReason', '')}")
@@ -209,6 +210,7 @@ def main() -> int:
             client, resources, physical, outputs, values, function_properties, role, topic_policy
         )
         problems += check_work_queues(client, transformed, resources, physical, values, conditions, attributes)
+        problems += check_event_queue(client, transformed, resources, physical, values, conditions, attributes)
         alarms, alarm_problems = check_alarms(client("cloudwatch"), transformed, physical, values, conditions, attributes)
         problems += alarm_problems
         dashboard, dashboard_problems = check_dashboard(client("cloudwatch"), transformed, resources, physical, values, conditions)
@@ -412,7 +414,7 @@ NO_VALUE = object()
 
 
 # The template's queues, whose Fn::GetAtt values the summary lists under "queues".
-QUEUES = ("WorkQueue", "WorkDeadLetterQueue")
+QUEUES = ("WorkQueue", "WorkDeadLetterQueue", "IamEventQueue", "IamEventDeadLetterQueue")
 
 
 def queue_attributes(sqs: Any, template: dict, physical: dict[str, str]) -> dict[str, str]:
@@ -433,6 +435,16 @@ def table_attributes(dynamodb: Any, template: dict, physical: dict[str, str]) ->
         if resource["Type"] == "AWS::DynamoDB::Table" and physical.get(name):
             table = dynamodb.describe_table(TableName=physical[name])["Table"]
             attributes[f"{name}.Arn"] = table["TableArn"]
+    return attributes
+
+
+def rule_attributes(events: Any, template: dict, physical: dict[str, str]) -> dict[str, str]:
+    """Fn::GetAtt values of the stack's EventBridge rules (Arn), read from EventBridge."""
+    attributes = {}
+    for name, resource in template["Resources"].items():
+        if resource["Type"] == "AWS::Events::Rule" and physical.get(name):
+            rule = physical[name].rsplit("/", 1)[-1]
+            attributes[f"{name}.Arn"] = events.describe_rule(Name=rule)["Arn"]
     return attributes
 
 
@@ -716,6 +728,57 @@ def check_created(
     return problems
 
 
+def check_event_queue(
+    client: Any,
+    template: dict,
+    resources: dict,
+    physical: dict,
+    values: dict,
+    conditions: dict,
+    attributes: dict,
+) -> list[str]:
+    """EventChecks=true: the rule (its pattern and its one target, the event queue), the queue's redrive and its
+    policy (only EventBridge, for this rule), and the mapping, as EventBridge, SQS and Lambda hold them; with
+    EventChecks=false, none of them."""
+    names = ("IamEventRule", "IamEventQueue", "IamEventDeadLetterQueue", "IamEventMapping")
+    if values["EventChecks"] != "true":
+        return [f"{name} exists with EventChecks=false" for name in names if name in resources]
+    problems = [f"{name} was not created" for name in names if name not in resources]
+    if problems:
+        return problems
+
+    def expect(what: str, actual: Any, wanted: Any) -> None:
+        if actual != wanted:
+            problems.append(f"{what}: expected {wanted!r}, got {actual!r}")
+
+    def wanted(name: str) -> dict:
+        return resolve(template["Resources"][name]["Properties"], values, conditions, physical, attributes)
+
+    events = client("events")
+    rule_name = physical["IamEventRule"].rsplit("/", 1)[-1]
+    rule = events.describe_rule(Name=rule_name)
+    expect("IamEventRule EventPattern", json.loads(rule["EventPattern"]), wanted("IamEventRule")["EventPattern"])
+    targets = events.list_targets_by_rule(Rule=rule_name)["Targets"]
+    expect("IamEventRule targets", [t["Arn"] for t in targets], [attributes["IamEventQueue.Arn"]])
+    sqs = client("sqs")
+    held = sqs.get_queue_attributes(QueueUrl=physical["IamEventQueue"], AttributeNames=["All"])["Attributes"]
+    redrive = wanted("IamEventQueue")["RedrivePolicy"]
+    expect(
+        "IamEventQueue RedrivePolicy",
+        json.loads(held.get("RedrivePolicy", "{}")),
+        {k: (int(v) if k == "maxReceiveCount" else v) for k, v in redrive.items()},
+    )
+    expect("IamEventQueue Policy", json.loads(held.get("Policy", "null")), wanted("IamEventQueuePolicy")["PolicyDocument"])
+    mappings = client("lambda").list_event_source_mappings(FunctionName=physical["KeywatchFunction"])["EventSourceMappings"]
+    mapping = [m for m in mappings if m["EventSourceArn"] == attributes["IamEventQueue.Arn"]]
+    expect("event source mappings of the IAM event queue", len(mapping), 1)
+    if len(mapping) == 1:
+        props = wanted("IamEventMapping")
+        expect("IamEventMapping BatchSize", mapping[0].get("BatchSize"), int(props["BatchSize"]))
+        expect("IamEventMapping FunctionResponseTypes", mapping[0].get("FunctionResponseTypes"), props["FunctionResponseTypes"])
+    return problems
+
+
 def check_work_queues(
     client: Any,
     template: dict,
@@ -741,7 +804,9 @@ def check_work_queues(
         for name in ("WorkQueue", "WorkDeadLetterQueue", "WorkQueueMapping"):
             if name in resources:
                 problems.append(f"{name} exists with Accounts=self")
-        expect("event source mappings with Accounts=self", mappings, [])
+        # The IAM event queue's mapping is the event checks' (check_event_queue), whatever Accounts says.
+        work_mappings = [m for m in mappings if m["EventSourceArn"] != attributes.get("IamEventQueue.Arn")]
+        expect("event source mappings with Accounts=self", work_mappings, [])
         expect("dead-letter alarm with Accounts=self", alarms, [])
         failed = client("cloudwatch").describe_alarms(AlarmNames=[f"{values['AWS::StackName']}-CheckFailedAlarm"])
         expect("failed-check alarm with Accounts=self", failed["MetricAlarms"], [])
