@@ -244,6 +244,27 @@ impl Keywatch {
     }
 }
 
+impl Keywatch {
+    /// One account's owner tag, as dispatch reads every account's: for a check that no dispatch routed (an IAM
+    /// event). `None` outside an organization, with routing off, or when the account has none.
+    pub(crate) async fn account_owner(
+        &self,
+        account_id: &str,
+        deadline: &Deadline,
+    ) -> Result<Option<String>> {
+        match (&self.settings.owner_tag_key, &self.settings.fleet.scope) {
+            (Some(tag_key), Scope::Organization) => Ok(deadline
+                .run(
+                    "reading the account's owner tag",
+                    account_owners(&self.clients, &[account_id.to_string()], tag_key),
+                )
+                .await?
+                .remove(account_id)),
+            _ => Ok(None),
+        }
+    }
+}
+
 /// Accounts at once while their tags are read.
 const TAG_READS_IN_PARALLEL: usize = 4;
 

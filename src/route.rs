@@ -128,12 +128,15 @@ impl Keywatch {
             changes: vec![change.clone()],
             ..Invocation::default()
         };
+        let owner = calls
+            .counting(self.account_owner(&change.account_id, deadline))
+            .await?;
         calls
             .counting(self.check_account(
                 &calls,
                 Target {
                     account_id: &change.account_id,
-                    owner: None,
+                    owner: owner.as_deref(),
                 },
                 &invocation,
                 run_id,
@@ -229,6 +232,13 @@ impl Keywatch {
                         ..Invocation::default()
                     };
                     let calls = CallCounter::default();
+                    let owner = match calls.counting(self.account_owner(&account_id, deadline)).await {
+                        Ok(owner) => owner,
+                        Err(error) => {
+                            tracing::error!(account_id, %error, "IAM events not checked: the account's owner tag is unreadable");
+                            return events.iter().map(|(record, _)| fail(record)).collect();
+                        }
+                    };
                     let attempt = Attempt {
                         last: events.iter().all(|(record, _)| {
                             record.receive_count >= self.settings.fleet.max_receive_count
@@ -240,7 +250,7 @@ impl Keywatch {
                             &calls,
                             Target {
                                 account_id: &account_id,
-                                owner: None,
+                                owner: owner.as_deref(),
                             },
                             &invocation,
                             &run_id,

@@ -1089,6 +1089,93 @@ async fn a_burst_of_iam_events_and_events_that_cannot_be_checked() {
     }
 }
 
+/// An organization: a member account's IAM event is checked in that account through the member role (one
+/// `sts:AssumeRole`), its alert owned by the account's owner tag as a dispatched check's would be; an event of an
+/// account the deployment excludes is acknowledged, never checked.
+#[tokio::test]
+async fn a_member_accounts_iam_event_is_checked_through_the_member_role() {
+    use support::pump::WorkQueue;
+    let moto = Moto::start();
+    let own: Account = moto.account().await;
+    let organizations = support::create_organization(&moto).await;
+    let dev = support::create_member(&organizations, "dev").await;
+    let excluded = support::create_member(&organizations, "excluded").await;
+    organizations
+        .tag_resource()
+        .resource_id(&dev)
+        .tags(
+            aws_sdk_organizations::types::Tag::builder()
+                .key("owner")
+                .value("team-dev")
+                .build()
+                .expect("a tag"),
+        )
+        .send()
+        .await
+        .expect("tag the account");
+    let member = support::member_account(&moto, &dev).await;
+    member.console_user("dev-alice").await;
+    let key = member.key("dev-alice").await.id;
+    let (topic, queue) = own.topic_with_queue().await;
+    let work = WorkQueue::create(&own.sqs, "keywatch-work", 60, 3).await;
+    let proxy = Proxy::start(&moto.endpoint);
+    let api = RuntimeApi::start();
+    let function = Function::start(
+        shipped_binary(),
+        &api,
+        &proxy.url,
+        &[
+            ("FINDINGS_TOPIC_ARN", &topic),
+            ("ACCOUNTS", "organization"),
+            ("EXCLUDE_ACCOUNTS", &excluded),
+            ("WORK_QUEUE_URL", &work.url),
+        ],
+    );
+    let mut event = cloudtrail_event(
+        "create-access-key-for-another-user.json",
+        "dev-alice",
+        Some(&key),
+    );
+    event["detail"]["recipientAccountId"] = dev.clone().into();
+    let report = function.invoke_ok("a member's CreateAccessKey", &event.to_string());
+    assert_eq!(report["account_id"], dev.as_str(), "{report:#}");
+    assert_eq!(
+        finding_keys(&report),
+        [("dev-alice".to_string(), key.clone())]
+    );
+    assert_eq!(report["findings"][0]["owner"], "team-dev", "{report:#}");
+    let requests = proxy.requests();
+    assert_eq!(requests.get("sts:AssumeRole"), Some(&1), "{requests:?}");
+    assert_eq!(requests.get("iam:GetUser"), Some(&1), "{requests:?}");
+    assert_eq!(
+        requests.get("iam:GetCredentialReport"),
+        None,
+        "{requests:?}"
+    );
+    let delivered = own.delivered(&queue).await;
+    assert_eq!(delivered.len(), 1, "{delivered:?}");
+    assert_eq!(delivered[0].1["account_id"], dev.as_str());
+    assert_eq!(delivered[0].1["owner"], "team-dev");
+
+    proxy.take_log();
+    event["detail"]["recipientAccountId"] = excluded.clone().into();
+    let skipped = function.invoke_ok("an excluded account's event", &event.to_string());
+    assert!(
+        skipped["skipped"]
+            .as_str()
+            .unwrap_or_default()
+            .contains(&excluded),
+        "{skipped}"
+    );
+    let requests = proxy.requests();
+    assert_eq!(
+        requests.get("sts:AssumeRole"),
+        None,
+        "never checked: {requests:?}"
+    );
+    assert!(own.delivered(&queue).await.is_empty());
+}
+
 #[test]
 fn a_missing_or_invalid_topic_fails_the_init() {
     let api = RuntimeApi::start();
