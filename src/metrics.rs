@@ -224,6 +224,38 @@ pub fn rule_lines<'a>(
         .collect()
 }
 
+/// IAM events for an account this deployment does not check: acknowledged and counted, never checked and never
+/// published one by one. Rolled up without dimensions, one line per invocation that had any.
+pub const EVENTS_OUT_OF_SCOPE: &str = "EventsOutOfScope";
+
+#[derive(Debug, Serialize)]
+pub struct OutOfScopeLine<'a> {
+    #[serde(rename = "_aws")]
+    pub aws: Metadata,
+    pub run_id: &'a str,
+    #[serde(rename = "EventsOutOfScope")]
+    pub events_out_of_scope: usize,
+}
+
+/// The line for `events` out-of-scope events of one invocation.
+pub fn out_of_scope_line(run_id: &str, events: usize, now: OffsetDateTime) -> OutOfScopeLine<'_> {
+    OutOfScopeLine {
+        aws: Metadata {
+            timestamp: i64::try_from(now.unix_timestamp_nanos() / 1_000_000).unwrap_or(0),
+            cloud_watch_metrics: vec![Directive {
+                namespace: NAMESPACE,
+                dimensions: vec![vec![]],
+                metrics: vec![Metric {
+                    name: EVENTS_OUT_OF_SCOPE,
+                    unit: "Count",
+                }],
+            }],
+        },
+        run_id,
+        events_out_of_scope: events,
+    }
+}
+
 /// Writes the line to stdout on its own, as CloudWatch Logs expects an EMF event. Through `println!`, so test
 /// harnesses capture it like any other output.
 pub fn emit<T: Serialize>(line: &T) {
@@ -237,6 +269,23 @@ mod tests {
     use super::*;
     use keywatch_test_support::emf_directives as directives;
     use time::macros::datetime;
+
+    /// IAM events outside the deployment: one roll-up line with their count, no account.
+    #[test]
+    fn events_out_of_scope_are_a_roll_up() {
+        let line = serde_json::to_value(out_of_scope_line(
+            "r1",
+            3,
+            datetime!(2026-11-30 12:00 UTC),
+        ))
+        .unwrap();
+        assert_eq!(
+            directives(&line),
+            [(serde_json::json!([[]]), vec!["EventsOutOfScope"])]
+        );
+        assert_eq!(line["EventsOutOfScope"], 3);
+        assert!(line.get("AccountId").is_none(), "{line}");
+    }
 
     /// A line per rule run, rolled up by `Rule` alone, with its own count, none found too.
     #[test]

@@ -19,6 +19,7 @@ use crate::error::{Error, Result};
 use crate::evaluate::UNOWNED;
 use crate::event::{Event, Invocation, SqsRecord, WorkItem};
 use crate::handler::Keywatch;
+use crate::metrics;
 use crate::notify::notice::{self, Notice};
 use crate::notify::sns::{Attributes, SnsSink};
 use crate::notify::when::Kind;
@@ -120,7 +121,9 @@ impl Keywatch {
             .counting(self.own_account(&self.clients, deadline))
             .await?
             .to_string();
-        if let Some(why) = self.outside(&own, &change.account_id)? {
+        if let Some(why) = self.outside(&own, &change.account_id) {
+            let now = time::OffsetDateTime::now_utc();
+            metrics::emit(&metrics::out_of_scope_line(run_id, 1, now));
             return Ok(Response::Skipped(Skipped { skipped: why }));
         }
         let invocation = Invocation {
@@ -149,17 +152,10 @@ impl Keywatch {
 
     /// Why an event's account is not checked (excluded, or outside the deployment), logged once; `None` when it
     /// is checked. Such an event is acknowledged, never retried or published.
-    fn outside(&self, own: &str, account_id: &str) -> Result<Option<String>> {
-        match self.in_scope(own, account_id) {
-            Ok(()) => Ok(None),
-            Err(error @ (Error::Excluded(_) | Error::InvalidEvent(_))) => {
-                tracing::warn!(account_id, %error, "IAM event for an account this deployment does not check; not checked");
-                Ok(Some(format!(
-                    "account {account_id} is not checked here: {error}"
-                )))
-            }
-            Err(error) => Err(error),
-        }
+    fn outside(&self, own: &str, account_id: &str) -> Option<String> {
+        let error = self.in_scope(own, account_id).err()?;
+        tracing::warn!(account_id, %error, "IAM event for an account this deployment does not check; not checked");
+        Some(format!("account {account_id} is not checked here: {error}"))
     }
 
     /// IAM events from the queue: each account's users checked once, whatever the number of events about them;
@@ -212,15 +208,27 @@ impl Keywatch {
                 return failures;
             }
         };
+        // Accounts this deployment does not check: acknowledged, logged once each, and counted.
+        let mut out_of_scope: Vec<String> = Vec::new();
+        by_account.retain(|account_id, events| match self.outside(&own, account_id) {
+            Some(_) => {
+                out_of_scope.extend(events.iter().map(|(record, _)| record.message_id.clone()));
+                false
+            }
+            None => true,
+        });
+        if let Some(first) = out_of_scope.first() {
+            let run_id = format!("events-{first}");
+            let now = time::OffsetDateTime::now_utc();
+            metrics::emit(&metrics::out_of_scope_line(
+                &run_id,
+                out_of_scope.len(),
+                now,
+            ));
+        }
         let checked = futures_util::stream::iter(by_account)
             .map(|(account_id, events)| {
-                let own = own.clone();
                 async move {
-                    match self.outside(&own, &account_id) {
-                        Ok(Some(_)) => return Vec::new(),
-                        Ok(None) => {}
-                        Err(_) => return events.iter().map(|(record, _)| fail(record)).collect(),
-                    }
                     // Stable across retries of the same first record: a retry's alert has the same alert_id.
                     let first = events
                         .first()

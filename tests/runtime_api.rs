@@ -24,7 +24,7 @@ fn emf_line(function: &Function, run_id: &str, account_id: Option<&str>) -> Valu
         .lines()
         .filter_map(|line| serde_json::from_str::<Value>(line).ok())
         .filter(|line| line.get("_aws").is_some() && line["run_id"] == run_id)
-        .filter(|line| line.get("Rule").is_none())
+        .filter(|line| line.get("AccountId").is_some())
         .filter(|line| account_id.is_none_or(|account| line["AccountId"] == account))
         .collect();
     match &lines[..] {
@@ -713,6 +713,17 @@ async fn every_rule_through_the_binary_finds_exactly_what_it_should() {
     );
 }
 
+/// The `EventsOutOfScope` values of the EMF lines the function printed, in order.
+fn out_of_scope_counts(function: &Function) -> Vec<u64> {
+    function
+        .logs()
+        .lines()
+        .filter_map(|line| serde_json::from_str::<Value>(line).ok())
+        .filter(|line| line.get("_aws").is_some())
+        .filter_map(|line| line[keywatch::metrics::EVENTS_OUT_OF_SCOPE].as_u64())
+        .collect()
+}
+
 /// A shared CloudTrail fixture (`tests/fixtures/cloudtrail`), moved into moto's account and onto `user`.
 fn cloudtrail_event(name: &str, user: &str, key: Option<&str>) -> Value {
     let path = project_dir().join("tests/fixtures/cloudtrail").join(name);
@@ -890,6 +901,7 @@ async fn an_iam_event_checks_its_user_through_eventbridge_and_the_queue() {
             .contains("999999999999"),
         "{outside}"
     );
+    assert_eq!(out_of_scope_counts(&function), [1], "counted in a metric");
 
     // The next sweep: both findings open, none new, nothing published.
     let next = function.invoke_ok("events/scheduled.json", &event_file("scheduled.json"));
@@ -1078,6 +1090,7 @@ async fn a_burst_of_iam_events_and_events_that_cannot_be_checked() {
             .all(|(_, message)| message.get("findings").is_none()),
         "{said:?}"
     );
+    assert_eq!(out_of_scope_counts(&function), [1], "counted in a metric");
     let logs = function.logs();
     for said in [
         "IAM event not read",
@@ -1578,7 +1591,7 @@ async fn an_organization_goes_through_the_work_queue() {
         .lines()
         .filter_map(|line| serde_json::from_str::<Value>(line).ok())
         .filter(|line| line.get("_aws").is_some() && line["run_id"] == run_id.as_str())
-        .filter(|line| line.get("Rule").is_none())
+        .filter(|line| line.get("AccountId").is_some())
         .collect();
     for (account, lines, counted) in [(audit, 1, 1), (prod, attempts, 1)] {
         let of: Vec<&Value> = emf

@@ -271,7 +271,8 @@ pub(crate) fn checks_in(log: &str) -> Vec<Check> {
             continue;
         };
         let text = |value: &Value| value.as_str().unwrap_or_default().to_string();
-        if line.get("_aws").is_some() && line.get("Rule").is_none() {
+        // A check's own line: the per-rule and out-of-scope lines carry no AccountId.
+        if line.get("_aws").is_some() && line.get("AccountId").is_some() {
             checks.push(Check {
                 account_id: text(&line["AccountId"]),
                 run_id: text(&line["run_id"]),
