@@ -13,7 +13,7 @@ test: tools prowler
 	cargo clippy --locked --test scale -- -D warnings   # the benchmark: --all-targets skips a target with test = false
 	cargo build --locked --profile shipped --bin keywatch   # what tests/runtime_api.rs runs: panic = "abort", no LTO
 	cargo test --locked
-	$(VENV)/bin/cfn-lint template.yaml member-role.yaml
+	$(VENV)/bin/cfn-lint template.yaml member-role.yaml events-forwarder.yaml
 	$(MAKE) --no-print-directory checkov sam-validate fuzz-smoke
 
 ## demo: the real binary under cargo-lambda's Runtime API emulator, on a seeded moto account. Never real AWS.
@@ -56,7 +56,7 @@ tools: $(TOOLS_STAMP)
 $(TOOLS_STAMP): tools/requirements.txt
 	$(call make-venv,$(VENV),tools/requirements.txt)
 
-## checkov: policy scan of template.yaml and member-role.yaml. A skipped check carries its reason in the template
+## checkov: policy scan of template.yaml, member-role.yaml and events-forwarder.yaml. A skipped check carries its reason in the template
 ## (Metadata: checkov). Its own venv: checkov pins boto3 and friends, which would clash with moto's. No calls to
 ## Prisma Cloud or PyPI. checkov drops what a Condition or !If leaves out for the parameter defaults, so both
 ## templates are also scanned (and cfn-linted) as copies with every option on: Accounts=organization (the work
@@ -92,7 +92,7 @@ checkov: $(CHECKOV_STAMP)
 		{ echo "$(ALL_OPTIONS_TEMPLATE): $$id default not replaced"; exit 1; }; \
 	done
 	$(VENV)/bin/cfn-lint $(ALL_OPTIONS_TEMPLATE)
-	CKV_SKIP_PACKAGE_UPDATE_CHECK=true $(CHECKOV_VENV)/bin/checkov --file template.yaml --file member-role.yaml \
+	CKV_SKIP_PACKAGE_UPDATE_CHECK=true $(CHECKOV_VENV)/bin/checkov --file template.yaml --file member-role.yaml --file events-forwarder.yaml \
 		--file $(ALL_OPTIONS_TEMPLATE) --file $(ALL_OPTIONS_MEMBER_ROLE) \
 		--framework cloudformation --skip-download --compact --quiet
 

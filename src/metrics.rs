@@ -273,12 +273,9 @@ mod tests {
     /// IAM events outside the deployment: one roll-up line with their count, no account.
     #[test]
     fn events_out_of_scope_are_a_roll_up() {
-        let line = serde_json::to_value(out_of_scope_line(
-            "r1",
-            3,
-            datetime!(2026-11-30 12:00 UTC),
-        ))
-        .unwrap();
+        let line =
+            serde_json::to_value(out_of_scope_line("r1", 3, datetime!(2026-11-30 12:00 UTC)))
+                .unwrap();
         assert_eq!(
             directives(&line),
             [(serde_json::json!([[]]), vec!["EventsOutOfScope"])]

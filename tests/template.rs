@@ -906,6 +906,130 @@ fn the_iam_event_rule_sends_what_the_code_reads_to_its_queue() {
     ));
 }
 
+/// IAM's events from elsewhere reach the function's bus, and only those: member-role.yaml's us-east-1 rule and
+/// events-forwarder.yaml's (for a stack outside us-east-1) have the code's pattern and forward to a default bus
+/// through a role of their own that may only put events on that one bus; the function's bus admits members'
+/// events only from the organization (`aws:PrincipalOrgID`), and only for an organization with event checks.
+#[test]
+fn iam_events_are_forwarded_with_the_codes_pattern_by_roles_that_can_do_nothing_else() {
+    let pattern = keywatch::cloudtrail::event_pattern();
+    let member = member_template();
+    let forwarder: Value = serde_yaml_ng::from_str(
+        &std::fs::read_to_string(project_dir().join("events-forwarder.yaml"))
+            .expect("events-forwarder.yaml"),
+    )
+    .expect("YAML");
+    for (file, template, rule, role, bus) in [
+        (
+            "member-role.yaml",
+            &member,
+            "MemberIamEventRule",
+            "MemberIamEventForwarderRole",
+            "arn:${AWS::Partition}:events:${KeywatchRegion}:${KeywatchAccount}:event-bus/default",
+        ),
+        (
+            "events-forwarder.yaml",
+            &forwarder,
+            "IamEventForwardRule",
+            "IamEventForwarderRole",
+            "arn:${AWS::Partition}:events:${KeywatchRegion}:${AWS::AccountId}:event-bus/default",
+        ),
+    ] {
+        let resources = &template["Resources"];
+        let properties = &resources[rule]["Properties"];
+        let json: Json = serde_json::to_value(&properties["EventPattern"]).expect("JSON");
+        assert_eq!(json, pattern, "{file}: the code's pattern");
+        let targets = list(&properties["Targets"]);
+        assert_eq!(targets.len(), 1, "{file}");
+        let sub = |value: &Value| -> String {
+            match tagged(value, "Sub") {
+                Some(Value::String(text)) => text.clone(),
+                Some(Value::Sequence(parts)) => parts[0].as_str().unwrap_or_default().to_string(),
+                _ => panic!("{file}: a !Sub ARN, found {value:?}"),
+            }
+        };
+        assert_eq!(
+            sub(&targets[0]["Arn"]),
+            bus,
+            "{file}: the keywatch region's default bus"
+        );
+        assert_eq!(
+            tagged(&targets[0]["RoleArn"], "GetAtt").and_then(Value::as_str),
+            Some(format!("{role}.Arn").as_str()),
+            "{file}"
+        );
+        let role = &resources[role]["Properties"];
+        let trust = list(&role["AssumeRolePolicyDocument"]["Statement"]);
+        assert_eq!(trust.len(), 1, "{file}");
+        assert_eq!(
+            trust[0]["Principal"]["Service"], "events.amazonaws.com",
+            "{file}"
+        );
+        let policies = list(&role["Policies"]);
+        assert_eq!(policies.len(), 1, "{file}");
+        let statements = list(&policies[0]["PolicyDocument"]["Statement"]);
+        assert_eq!(statements.len(), 1, "{file}: {statements:?}");
+        assert_eq!(statements[0]["Effect"], "Allow");
+        assert_eq!(
+            statements[0]["Action"], "events:PutEvents",
+            "{file}: nothing else"
+        );
+        assert_eq!(
+            sub(&statements[0]["Resource"]),
+            bus,
+            "{file}: that bus only"
+        );
+    }
+    // In a member, only the us-east-1 instance forwards, and only with event checks.
+    for name in ["MemberIamEventRule", "MemberIamEventForwarderRole"] {
+        assert_eq!(member["Resources"][name]["Condition"], "ForwardIamEvents");
+    }
+    let in_region = |region: &str, events: &str| {
+        condition(
+            &member,
+            "ForwardIamEvents",
+            &[("AWS::Region", region), ("EventChecks", events)],
+        )
+    };
+    assert!(in_region("us-east-1", "true"));
+    assert!(
+        !in_region("eu-west-1", "true"),
+        "IAM's events are only in us-east-1"
+    );
+    assert!(!in_region("us-east-1", "false"));
+    // The function's bus: members of the organization only.
+    let template = template();
+    let policy = &template["Resources"]["OrganizationEventBusPolicy"];
+    assert_eq!(policy["Condition"], "ForwardOrganizationEvents");
+    let statement = &policy["Properties"]["Statement"];
+    assert_eq!(statement["Action"], "events:PutEvents");
+    assert_eq!(
+        tagged(
+            &statement["Condition"]["StringEquals"]["aws:PrincipalOrgID"],
+            "Ref"
+        )
+        .and_then(Value::as_str),
+        Some("OrganizationId")
+    );
+    for (accounts, events, admitted) in [
+        ("organization", "true", true),
+        ("organization", "false", false),
+        ("self", "true", false),
+        ("111111111111,222222222222", "true", false),
+    ] {
+        let given = [
+            ("Accounts", accounts),
+            ("EventChecks", events),
+            ("OrganizationId", "o-a1b2c3d4e5"),
+        ];
+        assert_eq!(
+            condition(&template, "ForwardOrganizationEvents", &given),
+            admitted,
+            "{given:?}"
+        );
+    }
+}
+
 #[test]
 fn ledger_parameters_are_the_functions_settings() {
     let template = template();
@@ -1552,10 +1676,16 @@ fn member_role_reads_exactly_the_iam_actions_and_trusts_only_the_function_role()
         member.get("Transform").is_none(),
         "plain CloudFormation, for StackSets"
     );
+    // One role always; the IAM event forwarder (its rule and the rule's own role) only under its condition.
     let resources = member["Resources"].as_mapping().expect("Resources");
+    let always: Vec<&str> = resources
+        .iter()
+        .filter(|(_, resource)| resource.get("Condition").is_none())
+        .filter_map(|(name, _)| name.as_str())
+        .collect();
     assert_eq!(
-        resources.len(),
-        1,
+        always,
+        ["MemberRole"],
         "one role and nothing else: {resources:?}"
     );
     let role = &member["Resources"]["MemberRole"];
@@ -2586,7 +2716,9 @@ async fn template_for_accounts_deploys_on_moto() {
             ("OrganizationId", "o-a1b2c3d4e5"),
         ],
     );
-    assert_deployed(&summary, &fleet, &skipped);
+    // An organization's members forward their IAM events to this account's bus.
+    let bus_policy = ("OrganizationEventBusPolicy", "AWS::Events::EventBusPolicy");
+    assert_deployed(&summary, &fleet, &with_events(&skipped, &[bus_policy]));
 
     let summary = deploy_template(
         &moto,

@@ -67,6 +67,7 @@ MOTO_UNSUPPORTED = {
     "AWS::Lambda::EventInvokeConfig",
     "AWS::SQS::QueuePolicy",
     "AWS::SNS::TopicPolicy",
+    "AWS::Events::EventBusPolicy",
 }
 
 
@@ -566,6 +567,11 @@ def create_unsupported(client: Any, stack_name: str, name: str, kind: str, props
                 TopicArn=arn, AttributeName="Policy", AttributeValue=json.dumps(props["PolicyDocument"])
             )
         return f"{name}: set with sns:SetTopicAttributes Policy (moto's CloudFormation skips {kind})"
+    if kind == "AWS::Events::EventBusPolicy":
+        statement = {"Sid": props["StatementId"], **props["Statement"]}
+        policy = {"Version": "2012-10-17", "Statement": [statement]}
+        client("events").put_permission(EventBusName=props.get("EventBusName", "default"), Policy=json.dumps(policy))
+        return f"{name}: set with events:PutPermission Policy (moto's CloudFormation skips {kind})"
     raise ValueError(f"no API fallback for {kind}")
 
 
@@ -968,6 +974,12 @@ def deploy_plain(client: Any, template: dict, stack_name: str, parameters: dict,
     resources: dict[str, dict[str, str]] = {}
     roles: dict[str, dict] = {}
     iam = client("iam")
+    # Fn::GetAtt of the stack's roles, for the rule that names its role.
+    attributes = {
+        f"{name}.Arn": iam.get_role(RoleName=physical[name])["Role"]["Arn"]
+        for name, resource in template["Resources"].items()
+        if resource["Type"] == "AWS::IAM::Role" and physical.get(name)
+    }
     for name, resource in template["Resources"].items():
         if not conditions.get(resource.get("Condition", ""), True):
             continue
@@ -979,6 +991,19 @@ def deploy_plain(client: Any, template: dict, stack_name: str, parameters: dict,
         resources[name] = {"type": kind, "status": status, "physical_id": physical[name]}
         if status != "CREATE_COMPLETE":
             problems.append(f"{name} ({kind}) is {status}: {created[name].get('ResourceStatusReason')}")
+        if kind == "AWS::Events::Rule":
+            props = resolve(resource["Properties"], values, conditions, physical, attributes)
+            events = client("events")
+            rule_name = physical[name].rsplit("/", 1)[-1]
+            rule = events.describe_rule(Name=rule_name)
+            expect(f"{name} EventPattern", json.loads(rule["EventPattern"]), props["EventPattern"])
+            targets = events.list_targets_by_rule(Rule=rule_name)["Targets"]
+            expect(
+                f"{name} targets",
+                [(t["Arn"], t.get("RoleArn")) for t in targets],
+                [(t["Arn"], t.get("RoleArn")) for t in props["Targets"]],
+            )
+            continue
         if kind != "AWS::IAM::Role":
             problems.append(f"{name}: no check for {kind}; add one to deploy_plain")
             continue
