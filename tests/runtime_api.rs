@@ -743,6 +743,68 @@ fn cloudtrail_event(name: &str, user: &str, key: Option<&str>) -> Value {
     event
 }
 
+/// The rule's pattern against moto's own EventBridge: each of the nine calls it lists, as IAM's CloudTrail event,
+/// reaches the queue; the same calls from another event source, another detail-type, and IAM calls that cannot
+/// make or resolve a finding do not.
+#[tokio::test]
+async fn the_event_pattern_matches_each_listed_call_and_nothing_else() {
+    use support::pump::{take_bodies, WorkQueue};
+    let moto = Moto::start();
+    let account: Account = moto.account().await;
+    let queue = WorkQueue::create(&account.sqs, "keywatch-events", 60, 3).await;
+    let base = cloudtrail_event("create-access-key-for-another-user.json", "u", None);
+    let named = |name: &str| {
+        let mut event = base.clone();
+        event["detail"]["eventName"] = name.into();
+        event["detail"]["eventID"] = format!("id-{name}").into();
+        event
+    };
+    let mut events: Vec<Value> = keywatch::cloudtrail::EVENT_NAMES
+        .iter()
+        .map(|n| named(n))
+        .collect();
+    for unrelated in [
+        "DeleteRole",
+        "CreateRole",
+        "AttachUserPolicy",
+        "GetUser",
+        "ListAccessKeys",
+    ] {
+        events.push(named(unrelated));
+    }
+    let mut other_source = named("CreateAccessKey");
+    other_source["detail"]["eventSource"] = "sts.amazonaws.com".into();
+    other_source["detail"]["eventID"] = "id-other-source".into();
+    let mut other_type = named("CreateAccessKey");
+    other_type["detail-type"] = "AWS Console Sign In via CloudTrail".into();
+    other_type["detail"]["eventID"] = "id-other-type".into();
+    events.extend([other_source, other_type]);
+    support::eventbridge::route_through_rule(
+        &moto.endpoint,
+        &keywatch::cloudtrail::event_pattern(),
+        &queue.arn,
+        &events,
+    );
+    let mut delivered: Vec<String> = take_bodies(&account.sqs, &queue.url)
+        .await
+        .iter()
+        .map(|body| {
+            let event: Value = serde_json::from_str(body).expect("EventBridge delivers JSON");
+            event["detail"]["eventID"]
+                .as_str()
+                .unwrap_or_default()
+                .to_string()
+        })
+        .collect();
+    delivered.sort();
+    let mut wanted: Vec<String> = keywatch::cloudtrail::EVENT_NAMES
+        .iter()
+        .map(|n| format!("id-{n}"))
+        .collect();
+    wanted.sort();
+    assert_eq!(delivered, wanted);
+}
+
 /// Minutes, not a day: an administrator creates a key for a console user; its CloudTrail event goes through
 /// moto's EventBridge (a rule with keywatch's pattern, an SQS target) into the queue, the pump hands it to the
 /// shipped binary, and the alert names the key and who created it for whom. Unrelated events never reach the
@@ -903,11 +965,39 @@ async fn an_iam_event_checks_its_user_through_eventbridge_and_the_queue() {
     );
     assert_eq!(out_of_scope_counts(&function), [1], "counted in a metric");
 
-    // The next sweep: both findings open, none new, nothing published.
+    // The key deleted: the user's DeleteAccessKey event resolves its finding, with the reason, at once.
+    account
+        .iam
+        .delete_access_key()
+        .user_name("new-hire")
+        .access_key_id(&new_key)
+        .send()
+        .await
+        .expect("delete the key");
+    let mut deleted = cloudtrail_event("create-access-key-for-another-user.json", "new-hire", None);
+    deleted["detail"]["eventName"] = "DeleteAccessKey".into();
+    deleted["detail"]["requestParameters"]["accessKeyId"] = new_key.clone().into();
+    deleted["detail"]["responseElements"] = Value::Null;
+    let resolved = function.invoke_ok("DeleteAccessKey", &deleted.to_string());
+    assert_eq!(resolved["findings"], serde_json::json!([]), "{resolved:#}");
+    assert_eq!(
+        resolved["resolved"][0]["access_key_id"],
+        new_key.as_str(),
+        "{resolved:#}"
+    );
+    assert_eq!(
+        resolved["resolved"][0]["reason"], "key_deleted",
+        "{resolved:#}"
+    );
+    let delivered = account.delivered(&queue).await;
+    assert_eq!(delivered.len(), 1, "{delivered:?}");
+    assert!(delivered[0].0.contains("1 resolved"), "{}", delivered[0].0);
+
+    // The next sweep: old-hand's finding open, nothing new, nothing published.
     let next = function.invoke_ok("events/scheduled.json", &event_file("scheduled.json"));
     assert_eq!(
         next["findings"].as_array().map(Vec::len),
-        Some(2),
+        Some(1),
         "{next:#}"
     );
     assert_eq!(next["new"], serde_json::json!([]), "{next:#}");
