@@ -30,6 +30,8 @@
 use keywatch_test_support as support;
 
 // The crate root is this file, so its modules are found by path.
+#[path = "scale/events.rs"]
+mod events;
 #[path = "scale/instance.rs"]
 mod instance;
 #[path = "scale/measure.rs"]
@@ -195,6 +197,13 @@ async fn main() {
         None => Vec::new(),
     };
 
+    // IAM events, one at a time, from the queue to the alert.
+    let event_runs = if seeded.is_empty() {
+        Vec::new()
+    } else {
+        events::bench_events(&moto, &proxy, &binary, runs.max(5)).await
+    };
+
     // Last: it resets moto for an organization of its own.
     let org = if org_accounts > 0 {
         Some(bench_organization(&moto, &proxy, &binary, org_accounts, org_users, runs).await)
@@ -211,6 +220,7 @@ async fn main() {
         org: org.as_ref(),
         ledger: &ledger,
         rules: &rules,
+        events: &event_runs,
     };
     let plot_path = project_dir().join("docs/benchmarks.svg");
     plot(&bench, &plot_path).expect("draw docs/benchmarks.svg");

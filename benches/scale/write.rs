@@ -1,6 +1,7 @@
 //! The writing: `docs/benchmarks.md` and `docs/benchmarks.svg` from what [`super::measure`] recorded, with every
 //! verdict computed here, and the mismatches that fail the bench.
 
+use crate::events::render_events;
 use crate::measure::*;
 use crate::rules::render_rules;
 use crate::seed::*;
@@ -130,6 +131,8 @@ pub(crate) struct Bench<'a> {
     pub(crate) ledger: &'a [(&'static str, Run)],
     /// The rules' runs on the largest account: (which rules, the run).
     pub(crate) rules: &'a [(&'static str, Run)],
+    /// IAM events, from the queue to the alert.
+    pub(crate) events: &'a [crate::events::EventRun],
 }
 
 impl Bench<'_> {
@@ -703,6 +706,7 @@ pub(crate) fn render(bench: &Bench, binary: &Path) -> (String, Vec<String>, Vec<
     }
     render_ledger(&mut out, bench, &mut mismatches, &mut unmet);
     render_rules(&mut out, bench, &mut mismatches, &mut unmet);
+    render_events(&mut out, bench, &mut mismatches, &mut unmet);
     if let Some(org) = bench.org {
         render_org(&mut out, org, bench.latency, &mut mismatches, &mut unmet);
     }
