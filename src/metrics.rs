@@ -88,6 +88,28 @@ pub struct Metadata {
     pub cloud_watch_metrics: Vec<Directive>,
 }
 
+impl Metadata {
+    /// One count metric under one dimension set, at `now`: the lines beside a check's own.
+    fn count(now: OffsetDateTime, dimensions: Vec<&'static str>, name: &'static str) -> Metadata {
+        Metadata {
+            timestamp: timestamp(now),
+            cloud_watch_metrics: vec![Directive {
+                namespace: NAMESPACE,
+                dimensions: vec![dimensions],
+                metrics: vec![Metric {
+                    name,
+                    unit: "Count",
+                }],
+            }],
+        }
+    }
+}
+
+/// EMF's `Timestamp`: milliseconds since the epoch.
+fn timestamp(now: OffsetDateTime) -> i64 {
+    i64::try_from(now.unix_timestamp_nanos() / 1_000_000).unwrap_or(0)
+}
+
 #[derive(Debug, Serialize)]
 pub struct Directive {
     #[serde(rename = "Namespace")]
@@ -153,7 +175,7 @@ pub fn line<'a>(
     .collect();
     EmfLine {
         aws: Metadata {
-            timestamp: i64::try_from(now.unix_timestamp_nanos() / 1_000_000).unwrap_or(0),
+            timestamp: timestamp(now),
             cloud_watch_metrics: directives,
         },
         account_id,
@@ -206,17 +228,7 @@ pub fn rule_lines<'a>(
         .rules
         .iter()
         .map(|&rule| RuleLine {
-            aws: Metadata {
-                timestamp: i64::try_from(now.unix_timestamp_nanos() / 1_000_000).unwrap_or(0),
-                cloud_watch_metrics: vec![Directive {
-                    namespace: NAMESPACE,
-                    dimensions: vec![vec![RULE_DIMENSION]],
-                    metrics: vec![Metric {
-                        name: "Findings",
-                        unit: "Count",
-                    }],
-                }],
-            },
+            aws: Metadata::count(now, vec![RULE_DIMENSION], "Findings"),
             rule,
             run_id,
             findings: report.findings.iter().filter(|f| f.rule == rule).count(),
@@ -240,17 +252,7 @@ pub struct OutOfScopeLine<'a> {
 /// The line for `events` out-of-scope events of one invocation.
 pub fn out_of_scope_line(run_id: &str, events: usize, now: OffsetDateTime) -> OutOfScopeLine<'_> {
     OutOfScopeLine {
-        aws: Metadata {
-            timestamp: i64::try_from(now.unix_timestamp_nanos() / 1_000_000).unwrap_or(0),
-            cloud_watch_metrics: vec![Directive {
-                namespace: NAMESPACE,
-                dimensions: vec![vec![]],
-                metrics: vec![Metric {
-                    name: EVENTS_OUT_OF_SCOPE,
-                    unit: "Count",
-                }],
-            }],
-        },
+        aws: Metadata::count(now, vec![], EVENTS_OUT_OF_SCOPE),
         run_id,
         events_out_of_scope: events,
     }
