@@ -266,25 +266,38 @@ impl Keywatch {
                             &attempt,
                         ))
                         .await;
-                    match result {
-                        Ok(_) => Vec::new(),
-                        Err(error) => {
-                            let permanent = error.is_permanent();
-                            tracing::error!(
-                                account_id,
-                                run_id,
-                                permanent,
-                                error_type = error.error_type(),
-                                %error,
-                                "event-driven check failed"
-                            );
-                            // A permanent failure is acknowledged: retrying cannot heal it.
-                            if permanent {
-                                Vec::new()
-                            } else {
-                                events.iter().map(|(record, _)| fail(record)).collect()
-                            }
-                        }
+                    let Err(error) = result else {
+                        return Vec::new();
+                    };
+                    let permanent = error.is_permanent();
+                    tracing::error!(
+                        account_id,
+                        run_id,
+                        permanent,
+                        error_type = error.error_type(),
+                        %error,
+                        "event-driven check failed"
+                    );
+                    // As a work item's check: said once, on a permanent failure or the last attempt.
+                    if let (true, Some((record, _))) = (attempt.last || permanent, events.first()) {
+                        let item = WorkItem {
+                            account_id: account_id.clone(),
+                            run_id: run_id.clone(),
+                            owner: owner.clone(),
+                        };
+                        let failure = Failure {
+                            error: &error,
+                            permanent,
+                            delivered: attempt.delivered.load(Ordering::Relaxed),
+                        };
+                        self.notify_failed(record, Some(&item), &failure, deadline)
+                            .await;
+                    }
+                    // A permanent failure is acknowledged: retrying cannot heal it.
+                    if permanent {
+                        Vec::new()
+                    } else {
+                        events.iter().map(|(record, _)| fail(record)).collect()
                     }
                 }
             })

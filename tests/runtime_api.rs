@@ -1203,6 +1203,7 @@ async fn a_member_accounts_iam_event_is_checked_through_the_member_role() {
     let organizations = support::create_organization(&moto).await;
     let dev = support::create_member(&organizations, "dev").await;
     let excluded = support::create_member(&organizations, "excluded").await;
+    let denied = support::create_member(&organizations, "denied").await;
     organizations
         .tag_resource()
         .resource_id(&dev)
@@ -1277,6 +1278,37 @@ async fn a_member_accounts_iam_event_is_checked_through_the_member_role() {
         "never checked: {requests:?}"
     );
     assert!(own.delivered(&queue).await.is_empty());
+
+    // A member whose role is denied, from the queue: a permanent failure, announced once with the failed-check
+    // notice, and its record acknowledged, not retried in vain.
+    use support::proxy::{Fault, Rule};
+    proxy.add(Rule::on("sts:AssumeRole", Fault::AccessDenied).param("RoleArn", &denied));
+    let events = WorkQueue::create(&own.sqs, "keywatch-events", 1, 3).await;
+    event["detail"]["recipientAccountId"] = denied.clone().into();
+    own.sqs
+        .send_message()
+        .queue_url(&events.url)
+        .message_body(event.to_string())
+        .send()
+        .await
+        .expect("send the event");
+    let pumped = support::pump::Pump::new(&own.sqs, &events.url)
+        .await
+        .run(&function)
+        .await;
+    assert_eq!(
+        (pumped.records, pumped.deleted, pumped.failed),
+        (1, 1, 0),
+        "acknowledged: {pumped:#?}"
+    );
+    let notices = own.delivered(&queue).await;
+    assert_eq!(notices.len(), 1, "{notices:?}");
+    assert!(notices[0].0.contains(&denied), "{}", notices[0].0);
+    assert!(
+        notices[0].0.contains("could not be checked"),
+        "{}",
+        notices[0].0
+    );
 }
 
 #[test]
