@@ -61,7 +61,7 @@ $(TOOLS_STAMP): tools/requirements.txt
 ## Prisma Cloud or PyPI. checkov drops what a Condition or !If leaves out for the parameter defaults, so both
 ## templates are also scanned (and cfn-linted) as copies with every option on: Accounts=organization (the work
 ## queues), EnableSecurityHub=true and Remediation=deactivate (their grants), ChatNotifications=custom with both
-## a Slack and a Teams channel.
+## a Slack and a Teams channel, GracePeriodHours=24 (the re-check schedules' grants and role).
 CHECKOV_VENV := .venv-checkov
 CHECKOV_STAMP := $(CHECKOV_VENV)/.installed-$(shell cat tools/requirements-checkov.txt | cksum | cut -d' ' -f1)
 ALL_OPTIONS_TEMPLATE := target/lint/template-all-options.yaml
@@ -71,6 +71,7 @@ ALL_OPTIONS := -e 's/^    Default: self$$/    Default: organization/' \
 	-e '/^  EnableSecurityHub:$$/,/^    Default:/s/^    Default: "false"$$/    Default: "true"/' \
 	-e '/^  Remediation:$$/,/^    Default:/s/^    Default: "off"$$/    Default: deactivate/' \
 	-e '/^  ChatNotifications:$$/,/^    Default:/s/^    Default: "off"$$/    Default: custom/' \
+	-e '/^  GracePeriodHours:$$/,/^    Default:/s/^    Default: 0$$/    Default: 24/' \
 	-e '/^  SlackWorkspaceId:$$/,/^    Default:/s/^    Default: ""$$/    Default: T0123ABCD/' \
 	-e '/^  SlackChannelId:$$/,/^    Default:/s/^    Default: ""$$/    Default: C0123ABCD/' \
 	-e '/^  TeamsTenantId:$$/,/^    Default:/s/^    Default: ""$$/    Default: 11111111-2222-3333-4444-555555555555/' \

@@ -20,6 +20,7 @@ use crate::handler::Keywatch;
 use crate::inventory::{self, elapsed_ms};
 use crate::ledger::{Ledger, Notice, Table};
 use crate::metrics;
+use crate::notify::recheck;
 use crate::notify::security_hub::{self, Hub};
 use crate::notify::sns::SnsSink;
 use crate::notify::when::{self, Memory};
@@ -413,6 +414,7 @@ impl Keywatch {
             remediation_failed: Vec::new(),
             deactivate_after_days: self.settings.remediation.notice_days(),
             security_hub: None,
+            rechecks: Vec::new(),
             notifications: Vec::new(),
             new: None,
             open: None,
@@ -588,6 +590,30 @@ impl Keywatch {
         if let Some(error) = publish_error {
             return Err(error);
         }
+        // An event-driven check's pending keys: their user is checked again when the grace ends, not at the next
+        // sweep. After the alert (alerts never wait on it); a schedule that cannot be made fails the check loudly
+        // at the end, and the sweep remains the backstop.
+        let mut recheck_error = None;
+        if let (Some(recheck), Some(_), false) = (&self.settings.recheck, &named, dry_run) {
+            if !report.pending.is_empty() {
+                let scheduled = recheck::schedule(
+                    self.clients.scheduler()?,
+                    recheck,
+                    account_id,
+                    &report.pending,
+                    |user| invocation.change_of(account_id, user).cloned(),
+                    deadline,
+                )
+                .await;
+                match scheduled {
+                    Ok(scheduled) => report.rechecks = scheduled,
+                    Err(error) => {
+                        tracing::error!(run_id, account_id, %error, "re-check not scheduled");
+                        recheck_error = Some(error);
+                    }
+                }
+            }
+        }
         // Only after a check that got this far: a check that could not look never archives a finding.
         if let (Some(region), false) = (&self.settings.security_hub, dry_run) {
             let start = Instant::now();
@@ -615,7 +641,7 @@ impl Keywatch {
             return Err(error);
         }
         // After everything that must not be lost (deactivations, the alert, the hub): loudly.
-        if let Some(error) = ledger_error {
+        if let Some(error) = ledger_error.or(recheck_error) {
             return Err(error);
         }
         report.api_calls = ApiCalls::from(calls.take());

@@ -95,6 +95,8 @@ pub struct Clients {
     sqs: Option<aws_sdk_sqs::Client>,
     /// Built only where [`Services::organizations`]; read through [`Clients::organizations`].
     organizations: Option<aws_sdk_organizations::Client>,
+    /// Built only where [`Services::scheduler`]; read through [`Clients::scheduler`].
+    scheduler: Option<aws_sdk_scheduler::Client>,
     /// The ledger, always with the function's own credentials (never a member role's).
     pub dynamodb: aws_sdk_dynamodb::Client,
     /// IAM and Security Hub of the account keywatch runs in, as the function's role. Another account's come from
@@ -122,6 +124,8 @@ pub struct Services {
     pub organizations: bool,
     /// Security Hub: `SECURITY_HUB=true`.
     pub security_hub: bool,
+    /// EventBridge Scheduler: the grace period's re-check (`RECHECK_*`).
+    pub scheduler: bool,
 }
 
 impl Services {
@@ -130,6 +134,7 @@ impl Services {
         queue: true,
         organizations: true,
         security_hub: true,
+        scheduler: true,
     };
 }
 
@@ -178,6 +183,7 @@ impl Clients {
             organizations: services
                 .organizations
                 .then(|| client!(aws_sdk_organizations)),
+            scheduler: services.scheduler.then(|| client!(aws_sdk_scheduler)),
             own_account: AccountClients {
                 iam: client!(aws_sdk_iam),
                 security_hub: services.security_hub.then(|| client!(aws_sdk_securityhub)),
@@ -190,6 +196,12 @@ impl Clients {
         self.sqs
             .as_ref()
             .ok_or_else(|| not_built("WORK_QUEUE_URL", "SQS"))
+    }
+
+    pub fn scheduler(&self) -> Result<&aws_sdk_scheduler::Client, Error> {
+        self.scheduler
+            .as_ref()
+            .ok_or_else(|| not_built("RECHECK_QUEUE_ARN", "EventBridge Scheduler"))
     }
 
     pub fn organizations(&self) -> Result<&aws_sdk_organizations::Client, Error> {
@@ -369,6 +381,7 @@ mod tests {
             queue: false,
             organizations: false,
             security_hub: false,
+            scheduler: false,
         };
         for (vars, expected) in [
             (vec![topic], none),
@@ -390,6 +403,12 @@ mod tests {
                     queue,
                     ("SECURITY_HUB", "true"),
                     ("AWS_REGION", "us-east-1"),
+                    (
+                        "RECHECK_QUEUE_ARN",
+                        "arn:aws:sqs:us-east-1:123456789012:events",
+                    ),
+                    ("RECHECK_ROLE_ARN", "arn:aws:iam::123456789012:role/recheck"),
+                    ("RECHECK_SCHEDULE_GROUP", "keywatch-rechecks"),
                 ],
                 Services::ALL,
             ),
@@ -414,6 +433,10 @@ mod tests {
             assert_eq!(
                 variable(clients.organizations().map(drop)),
                 (!expected.organizations).then_some("ACCOUNTS")
+            );
+            assert_eq!(
+                variable(clients.scheduler().map(drop)),
+                (!expected.scheduler).then_some("RECHECK_QUEUE_ARN")
             );
             // An assumed account's clients have a hub exactly where the function's own do.
             let member = clients.assumed(aws_sdk_iam::config::Credentials::new(

@@ -52,6 +52,36 @@ pub struct IamChange {
     pub event_id: String,
 }
 
+impl IamChange {
+    /// The change as an EventBridge CloudTrail event again, which [`read`] reads back as the same change: what a
+    /// re-check schedule puts on the event queue.
+    pub fn as_event(&self) -> Value {
+        let caller = if self.by_self {
+            serde_json::json!({"type": "IAMUser", "arn": self.actor_arn, "accountId": self.account_id,
+                               "userName": self.user_name})
+        } else {
+            serde_json::json!({"type": "Unknown", "arn": self.actor_arn})
+        };
+        serde_json::json!({
+            "version": "0",
+            "id": self.event_id,
+            "detail-type": DETAIL_TYPE,
+            "source": SOURCE,
+            "account": self.account_id,
+            "detail": {
+                "eventSource": EVENT_SOURCE,
+                "eventName": self.event_name,
+                "eventTime": self.event_time,
+                "sourceIPAddress": self.source_ip,
+                "eventID": self.event_id,
+                "recipientAccountId": self.account_id,
+                "userIdentity": caller,
+                "requestParameters": {"userName": self.user_name},
+            }
+        })
+    }
+}
+
 /// What one event asks for.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Read {
@@ -239,6 +269,25 @@ mod tests {
             read(fixture("create-access-key-failed.json")).unwrap(),
             Read::Skip(why) if why.contains("failed")
         ));
+    }
+
+    /// A change written back as an event (a re-check's) reads as the same change.
+    #[test]
+    fn a_change_round_trips_through_its_event() {
+        for name in [
+            "create-access-key-for-another-user.json",
+            "create-access-key-for-self.json",
+            "create-login-profile.json",
+        ] {
+            let Read::Check(change) = read(fixture(name)).unwrap() else {
+                panic!("{name}")
+            };
+            assert_eq!(
+                read(change.as_event()).unwrap(),
+                Read::Check(change),
+                "{name}"
+            );
+        }
     }
 
     #[test]

@@ -75,6 +75,9 @@ pub struct Settings {
     /// `OWNER_TOPIC_ARNS`: an owner's own topic, which gets that owner's alerts and notices too (a team's chat
     /// channel: AWS's chat integration subscribes to a whole topic, with no filter policy).
     pub owner_topics: BTreeMap<String, String>,
+    /// `RECHECK_QUEUE_ARN`, `RECHECK_ROLE_ARN`, `RECHECK_SCHEDULE_GROUP`: where a re-check schedule sends a pending
+    /// user's change when its grace ends; `None`: no schedule (the sweep is the backstop).
+    pub recheck: Option<Recheck>,
     /// `RULES`: the rules checked, in [`evaluate::RULES`] order.
     pub rules: Vec<&'static dyn Rule>,
     /// `UNUSED_DAYS` and `ROTATE_DAYS`, the rules' settings.
@@ -98,6 +101,7 @@ impl Settings {
             queue: self.fleet.work_queue_url.is_some(),
             organizations: self.fleet.scope == Scope::Organization,
             security_hub: self.security_hub.is_some(),
+            scheduler: self.recheck.is_some(),
         }
     }
 }
@@ -117,6 +121,17 @@ pub const DEFAULT_REMIND_EVERY_DAYS: u32 = 7;
 /// An owner's topic is named with this prefix: the function's role may publish only to topics so named, in
 /// its own account and region.
 pub const OWNER_TOPIC_PREFIX: &str = "keywatch-owner-";
+
+/// Where the grace period's re-check goes (an event-driven check with `GRACE_PERIOD_HOURS` > 0).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Recheck {
+    /// The event queue the schedule sends the change to.
+    pub queue_arn: String,
+    /// The role EventBridge Scheduler sends as.
+    pub role_arn: String,
+    /// The schedule group the function may create schedules in.
+    pub group: String,
+}
 
 /// `CHAT_NOTIFICATIONS`: the `https` variant of every publish.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -271,7 +286,32 @@ impl Settings {
                 *evaluate::RULE_DAYS.end(),
             )
         };
+        let recheck = match (
+            var("RECHECK_QUEUE_ARN"),
+            var("RECHECK_ROLE_ARN"),
+            var("RECHECK_SCHEDULE_GROUP"),
+        ) {
+            (None, None, None) => None,
+            (Some(queue_arn), Some(role_arn), Some(group)) => Some(Recheck {
+                queue_arn,
+                role_arn,
+                group,
+            }),
+            (queue, role, _) => {
+                return Err(Error::Config {
+                    variable: match (queue, role) {
+                        (None, _) => "RECHECK_QUEUE_ARN",
+                        (_, None) => "RECHECK_ROLE_ARN",
+                        _ => "RECHECK_SCHEDULE_GROUP",
+                    },
+                    reason: "not set, but the other RECHECK_ variables are: set all three (the template does \
+                             with EventChecks and a grace period), or none"
+                        .to_string(),
+                })
+            }
+        };
         let settings = Settings {
+            recheck,
             rules,
             unused_days: rule_days("UNUSED_DAYS", evaluate::DEFAULT_UNUSED_DAYS)?,
             rotate_days: rule_days("ROTATE_DAYS", evaluate::DEFAULT_ROTATE_DAYS)?,

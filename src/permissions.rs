@@ -19,6 +19,13 @@ pub const IAM_ACTIONS: &[&str] = &[
 /// the template's rule's business, not a setting.
 pub const EVENT_ACTIONS: &[&str] = &["iam:GetUser"];
 
+/// An event-driven check with a grace period (`RECHECK_*`): one schedule per pending user, only in keywatch's own
+/// schedule group.
+pub const RECHECK_ACTIONS: &[&str] = &["scheduler:CreateSchedule"];
+
+/// The role a re-check schedule sends as, passed to EventBridge Scheduler only (`iam:PassedToService`).
+pub const PASS_ROLE_ACTIONS: &[&str] = &["iam:PassRole"];
+
 /// Granted on the findings topic only.
 pub const SNS_ACTIONS: &[&str] = &["sns:Publish"];
 

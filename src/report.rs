@@ -57,6 +57,10 @@ pub struct Report {
     pub deactivate_after_days: Option<u32>,
     /// What went to Security Hub (`SECURITY_HUB=true`, not a dry run), else `null`.
     pub security_hub: Option<HubSync>,
+    /// The grace period's re-checks an event-driven check scheduled: each pending user checked again when their
+    /// keys' grace ends.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub rechecks: Vec<crate::notify::recheck::Scheduled>,
     /// SNS message IDs, one per alert part; empty on a dry run or when nothing was published.
     pub notifications: Vec<Notification>,
     /// From the ledger: the IDs of findings no delivered alert named before; `null` without `LEDGER_TABLE`.

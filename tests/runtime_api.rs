@@ -1192,6 +1192,138 @@ async fn a_burst_of_iam_events_and_events_that_cannot_be_checked() {
     }
 }
 
+/// The grace period (`GRACE_PERIOD_HOURS=24`): a key an event finds fresh is pending, not alerted, and a one-time
+/// EventBridge Scheduler schedule (in moto: stored, never fired) is made to put the same change back on the event
+/// queue when the grace ends, deleting itself after; a retried check makes no second one. Fired by the test (the
+/// key then a day past its grace, through the proxy), it checks the user again and alerts, still saying who made
+/// the key.
+#[tokio::test]
+async fn a_fresh_key_is_checked_again_when_its_grace_period_ends() {
+    use support::pump::{Pump, WorkQueue};
+    let moto = Moto::start();
+    let account: Account = moto.account().await;
+    account.console_user("new-hire").await;
+    let key = account.key("new-hire").await.id;
+    let (topic, queue) = account.topic_with_queue().await;
+    let ledger = LedgerTable::create(&account.config).await;
+    let events = WorkQueue::create(&account.sqs, "keywatch-events", 60, 3).await;
+    let scheduler = aws_sdk_scheduler::Client::new(&account.config);
+    scheduler
+        .create_schedule_group()
+        .name("keywatch-rechecks")
+        .send()
+        .await
+        .expect("a schedule group");
+    let role = "arn:aws:iam::123456789012:role/keywatch-recheck";
+    let proxy = Proxy::start(&moto.endpoint);
+    let api = RuntimeApi::start();
+    let function = Function::start(
+        shipped_binary(),
+        &api,
+        &proxy.url,
+        &[
+            ("FINDINGS_TOPIC_ARN", &topic),
+            ("LEDGER_TABLE", &ledger.name),
+            ("ALERTS", "changes"),
+            ("GRACE_PERIOD_HOURS", "24"),
+            ("RECHECK_QUEUE_ARN", &events.arn),
+            ("RECHECK_ROLE_ARN", role),
+            ("RECHECK_SCHEDULE_GROUP", "keywatch-rechecks"),
+        ],
+    );
+    let event = cloudtrail_event(
+        "create-access-key-for-another-user.json",
+        "new-hire",
+        Some(&key),
+    );
+    let report = function.invoke_ok("CreateAccessKey", &event.to_string());
+    assert_eq!(report["findings"], serde_json::json!([]), "{report:#}");
+    assert_eq!(
+        report["pending"][0]["access_key_id"],
+        key.as_str(),
+        "{report:#}"
+    );
+    let grace_ends = time::OffsetDateTime::parse(
+        report["pending"][0]["grace_ends"]
+            .as_str()
+            .expect("grace_ends"),
+        &time::format_description::well_known::Rfc3339,
+    )
+    .expect("an RFC 3339 time");
+    let recheck = &report["rechecks"][0];
+    assert_eq!(recheck["user_name"], "new-hire", "{report:#}");
+    let at = time::OffsetDateTime::parse(
+        recheck["at"].as_str().expect("at"),
+        &time::format_description::well_known::Rfc3339,
+    )
+    .expect("an RFC 3339 time");
+    assert!(
+        at >= grace_ends && at - grace_ends <= time::Duration::minutes(1),
+        "{at} for a grace ending {grace_ends}"
+    );
+    assert!(
+        account.delivered(&queue).await.is_empty(),
+        "pending: no alert yet"
+    );
+    // A retry of the same check: the same schedule, not a second one.
+    function.invoke_ok("CreateAccessKey again", &event.to_string());
+    let listed = scheduler
+        .list_schedules()
+        .group_name("keywatch-rechecks")
+        .send()
+        .await
+        .expect("list the schedules")
+        .schedules;
+    assert_eq!(listed.len(), 1, "{listed:?}");
+    let schedule = scheduler
+        .get_schedule()
+        .group_name("keywatch-rechecks")
+        .name(recheck["schedule_name"].as_str().expect("a name"))
+        .send()
+        .await
+        .expect("the schedule");
+    let expected = at
+        .format(time::macros::format_description!(
+            "at([year]-[month]-[day]T[hour]:[minute]:[second])"
+        ))
+        .expect("a time");
+    assert_eq!(schedule.schedule_expression(), Some(expected.as_str()));
+    assert_eq!(schedule.schedule_expression_timezone(), Some("UTC"));
+    assert_eq!(
+        schedule.action_after_completion(),
+        Some(&aws_sdk_scheduler::types::ActionAfterCompletion::Delete)
+    );
+    let target = schedule.target().expect("a target");
+    assert_eq!(
+        (target.arn(), target.role_arn()),
+        (events.arn.as_str(), role)
+    );
+
+    // The grace has ended (the key a day older, through the proxy): the schedule fires, by the test's hand.
+    proxy.age_user("new-hire", 2, 0);
+    account
+        .sqs
+        .send_message()
+        .queue_url(&events.url)
+        .message_body(target.input().expect("the change").to_string())
+        .send()
+        .await
+        .expect("fire the schedule");
+    let pumped = Pump::new(&account.sqs, &events.url)
+        .await
+        .run(&function)
+        .await;
+    assert_eq!((pumped.records, pumped.failed), (1, 0), "{pumped:#?}");
+    let delivered = account.delivered(&queue).await;
+    assert_eq!(delivered.len(), 1, "{delivered:?}");
+    let alert = &delivered[0].1;
+    assert_eq!(key_ids(&alert["findings"]), std::slice::from_ref(&key));
+    assert_eq!(
+        alert["findings"][0]["caused_by"]["actor_arn"],
+        "arn:aws:iam::123456789012:user/ops-admin"
+    );
+}
+
 /// An organization: a member account's IAM event is checked in that account through the member role (one
 /// `sts:AssumeRole`), its alert owned by the account's owner tag as a dispatched check's would be; an event of an
 /// account the deployment excludes is acknowledged, never checked.

@@ -24,8 +24,8 @@ use keywatch::error::Error;
 use keywatch::metrics;
 use keywatch::permissions::{
     EVENT_ACTIONS, IAM_ACTIONS, LEDGER_ACTIONS, MEMBER_ROLE_ACTIONS, ORGANIZATION_ACTIONS,
-    OWNER_ACTIONS, QUEUE_CONSUME_ACTIONS, QUEUE_SEND_ACTIONS, REMEDIATION_ACTIONS,
-    SECURITY_HUB_ACTIONS, SNS_ACTIONS, UNGATED_ACTIONS,
+    OWNER_ACTIONS, PASS_ROLE_ACTIONS, QUEUE_CONSUME_ACTIONS, QUEUE_SEND_ACTIONS, RECHECK_ACTIONS,
+    REMEDIATION_ACTIONS, SECURITY_HUB_ACTIONS, SNS_ACTIONS, UNGATED_ACTIONS,
 };
 use serde_json::Value as Json;
 use serde_yaml_ng::Value;
@@ -207,6 +207,13 @@ fn condition(template: &Value, name: &str, given: &[(&str, &str)]) -> bool {
 /// or `Assert`).
 fn holds(template: &Value, node: &Value, given: &[(&str, &str)]) -> bool {
     fn scalar(template: &Value, node: &Value, given: &[(&str, &str)]) -> String {
+        // `!Sub "${Parameter}"`: the parameter as text (a Number parameter compared as CloudFormation gives it).
+        let sub = tagged(node, "Sub")
+            .and_then(Value::as_str)
+            .and_then(|text| text.strip_prefix("${")?.strip_suffix('}'));
+        if let Some(name) = sub {
+            return parameter(template, name, given);
+        }
         match (tagged(node, "Ref"), node) {
             (Some(name), _) => parameter(template, name.as_str().expect("a name"), given),
             (None, Value::String(s)) => s.clone(),
@@ -281,9 +288,21 @@ fn environment(template: &Value, given: &[(&str, &str)]) -> Vec<(String, String)
             let holds = condition(template, branches[0].as_str().expect("a condition"), given);
             return value(template, &branches[if holds { 1 } else { 2 }], given);
         }
+        // `!GetAtt X.Arn`: a stand-in ARN of that resource's kind.
+        if let Some(attribute) = tagged(node, "GetAtt").and_then(Value::as_str) {
+            let resource = attribute.trim_end_matches(".Arn");
+            return Some(
+                match template["Resources"][resource]["Type"].as_str() {
+                    Some("AWS::SQS::Queue") => "arn:aws:sqs:us-east-1:123456789012:events",
+                    Some("AWS::IAM::Role") => "arn:aws:iam::123456789012:role/recheck",
+                    other => panic!("no stand-in for !GetAtt {attribute} ({other:?})"),
+                }
+                .to_string(),
+            );
+        }
         let name = tagged(node, "Ref")
             .and_then(Value::as_str)
-            .unwrap_or_else(|| panic!("a variable is !Ref or !If: {node:?}"));
+            .unwrap_or_else(|| panic!("a variable is !Ref, !GetAtt or !If: {node:?}"));
         if name == "AWS::NoValue" {
             return None;
         }
@@ -295,6 +314,8 @@ fn environment(template: &Value, given: &[(&str, &str)]) -> Vec<(String, String)
             Some("AWS::SQS::Queue") => "https://sqs.us-east-1.amazonaws.com/123456789012/work",
             // `!Ref` of a table is its name; CloudFormation names it `<stack>-<logical ID>-<suffix>`.
             Some("AWS::DynamoDB::Table") => LEDGER_STAND_IN,
+            // `!Ref` of a schedule group is its name.
+            Some("AWS::Scheduler::ScheduleGroup") => "keywatch-rechecks",
             other => panic!("no stand-in for !Ref {name} ({other:?})"),
         };
         Some(stand_in.to_string())
@@ -357,6 +378,9 @@ fn called_for(settings: &Settings, event_checks: bool) -> BTreeSet<String> {
     if settings.ledger_table.is_some() {
         lists.push(LEDGER_ACTIONS);
     }
+    if settings.recheck.is_some() {
+        lists.extend([RECHECK_ACTIONS, PASS_ROLE_ACTIONS]);
+    }
     lists.extend(feature_actions(settings));
     lists.into_iter().flatten().map(|a| a.to_string()).collect()
 }
@@ -396,6 +420,8 @@ fn every_listed() -> BTreeSet<&'static str> {
         SECURITY_HUB_ACTIONS,
         REMEDIATION_ACTIONS,
         LEDGER_ACTIONS,
+        RECHECK_ACTIONS,
+        PASS_ROLE_ACTIONS,
     ]
     .concat()
     .into_iter()
@@ -422,7 +448,7 @@ enum Resource {
     Tagged(&'static str, &'static str),
 }
 
-const EXPECTED: [Expected; 14] = [
+const EXPECTED: [Expected; 16] = [
     // The credential report has no resource ARN, so IAM reads cannot be scoped.
     Expected {
         list: IAM_ACTIONS,
@@ -490,6 +516,23 @@ const EXPECTED: [Expected; 14] = [
         condition: Some("CheckAccounts"),
         resource: Resource::Tagged("GetAtt", "WorkQueue.Arn"),
         bound: None,
+    },
+    // The grace period's re-checks: schedules only in the stack's own group, and their role passed only to
+    // EventBridge Scheduler.
+    Expected {
+        list: RECHECK_ACTIONS,
+        condition: Some("RecheckAfterGrace"),
+        resource: Resource::Tagged(
+            "Sub",
+            "arn:${AWS::Partition}:scheduler:${AWS::Region}:${AWS::AccountId}:schedule/${RecheckScheduleGroup}/*",
+        ),
+        bound: None,
+    },
+    Expected {
+        list: PASS_ROLE_ACTIONS,
+        condition: Some("RecheckAfterGrace"),
+        resource: Resource::Tagged("GetAtt", "RecheckSchedulerRole.Arn"),
+        bound: Some(("StringEquals", "iam:PassedToService")),
     },
     // IAM's events, read by their own mapping.
     Expected {
@@ -1027,6 +1070,64 @@ fn iam_events_are_forwarded_with_the_codes_pattern_by_roles_that_can_do_nothing_
             admitted,
             "{given:?}"
         );
+    }
+}
+
+/// The grace period's re-check exists exactly when it can run (event checks on and a grace period): the function
+/// then gets its queue, role and schedule group, and the role may create schedules only in that group and pass
+/// only the schedules' role, only to EventBridge Scheduler; that role may only send to the event queue.
+#[test]
+fn the_grace_period_recheck_is_granted_exactly_when_it_can_run() {
+    let template = template();
+    for (grace, events) in [
+        ("0", "true"),
+        ("24", "true"),
+        ("24", "false"),
+        ("0", "false"),
+    ] {
+        let given = [("GracePeriodHours", grace), ("EventChecks", events)];
+        let settings = settings_with(&template, &given);
+        let on = grace != "0" && events == "true";
+        assert_eq!(settings.recheck.is_some(), on, "{given:?}");
+        assert_eq!(
+            granted_with(&template, &given),
+            called_for(&settings, events == "true"),
+            "{given:?}"
+        );
+        assert_eq!(
+            settings.services().scheduler,
+            on,
+            "{given:?}: its client only then"
+        );
+    }
+    let role = &template["Resources"]["RecheckSchedulerRole"];
+    assert_eq!(role["Condition"], "RecheckAfterGrace");
+    let trust = list(&role["Properties"]["AssumeRolePolicyDocument"]["Statement"]);
+    assert_eq!(trust.len(), 1);
+    assert_eq!(trust[0]["Principal"]["Service"], "scheduler.amazonaws.com");
+    assert_eq!(
+        tagged(
+            &trust[0]["Condition"]["StringEquals"]["aws:SourceAccount"],
+            "Ref"
+        )
+        .and_then(Value::as_str),
+        Some("AWS::AccountId")
+    );
+    let statements = list(&list(&role["Properties"]["Policies"])[0]["PolicyDocument"]["Statement"]);
+    assert_eq!(statements.len(), 1, "{statements:?}");
+    assert_eq!(statements[0]["Action"], "sqs:SendMessage");
+    assert_eq!(
+        tagged(&statements[0]["Resource"], "GetAtt").and_then(Value::as_str),
+        Some("IamEventQueue.Arn")
+    );
+    let variables = &function(&template)["Environment"]["Variables"];
+    for variable in [
+        "RECHECK_QUEUE_ARN",
+        "RECHECK_ROLE_ARN",
+        "RECHECK_SCHEDULE_GROUP",
+    ] {
+        let branches = tagged(&variables[variable], "If").expect("!If");
+        assert_eq!(list(branches)[0], "RecheckAfterGrace", "{variable}");
     }
 }
 
@@ -3435,6 +3536,7 @@ fn completed_report(account_id: &str, at: time::OffsetDateTime) -> keywatch::rep
         remediation_failed: vec![],
         deactivate_after_days: None,
         security_hub: None,
+        rechecks: Vec::new(),
         notifications: vec![],
         new: None,
         open: None,

@@ -329,7 +329,8 @@ def broken_rules(template: dict, values: dict[str, Any]) -> list[str]:
 
 
 def evaluate_conditions(conditions: dict, values: dict[str, Any]) -> dict[str, bool]:
-    """The template's conditions for these parameters (Fn::Equals/Not/And/Or, Condition, Ref)."""
+    """The template's conditions for these parameters (Fn::Equals/Not/And/Or, Condition, Ref, Fn::Sub of
+    parameters)."""
     results: dict[str, bool] = {}
 
     def value(node: Any) -> Any:
@@ -347,6 +348,8 @@ def evaluate_conditions(conditions: dict, values: dict[str, Any]) -> dict[str, b
                 return all(value(o) for o in operands)
             if function == "Fn::Or":
                 return any(value(o) for o in operands)
+            if function == "Fn::Sub" and isinstance(operands, str):
+                return re.sub(r"\$\{([^}!]+)\}", lambda m: str(values[m.group(1)]), operands)
         if isinstance(node, (str, int, float, bool)):
             return str(node)
         raise ValueError(f"unsupported condition expression: {node!r}")

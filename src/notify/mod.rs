@@ -2,6 +2,7 @@
 
 pub mod chat;
 pub mod notice;
+pub mod recheck;
 pub mod render;
 pub mod security_hub;
 pub mod sns;

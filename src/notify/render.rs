@@ -895,6 +895,7 @@ pub(crate) mod tests {
             remediation_failed: vec![],
             deactivate_after_days: None,
             security_hub: None,
+            rechecks: Vec::new(),
             notifications: vec![],
             new: None,
             open: None,
