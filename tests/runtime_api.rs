@@ -830,6 +830,7 @@ async fn an_iam_event_checks_its_user_through_eventbridge_and_the_queue() {
             ("FINDINGS_TOPIC_ARN", &topic),
             ("LEDGER_TABLE", &ledger.name),
             ("ALERTS", "changes"),
+            ("SECURITY_HUB", "true"),
         ],
     );
     let sweep = function.invoke_ok("events/scheduled.json", &event_file("scheduled.json"));
@@ -902,6 +903,16 @@ async fn an_iam_event_checks_its_user_through_eventbridge_and_the_queue() {
         ),
         "{email}"
     );
+    // In Security Hub too: new-hire's finding imported, old-hand's left ACTIVE, not archived by a check that
+    // did not read old-hand.
+    let hub = hub_keys(&account).await;
+    for key in [&old_key, &new_key] {
+        assert_eq!(
+            hub.get(key).map(|(state, _)| state.as_str()),
+            Some("ACTIVE"),
+            "{hub:?}"
+        );
+    }
     // old-hand's item is as the sweep left it: an event-driven check touches only its own users.
     assert_eq!(ledger.raw_attributes(&old_key).await, old_item);
 
