@@ -819,6 +819,62 @@ mod tests {
         }
     }
 
+    /// Exemptions and owners apply to every rule's findings alike: a user exempt by name or tag has every hit
+    /// exempted, and each finding of an owned user carries that owner.
+    #[test]
+    fn exemptions_and_owners_apply_to_every_rule() {
+        let exemptions = Exemptions::new(&["svc-*"], Some("keywatch:exempt")).unwrap();
+        let old = NOW - Duration::days(100);
+        let keys = || vec![key("AKIA1", true, old, None), key("AKIA2", true, old, None)];
+        let policy = Policy {
+            account_id: "123456789012",
+            rules: RULES,
+            context: Context::at(NOW),
+            grace_period_hours: 0,
+            exemptions: &exemptions,
+            owners: Some(None),
+        };
+        let evaluation = classify(
+            &[
+                VerifiedUser {
+                    user: user("svc-ci", "/", true, keys()),
+                    exempt_tag: None,
+                    owner: None,
+                },
+                VerifiedUser {
+                    user: user("tagged", "/", true, keys()),
+                    exempt_tag: Some(("keywatch:exempt".into(), "break-glass".into())),
+                    owner: None,
+                },
+                VerifiedUser {
+                    user: user("owned", "/", true, keys()),
+                    exempt_tag: None,
+                    owner: Some("team-a".into()),
+                },
+            ],
+            &policy,
+        );
+        use std::collections::BTreeSet;
+        let rules_of = |findings: Vec<&Finding>, name: &str| -> BTreeSet<&'static str> {
+            findings
+                .into_iter()
+                .filter(|f| f.user_name == name)
+                .map(|f| f.rule)
+                .collect()
+        };
+        let every: BTreeSet<&str> = RULES.iter().map(|r| r.id()).collect();
+        let exempted: Vec<&Finding> = evaluation.exempted.iter().map(|e| &e.finding).collect();
+        assert_eq!(rules_of(exempted.clone(), "svc-ci"), every);
+        assert_eq!(rules_of(exempted, "tagged"), every);
+        let found: Vec<&Finding> = evaluation.findings.iter().collect();
+        assert_eq!(rules_of(found, "owned"), every);
+        assert!(evaluation.findings.iter().all(|f| f.user_name == "owned"));
+        assert!(evaluation
+            .findings
+            .iter()
+            .all(|f| f.owner.as_deref() == Some("team-a")));
+    }
+
     /// Every rule through classify: each finding carries its rule and controls, and its ID adds the rule,
     /// except today's rule's (unchanged: the ledger and Security Hub have them) and a rule about a user's keys
     /// together (no key in it).
