@@ -26,8 +26,20 @@ pub async fn verify(
     owner_tag_key: Option<&str>,
     concurrency: usize,
 ) -> Result<Vec<VerifiedUser>> {
+    // What the rules need of last uses, worked out once for every candidate.
+    let reads = LastUseReads::of(rules, context);
     let mut verified: Vec<VerifiedUser> = futures_util::stream::iter(candidates.iter().copied())
-        .map(|candidate| verify_one(iam, candidate, rules, context, exemptions, owner_tag_key))
+        .map(|candidate| {
+            verify_one(
+                iam,
+                candidate,
+                rules,
+                context,
+                &reads,
+                exemptions,
+                owner_tag_key,
+            )
+        })
         .buffer_unordered(concurrency.max(1))
         .try_filter_map(|user| async move { Ok(user) })
         .try_collect()
@@ -41,6 +53,7 @@ async fn verify_one(
     candidate: &InventoryUser,
     rules: &[&dyn Rule],
     context: &Context,
+    reads: &LastUseReads,
     exemptions: &Exemptions,
     owner_tag_key: Option<&str>,
 ) -> Result<Option<VerifiedUser>> {
@@ -51,7 +64,7 @@ async fn verify_one(
                 iam,
                 &candidate.user.identity(),
                 &known_used(&candidate.user),
-                &LastUseReads::of(rules, context),
+                reads,
                 context.now,
             )
             .await?
